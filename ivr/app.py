@@ -1,0 +1,118 @@
+"""The WSGI factory: `ivr.app:create_app()` (CONTRACT.md). Everything is loaded and checked here, once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from flask import Flask
+from twilio.twiml.voice_response import VoiceResponse
+
+from . import flow, settings, store
+from .callstate import CallStore
+from .directory import Directory, parse_phone
+from .engine import Engine, Services, Turn
+from .handlers import load_all
+from .hours import Hours
+from .prompts import Prompts
+from .sealing import Sealer
+from .speech import say_phone
+
+log = logging.getLogger("ivr")
+DEV_SDU_URL = "http://127.0.0.1:5001"
+
+
+class Runtime:
+    """Everything a webhook needs, built once per process."""
+
+    def __init__(self, config: Mapping, clock: Callable[[], datetime] | None = None, redis_client=None):
+        cfg_dir: Path = config["CONFIG_DIR"]
+        self.config = config
+        self.lines_cfg = load_lines(cfg_dir / "lines.yaml")
+        self.numbers = {line["number"]: name for name, line in self.lines_cfg["lines"].items()}
+        self.prompts = Prompts.load(config["PROMPTS_DIR"])
+        self.directory = Directory.load(cfg_dir)
+        self.hours = Hours.load(cfg_dir / "hours.yaml", clock=clock)
+        handlers = load_all()
+        self.flows = flow.load(cfg_dir / "flows", self.prompts, handlers, self.directory.offices)
+        missing = set(self.lines_cfg["lines"]) - set(self.flows.lines)
+        if missing:
+            raise flow.FlowError(f"{cfg_dir / 'lines.yaml'}: no flow file for line(s) {sorted(missing)}")
+        self.redis = redis_client if redis_client is not None else store.connect(
+            config["REDIS_URL"], config["IVR_ENV"])
+        self.store = CallStore(self.redis, config["CALL_TTL"])
+        extra = {"redis": self.redis, "sealer": Sealer(config["IVR_SECRET_KEY"]), "config": config}
+        try:
+            from .sdu.client import client_from_env
+            extra["sdu"] = client_from_env(config)
+        except ImportError:  # the SDU client is optional for the engine itself
+            pass
+        self.services = Services(self.prompts, self.directory, self.hours, self.lines_cfg, extra)
+        self.engine = Engine(self.flows, self.services, handlers)
+        # Keys read in the same round trip as a call's state, and what to do with their values.
+        self.extra_keys: tuple[str, ...] = ()
+        self.refreshers: list[Callable[[list], None]] = []
+        self.entry_hooks: list[Callable[[Turn], str | None]] = []
+
+    def refresh(self, values: list) -> None:
+        for fn in self.refreshers:
+            fn(values)
+
+    def first_node(self, turn: Turn) -> str | None:
+        for hook in self.entry_hooks:
+            node = hook(turn)
+            if node:
+                return node
+        return None
+
+    def fallback_response(self) -> VoiceResponse:
+        """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""
+        response = VoiceResponse()
+        number = self.lines_cfg["callback_number"]
+        for lang in ("en", "es"):
+            voice = self.lines_cfg["voices"][lang]
+            key = "sys.fallback_open" if self.hours.is_open("agents") else "sys.fallback_closed"
+            response.say(self.prompts.text(key, lang, number=say_phone(number, lang),
+                                           hours=self.hours.describe(lang)),
+                         voice=voice["voice"], language=voice["language"])
+        if self.hours.is_open("agents"):
+            response.dial(self.lines_cfg["agents"]["phone"], timeout=self.lines_cfg["dial"]["timeout"])
+        response.hangup()
+        return response
+
+
+def load_lines(path: Path) -> dict:
+    cfg = yaml.safe_load(path.read_text()) or {}
+    for name, line in cfg.get("lines", {}).items():
+        line["number"] = parse_phone(line["number"], f"{path}: line {name!r}")
+    cfg["agents"]["phone"] = parse_phone(cfg["agents"]["phone"], f"{path}: agents")
+    cfg["callback_number"] = parse_phone(cfg["callback_number"], f"{path}: callback_number")
+    if cfg.get("default_line") not in cfg.get("lines", {}):
+        raise flow.FlowError(f"{path}: default_line {cfg.get('default_line')!r} is not a line")
+    return cfg
+
+
+def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime] | None = None,
+               redis_client=None) -> Flask:
+    config = settings.from_env()
+    config.update(overrides or {})
+    if config["IVR_ENV"] == "development" and not config["SDU_BASE_URL"]:
+        config["SDU_BASE_URL"] = DEV_SDU_URL
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config.update(config)
+    app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
+    from .webhooks import bp
+    app.register_blueprint(bp)
+    for name in ("payments", "inmate", "staff"):  # optional blueprints of the other lines' parts
+        try:
+            module = __import__(f"ivr.handlers.{name}", fromlist=["setup"])
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "setup"):
+            module.setup(app)
+    return app

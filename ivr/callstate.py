@@ -1,0 +1,74 @@
+"""Where a call is, kept in Redis under its CallSid: one read and one write per webhook."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass, field
+
+import redis
+
+KEY = "ivr:call:{sid}"
+
+
+@dataclass
+class CallState:
+    sid: str
+    line: str
+    lang: str = "en"
+    node: str = ""
+    seq: int = 0          # the step number; every action URL carries it (Twilio retries, stale steps)
+    tries: int = 0        # failed tries at the current node
+    phase: str = ""       # a node's own sub-step (confirming, dialed, closed ...)
+    vars: dict = field(default_factory=dict)
+    last: str = ""        # compressed TwiML answered at step seq-1, replayed to a Twilio retry
+    new: bool = False     # not stored yet
+
+    def to_json(self) -> str:
+        data = {"l": self.line, "g": self.lang, "n": self.node, "s": self.seq, "t": self.tries,
+                "p": self.phase, "v": self.vars, "r": self.last}
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, sid: str, raw: bytes | str) -> CallState:
+        d = json.loads(raw)
+        return cls(sid=sid, line=d["l"], lang=d["g"], node=d["n"], seq=d["s"], tries=d["t"],
+                   phase=d["p"], vars=d["v"], last=d.get("r", ""))
+
+    def remember_response(self, twiml: str) -> None:
+        self.last = base64.b85encode(zlib.compress(twiml.encode(), 9)).decode()
+
+    def replay(self) -> str | None:
+        if not self.last:
+            return None
+        return zlib.decompress(base64.b85decode(self.last)).decode()
+
+
+class CallStore:
+    """Reads and writes call state; each is a single Redis round trip (one pipeline)."""
+
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+
+    def load(self, sid: str, extra_keys: tuple[str, ...] = ()) -> tuple[CallState | None, list]:
+        """The call's state and, in the same round trip, the values of `extra_keys`."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(KEY.format(sid=sid))
+        for key in extra_keys:
+            pipe.get(key)
+        raw, *extra = pipe.execute()
+        state = None
+        if raw:
+            try:
+                state = CallState.from_json(sid, raw)
+            except (ValueError, KeyError, TypeError):
+                state = None  # unreadable state is treated as lost, never as a crash
+        return state, extra
+
+    def save(self, state: CallState) -> None:
+        self.redis.set(KEY.format(sid=state.sid), state.to_json(), ex=self.ttl)
+
+    def end(self, sid: str) -> None:
+        self.redis.delete(KEY.format(sid=sid))

@@ -1,0 +1,124 @@
+"""`ivr`: the one command for people (CONTRACT.md): serve, place a simulated call, see the tree,
+run the SDU stub, and the staff commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from .simphone import SimPhone, Transport
+
+    keys = None if args.keys is None else [k.strip() for k in args.keys.split(",")]
+    token = os.environ.get("TWILIO_AUTH_TOKEN")
+    stop = None
+    if args.url:
+        from .settings import DEV_AUTH_TOKEN
+        transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url)
+    else:
+        import logging
+        logging.basicConfig(level=logging.WARNING, format="(log) %(levelname)s %(name)s: %(message)s")
+        os.environ.setdefault("IVR_ENV", "development")
+        if not os.environ.get("SDU_BASE_URL"):
+            # The embedded defaults: the bundled SDU stub, over real HTTP on a free loopback port.
+            from .sdu.stub import serve_in_thread
+            base, stop = serve_in_thread()
+            os.environ["SDU_BASE_URL"] = base
+        from .app import create_app
+        app = create_app()
+        transport = Transport(app.config["TWILIO_AUTH_TOKEN"], app=app)
+    to = LINE_NUMBERS.get(args.to, args.to)
+    interactive = keys is None and sys.stdin.isatty()
+    phone = SimPhone(transport, to=to, caller=args.caller, keys=keys if keys is not None else [],
+                     dial_status=args.dial_status, show=print,
+                     ask=input if interactive else None)
+    if interactive:
+        phone.keys = None
+    try:
+        call = phone.place()
+    finally:
+        if stop:
+            stop()
+    return 1 if any(e.kind == "error" for e in call.events) else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import create_app
+
+    create_app().run(host=args.host, port=args.port)
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from .tree import main as tree_main
+
+    return tree_main(args)
+
+
+def cmd_sdu_stub(args: argparse.Namespace) -> int:
+    from .sdu.stub import main as stub_main
+
+    return stub_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("call", help="place a simulated call and show what the caller hears")
+    p.add_argument("--to", default="callcenter",
+                   help="the number called: callcenter, payments or an E.164 number (default: callcenter)")
+    p.add_argument("--from", dest="caller", default="+18605550199", help="the caller ID")
+    p.add_argument("--keys", help="comma-separated answers, one per prompt: digits ('123#'), "
+                   "'say words' for speech, '-' for silence, 'dial:busy' for a transfer's result")
+    p.add_argument("--url", help="a running server's base URL (default: the app in this process)")
+    p.add_argument("--dial-status", default="completed",
+                   choices=["completed", "busy", "no-answer", "failed", "canceled"])
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("serve", help="run the development web server (use gunicorn for real)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("tree", help="print a line's call tree and write it as a Mermaid diagram")
+    p.add_argument("--line", default=None, help="one line (default: every line)")
+    p.add_argument("--mermaid", metavar="FILE", help="write the Mermaid diagrams as Markdown to FILE")
+    p.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the current diagrams")
+    p.set_defaults(func=cmd_tree)
+
+    p = sub.add_parser("sdu-stub", help="run the stub SDU API server (development)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
+    p.set_defaults(func=cmd_sdu_stub)
+
+    for module in ("ivr.requests_cli", "ivr.staff_cli", "ivr.bench"):
+        try:
+            mod = __import__(module, fromlist=["add_commands"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a person gets one clear line and a non-zero exit, not a traceback
+        if os.environ.get("IVR_DEBUG"):
+            raise
+        print(f"ivr {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

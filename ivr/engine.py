@@ -1,0 +1,511 @@
+"""The interpreter of the call tree: one webhook request in, one TwiML answer out.
+
+A `Turn` is one request of one call. `Engine.start` answers a new call; `Engine.step` takes the
+caller's input for the node the call is at and moves it on. Node types are described in
+config/flows/callcenter.yaml; every menu behaves the same way (CONTRACT.md, "What a caller hears").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from .callstate import CallState
+from .flow import FlowSet, Node
+from .handlers import Outcome
+from .prompts import Prompts
+from .speech import say_digits, say_phone
+
+log = logging.getLogger("ivr.engine")
+
+MAX_HOPS = 25  # node transitions within one request; a loop in the tree must not hang a worker
+
+# Words that work like the global keys, in each language.
+GLOBAL_WORDS = {
+    "en": {"*": ["repeat", "again"], "0": ["operator", "agent", "person", "representative", "human"],
+           "9": ["main menu", "start over"]},
+    "es": {"*": ["repetir", "otra vez"], "0": ["operador", "agente", "persona", "representante"],
+           "9": ["menú principal", "menu principal", "empezar"]},
+}
+SPOKEN_DIGITS = {
+    "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+    "es": ["cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"],
+}
+
+
+@dataclass
+class Services:
+    """What the engine and the handlers may use besides the tree itself."""
+    prompts: Prompts
+    directory: object
+    hours: object
+    lines: Mapping
+    extra: Mapping       # sdu client, redis, sealer, queues ...: handlers' own needs
+
+
+class Turn:
+    """One webhook request of one call: its state, its parameters and the answer being built."""
+
+    def __init__(self, engine: Engine, state: CallState, params: Mapping[str, str], url: Callable):
+        self.engine = engine
+        self.state = state
+        self.params = params
+        self.url = url          # url(seq) -> the action URL of the next step
+        self.response = VoiceResponse()
+        self.target = None      # where say() goes by default: the response, or an open <Gather>
+        self.hops = 0
+
+    # --- what handlers use -----------------------------------------------------------------
+    @property
+    def lang(self) -> str:
+        return self.state.lang
+
+    @property
+    def vars(self) -> dict:
+        return self.state.vars
+
+    @property
+    def services(self) -> Services:
+        return self.engine.services
+
+    def public_vars(self) -> dict:
+        """Variables a prompt may speak (a leading underscore keeps one out)."""
+        return {k: v for k, v in self.state.vars.items() if not k.startswith("_")}
+
+    def param(self, name: str) -> str:
+        return (self.params.get(name) or "").strip()
+
+    def say(self, pid: str, target=None, **fields) -> None:
+        """Say a prompt (or play its published recording) in the caller's language."""
+        spoken = self.services.prompts.spoken(pid, self.lang, **fields)
+        self.say_text(spoken.text, target, audio=spoken.audio)
+
+    def say_text(self, text: str, target=None, audio: str | None = None) -> None:
+        target = target if target is not None else self.target if self.target is not None else self.response
+        if audio:
+            target.play(audio)
+        else:
+            voice = self.services.lines["voices"][self.lang]
+            target.say(text, voice=voice["voice"], language=voice["language"])
+
+    def action_url(self) -> str:
+        return self.url(self.state.seq + 1)
+
+    def gather(self, *, num_digits: int | None = 1, speech: bool = False, hints: str | None = None,
+               finish_on_key: str | None = None, timeout: int | None = None) -> Gather:
+        voice = self.services.lines["voices"][self.lang]
+        kwargs = {"action": self.action_url(), "method": "POST", "action_on_empty_result": False,
+                  "timeout": timeout or self.services.lines["menu"]["timeout"]}
+        if num_digits:
+            kwargs["num_digits"] = num_digits
+        if finish_on_key is not None:
+            kwargs["finish_on_key"] = finish_on_key
+        if speech:
+            kwargs.update(input="dtmf speech", language=voice["language"], speech_timeout="auto")
+            if hints:
+                kwargs["hints"] = hints
+        else:
+            kwargs["input"] = "dtmf"
+        return Gather(**kwargs)
+
+    def close_gather(self, gather: Gather) -> None:
+        """Every Gather is followed by a Redirect, so silence comes back as a step with no input."""
+        self.response.append(gather)
+        self.response.redirect(self.action_url(), method="POST")
+
+
+class Engine:
+    def __init__(self, flows: FlowSet, services: Services, handlers: Mapping[str, Callable]):
+        self.flows = flows
+        self.services = services
+        self.handlers = handlers
+        self.hints = {"towns": ", ".join(sorted(services.directory.towns))}
+
+    # --- entry points --------------------------------------------------------------------
+    def start(self, turn: Turn, node_id: str | None = None) -> VoiceResponse:
+        line = self.flows.lines[turn.state.line]
+        self.enter(turn, node_id or line.start)
+        return turn.response
+
+    def step(self, turn: Turn) -> VoiceResponse:
+        node = self.flows.nodes.get(turn.state.node)
+        if node is None:  # the tree changed under a live call: start its line again
+            self.enter(turn, self.flows.lines[turn.state.line].home)
+            return turn.response
+        getattr(self, f"_input_{node.type}")(turn, node)
+        return turn.response
+
+    def repeat(self, turn: Turn) -> VoiceResponse:
+        """Say the current node again without taking input (a stale or out-of-order request)."""
+        self.enter(turn, turn.state.node, keep_tries=True)
+        return turn.response
+
+    # --- moving between nodes ----------------------------------------------------------------
+    def enter(self, turn: Turn, node_id: str, keep_tries: bool = False) -> None:
+        turn.hops += 1
+        if turn.hops > MAX_HOPS:
+            log.error("call tree loop at node %s", node_id)
+            turn.say("sys.error")
+            turn.response.hangup()
+            return
+        node = self.flows.nodes[node_id]
+        if turn.state.node != node_id or not keep_tries:
+            turn.state.tries = 0
+            turn.state.phase = ""
+        turn.state.node = node_id
+        turn.state.line = self.flows.node_line[node_id]
+        getattr(self, f"_enter_{node.type}")(turn, node)
+
+    def home(self, turn: Turn) -> None:
+        self.enter(turn, self.flows.lines[turn.state.line].home)
+
+    def person(self, turn: Turn) -> None:
+        self.enter(turn, self.flows.lines[turn.state.line].person)
+
+    def fail(self, turn: Turn, node: Node, reason: str, **fields) -> None:
+        """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""
+        turn.state.tries += 1
+        if turn.state.tries >= self.services.lines["menu"]["max_tries"]:
+            self.give_up(turn)
+            return
+        turn.say(reason, **fields)
+        getattr(self, f"_enter_{node.type}")(turn, node, reprompt=True)
+
+    def give_up(self, turn: Turn) -> None:
+        hours = self.services.hours
+        if hours.is_open("agents"):
+            turn.say("menu.giveup_open")
+            self.person(turn)
+        else:
+            number = say_phone(self.services.lines["callback_number"], turn.lang)
+            turn.say("menu.giveup_closed", number=number, hours=hours.describe(turn.lang))
+            turn.response.hangup()
+
+    def apply(self, turn: Turn, node: Node, outcome: Outcome) -> None:
+        if outcome.hangup:
+            turn.response.hangup()
+        elif outcome.retry:
+            self.fail(turn, node, outcome.retry, **outcome.fields)
+        elif outcome.goto:
+            self.enter(turn, outcome.goto)
+        else:
+            getattr(self, f"_enter_{node.type}")(turn, node, reprompt=True)
+
+    # --- language --------------------------------------------------------------------------
+    def _enter_language(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        gather = turn.gather(timeout=3)
+        for pid in _as_list(node.get("prompt")):
+            turn.say(pid, gather)
+        offer = self.services.prompts.spoken("lang.offer", "es")
+        es = self.services.lines["voices"]["es"]
+        if offer.audio:
+            gather.play(offer.audio)
+        else:
+            gather.say(offer.text, voice=es["voice"], language=es["language"])
+        turn.close_gather(gather)
+
+    def _input_language(self, turn: Turn, node: Node) -> None:
+        said = _norm(turn.param("SpeechResult"))
+        if turn.param("Digits") == "2" or "espanol" in said:
+            turn.state.lang = "es"
+        self.enter(turn, node.get("next"))
+
+    # --- menus and answers -----------------------------------------------------------------
+    def _enter_menu(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        speech = any("words" in o for o in node.options)
+        gather = turn.gather(speech=speech, hints=self._hints(turn, node) if speech else None)
+        if not reprompt or node.type == "menu" and turn.state.phase == "repeat":
+            for pid in _as_list(node.get("prompt")):
+                turn.say(pid, gather, **turn.public_vars())
+            if node.get("handler"):
+                # Content made by code (payment figures): said inside the Gather, so keys barge in.
+                turn.target = gather
+                try:
+                    outcome = self.handlers[node.get("handler")](turn, None)
+                finally:
+                    turn.target = None
+                if outcome is not None and (outcome.goto or outcome.hangup):
+                    for verb in gather.verbs:  # keep what the handler said before moving on
+                        turn.response.append(verb)
+                    return self.apply(turn, node, outcome)
+        turn.state.phase = ""
+        self._say_options(turn, node, gather)
+        turn.close_gather(gather)
+
+    _enter_answer = _enter_menu
+
+    def options(self, turn: Turn, node: Node) -> list[dict]:
+        """The node's options this caller is offered (`when: {var: value}` keeps one to some callers)."""
+        return [o for o in node.options
+                if all(turn.vars.get(k) == v for k, v in (o.get("when") or {}).items())]
+
+    def _say_options(self, turn: Turn, node: Node, gather: Gather) -> None:
+        for opt in self.options(turn, node):
+            if "office" in opt:
+                office = self.services.directory.offices[opt["office"]]
+                phrase = self.services.prompts.text("menu.opt.office", turn.lang,
+                                                    office=office.name[turn.lang])
+            else:
+                phrase = turn.services.prompts.text(opt["prompt"], turn.lang)
+            turn.say("menu.option", gather, option=phrase, key=opt["key"])
+        line = self.flows.lines[turn.state.line]
+        if node.type == "answer":
+            turn.say("menu.globals.answer", gather)
+        elif node.id == line.home:
+            turn.say("menu.globals.home", gather)
+        else:
+            turn.say("menu.globals", gather)
+
+    def _hints(self, turn: Turn, node: Node) -> str:
+        words = [w for o in self.options(turn, node) for w in o.get("words", {}).get(turn.lang, [])]
+        return ", ".join(dict.fromkeys(words))
+
+    def _input_menu(self, turn: Turn, node: Node) -> None:
+        key = self._key(turn, node)
+        if key is None:
+            if turn.param("Digits"):
+                return self.fail(turn, node, "menu.invalid", key=_say_key(turn.param("Digits"), turn.lang))
+            if turn.param("SpeechResult"):
+                return self.fail(turn, node, "menu.invalid_speech")
+            return self.fail(turn, node, "menu.no_input")
+        if self._global_key(turn, node, key):
+            return
+        for opt in self.options(turn, node):
+            if str(opt["key"]) == key:
+                return self.enter(turn, opt["goto"])
+        self.fail(turn, node, "menu.invalid", key=_say_key(key, turn.lang))
+
+    _input_answer = _input_menu
+
+    def _global_key(self, turn: Turn, node: Node, key: str) -> bool:
+        if key == "*":
+            turn.state.phase = "repeat"
+            getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
+        elif key == "9":
+            self.home(turn)
+        elif key == "0":
+            self.person(turn)
+        else:
+            return False
+        return True
+
+    def _key(self, turn: Turn, node: Node) -> str | None:
+        """The key pressed, or the option a caller's words match."""
+        digits = turn.param("Digits")
+        if digits:
+            return digits[0] if len(digits) == 1 else None
+        said = _norm(turn.param("SpeechResult"))
+        if not said:
+            return None
+        for key, words in GLOBAL_WORDS[turn.lang].items():
+            if any(_norm(w) in said for w in words):
+                return key
+        best = None
+        for opt in self.options(turn, node):
+            for w in opt.get("words", {}).get(turn.lang, []):
+                w = _norm(w)
+                if re.search(rf"\b{re.escape(w)}\b", said) and (best is None or len(w) > best[0]):
+                    best = (len(w), str(opt["key"]))
+        if best:
+            return best[1]
+        tokens = said.split()
+        for digit, word in enumerate(SPOKEN_DIGITS[turn.lang]):
+            if word in tokens or str(digit) in tokens:
+                return str(digit)
+        return None
+
+    # --- transfers -------------------------------------------------------------------------
+    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str]:
+        """(who, spoken name, E.164 number) of a transfer node."""
+        if node.get("to") == "agents":
+            agents = self.services.lines["agents"]
+            return "agents", agents["name"][turn.lang], agents["phone"]
+        office_id = node.get("office") or turn.vars.get(node.get("office_var"))
+        office = self.services.directory.offices.get(office_id)
+        if office is None:  # the variable was never set: send the caller to a person instead
+            agents = self.services.lines["agents"]
+            return "agents", agents["name"][turn.lang], agents["phone"]
+        return office.id, office.name[turn.lang], office.phone
+
+    def _enter_transfer(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        who, name, phone = self._target(turn, node)
+        spoken_phone = say_phone(phone, turn.lang)
+        hours = self.services.hours
+        if turn.state.phase in ("closed", "failed"):
+            return self._transfer_options(turn, node, reprompt)
+        if not hours.is_open(who):
+            turn.state.phase = "closed"
+            holiday = hours.holiday(hours.now().date())
+            turn.say("xfer.closed_holiday" if holiday else "xfer.closed", name=name,
+                     hours=hours.describe(turn.lang, who), phone=spoken_phone)
+            return self._transfer_options(turn, node, reprompt=False)
+        turn.state.phase = "dialed"
+        turn.say("xfer.connecting", name=name, phone=spoken_phone)
+        dial = turn.response.dial(action=turn.action_url(), method="POST",
+                                  timeout=self.services.lines["dial"]["timeout"])
+        dial.number(phone)
+
+    def _transfer_options(self, turn: Turn, node: Node, reprompt: bool) -> None:
+        gather = turn.gather()
+        turn.say("xfer.options.failed" if turn.state.phase == "failed" else "xfer.options.closed", gather)
+        turn.close_gather(gather)
+
+    def _input_transfer(self, turn: Turn, node: Node) -> None:
+        if turn.state.phase == "dialed":
+            status = turn.param("DialCallStatus") or "failed"
+            if status in ("completed", "answered"):
+                turn.say("xfer.done")
+                turn.response.hangup()
+                return
+            turn.state.phase = "failed"
+            pid = {"busy": "xfer.busy", "no-answer": "xfer.no_answer"}.get(status, "xfer.failed")
+            _, name, _ = self._target(turn, node)
+            turn.say(pid, name=name)
+            return self._transfer_options(turn, node, reprompt=False)
+        key = self._key(turn, node)
+        if key is None:
+            if turn.param("Digits"):
+                return self.fail(turn, node, "menu.invalid", key=_say_key(turn.param("Digits"), turn.lang))
+            return self.fail(turn, node, "menu.no_input")
+        if key == "1":
+            _, name, phone = self._target(turn, node)
+            turn.say("xfer.number", name=name, phone=say_phone(phone, turn.lang))
+            return self._transfer_options(turn, node, reprompt=True)
+        if key == "2" and turn.state.phase == "failed":
+            turn.state.phase = ""
+            return self._enter_transfer(turn, node)
+        if key == "*":
+            return self._transfer_options(turn, node, reprompt=True)
+        if key == "0" and node.get("to") == "agents":
+            # Already the person path: say when people answer instead of looping.
+            turn.state.phase = ""
+            return self._enter_transfer(turn, node)
+        if key in ("0", "9"):
+            return self._global_key(turn, node, key)
+        self.fail(turn, node, "menu.invalid", key=_say_key(key, turn.lang))
+
+    # --- collecting digits or words --------------------------------------------------------
+    def _enter_collect(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        if turn.state.phase == "confirm":
+            return self._ask_confirm(turn, node)
+        digits = node.get("digits") or {}
+        speech = "speech" in node.get("input", ["dtmf"])
+        fixed = digits.get("min") == digits.get("max") and not node.get("finish")
+        gather = turn.gather(num_digits=digits.get("max") if fixed else None, speech=speech,
+                             hints=self.hints.get(node.get("hints")) if speech else None,
+                             finish_on_key="#", timeout=node.get("timeout", 8))
+        if not reprompt or not node.get("short_prompt"):
+            for pid in _as_list(node.get("prompt")):
+                turn.say(pid, gather)
+        else:
+            turn.say(node.get("short_prompt"), gather)
+        turn.close_gather(gather)
+
+    def _ask_confirm(self, turn: Turn, node: Node) -> None:
+        gather = turn.gather()
+        turn.say(node.get("confirm_prompt", "collect.confirm"), gather,
+                 digits=say_digits(turn.vars.get("_pending", "")))
+        turn.close_gather(gather)
+
+    def _input_collect(self, turn: Turn, node: Node) -> None:
+        if turn.state.phase == "confirm":
+            key = turn.param("Digits")[:1]
+            if key == "1":
+                value = turn.vars.pop("_pending", "")
+                turn.state.phase = ""
+                return self._accept(turn, node, value)
+            if key == "2":
+                turn.vars.pop("_pending", None)
+                turn.state.phase = ""
+                return self._enter_collect(turn, node)
+            return self.fail(turn, node, "collect.confirm_invalid" if key else "menu.no_input")
+        digits = turn.param("Digits").rstrip("#")
+        said = turn.param("SpeechResult")
+        if not digits and not said:
+            return self.fail(turn, node, "menu.no_input")
+        if digits == "*" and node.get("skip"):
+            return self.enter(turn, node.get("skip"))
+        if digits:
+            spec = node.get("digits") or {}
+            if not digits.isdigit():
+                return self.fail(turn, node, "collect.digits_only")
+            lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
+            if not lo <= len(digits) <= hi:
+                want = str(lo) if lo == hi else f"{lo} - {hi}"
+                return self.fail(turn, node, "collect.wrong_length", got=len(digits), want=want)
+            if node.get("confirm"):
+                turn.vars["_pending"] = digits
+                turn.state.phase = "confirm"
+                return self._ask_confirm(turn, node)
+            return self._accept(turn, node, digits)
+        return self._accept(turn, node, said[:200])
+
+    def _accept(self, turn: Turn, node: Node, value: str) -> None:
+        if node.get("handler"):
+            return self.apply(turn, node, self.handlers[node.get("handler")](turn, value))
+        if node.get("var"):
+            turn.vars[node.get("var")] = value
+        self.enter(turn, node.get("next"))
+
+    # --- recordings ------------------------------------------------------------------------
+    def _enter_record(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        for pid in _as_list(node.get("prompt")):
+            turn.say(pid)
+        turn.response.record(action=turn.action_url(), method="POST", max_length=node.get("max_length", 120),
+                             finish_on_key="#", play_beep=True, trim="trim-silence", timeout=5)
+        turn.response.redirect(turn.action_url(), method="POST")
+
+    def _input_record(self, turn: Turn, node: Node) -> None:
+        url = turn.param("RecordingUrl")
+        if not url:
+            return self.fail(turn, node, "record.none")
+        if node.get("handler"):
+            return self.apply(turn, node, self.handlers[node.get("handler")](turn, url))
+        turn.vars[node.get("var", "recording")] = url
+        self.enter(turn, node.get("next"))
+
+    # --- code, handovers, goodbyes ---------------------------------------------------------
+    def _enter_action(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        self.apply(turn, node, self.handlers[node.get("handler")](turn, None))
+
+    def _input_action(self, turn: Turn, node: Node) -> None:
+        self._enter_action(turn, node)
+
+    def _enter_handover(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        for pid in _as_list(node.get("prompt")):
+            turn.say(pid)
+        self.enter(turn, self.flows.lines[node.get("line")].entry)
+
+    def _enter_hangup(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
+        for pid in _as_list(node.get("prompt")):
+            turn.say(pid, number=say_phone(self.services.lines["callback_number"], turn.lang),
+                     hours=self.services.hours.describe(turn.lang))
+        turn.response.hangup()
+
+    def _input_hangup(self, turn: Turn, node: Node) -> None:
+        turn.response.hangup()
+
+    _input_handover = _input_hangup
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return re.sub(r"[^a-z0-9 ]", " ", text).strip()
+
+
+def _say_key(key: str, lang: str) -> str:
+    names = {"*": {"en": "star", "es": "asterisco"}, "#": {"en": "pound", "es": "numeral"}}
+    key = (key or "")[:1]
+    return names.get(key, {}).get(lang, key)

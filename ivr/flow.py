@@ -1,0 +1,227 @@
+"""The call tree: config/flows/*.yaml loaded and checked once, at start-up.
+
+A broken tree stops start-up with a message naming the file and the node, so that a mistake in
+configuration is found by whoever deploys it, not by a caller.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Container
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .prompts import LANGS, Prompts
+
+GLOBAL_KEYS = {"*", "0", "9"}     # repeat, a person, main menu: in every menu
+MAX_OPTIONS = 5
+MAX_MENU_DEPTH = 3
+NODE_TYPES = {
+    # type: (required fields, fields naming another node)
+    "language": ({"prompt", "next"}, ("next",)),
+    "menu": ({"options"}, ()),
+    "answer": (set(), ("next",)),
+    "transfer": (set(), ("next",)),
+    "collect": ({"prompt"}, ("next",)),
+    "record": ({"prompt"}, ("next",)),
+    "action": ({"handler"}, ("next",)),
+    "handover": ({"line"}, ()),
+    "hangup": ({"prompt"}, ()),
+}
+
+
+class FlowError(RuntimeError):
+    pass
+
+
+@dataclass
+class Node:
+    id: str
+    type: str
+    file: str
+    data: dict
+
+    def get(self, key: str, default=None):
+        return self.data.get(key, default)
+
+    @property
+    def options(self) -> list[dict]:
+        return self.data.get("options") or []
+
+
+@dataclass
+class Line:
+    name: str
+    file: str
+    start: str
+    home: str
+    person: str
+    entry: str          # where a handover from another line comes in
+    number: str = ""
+
+
+@dataclass
+class FlowSet:
+    lines: dict[str, Line] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    node_line: dict[str, str] = field(default_factory=dict)
+
+    def line_of(self, node_id: str) -> Line:
+        return self.lines[self.node_line[node_id]]
+
+
+def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Container[str],
+         hint_sets: Container[str] = ("towns", "facilities")) -> FlowSet:
+    flows = FlowSet()
+    errors: list[str] = []
+    for path in sorted(flow_dir.glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            errors.append(f"{path}: not valid YAML: {exc}")
+            continue
+        name = doc.get("line")
+        if not name or not isinstance(doc.get("nodes"), dict):
+            errors.append(f"{path}: needs `line` and `nodes`")
+            continue
+        missing = [k for k in ("start", "home", "person") if not doc.get(k)]
+        if missing:
+            errors.append(f"{path}: line {name!r} needs {', '.join(missing)}")
+            continue
+        flows.lines[name] = Line(name, str(path), doc["start"], doc["home"], doc["person"],
+                                 doc.get("entry", doc["home"]))
+        for nid, data in doc["nodes"].items():
+            if nid in flows.nodes:
+                errors.append(f"{path}: node {nid!r} is already defined in {flows.nodes[nid].file}")
+                continue
+            if not isinstance(data, dict) or data.get("type") not in NODE_TYPES:
+                errors.append(f"{path}: node {nid!r} has unknown type "
+                              f"{(data or {}).get('type')!r}; known: {sorted(NODE_TYPES)}")
+                continue
+            flows.nodes[nid] = Node(str(nid), data["type"], str(path), data)
+            flows.node_line[str(nid)] = name
+    for node in flows.nodes.values():
+        errors += _check_node(node, flows, prompts, handlers, offices, hint_sets)
+    for line in flows.lines.values():
+        for key in ("start", "home", "person", "entry"):
+            if getattr(line, key) not in flows.nodes:
+                errors.append(f"{line.file}: {key} {getattr(line, key)!r} is not a node")
+    if not errors:
+        errors += _check_depth(flows)
+    if errors:
+        raise FlowError("the call tree is broken:\n  " + "\n  ".join(errors))
+    return flows
+
+
+def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Container[str],
+                offices: Container[str], hint_sets: Container[str]) -> list[str]:
+    where = f"{node.file}: node {node.id!r}"
+    errors = []
+    required, links = NODE_TYPES[node.type]
+    for key in sorted(required - set(node.data)):
+        errors.append(f"{where}: {node.type} needs `{key}`")
+
+    def need_node(target, what):
+        if target not in flows.nodes:
+            errors.append(f"{where}: {what} goes to {target!r}, which is not a node")
+
+    def need_prompt(pid, what="prompt"):
+        for lang in LANGS:
+            if not prompts.has(pid, lang):
+                errors.append(f"{where}: {what} {pid!r} is missing in {lang}")
+
+    for key in links:
+        if node.get(key) is not None:
+            need_node(node.get(key), f"`{key}`")
+    for pid in _as_list(node.get("prompt")):
+        need_prompt(pid)
+    for target in node.get("goes", []):
+        need_node(target, "`goes`")
+    if node.get("handler") is not None and node.get("handler") not in handlers:
+        errors.append(f"{where}: handler {node.get('handler')!r} is not a registered handler")
+    if node.get("hints") is not None and node.get("hints") not in hint_sets:
+        errors.append(f"{where}: hints {node.get('hints')!r} is not one of {sorted(hint_sets)}")
+    if node.type in ("menu", "answer") and not node.get("prompt") and not node.get("handler"):
+        errors.append(f"{where}: {node.type} needs `prompt` or `handler`")
+    if node.type in ("menu", "answer"):
+        options = node.options
+        if not isinstance(options, list):
+            return errors + [f"{where}: options must be a list"]
+        if len(options) > MAX_OPTIONS:
+            errors.append(f"{where}: {len(options)} options; a menu has at most {MAX_OPTIONS}")
+        seen: dict[str, int] = {}
+        for i, opt in enumerate(options, 1):
+            key = str(opt.get("key", ""))
+            if len(key) != 1 or key not in "12345678":
+                errors.append(f"{where}: option {i} key {key!r} must be one digit 1-8 "
+                              f"(0, 9 and * are the same in every menu)")
+            if key in seen and not (opt.get("when") and options[seen[key] - 1].get("when")
+                                    and opt["when"] != options[seen[key] - 1]["when"]):
+                errors.append(f"{where}: options {seen[key]} and {i} both use key {key}")
+            seen[key] = i
+            if "goto" not in opt:
+                errors.append(f"{where}: option {i} has no goto")
+            else:
+                need_node(opt["goto"], f"option {i}")
+            if "office" in opt:
+                if opt["office"] not in offices:
+                    errors.append(f"{where}: option {i} names unknown office {opt['office']!r}")
+            elif "prompt" in opt:
+                need_prompt(opt["prompt"], f"option {i} prompt")
+            else:
+                errors.append(f"{where}: option {i} needs a prompt or an office")
+            words = opt.get("words")
+            if words is not None and set(words) != set(LANGS):
+                errors.append(f"{where}: option {i} words must be given in {' and '.join(LANGS)}")
+    if node.type == "transfer":
+        office = node.get("office")
+        if office is not None and office not in offices:
+            errors.append(f"{where}: unknown office {office!r}")
+        if office is None and node.get("to") != "agents" and node.get("office_var") is None:
+            errors.append(f"{where}: transfer needs `office`, `office_var` or `to: agents`")
+    if node.type == "handover" and node.get("line") not in flows.lines:
+        errors.append(f"{where}: handover to unknown line {node.get('line')!r}")
+    if node.type == "collect":
+        digits = node.get("digits") or {}
+        if digits and not (1 <= int(digits.get("min", 1)) <= int(digits.get("max", 1)) <= 20):
+            errors.append(f"{where}: digits min/max must satisfy 1 <= min <= max <= 20")
+        if node.get("handler") is None and node.get("next") is None:
+            errors.append(f"{where}: collect needs `handler` or `next`")
+    return errors
+
+
+def _check_depth(flows: FlowSet) -> list[str]:
+    """No answer may be more than MAX_MENU_DEPTH menus away from its line's main menu."""
+    errors = []
+    for line in flows.lines.values():
+        depth = {line.home: 1}
+        queue = deque([line.home])
+        while queue:
+            nid = queue.popleft()
+            node = flows.nodes[nid]
+            for target in successors(node):
+                if target in depth or flows.node_line.get(target) != line.name:
+                    continue
+                target_node = flows.nodes[target]
+                d = depth[nid] + (1 if target_node.type == "menu" else 0)
+                if target_node.type == "menu" and d > MAX_MENU_DEPTH:
+                    errors.append(f"{target_node.file}: node {target!r} is {d} menus deep; "
+                                  f"at most {MAX_MENU_DEPTH} are allowed")
+                depth[target] = d
+                queue.append(target)
+    return errors
+
+
+def successors(node: Node) -> list[str]:
+    out = [opt["goto"] for opt in node.options if "goto" in opt]
+    out += [node.get(k) for k in ("next",) if node.get(k)]
+    out += list(node.get("goes", []))  # where a handler may send the call, declared for the tree view
+    return out
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,37 @@
+"""Finding the SES office that serves a caller's town, by its name (spoken) or a ZIP code (keyed)."""
+
+from __future__ import annotations
+
+from ..speech import say_digits, say_phone
+from . import Outcome, handler
+
+
+@handler("office_by_town")
+def office_by_town(turn, value: str) -> Outcome:
+    directory = turn.services.directory
+    if value.isdigit():
+        town = directory.town_for_zip(value)
+        if town is None:
+            return Outcome(retry="town.zip_unknown", fields={"zip": say_digits(value)})
+        turn.vars["town_how"] = "zip"
+    else:
+        town = directory.match_town(value)
+        if town is None:
+            return Outcome(retry="town.not_found")
+        turn.vars["town_how"] = "speech"
+    turn.vars["town"] = town
+    return Outcome(goto="cc_town_confirm")
+
+
+@handler("route_town")
+def route_town(turn, value: str | None) -> Outcome:
+    town = turn.vars.get("town")
+    if not town or town not in turn.services.directory.towns:
+        return Outcome(goto="cc_town")
+    route = turn.services.directory.route(town)
+    turn.vars["office"] = route.office.id
+    turn.say("town.served_by", town=town, office=route.office.name[turn.lang])
+    if not route.confirmed:
+        # The district has no SES office of its own; the routing is a best guess (data/README).
+        turn.say("town.unconfirmed", number=say_phone(turn.services.lines["callback_number"], turn.lang))
+    return Outcome(goto="xfer_by_town")

@@ -1,0 +1,90 @@
+"""Are people answering now? Office hours and Connecticut's legal holidays (CGS 1-4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import holidays
+import yaml
+from babel.dates import format_time, get_day_names
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    days: tuple[int, ...]
+    open: time
+    close: time
+
+
+class Hours:
+    def __init__(self, zone: ZoneInfo, default: Schedule, overrides: dict[str, Schedule],
+                 holiday_names: set[str], closures: set[date],
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.zone = zone
+        self.default = default
+        self.overrides = overrides
+        self.holiday_names = holiday_names
+        self.closures = closures
+        self.clock = clock or (lambda: datetime.now(self.zone))
+
+    @classmethod
+    def load(cls, path: Path, clock: Callable[[], datetime] | None = None) -> Hours:
+        cfg = yaml.safe_load(path.read_text()) or {}
+
+        def schedule(d: dict) -> Schedule:
+            return Schedule(tuple(DAYS.index(x) for x in d["days"]),
+                            time.fromisoformat(d["open"]), time.fromisoformat(d["close"]))
+
+        known = set(holidays.US(subdiv="CT", years=2026).values())
+        names = set(cfg.get("holidays", []))
+        unknown = names - known
+        if unknown:
+            raise ValueError(f"{path}: unknown holiday names {sorted(unknown)}; known: {sorted(known)}")
+        return cls(ZoneInfo(cfg.get("timezone", "America/New_York")), schedule(cfg["default"]),
+                   {k: schedule(v) for k, v in (cfg.get("overrides") or {}).items()},
+                   names, {date.fromisoformat(str(d)) for d in cfg.get("closures") or []}, clock)
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(self.zone)
+
+    def schedule(self, who: str = "agents") -> Schedule:
+        return self.overrides.get(who, self.default)
+
+    def holiday(self, day: date) -> str | None:
+        """The name of the legal holiday observed on `day`, if any."""
+        for name in _ct_holidays(day.year).get_list(day):
+            base = name.replace(" (observed)", "")
+            if base in self.holiday_names:
+                return base
+        return "closure" if day in self.closures else None
+
+    def is_open(self, who: str = "agents", at: datetime | None = None) -> bool:
+        at = (at or self.now()).astimezone(self.zone)
+        s = self.schedule(who)
+        if at.weekday() not in s.days or self.holiday(at.date()):
+            return False
+        return s.open <= at.time() < s.close
+
+    def describe(self, lang: str, who: str = "agents") -> str:
+        """The hours in words: "Monday through Friday, from 8:30 AM to 4:30 PM"."""
+        s = self.schedule(who)
+        names = get_day_names("wide", locale=lang)
+        first, last = names[s.days[0]], names[s.days[-1]]
+        t1 = format_time(s.open, "h:mm a", locale=lang)
+        t2 = format_time(s.close, "h:mm a", locale=lang)
+        if lang == "es":
+            return f"de {first} a {last}, de {t1} a {t2}"
+        return f"{first} through {last}, from {t1} to {t2}"
+
+
+@lru_cache(maxsize=8)
+def _ct_holidays(year: int) -> holidays.HolidayBase:
+    # Observance per CGS 1-4 (Sunday -> Monday, Saturday -> Friday before) is the package's US rule.
+    return holidays.US(subdiv="CT", years=[year - 1, year, year + 1], observed=True)

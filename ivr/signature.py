@@ -1,0 +1,31 @@
+"""Twilio request signatures: every webhook but /health must prove it comes from Twilio."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, current_app, request
+from twilio.request_validator import RequestValidator
+
+
+def public_url() -> str:
+    """The URL Twilio signed: behind a TLS proxy that is PUBLIC_BASE_URL, not what Flask sees."""
+    base = current_app.config["PUBLIC_BASE_URL"]
+    if not base:
+        return request.url
+    query = request.query_string.decode()
+    return base + request.path + (f"?{query}" if query else "")
+
+
+def signed(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_app.config["VALIDATE_SIGNATURES"]:
+            validator = RequestValidator(current_app.config["TWILIO_AUTH_TOKEN"])
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not signature or not validator.validate(public_url(), request.form, signature):
+                current_app.logger.warning("rejected %s %s: bad or missing Twilio signature",
+                                           request.method, request.path)
+                abort(403)
+        return view(*args, **kwargs)
+    return wrapper

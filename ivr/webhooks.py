@@ -1,0 +1,154 @@
+"""The webhooks Twilio calls (CONTRACT.md): /voice, /voice/step, /voice/status, /voice/fallback, /health."""
+
+from __future__ import annotations
+
+import logging
+
+import phonenumbers
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from twilio.twiml.voice_response import VoiceResponse
+
+from .callstate import CallState
+from .engine import Turn
+from .redact import mask_phone
+from .signature import signed
+
+bp = Blueprint("voice", __name__)
+log = logging.getLogger("ivr.calls")
+
+
+def twiml(response: VoiceResponse | str) -> Response:
+    return Response(str(response), mimetype="text/xml")
+
+
+def runtime():
+    return current_app.extensions["ivr"]
+
+
+def line_for(to: str) -> str:
+    rt = runtime()
+    try:
+        number = phonenumbers.format_number(phonenumbers.parse(to, "US"), phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        number = ""
+    return rt.numbers.get(number, rt.lines_cfg["default_line"])
+
+
+def _step_url(seq: int) -> str:
+    return url_for("voice.step", s=seq)
+
+
+@bp.post("/voice")
+@signed
+def voice():
+    rt = runtime()
+    sid = request.form.get("CallSid", "")[:64]
+    if not sid:
+        return twiml(rt.fallback_response())
+    try:
+        state, extra = rt.store.load(sid, rt.extra_keys)
+    except redis.RedisError as exc:
+        log.error("Redis unavailable on /voice: %s", exc)
+        return twiml(rt.fallback_response())
+    rt.refresh(extra)
+    if state is not None and state.seq == 1 and state.last:
+        return twiml(state.replay())  # Twilio retried the first request of this call
+    line = line_for(request.form.get("To", ""))
+    state = CallState(sid=sid, line=line, new=True)
+    log.info("call %s on %s from %s", sid[-6:], line, mask_phone(request.form.get("From")))
+    return _answer(rt, state, lambda turn: rt.engine.start(turn, rt.first_node(turn)))
+
+
+@bp.post("/voice/step")
+@signed
+def step():
+    rt = runtime()
+    sid = request.form.get("CallSid", "")[:64]
+    seq = request.args.get("s", type=int)
+    if not sid:
+        return twiml(rt.fallback_response())
+    try:
+        state, extra = rt.store.load(sid, rt.extra_keys)
+    except redis.RedisError as exc:
+        log.error("Redis unavailable on /voice/step: %s", exc)
+        return twiml(rt.fallback_response())
+    rt.refresh(extra)
+    if state is None:
+        # Expired, flushed or never stored: say so, and start the caller's line again.
+        state = CallState(sid=sid, line=line_for(request.form.get("To", "")), new=True)
+
+        def lost(turn):
+            turn.say("sys.state_lost")
+            return rt.engine.start(turn)
+        return _answer(rt, state, lost)
+    if seq is not None and seq == state.seq - 1 and state.last:
+        return twiml(state.replay())  # a retry of a step already answered: change nothing twice
+    if seq != state.seq:
+        return _answer(rt, state, rt.engine.repeat)  # stale or forged step: ignore its input
+    return _answer(rt, state, rt.engine.step)
+
+
+def _answer(rt, state: CallState, run) -> Response:
+    turn = Turn(rt.engine, state, request.form, _step_url)
+    try:
+        response = run(turn)
+    except Exception:
+        # A bug must cost the caller one sentence, not the call: apologise and go to the main menu.
+        log.exception("error in call %s at node %s", state.sid[-6:], state.node)
+        try:
+            turn.response = VoiceResponse()
+            turn.say("sys.error")
+            rt.engine.home(turn)
+            response = turn.response
+        except Exception:
+            log.exception("error recovering call %s", state.sid[-6:])
+            return twiml(rt.fallback_response())
+    body = str(response)
+    state.seq += 1
+    state.remember_response(body)
+    try:
+        rt.store.save(state)
+    except redis.RedisError as exc:
+        log.error("Redis unavailable saving call %s: %s", state.sid[-6:], exc)
+        return twiml(rt.fallback_response())
+    return twiml(body)
+
+
+@bp.post("/voice/status")
+@signed
+def status():
+    rt = runtime()
+    sid = request.form.get("CallSid", "")[:64]
+    log.info("call %s ended: %s after %ss", sid[-6:], request.form.get("CallStatus", "?")[:20],
+             request.form.get("CallDuration", "?")[:8])
+    try:
+        if sid:
+            rt.store.end(sid)
+    except redis.RedisError as exc:
+        log.error("Redis unavailable on /voice/status: %s", exc)
+    return "", 204
+
+
+@bp.post("/voice/fallback")
+@signed
+def fallback():
+    # Twilio calls this when /voice failed: answer without Redis or the SDU.
+    log.error("fallback URL used: %s %s", request.form.get("ErrorCode", "-")[:10],
+              request.form.get("ErrorUrl", "-")[:200])
+    return twiml(runtime().fallback_response())
+
+
+@bp.get("/health")
+def health():
+    rt = runtime()
+    try:
+        redis_ok = bool(rt.store.redis.ping())
+    except redis.RedisError:
+        redis_ok = False
+    sdu = rt.services.extra.get("sdu")
+    try:
+        sdu_ok = bool(sdu.health()) if sdu is not None else None
+    except Exception:  # the SDU client raises its own errors; health only reports them
+        sdu_ok = False
+    return jsonify(status="ok", redis=redis_ok, sdu=sdu_ok), 200
