@@ -76,22 +76,35 @@ def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Co
          hint_sets: Container[str] = ("towns", "facilities")) -> FlowSet:
     flows = FlowSet()
     errors: list[str] = []
+    docs = []
     for path in sorted(flow_dir.glob("*.yaml")):
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            docs.append((path, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
         except yaml.YAMLError as exc:
             errors.append(f"{path}: not valid YAML: {exc}")
+    # A line's main file (the one with `start`) first, then the files that add nodes to it.
+    docs.sort(key=lambda item: (not (isinstance(item[1], dict) and item[1].get("start")), str(item[0])))
+    for path, doc in docs:
+        if not isinstance(doc, dict):
+            errors.append(f"{path}: must be a mapping with `line` and `nodes`")
             continue
         name = doc.get("line")
         if not name or not isinstance(doc.get("nodes"), dict):
             errors.append(f"{path}: needs `line` and `nodes`")
             continue
-        missing = [k for k in ("start", "home", "person") if not doc.get(k)]
-        if missing:
-            errors.append(f"{path}: line {name!r} needs {', '.join(missing)}")
-            continue
-        flows.lines[name] = Line(name, str(path), doc["start"], doc["home"], doc["person"],
-                                 doc.get("entry", doc["home"]))
+        if name in flows.lines:
+            # A further file of a line adds nodes to it (e.g. the inmate path of the call center).
+            if any(doc.get(k) for k in ("start", "home", "person", "entry")):
+                errors.append(f"{path}: line {name!r} is already defined in {flows.lines[name].file}; "
+                              "a further file of a line may only add nodes")
+                continue
+        else:
+            missing = [k for k in ("start", "home", "person") if not doc.get(k)]
+            if missing:
+                errors.append(f"{path}: line {name!r} needs {', '.join(missing)}")
+                continue
+            flows.lines[name] = Line(name, str(path), doc["start"], doc["home"], doc["person"],
+                                     doc.get("entry", doc["home"]))
         for nid, data in doc["nodes"].items():
             if nid in flows.nodes:
                 errors.append(f"{path}: node {nid!r} is already defined in {flows.nodes[nid].file}")

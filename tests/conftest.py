@@ -1,0 +1,110 @@
+"""Shared fixtures: a real Redis server, a fixed clock, the app, and the simulated phone.
+
+Redis: $TEST_REDIS_URL, or redis://127.0.0.1:6379/9. The tests flush that database before each test,
+so never point it at a database that holds anything you want to keep. `.ci/run` starts a server
+when none answers.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+
+from ivr.app import create_app
+from ivr.settings import DEV_AUTH_TOKEN
+from ivr.simphone import SimPhone, Transport
+
+TZ = ZoneInfo("America/New_York")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+# A Tuesday morning in Connecticut, when offices are open.
+OPEN = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
+LINES = {"callcenter": "+18002285437", "payments": "+18882337223", "staff": "+18605550142"}
+
+
+class Clock:
+    """A clock the tests set; the app reads it for office hours and dates."""
+
+    def __init__(self, now: datetime = OPEN) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, text: str) -> None:
+        self.now = datetime.fromisoformat(text).replace(tzinfo=TZ)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> redis.Redis:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"The tests need a Redis server at {TEST_REDIS_URL} ({exc}). "
+                    "Start one (redis-server) or run .ci/run, which starts it.", returncode=3)
+    return client
+
+
+@pytest.fixture
+def redis_client(redis_server: redis.Redis) -> redis.Redis:
+    redis_server.flushdb()
+    yield redis_server
+    redis_server.flushdb()
+
+
+@pytest.fixture(scope="session")
+def sdu_stub():
+    """The bundled stub SDU, over real HTTP on a free loopback port, for the whole session."""
+    from ivr.sdu.stub import serve_in_thread
+
+    base, stop = serve_in_thread()
+    yield base
+    stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_app(redis_client, clock, sdu_stub, tmp_path):
+    def make(**overrides):
+        config = {"IVR_ENV": "test", "REDIS_URL": TEST_REDIS_URL, "SDU_BASE_URL": sdu_stub,
+                  "SDU_API_KEY": "dev-sdu-key", "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
+                  "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"}
+        config.update(overrides)
+        return create_app(config, clock=clock, redis_client=redis_client)
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def call(app):
+    """Place a simulated call: call("callcenter", ["1", "2"]) -> ivr.simphone.Call."""
+    def place(line: str = "callcenter", keys=(), caller: str = "+18605550199",
+              dial_status: str = "completed", sid: str | None = None, target_app=None):
+        transport = Transport(DEV_AUTH_TOKEN, app=target_app or app)
+        phone = SimPhone(transport, to=LINES.get(line, line), caller=caller, keys=list(keys),
+                         dial_status=dial_status)
+        return phone.place(sid)
+    return place
+
+
+@pytest.fixture
+def prompts(app):
+    """The prompt texts: prompts.text("menu.no_input", "en")."""
+    return app.extensions["ivr"].prompts
