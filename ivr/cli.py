@@ -54,6 +54,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from . import jobs, settings, store
+    from .handlers import load_all
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_all()  # the handler modules register their jobs
+    config = settings.from_env()
+    worker = jobs.Worker(jobs.JobContext(config, store.connect(config["REDIS_URL"], config["IVR_ENV"])))
+    if args.once:
+        print(f"handled {worker.run_once(block_ms=None) + worker.retry_pending()} job(s)")
+        return 0
+    worker.run()
+    return 0
+
+
 def cmd_tree(args: argparse.Namespace) -> int:
     from .tree import main as tree_main
 
@@ -85,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run background jobs (recording downloads)")
+    p.add_argument("--once", action="store_true", help="handle what is queued now, then exit")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("tree", help="print a line's call tree and write it as a Mermaid diagram")
     p.add_argument("--line", default=None, help="one line (default: every line)")

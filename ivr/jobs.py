@@ -1,0 +1,136 @@
+"""Background jobs on a Redis stream with a consumer group: nothing queued is lost.
+
+A webhook must answer in milliseconds, so slow work (downloading recordings) is queued here and done
+by `ivr worker`. A job stays pending until a worker acknowledges it; one whose worker died is claimed
+by another after `CLAIM_IDLE_MS`; one that keeps failing is moved to a dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+log = logging.getLogger("ivr.jobs")
+
+STREAM = "ivr:jobs"
+DEAD = "ivr:jobs:dead"
+GROUP = "workers"
+CLAIM_IDLE_MS = 60_000
+MAX_DELIVERIES = 5
+HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
+
+
+class RetryLater(Exception):
+    """Raised by a job that failed for now: it is tried again, up to MAX_DELIVERIES times."""
+
+
+class GiveUp(Exception):
+    """Raised by a job that can never succeed: it goes to the dead-letter stream at once."""
+
+
+@dataclass
+class JobContext:
+    config: Mapping
+    redis: redis.Redis
+
+
+def job(kind: str) -> Callable:
+    def register(fn: Callable[[dict, JobContext], None]) -> Callable:
+        HANDLERS[kind] = fn
+        return fn
+    return register
+
+
+def ensure_group(r: redis.Redis) -> None:
+    try:
+        r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def enqueue(r: redis.Redis, kind: str, payload: dict, pipe=None) -> None:
+    """Queue a job; with `pipe`, as part of the caller's own transaction."""
+    (pipe or r).xadd(STREAM, {"kind": kind, "payload": json.dumps(payload)})
+
+
+class Worker:
+    def __init__(self, ctx: JobContext, name: str | None = None) -> None:
+        self.ctx = ctx
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        ensure_group(ctx.redis)
+
+    def run_once(self, block_ms: int | None = None, count: int = 10) -> int:
+        """Handle what is waiting (and what a dead worker left); return how many jobs were handled."""
+        r = self.ctx.redis
+        _, claimed, _ = r.xautoclaim(STREAM, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, count=count)
+        batch = list(claimed)
+        fresh = r.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=count, block=block_ms)
+        for _, entries in fresh or []:
+            batch += entries
+        for msg_id, fields in batch:
+            self._handle(msg_id, fields)
+        return len(batch)
+
+    def retry_pending(self) -> int:
+        """Run again the jobs this worker holds that failed earlier (tests, and a worker's idle time)."""
+        r = self.ctx.redis
+        entries = r.xreadgroup(GROUP, self.name, {STREAM: "0"}, count=100)
+        handled = 0
+        for _, items in entries or []:
+            for msg_id, fields in items:
+                if fields:
+                    self._handle(msg_id, fields)
+                    handled += 1
+        return handled
+
+    def _handle(self, msg_id, fields: dict) -> None:
+        r = self.ctx.redis
+        kind = _text(fields.get(b"kind") or fields.get("kind"))
+        try:
+            payload = json.loads(_text(fields.get(b"payload") or fields.get("payload")) or "{}")
+            fn = HANDLERS.get(kind)
+            if fn is None:
+                raise GiveUp(f"no handler for job kind {kind!r}")
+            fn(payload, self.ctx)
+        except GiveUp as exc:
+            self._dead(msg_id, fields, str(exc))
+        except Exception as exc:  # any failure is retried, then dead-lettered, never lost
+            deliveries = self._deliveries(msg_id)
+            log.warning("job %s (%s) failed, delivery %d: %s", _text(msg_id), kind, deliveries, exc)
+            if deliveries >= MAX_DELIVERIES:
+                self._dead(msg_id, fields, str(exc))
+        else:
+            r.xack(STREAM, GROUP, msg_id)
+
+    def _deliveries(self, msg_id) -> int:
+        info = self.ctx.redis.xpending_range(STREAM, GROUP, min=msg_id, max=msg_id, count=1)
+        return int(info[0]["times_delivered"]) if info else MAX_DELIVERIES
+
+    def _dead(self, msg_id, fields: dict, reason: str) -> None:
+        log.error("job %s moved to %s: %s", _text(msg_id), DEAD, reason)
+        pipe = self.ctx.redis.pipeline()
+        pipe.xadd(DEAD, {**{_text(k): _text(v) for k, v in fields.items()}, "reason": reason[:500]})
+        pipe.xack(STREAM, GROUP, msg_id)
+        pipe.execute()
+
+    def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = 5000) -> None:
+        log.info("worker %s waiting for jobs on %s", self.name, STREAM)
+        while not stop():
+            try:
+                if not self.run_once(block_ms=block_ms):
+                    self.retry_pending()
+            except redis.RedisError as exc:
+                log.error("Redis unavailable: %s; retrying in 2 s", exc)
+                time.sleep(2)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")

@@ -1,0 +1,91 @@
+"""Downloading a call recording from Twilio into the system's own storage.
+
+Only Twilio's recording URLs for our own account are fetched: a RecordingUrl comes from a webhook
+request, so anything else would let whoever can post to us make the server fetch an address of
+their choosing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+log = logging.getLogger("ivr.recordings")
+
+TWILIO_HOST = re.compile(r"^api(\.[a-z0-9-]+)*\.twilio\.com$")
+RECORDING_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})(\.(mp3|wav))?$")
+MAX_BYTES = 20 * 1024 * 1024   # a 2-minute recording is well under 2 MB as MP3
+
+
+class RecordingError(RuntimeError):
+    """The recording cannot be fetched, now or ever (see `permanent`)."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def check_url(url: str, account_sid: str) -> str:
+    """The recording SID of a Twilio recording URL of our account, or RecordingError (permanent)."""
+    parts = urlsplit(url or "")
+    match = RECORDING_PATH.match(parts.path)
+    twilio_host = TWILIO_HOST.match(parts.hostname or "") and parts.port in (None, 443)
+    if parts.scheme != "https" or not twilio_host or parts.username or parts.password or not match:
+        raise RecordingError("not a Twilio recording URL", permanent=True)
+    if match.group(1) != account_sid:
+        raise RecordingError("a recording of another Twilio account", permanent=True)
+    return match.group(2)
+
+
+def session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
+    s = requests.Session()
+    # A recording can answer 404 for a few seconds after the call ends, until Twilio has stored it.
+    retry = Retry(total=retries, backoff_factor=backoff, status_forcelist=(404, 429, 500, 502, 503, 504),
+                  allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
+                  raise_on_status=False)
+    s.mount("https://", HTTPAdapter(max_retries=retry))
+    return s
+
+
+def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,
+             http: requests.Session | None = None) -> Path:
+    """Fetch the recording as MP3 into dest_dir (atomically) and return its path."""
+    sid = check_url(url, account_sid)
+    media = url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3"
+    http = http or session()
+    try:
+        resp = http.get(media, auth=(account_sid, auth_token), timeout=(3, 20), stream=True,
+                        allow_redirects=False)
+    except requests.RequestException as exc:
+        raise RecordingError(f"recording {sid}: {type(exc).__name__}") from exc
+    if resp.status_code != 200:
+        raise RecordingError(f"recording {sid}: HTTP {resp.status_code}",
+                             permanent=resp.status_code in (401, 403))
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / f"{sid}.mp3"
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{sid}.")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in resp.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    raise RecordingError(f"recording {sid}: larger than {MAX_BYTES} bytes", permanent=True)
+                out.write(chunk)
+        if size == 0:
+            raise RecordingError(f"recording {sid}: empty")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("downloaded recording %s (%d bytes)", sid, size)
+    return target
