@@ -320,28 +320,27 @@ class Engine:
         return None
 
     # --- transfers -------------------------------------------------------------------------
-    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str]:
-        """(who, spoken name, E.164 number) of a transfer node."""
-        if node.get("to") == "agents":
-            agents = self.services.lines["agents"]
-            return "agents", agents["name"][turn.lang], agents["phone"]
+    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str, str]:
+        """(who, spoken name, number to dial, number to tell the caller) of a transfer node."""
         office_id = node.get("office") or turn.vars.get(node.get("office_var"))
         office = self.services.directory.offices.get(office_id)
-        if office is None:  # the variable was never set: send the caller to a person instead
-            agents = self.services.lines["agents"]
-            return "agents", agents["name"][turn.lang], agents["phone"]
-        return office.id, office.name[turn.lang], office.phone
+        if node.get("to") == "agents" or office is None:
+            # The agents' number is internal: callers are given the call center's own number.
+            agents, lines = self.services.lines["agents"], self.services.lines
+            return "agents", agents["name"][turn.lang], agents["phone"], lines["callback_number"]
+        return office.id, office.name[turn.lang], office.phone, office.phone
 
     def _enter_transfer(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
-        who, name, phone = self._target(turn, node)
-        spoken_phone = say_phone(phone, turn.lang)
+        who, name, phone, public = self._target(turn, node)
+        spoken_phone = say_phone(public, turn.lang)
         hours = self.services.hours
         if turn.state.phase in ("closed", "failed"):
             return self._transfer_options(turn, node, reprompt)
         if not hours.is_open(who):
             turn.state.phase = "closed"
             holiday = hours.holiday(hours.now().date())
-            turn.say("xfer.closed_holiday" if holiday else "xfer.closed", name=name,
+            pid = "xfer.closed_holiday" if holiday else "xfer.closed"
+            turn.say(pid + ".agents" if who == "agents" else pid, name=name,
                      hours=hours.describe(turn.lang, who), phone=spoken_phone)
             return self._transfer_options(turn, node, reprompt=False)
         turn.state.phase = "dialed"
@@ -364,8 +363,7 @@ class Engine:
                 return
             turn.state.phase = "failed"
             pid = {"busy": "xfer.busy", "no-answer": "xfer.no_answer"}.get(status, "xfer.failed")
-            _, name, _ = self._target(turn, node)
-            turn.say(pid, name=name)
+            turn.say(pid, name=self._target(turn, node)[1])
             return self._transfer_options(turn, node, reprompt=False)
         key = self._key(turn, node)
         if key is None:
@@ -373,8 +371,8 @@ class Engine:
                 return self.fail(turn, node, "menu.invalid", key=_say_key(turn.param("Digits"), turn.lang))
             return self.fail(turn, node, "menu.no_input")
         if key == "1":
-            _, name, phone = self._target(turn, node)
-            turn.say("xfer.number", name=name, phone=say_phone(phone, turn.lang))
+            _, name, _, public = self._target(turn, node)
+            turn.say("xfer.number", name=name, phone=say_phone(public, turn.lang))
             return self._transfer_options(turn, node, reprompt=True)
         if key == "2" and turn.state.phase == "failed":
             turn.state.phase = ""

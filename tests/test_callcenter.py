@@ -1,0 +1,161 @@
+"""1-800-228-KIDS end to end: every path of the tree, in both languages, through the simulated phone."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.speech import say_phone
+
+# The 14 SES locations and their numbers as printed in the SES brochure (seeds, JDP-ES-211).
+SEED_OFFICES = {
+    "administration": "860-569-6233", "bridgeport": "203-579-6590", "central-processing": "203-789-6505",
+    "danbury": "203-731-2940", "hartford": "860-566-8723", "hartford-court": "860-706-5110",
+    "middletown": "860-344-2957", "new-britain": "860-515-5300", "new-haven": "203-789-7485",
+    "norwich": "860-886-2694", "putnam": "860-963-2580", "rockville": "860-896-2400",
+    "stamford": "203-965-5730", "waterbury": "203-596-4188",
+}
+LANG_KEYS = {"en": [], "es": ["2"]}   # the language question: silence keeps English, 2 is Spanish
+
+
+def paths_to(app, node_type: str):
+    """(keys from the main menu, node) for every node of a type reachable by keys in the call center."""
+    flows = app.extensions["ivr"].flows
+    home = flows.lines["callcenter"].home
+    found, queue, seen = [], [(home, [])], {home}
+    while queue:
+        nid, keys = queue.pop(0)
+        node = flows.nodes[nid]
+        if node.type == node_type:
+            found.append((keys, node))
+        if node.type not in ("menu",) and nid != home:
+            continue
+        for opt in node.options:
+            if opt["goto"] not in seen and flows.node_line.get(opt["goto"]) == "callcenter":
+                seen.add(opt["goto"])
+                queue.append((opt["goto"], keys + [str(opt["key"])]))
+    return found
+
+
+def lang_prefix(lang):
+    return ["2"] if lang == "es" else ["-"]
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_every_answer_is_reachable_and_heard_whole(app, call, prompts, lang):
+    answers = paths_to(app, "answer")
+    assert len(answers) >= 17
+    for keys, node in answers:
+        c = call("callcenter", lang_prefix(lang) + keys)
+        text = prompts.text(node.get("prompt"), lang)
+        assert text in c.said, f"{node.id} via {keys} did not say its answer"
+        # After each answer: repeat, main menu or a person, in the caller's language.
+        assert prompts.text("menu.globals.answer", lang) in c.said_after(len(keys) + 1)
+        # Every word came in the caller's language's voice.
+        languages = {e.attrs.get("language") for e in c.events if e.kind == "say"}
+        assert languages == ({"en-US", "es-US"} if lang == "en" else {"en-US", "es-US"})
+        last_doc = c.documents[-1]
+        assert ('language="es-US"' in last_doc) == (lang == "es")
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_every_office_transfer_dials_the_seed_number_after_saying_it(app, call, prompts, lang):
+    transfers = [(k, n) for k, n in paths_to(app, "transfer") if n.get("office")]
+    assert {n.get("office") for _, n in transfers} == set(SEED_OFFICES)
+    directory = app.extensions["ivr"].directory
+    for keys, node in transfers:
+        office = node.get("office")
+        c = call("callcenter", lang_prefix(lang) + keys)
+        digits = "".join(ch for ch in SEED_OFFICES[office] if ch.isdigit())
+        assert c.dialed == ["+1" + digits], f"{office} via {keys}"
+        announce = prompts.text("xfer.connecting", lang, name=directory.offices[office].name[lang],
+                                phone=say_phone("+1" + digits, lang))
+        assert announce in c.said
+        assert c.said.index(announce) >= 0
+        # Depth: never more than 3 menus (main, region list, office list) to an office.
+        assert len(keys) <= 3
+
+
+def test_spanish_holds_for_the_rest_of_the_call_including_transfers(call, prompts):
+    c = call("callcenter", ["2", "5", "2", "1"])
+    assert prompts.text("cc.main.intro", "es") in c.said
+    assert "Le comunico con la oficina principal de Hartford" in c.said
+    assert c.dialed == ["+18605668723"]
+    spoken_after_choice = [e for e in c.events if e.kind == "say"][2:]
+    assert all(e.attrs.get("language") == "es-US" for e in spoken_after_choice)
+    assert all(e.attrs.get("voice") == "Polly.Lupe" for e in spoken_after_choice)
+
+
+def test_english_voice_is_the_configured_one(call):
+    c = call("callcenter", ["-"])
+    english = [e for e in c.events if e.kind == "say" and e.attrs.get("language") == "en-US"]
+    assert english and all(e.attrs["voice"] == "Polly.Joanna" for e in english)
+
+
+def test_greeting_offers_spanish_in_a_spanish_voice(call):
+    c = call("callcenter", [])
+    offer = [e for e in c.events if e.kind == "say" and "Para español" in e.text]
+    assert offer and offer[0].attrs["language"] == "es-US"
+
+
+def test_main_menu_speaks_options_as_the_contract_says(call, prompts):
+    c = call("callcenter", ["-"])
+    assert "For your payments and balance, or how to pay, press 1." in c.said
+    assert "If you are in prison or jail, or calling for someone who is, press 4." in c.said
+    assert "To reach an S E S office, press 5." in c.said
+    assert prompts.text("menu.globals.home", "en") in c.said
+    es = call("callcenter", ["2"])
+    assert "Para sus pagos y su saldo, o cómo pagar, oprima 1." in es.said
+
+
+def test_payment_questions_hand_over_to_the_payment_line_without_hanging_up(call, prompts):
+    c = call("callcenter", ["-", "1", "1"])
+    assert prompts.text("cc.to_payments", "en") in c.said
+    assert not c.hung_up and not c.dialed
+    # The payment line's first question follows in the same call.
+    last = c.documents[-1]
+    assert "<Gather" in last
+
+
+def test_employer_answer_offers_the_payment_line(call, prompts):
+    c = call("callcenter", ["-", "1", "3", "1"])
+    assert prompts.text("faq.employer", "en") in c.said
+    assert prompts.text("cc.to_payments", "en") in c.said
+
+
+def test_town_by_speech_routes_to_its_office_after_confirming(call, prompts):
+    c = call("callcenter", ["-", "5", "1", "say I live in West Hartford", "1"])
+    assert "I heard West Hartford." in c.said
+    assert "West Hartford is served by the Hartford main office." in c.said
+    assert c.dialed == ["+18605668723"]
+
+
+def test_town_by_zip_is_confirmed_then_routed(call):
+    c = call("callcenter", ["-", "5", "1", "06360", "1"])   # Norwich
+    assert "I heard Norwich." in c.said
+    assert c.dialed == ["+18608862694"]
+
+
+def test_unconfirmed_district_also_gives_the_call_center_number(call, prompts):
+    c = call("callcenter", ["-", "5", "1", "say Avon", "1"])   # Litchfield JD: no SES office of its own
+    assert "Avon is served by the Waterbury office." in c.said
+    assert "1, 8 0 0, 2 2 8, 5 4 3 7" in c.said
+    assert c.dialed == ["+12035964188"]
+
+
+def test_town_not_heard_right_can_be_said_again(call):
+    c = call("callcenter", ["-", "5", "1", "say Norwich", "2", "say Putnam", "1"])
+    assert "I heard Norwich." in c.said and "I heard Putnam." in c.said
+    assert c.dialed == ["+18609632580"]
+
+
+def test_unknown_town_and_unknown_zip_say_what_went_wrong(call, prompts):
+    c = call("callcenter", ["-", "5", "1", "say Springfield", "99999#"])
+    assert prompts.text("town.not_found", "en") in c.said
+    assert "Sorry, 9 9 9 9 9 is not a Connecticut ZIP code I know." in c.said
+
+
+def test_spanish_town_lookup(call):
+    c = call("callcenter", ["2", "5", "1", "say Bridgeport", "1"])
+    assert "Entendí Bridgeport." in c.said
+    assert "A Bridgeport le atiende la oficina de Bridgeport." in c.said
+    assert c.dialed == ["+12035796590"]

@@ -1,0 +1,149 @@
+"""How every menu behaves: reprompts, retry limits, the global keys, speech, barge-in, retries by Twilio."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from ivr.settings import DEV_AUTH_TOKEN
+from ivr.simphone import Transport
+from tests.conftest import LINES
+
+
+def test_no_input_reprompts_saying_what_went_wrong_then_a_person_when_open(call, prompts):
+    c = call("callcenter", ["-", "-", "-", "-"])
+    assert c.said.count(prompts.text("menu.no_input", "en")) == 2
+    assert prompts.text("menu.giveup_open", "en") in c.said
+    assert c.dialed == ["+18605696233"]          # the call center's agents (config/lines.yaml)
+
+
+def test_invalid_keys_name_the_key_and_stop_after_three_tries(call, prompts, clock):
+    clock.set("2026-11-24 19:00")                  # after hours: no one to transfer to
+    c = call("callcenter", ["-", "7", "8", "6"])
+    assert "Sorry, 7 is not one of the choices." in c.said
+    assert "Sorry, 8 is not one of the choices." in c.said
+    assert "Sorry, 6 is not one of the choices." not in c.said  # the third try ends the menu
+    assert "Please call us back at 1, 8 0 0, 2 2 8, 5 4 3 7." in c.said
+    assert "Monday through Friday" in c.said
+    assert c.hung_up and not c.dialed
+
+
+def test_a_reprompt_is_short_it_skips_the_intro(call, prompts):
+    c = call("callcenter", ["-", "1", "7"])
+    after = c.said_after(3)
+    assert after.startswith("Sorry, 7 is not one of the choices.")
+    assert prompts.text("cc.pay.intro", "en") not in after
+    assert "To hear your payments and balance, press 1." in after
+
+
+def test_tries_reset_after_a_good_choice(call, prompts):
+    c = call("callcenter", ["-", "7", "7", "2", "7", "7"])
+    assert not c.dialed and not c.hung_up        # 2 bad, a good one, 2 bad: never 3 in a row
+
+
+def test_star_repeats_the_whole_menu(call, prompts):
+    c = call("callcenter", ["-", "3", "*"])
+    assert c.said_after(3).startswith(prompts.text("cc.enforce.intro", "en"))
+
+
+def test_nine_is_the_main_menu_and_zero_a_person_in_every_menu(call, prompts):
+    c = call("callcenter", ["-", "3", "5", "9"])
+    assert c.said_after(4).startswith(prompts.text("cc.main.intro", "en"))
+    c = call("callcenter", ["-", "3", "5", "0"])
+    assert c.dialed == ["+18605696233"]
+    assert "Connecting you to a child support specialist." in c.said
+
+
+def test_zero_after_hours_says_when_people_answer(call, clock):
+    clock.set("2026-11-24 07:00")
+    c = call("callcenter", ["-", "0"])
+    assert not c.dialed
+    assert "People answer Monday through Friday, from 8:30" in c.said
+    assert "To hear the phone number again, press 1. For the main menu, press 9." in c.said
+
+
+def test_star_repeats_an_answer(call, prompts):
+    c = call("callcenter", ["-", "2", "5", "*"])
+    assert c.said.count(prompts.text("faq.ends", "en")) == 2
+
+
+def test_spoken_choices_work_like_keys(call, prompts):
+    c = call("callcenter", ["-", "say I lost my job", "say representative"])
+    assert prompts.text("cc.change.intro", "en") in c.said     # "job" is a word of main menu option 2
+    assert c.dialed == ["+18605696233"]
+    es = call("callcenter", ["2", "say oficina", "say Stamford", "say Stamford"])   # region, then office
+    assert es.dialed == ["+12039655730"]
+
+
+def test_unrecognised_speech_is_a_failed_try(call, prompts):
+    c = call("callcenter", ["-", "say purple elephants"])
+    assert prompts.text("menu.invalid_speech", "en") in c.said
+
+
+def test_barge_in_keys_are_taken_while_prompts_play(call):
+    c = call("callcenter", ["-", "1"])
+    for doc in c.documents:
+        root = ET.fromstring(doc)
+        for gather in root.iter("Gather"):
+            # The prompts are inside the Gather, so a key interrupts them.
+            assert list(gather), "a Gather with nothing inside it cannot be barged into"
+
+
+def test_every_gather_is_followed_by_a_verb_for_silence(call):
+    c = call("callcenter", ["-", "5", "1", "say Avon", "2"])
+    for doc in c.documents:
+        verbs = [v.tag for v in ET.fromstring(doc)]
+        for i, tag in enumerate(verbs):
+            if tag == "Gather":
+                assert i + 1 < len(verbs) and verbs[i + 1] == "Redirect"
+
+
+def test_missing_digits_is_no_input_not_a_crash(app, call, redis_client):
+    c = call("callcenter", ["-"])
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    sid = "CA" + "1" * 32
+    base = {"CallSid": sid, "To": LINES["callcenter"], "From": "+18605550100"}
+    status, body = transport.post("/voice", base)
+    assert status == 200
+    status, body = transport.post("/voice/step?s=1", base)       # no Digits at all
+    assert status == 200 and "<Gather" in body
+    assert c.documents
+
+
+def test_a_twilio_retry_of_a_step_is_answered_the_same_and_changes_nothing(app):
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    base = {"CallSid": "CA" + "2" * 32, "To": LINES["callcenter"], "From": "+18605550100"}
+    transport.post("/voice", base)
+    transport.post("/voice/step?s=1", {**base, "Digits": "2"})       # language -> Spanish main menu
+    first = transport.post("/voice/step?s=2", {**base, "Digits": "7"})   # invalid: try 1
+    again = transport.post("/voice/step?s=2", {**base, "Digits": "7"})   # Twilio retries the same request
+    assert first == again
+    state = app.extensions["ivr"].store.load(base["CallSid"])[0]
+    assert state.tries == 1 and state.seq == 3
+
+
+def test_a_stale_step_repeats_the_current_menu_without_acting(app):
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    base = {"CallSid": "CA" + "3" * 32, "To": LINES["callcenter"], "From": "+18605550100"}
+    transport.post("/voice", base)
+    transport.post("/voice/step?s=1", {**base, "Digits": "1"})
+    status, body = transport.post("/voice/step?s=0", {**base, "Digits": "0"})   # an old step: ignored
+    assert status == 200 and "<Dial" not in body and "Main menu." in body
+
+
+def test_lost_state_is_said_and_the_line_starts_again(app, redis_client, prompts):
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    base = {"CallSid": "CA" + "4" * 32, "To": LINES["callcenter"], "From": "+18605550100"}
+    transport.post("/voice", base)
+    redis_client.flushdb()
+    status, body = transport.post("/voice/step?s=1", {**base, "Digits": "1"})
+    assert status == 200
+    assert prompts.text("sys.state_lost", "en") in body and prompts.text("cc.welcome", "en") in body
+
+
+def test_call_state_expires_and_is_removed_at_the_end_of_the_call(app, call, redis_client):
+    c = call("callcenter", ["-", "1"])
+    assert not redis_client.exists(f"ivr:call:{c.sid}")         # status callback removed it
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    transport.post("/voice", {"CallSid": "CA" + "5" * 32, "To": LINES["callcenter"]})
+    ttl = redis_client.ttl("ivr:call:CA" + "5" * 32)
+    assert 0 < ttl <= app.config["CALL_TTL"]

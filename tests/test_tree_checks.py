@@ -1,0 +1,163 @@
+"""A broken call tree stops start-up with a message naming the file and the node."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ivr.app import create_app
+from ivr.directory import DirectoryError
+from ivr.flow import FlowError
+from ivr.prompts import PromptError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tree(tmp_path, redis_client):
+    """A copy of config/ and prompts/ to break, and a function that starts the app on it."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+
+    def start():
+        return create_app({"IVR_ENV": "test", "CONFIG_DIR": tmp_path / "config",
+                           "PROMPTS_DIR": tmp_path / "prompts", "SDU_BASE_URL": "http://127.0.0.1:9"},
+                          redis_client=redis_client)
+    return tmp_path, start
+
+
+def edit(path: Path, fn) -> None:
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+
+
+def test_the_shipped_tree_loads(tree):
+    _, start = tree
+    assert start().extensions["ivr"].flows.lines.keys() >= {"callcenter", "payments", "staff"}
+
+
+def test_a_goto_to_a_missing_node(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_pay_menu"]["options"][1].update(goto="faq_nowhere"))
+    with pytest.raises(FlowError) as err:
+        start()
+    assert f"{flow}: node 'cc_pay_menu': option 2 goes to 'faq_nowhere', which is not a node" in str(err.value)
+
+
+def test_a_prompt_missing_in_one_language(tree):
+    root, start = tree
+    path = root / "prompts/es/faq.yaml"
+    edit(path, lambda d: d.pop("faq.ends"))
+    with pytest.raises(PromptError) as err:
+        start()
+    assert "prompt 'faq.ends' is missing in Spanish" in str(err.value)
+    assert str(root / "prompts/es") in str(err.value)
+
+
+def test_a_node_whose_prompt_exists_nowhere(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["faq_ends"].update(prompt="faq.when_it_ends"))
+    with pytest.raises(FlowError) as err:
+        start()
+    assert f"{flow}: node 'faq_ends': prompt 'faq.when_it_ends' is missing in en" in str(err.value)
+    assert "is missing in es" in str(err.value)
+
+
+def test_two_options_on_one_key(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_enforce_menu"]["options"][2].update(key=1))
+    with pytest.raises(FlowError) as err:
+        start()
+    assert f"{flow}: node 'cc_enforce_menu': options 1 and 3 both use key 1" in str(err.value)
+
+
+def test_more_than_five_options(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_main"]["options"].append(
+        {"key": 6, "prompt": "cc.main.opt.office", "goto": "cc_office_menu"}))
+    with pytest.raises(FlowError) as err:
+        start()
+    assert "node 'cc_main': 6 options; a menu has at most 5" in str(err.value)
+
+
+def test_reserved_keys_cannot_be_options(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_main"]["options"][0].update(key=9))
+    with pytest.raises(FlowError) as err:
+        start()
+    assert "node 'cc_main': option 1 key '9' must be one digit 1-8" in str(err.value)
+
+
+def test_a_fourth_menu_level_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+
+    def deepen(d):
+        # main -> enforcement -> medical -> (new) deeper menu
+        d["nodes"]["cc_deeper"] = {"type": "menu", "prompt": "cc.medical.intro",
+                                   "options": [{"key": 1, "prompt": "cc.medical.opt.order", "goto": "faq_medical"}]}
+        d["nodes"]["cc_medical_menu"]["options"][0]["goto"] = "cc_deeper"
+    edit(flow, deepen)
+    with pytest.raises(FlowError) as err:
+        start()
+    assert f"{flow}: node 'cc_deeper' is 4 menus deep; at most 3 are allowed" in str(err.value)
+
+
+def test_an_unknown_handler_and_an_unknown_office(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+
+    def breakit(d):
+        d["nodes"]["cc_town"]["handler"] = "office_by_star_sign"
+        d["nodes"]["xfer_putnam"]["office"] = "pluto"
+    edit(flow, breakit)
+    with pytest.raises(FlowError) as err:
+        start()
+    assert "node 'cc_town': handler 'office_by_star_sign' is not a registered handler" in str(err.value)
+    assert "node 'xfer_putnam': unknown office 'pluto'" in str(err.value)
+
+
+def test_an_office_phone_number_that_is_not_one(tree):
+    root, start = tree
+    path = root / "config/offices.yaml"
+    edit(path, lambda d: d["offices"]["putnam"].update(phone="860-963-258"))
+    with pytest.raises(DirectoryError) as err:
+        start()
+    assert f"{path}: office 'putnam': '860-963-258' is not a valid phone number" in str(err.value)
+
+
+def test_every_office_number_is_stored_in_e164(app):
+    for office in app.extensions["ivr"].directory.offices.values():
+        assert office.phone.startswith("+1") and len(office.phone) == 12
+
+
+def test_every_connecticut_town_routes_to_a_known_office(app):
+    directory = app.extensions["ivr"].directory
+    assert len(directory.towns) == 169
+    for town in directory.towns:
+        assert directory.route(town).office.id in directory.offices
+
+
+def test_the_readme_diagrams_match_the_configuration(capsys):
+    from ivr.cli import main
+
+    assert main(["tree", "--check", str(ROOT / "README.md")]) == 0, capsys.readouterr().out
+
+
+def test_ivr_tree_prints_an_outline_with_keys_and_destinations(capsys):
+    from ivr.cli import main
+
+    assert main(["tree", "--line", "callcenter"]) == 0
+    out = capsys.readouterr().out
+    assert "[5] cc_office_menu  menu: \"S E S offices.\"" in out
+    assert "transfer: the Hartford main office (+18605668723)" in out
+    assert "handover: the payments line" in out
