@@ -334,6 +334,9 @@ class Engine:
         who, name, phone, public = self._target(turn, node)
         spoken_phone = say_phone(public, turn.lang)
         hours = self.services.hours
+        if turn.state.phase == "dialed":
+            # Only a stale or out-of-order request lands here while a dial is under way: never dial twice.
+            turn.state.phase = "failed"
         if turn.state.phase in ("closed", "failed"):
             return self._transfer_options(turn, node, reprompt)
         if not hours.is_open(who):
