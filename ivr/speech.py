@@ -123,7 +123,10 @@ def say_phone(e164: str, lang: str) -> str:
     national = str(number.national_number)
     if number.country_code != 1 or len(national) != 10:
         raise ValueError("not a US phone number")
-    return ", ".join(" ".join(group) for group in (national[:3], national[3:6], national[6:]))
+    groups = ", ".join(" ".join(group) for group in (national[:3], national[3:6], national[6:]))
+    # Toll-free numbers are dialled with the 1 first, and that is how callers know them.
+    toll_free = phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.TOLL_FREE
+    return f"1, {groups}" if toll_free else groups
 
 
 # --- the SDU's enums --------------------------------------------------------------------------------

@@ -144,8 +144,11 @@ class _MaskCaseNumbers(logging.Filter):
     """urllib3 logs request paths at DEBUG, and SDU paths hold case numbers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask_case_numbers(record.getMessage())
-        record.args = None
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as usual
+            return True
+        record.msg, record.args = mask_case_numbers(message), None
         return True
 
 
@@ -488,6 +491,7 @@ class SDUClient:
     ) -> dict[str, Any]:
         url = self.base_url + path.format(case_number=case_number)
         masked = mask_digits(case_number)
+        started = self._clock()
         attempt = 0
         while True:
             remaining = deadline - self._clock()
@@ -519,6 +523,10 @@ class SDUClient:
                 status = resp.status_code
                 reason = f"HTTP {status}"
                 if 200 <= status < 300:
+                    log.debug(
+                        "SDU %s for case %s: %d after %.3fs (attempt %d)",
+                        op, masked, status, self._clock() - started, attempt + 1,
+                    )
                     return self._parse(op, method, path, case_number, resp)
                 self._log_error_code(op, masked, resp)
                 if status == 400:
