@@ -1,0 +1,318 @@
+"""Incarcerated parents: the intake of a support-order modification request, by phone (issue 4).
+
+A call whose caller ID is a correctional facility's inmate phone (config/facilities.yaml) starts on this
+path (`inm_welcome`); anyone else reaches it from main menu option 4 (`inm_start`). The caller hears the
+facts, keys the inmate number (stored at once as a request: a hang-up later keeps it), the facility (by
+name or keypad spelling, unless the caller ID already told it), the case or docket number, records a
+message, and hears a 6-digit reference once the request is durably stored (ivr/requests_store.py).
+The recording is downloaded later by the `inmate.recording` job (`ivr worker`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+import redis
+import requests
+import yaml
+
+from .. import recordings
+from ..directory import DirectoryError, parse_phone
+from ..jobs import GiveUp, JobContext, RetryLater, job
+from ..redact import mask_digits
+from ..requests_store import RECORDING_JOB, RequestStore
+from ..sealing import Sealer
+from ..speech import say_phone
+from . import Outcome, handler
+
+log = logging.getLogger("ivr.inmate")
+
+KEYPAD = {c: d for d, letters in {"2": "abc", "3": "def", "4": "ghi", "5": "jkl", "6": "mno",
+                                   "7": "pqrs", "8": "tuv", "9": "wxyz"}.items() for c in letters}
+FACILITY_MISSES = 2      # names not found before the caller is moved on (they can say it in the message)
+PERSON = "cc_agents"     # where a caller goes when the request cannot be stored
+# The HTTP session recording downloads use (tests swap in one without back-off).
+http_session: Callable[[], requests.Session] = recordings.session
+
+
+class FacilityError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Facility:
+    id: str
+    name: str
+    short: str
+    words: tuple[str, ...]
+
+    @property
+    def keypad(self) -> tuple[str, ...]:
+        """Each spoken word spelled on the keypad ("cheshire" -> "24374473")."""
+        return tuple("".join(KEYPAD[c] for c in w if c in KEYPAD) for w in self.words)
+
+
+class Facilities:
+    def __init__(self, by_id: dict[str, Facility], numbers: dict[str, str | None]) -> None:
+        self.by_id = by_id
+        self.numbers = numbers          # E.164 -> facility id, or None for a facility line shared by several
+
+    def for_caller(self, raw: str | None) -> tuple[bool, Facility | None]:
+        """(is the caller ID an inmate phone, which facility). Never raises: prison phone systems send
+        "anonymous", "Restricted", Twilio's withheld "+266696687", nothing, or other odd strings."""
+        raw = (raw or "").strip()[:40]
+        if not raw or not any(c.isdigit() for c in raw):
+            return False, None
+        try:
+            number = phonenumbers.parse(raw, "US")
+        except phonenumbers.NumberParseException:
+            return False, None
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if e164 not in self.numbers:
+            return False, None
+        fid = self.numbers[e164]
+        return True, self.by_id.get(fid) if fid else None
+
+    def hints(self) -> str:
+        return ", ".join(dict.fromkeys(w for f in self.by_id.values() for w in f.words))
+
+    def match_speech(self, said: str) -> list[Facility]:
+        text = _norm(said)
+        if not text:
+            return []
+        found = [f for f in self.by_id.values()
+                 if any(re.search(rf"\b{re.escape(_norm(w))}\b", text) for w in f.words)]
+        if found:
+            return _longest_only(found, text)
+        # Recognisers misspell proper names ("chesire", "mc dougal"): the closest word, if close enough.
+        words = {_norm(w): f for f in self.by_id.values() for w in f.words}
+        tokens = text.split()
+        candidates = tokens + [" ".join(tokens[i:i + 2]) for i in range(len(tokens) - 1)]
+        best: dict[str, Facility] = {}
+        for token in candidates:
+            for match in difflib.get_close_matches(token, list(words), n=1, cutoff=0.8):
+                best[words[match].id] = words[match]
+        return list(best.values())
+
+    def match_keys(self, digits: str) -> list[Facility]:
+        """Facilities one of whose words starts with these keypad letters."""
+        return [f for f in self.by_id.values() if any(k.startswith(digits) for k in f.keypad)]
+
+
+def _longest_only(found: list[Facility], text: str) -> list[Facility]:
+    """"new haven" also contains "haven": keep the facilities whose matching word is the longest."""
+    def score(f: Facility) -> int:
+        return max(len(w) for w in f.words if re.search(rf"\b{re.escape(_norm(w))}\b", text))
+    top = max(score(f) for f in found)
+    return [f for f in found if score(f) == top]
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", (text or "").lower().replace("-", " ")).split())
+
+
+def load_facilities(path: Path) -> Facilities:
+    """config/facilities.yaml, checked: a bad phone number or entry stops start-up naming the file."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FacilityError(f"{path}: cannot read facilities: {exc}") from exc
+    raw = doc.get("facilities") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict) or not raw:
+        raise FacilityError(f"{path}: needs a `facilities` mapping")
+    by_id: dict[str, Facility] = {}
+    numbers: dict[str, str | None] = {}
+
+    def add_number(value, fid: str | None, where: str) -> None:
+        try:
+            e164 = parse_phone(value, where)
+        except DirectoryError as exc:
+            raise FacilityError(str(exc)) from None
+        if e164 in numbers:
+            raise FacilityError(f"{where}: {value!r} is listed twice")
+        numbers[e164] = fid
+
+    for fid, f in raw.items():
+        where = f"{path}: facility {fid!r}"
+        if not isinstance(f, dict) or not f.get("name") or not f.get("words"):
+            raise FacilityError(f"{where}: needs `name` and `words`")
+        words = tuple(str(w) for w in f["words"])
+        by_id[str(fid)] = Facility(str(fid), str(f["name"]), str(f.get("short") or f["name"]), words)
+        for value in f.get("numbers") or []:
+            add_number(value, str(fid), where)
+    for value in doc.get("shared_numbers") or []:
+        add_number(value, None, f"{path}: shared_numbers")
+    return Facilities(by_id, numbers)
+
+
+# --- wiring --------------------------------------------------------------------------------------------
+
+def setup(app) -> None:
+    rt = app.extensions["ivr"]
+    facilities = load_facilities(Path(rt.config["CONFIG_DIR"]) / "facilities.yaml")
+    rt.services.extra["facilities"] = facilities
+    rt.services.extra["requests"] = RequestStore(rt.redis, rt.services.extra["sealer"], clock=rt.hours.now)
+    rt.engine.hints["facilities"] = facilities.hints()
+    rt.entry_hooks.append(entry_hook)
+
+
+def entry_hook(turn) -> str | None:
+    """A call center call from an inmate phone starts on this path (language offer first)."""
+    if turn.state.line != "callcenter":
+        return None
+    facilities: Facilities | None = turn.services.extra.get("facilities")
+    if facilities is None:
+        return None
+    is_facility, facility = facilities.for_caller(turn.param("From"))
+    if not is_facility:
+        return None
+    turn.vars["inm_from_facility"] = True
+    if facility is not None:
+        turn.vars["inm_facility"] = facility.id
+        turn.vars["inm_facility_name"] = facility.name
+        turn.vars["inm_facility_how"] = "caller ID"
+    return "inm_welcome"
+
+
+def _store(turn) -> RequestStore:
+    return turn.services.extra["requests"]
+
+
+def _stored_failed(turn, exc: Exception) -> Outcome:
+    log.error("call %s: request not stored: %s", turn.state.sid[-6:], exc)
+    turn.say("inm.store_failed", number=say_phone(turn.services.lines["callback_number"], turn.lang))
+    return Outcome(goto=PERSON)
+
+
+# --- the call's steps ----------------------------------------------------------------------------------
+
+@handler("inm_number")
+def inm_number(turn, value: str) -> Outcome:
+    """The confirmed inmate number: store the request now, so a hang-up from here on keeps it."""
+    known_facility = turn.vars.get("inm_facility", "")
+    try:
+        ref = _store(turn).open_request(
+            turn.state.sid, value, lang=turn.lang,
+            source="facility caller ID" if turn.vars.get("inm_from_facility") else "main menu",
+            caller=turn.param("From")[:40], facility=known_facility,
+            facility_how=turn.vars.get("inm_facility_how", "") if known_facility else "")
+    except redis.RedisError as exc:
+        return _stored_failed(turn, exc)
+    log.info("call %s: request %s for inmate %s", turn.state.sid[-6:], ref, mask_digits(value))
+    turn.vars["inm_ref"] = ref
+    return Outcome(goto="inm_case" if known_facility else "inm_facility")
+
+
+@handler("inm_facility")
+def inm_facility(turn, value: str) -> Outcome:
+    """A facility said by name, or spelled with the keypad's letters."""
+    facilities: Facilities = turn.services.extra["facilities"]
+    found = facilities.match_keys(value) if value.isdigit() else facilities.match_speech(value)
+    if len(found) == 1:
+        turn.vars["inm_facility"] = found[0].id
+        turn.vars["inm_facility_name"] = found[0].name
+        turn.vars["inm_facility_how"] = "keypad" if value.isdigit() else "speech"
+        return Outcome(goto="inm_facility_check")
+    turn.vars["inm_facility_misses"] = misses = turn.vars.get("inm_facility_misses", 0) + 1
+    if misses >= FACILITY_MISSES:
+        turn.say("inm.facility.later")
+        return Outcome(goto="inm_case")
+    if found:
+        names = _join([f.name for f in found[:3]], turn.lang)
+        return Outcome(retry="inm.facility.ambiguous", fields={"names": names})
+    return Outcome(retry="inm.facility.not_found")
+
+
+@handler("inm_facility_save")
+def inm_facility_save(turn, value: None) -> Outcome:
+    ref = turn.vars.get("inm_ref")
+    if not ref:
+        return Outcome(goto="inm_number")
+    try:
+        _store(turn).update(ref, "facility given", detail=turn.vars.get("inm_facility", ""), stage="facility",
+                            facility=turn.vars.get("inm_facility", ""),
+                            facility_how=turn.vars.get("inm_facility_how", ""))
+    except redis.RedisError as exc:
+        return _stored_failed(turn, exc)
+    return Outcome(goto="inm_case")
+
+
+@handler("inm_case")
+def inm_case(turn, value: str) -> Outcome:
+    ref = turn.vars.get("inm_ref")
+    if not ref:
+        return Outcome(goto="inm_number")
+    try:
+        _store(turn).update(ref, "case or docket number given", stage="case", case=value)
+    except redis.RedisError as exc:
+        return _stored_failed(turn, exc)
+    return Outcome(goto="inm_message")
+
+
+@handler("inm_message")
+def inm_message(turn, value: str) -> Outcome:
+    ref = turn.vars.get("inm_ref")
+    if not ref:
+        return Outcome(goto="inm_number")
+    try:
+        _store(turn).add_recording(ref, value[:300])
+    except redis.RedisError as exc:
+        return _stored_failed(turn, exc)
+    return Outcome(goto="inm_finish")
+
+
+@handler("inm_finish")
+def inm_finish(turn, value: None) -> Outcome:
+    """Say the reference only once the request is stored for good."""
+    ref = turn.vars.get("inm_ref")
+    if not ref:
+        return Outcome(goto="inm_number")
+    try:
+        _store(turn).finish(ref)
+    except redis.RedisError as exc:
+        return _stored_failed(turn, exc)
+    turn.say("inm.done", ref=say_ref(ref),
+             number=say_phone(turn.services.lines["callback_number"], turn.lang))
+    return Outcome(hangup=True)
+
+
+def say_ref(ref: str) -> str:
+    """"483920" -> "4 8 3, 9 2 0": digit by digit, in two groups the caller can write down."""
+    return " ".join(ref[:3]) + ", " + " ".join(ref[3:])
+
+
+def _join(names: list[str], lang: str) -> str:
+    if len(names) < 2:
+        return "".join(names)
+    return ", ".join(names[:-1]) + (" o " if lang == "es" else " or ") + names[-1]
+
+
+# --- background job: the caller's message, into the system's own storage ---------------------------------
+
+@job(RECORDING_JOB)
+def fetch_recording(payload: dict, ctx: JobContext) -> None:
+    ref, url = str(payload.get("ref", "")), str(payload.get("url", ""))
+    store = RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
+    request = store.raw(ref)
+    if request is None:
+        raise GiveUp(f"no request {ref}")
+    if request.get("recording_url") != url:
+        return      # the caller recorded again: the newer message has its own job
+    if request.get("recording_file") and Path(request["recording_file"]).exists():
+        return      # done already (a redelivered job)
+    try:
+        path = recordings.download(url, Path(ctx.config["DATA_DIR"]) / "requests" / ref,
+                                   ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"],
+                                   http=http_session())
+    except recordings.RecordingError as exc:
+        store.recording_failed(ref, str(exc), exc.permanent)
+        if exc.permanent:
+            raise GiveUp(str(exc)) from exc
+        raise RetryLater(str(exc)) from exc
+    store.recording_saved(ref, str(path))

@@ -1,0 +1,230 @@
+"""`ivr requests ...`: SES staff work the requests callers leave (incarcerated parents' modifications).
+
+    ivr requests list [--all]          open requests, one a line, starting with the reference
+    ivr requests show REF              everything the caller gave, where the recording is, the history
+    ivr requests export [--status S]   CSV on standard output (or --output FILE)
+    ivr requests take REF --by NAME    take an open request (no one else can then mark it done)
+    ivr requests done REF --by NAME    mark it done
+
+They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal inmate and case numbers. Every change is
+written to the request's audit trail with who and when. A problem is one line on stderr and exit 1
+(bad input) or 2 (Redis unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import redis
+
+from .callstate import KEY as CALL_KEY
+from .redact import mask_digits
+from .requests_store import STATUSES, RequestError, RequestStore, check_name, check_ref
+from .sealing import Sealer
+
+TZ = ZoneInfo("America/New_York")
+CSV_FIELDS = ["ref", "status", "created", "updated", "complete", "stage", "source", "lang", "facility",
+              "facility_how", "inmate_number", "case_number", "caller_id", "recording_url",
+              "recording_file", "recording_error", "taken_by", "taken_at", "done_by", "done_at"]
+STAGE_WORDS = {"number": "after the inmate number", "facility": "after the facility",
+               "case": "after the case number", "message": "after the message"}
+
+
+class Unreachable(Exception):
+    pass
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("requests", help="requests callers left for SES staff (incarcerated parents)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="requests_command", required=True)
+
+    s = sub.add_parser("list", help="open requests, one a line, oldest first")
+    s.add_argument("--all", action="store_true", help="include requests already done")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("show", help="everything a request holds, and its history")
+    s.add_argument("ref")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("export", help="requests as CSV (inmate and case numbers included: handle with care)")
+    s.add_argument("--status", choices=[*STATUSES, "all"], default="all")
+    s.add_argument("--output", "-o", help="write to this file instead of standard output")
+    s.set_defaults(func=cmd_export)
+
+    for name, text in (("take", "take an open request"), ("done", "mark a request done")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("ref")
+        s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+        s.set_defaults(func=cmd_change, change=name)
+
+
+def open_store() -> RequestStore:
+    import logging
+
+    from . import settings
+
+    # The server warns when Redis cannot confirm fsyncs; a staff command has nothing to do about it.
+    logging.getLogger("ivr.requests").setLevel(logging.ERROR)
+
+    config = settings.from_env()
+    url = config["REDIS_URL"]
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        parts = urlsplit(url)   # never print a password that may be in the URL
+        raise Unreachable(f"cannot reach Redis at {parts.hostname}:{parts.port or 6379} "
+                          f"(REDIS_URL): {exc}") from exc
+    return RequestStore(client, Sealer(config["IVR_SECRET_KEY"]))
+
+
+def run(fn) -> int:
+    try:
+        return fn(open_store())
+    except Unreachable as exc:
+        print(f"ivr requests: {exc}", file=sys.stderr)
+        return 2
+    except RequestError as exc:
+        print(f"ivr requests: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"ivr requests: Redis error: {exc}", file=sys.stderr)
+        return 2
+
+
+def local(stamp: str) -> str:
+    if not stamp:
+        return ""
+    try:
+        return datetime.fromisoformat(stamp).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp
+
+
+def completeness(store: RequestStore, req: dict) -> str:
+    if req.get("complete") == "1":
+        return "complete"
+    if store.redis.exists(CALL_KEY.format(sid=req.get("sid", ""))):
+        return "caller still on the line"
+    return f"INCOMPLETE (call ended {STAGE_WORDS.get(req.get('stage', ''), 'early')})"
+
+
+def facility_name(req: dict) -> str:
+    """The facility's short name from config/facilities.yaml (its id if the file cannot be read)."""
+    fid = req.get("facility")
+    if not fid:
+        return "facility not given"
+    return _facility_names().get(fid, fid)
+
+
+def _facility_names() -> dict[str, str]:
+    global _NAMES
+    if _NAMES is None:
+        from . import settings
+        from .handlers.inmate import FacilityError, load_facilities
+        try:
+            facilities = load_facilities(settings.from_env()["CONFIG_DIR"] / "facilities.yaml")
+            _NAMES = {f.id: f.short for f in facilities.by_id.values()}
+        except FacilityError:
+            _NAMES = {}
+    return _NAMES
+
+
+_NAMES: dict[str, str] | None = None
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        refs = store.refs(STATUSES if args.all else ("open", "taken"))
+        for ref in refs:
+            req = store.get(ref)
+            if req is None:
+                continue
+            who = f" by {req.get('taken_by')}" if req.get("status") in ("taken", "done") else ""
+            print(f"{ref}  {req.get('status', '?')}{who}  {local(req.get('created', ''))}  "
+                  f"inmate {mask_digits(req.get('inmate'))}  {facility_name(req)}  "
+                  f"{'message' if req.get('recording_url') else 'no message'}  {completeness(store, req)}")
+        if not refs:
+            print("no open requests" if not args.all else "no requests", file=sys.stderr)
+        return 0
+    return run(go)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        ref = check_ref(args.ref)
+        req = store.get(ref)
+        if req is None:
+            raise RequestError(f"no request {ref}")
+        if req.get("recording_file"):
+            recording = req["recording_file"]
+        elif req.get("recording_url"):
+            state = f"download failed: {req['recording_error']}" if req.get("recording_error") else \
+                "not downloaded yet (ivr worker)"
+            recording = f"{state}; Twilio: {req['recording_url']}"
+        else:
+            recording = "no message"
+        status = req.get("status", "?")
+        if req.get("taken_by"):
+            status += f" (taken by {req['taken_by']} {local(req.get('taken_at', ''))})"
+        if req.get("done_by"):
+            status += f" (done by {req['done_by']} {local(req.get('done_at', ''))})"
+        rows = [
+            ("reference", ref),
+            ("status", status),
+            ("created", local(req.get("created", ""))),
+            ("updated", local(req.get("updated", ""))),
+            ("complete", completeness(store, req)),
+            ("how the call came", req.get("source", "")),
+            ("language", {"en": "English", "es": "Spanish"}.get(req.get("lang", ""), req.get("lang", ""))),
+            ("inmate number", req.get("inmate") or "(not given)"),
+            ("facility", f"{facility_name(req)} (from {req.get('facility_how') or '?'})"
+             if req.get("facility") else "(not given)"),
+            ("case/docket number", req.get("case") or "(not given)"),
+            ("caller ID", req.get("caller") or "(withheld)"),
+            ("message", recording),
+        ]
+        for label, value in rows:
+            print(f"{label + ':':20} {value}")
+        print("history:")
+        for entry in store.history(ref):
+            detail = f": {entry.detail}" if entry.detail else ""
+            print(f"  {local(entry.at)}  {entry.by:12} {entry.action}{detail}")
+        return 0
+    return run(go)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        statuses = STATUSES if args.status == "all" else (args.status,)
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        try:
+            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for ref in store.refs(statuses):
+                req = store.get(ref)
+                if req is None:
+                    continue
+                req.update(inmate_number=req.get("inmate", ""), case_number=req.get("case", ""),
+                           caller_id=req.get("caller", ""))
+                writer.writerow(req)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        return 0
+    return run(go)
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        ref, by = check_ref(args.ref), check_name(args.by)
+        result = store.take(ref, by) if args.change == "take" else store.done(ref, by)
+        print(f"request {ref}: {result} ({by})")
+        return 0
+    return run(go)

@@ -1,0 +1,285 @@
+"""The queue of requests callers leave for SES staff (incarcerated parents asking for a modification).
+
+Redis layout:
+  ivr:req:{ref}           hash: one request. The inmate number, case number and caller ID are kept
+                          only sealed (ivr/sealing.py): a Redis dump or backup shows none of them.
+  ivr:req:{ref}:audit     stream: every change, with who and when (the caller, the worker, staff).
+  ivr:req:call:{sid}      the reference a call made: one request per CallSid, whatever Twilio retries.
+  ivr:req:open            sorted set: references not done yet (open or taken), by creation time.
+  ivr:req:all             sorted set: every reference, by creation time (export).
+
+A request is never deleted or popped: `take` and `done` change its status in one WATCH/MULTI
+transaction, so nothing can be lost between "stored" and a person finishing it (this is the
+acknowledgement: `done` is the only thing that takes a request out of `ivr:req:open`). After each
+write the store waits for Redis to fsync its append-only file (WAITAOF, Redis >= 7.2) so that a
+reference is spoken only for a request that survives a crash; on older Redis run the server with
+`appendonly yes` and `appendfsync always` for the same guarantee.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+
+from . import jobs
+from .sealing import Sealer
+
+log = logging.getLogger("ivr.requests")
+
+PREFIX = "ivr:req:"
+OPEN = PREFIX + "open"
+ALL = PREFIX + "all"
+BY_CALL = PREFIX + "call:{sid}"
+RECORDING_JOB = "inmate.recording"
+SEALED = ("inmate", "case", "caller")          # fields kept only sealed
+STATUSES = ("open", "taken", "done")
+REF_RE = re.compile(r"^\d{6}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
+STAGES = ("number", "facility", "case", "message", "finished")   # how far a caller got
+
+
+class RequestError(Exception):
+    """What a staff command tells a person (unknown reference, taken by someone else ...)."""
+
+
+@dataclass
+class AuditEntry:
+    at: str
+    by: str
+    action: str
+    detail: str
+
+
+def req_key(ref: str) -> str:
+    return f"{PREFIX}{ref}"
+
+
+def audit_key(ref: str) -> str:
+    return f"{PREFIX}{ref}:audit"
+
+
+def check_ref(ref: str) -> str:
+    ref = (ref or "").strip()
+    if not REF_RE.match(ref):
+        raise RequestError(f"{ref!r} is not a request reference (6 digits)")
+    return ref
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise RequestError("--by must be a staff member's name or user id: a letter first, then up to "
+                           "39 letters, digits, spaces or . ' _ @ -")
+    return name
+
+
+class RequestStore:
+    def __init__(self, client: redis.Redis, sealer: Sealer, clock: Callable[[], datetime] | None = None,
+                 new_ref: Callable[[], str] | None = None) -> None:
+        self.redis = client
+        self.sealer = sealer
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
+        self._waitaof: bool | None = None    # None: not tried yet on this connection
+
+    # --- the caller's side ----------------------------------------------------------------------
+    def open_request(self, sid: str, inmate: str, *, lang: str, source: str, caller: str = "",
+                     facility: str = "", facility_how: str = "") -> str:
+        """Store a new request for this call, or update the one it already has; return its reference.
+
+        Called as soon as the inmate number is confirmed, so a caller who hangs up later still leaves
+        a request staff can work on (flagged incomplete).
+        """
+        by_call = BY_CALL.format(sid=sid)
+        for _ in range(50):
+            existing = self.redis.get(by_call)
+            if existing:
+                ref = existing.decode()
+                self.update(ref, "inmate number given again", stage="number", inmate=inmate)
+                return ref
+            ref = self.new_ref()
+            now = self._now()
+            fields = {"ref": ref, "sid": sid, "status": "open", "created": now, "updated": now,
+                      "lang": lang, "source": source, "stage": "number", "complete": "0",
+                      "inmate": self._seal(inmate), "caller": self._seal(caller),
+                      "facility": facility, "facility_how": facility_how}
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(by_call, req_key(ref))
+                    if pipe.get(by_call) or pipe.exists(req_key(ref)):
+                        continue        # another webhook of this call won, or the reference is taken
+                    pipe.multi()
+                    pipe.hset(req_key(ref), mapping=fields)
+                    pipe.set(by_call, ref)
+                    score = self.clock().timestamp()
+                    pipe.zadd(OPEN, {ref: score})
+                    pipe.zadd(ALL, {ref: score})
+                    self._audit(pipe, ref, "caller", "created",
+                                f"from {source}" + (f", facility {facility} ({facility_how})" if facility else ""))
+                    pipe.execute()
+            except redis.WatchError:
+                continue
+            self._sync()
+            return ref
+        raise RuntimeError("could not find a free request reference")
+
+    def update(self, ref: str, action: str, by: str = "caller", detail: str = "", **fields: str) -> None:
+        """Change fields of a request (sealing the personal ones) and write the change to its audit."""
+        values = {k: self._seal(v) if k in SEALED else v for k, v in fields.items()}
+        values["updated"] = self._now()
+        pipe = self.redis.pipeline()
+        pipe.hset(req_key(ref), mapping=values)
+        self._audit(pipe, ref, by, action, detail)
+        pipe.execute()
+        self._sync()
+
+    def add_recording(self, ref: str, url: str) -> None:
+        """Keep the caller's message URL and queue its download, in one transaction."""
+        pipe = self.redis.pipeline()
+        pipe.hset(req_key(ref), mapping={"recording_url": url, "recording_file": "", "recording_error": "",
+                                         "stage": "message", "updated": self._now()})
+        self._audit(pipe, ref, "caller", "message recorded", url)
+        jobs.enqueue(self.redis, RECORDING_JOB, {"ref": ref, "url": url}, pipe=pipe)
+        pipe.execute()
+        self._sync()
+
+    def finish(self, ref: str) -> None:
+        self.update(ref, "request finished", stage="finished", complete="1")
+
+    # --- the worker's side ----------------------------------------------------------------------
+    def recording_saved(self, ref: str, path: str) -> None:
+        self.update(ref, "recording downloaded", by="worker", detail=path, recording_file=path,
+                    recording_error="")
+
+    def recording_failed(self, ref: str, reason: str, permanent: bool) -> None:
+        self.update(ref, "recording download failed" + (" for good" if permanent else ", will retry"),
+                    by="worker", detail=reason, recording_error=reason)
+
+    # --- staff ----------------------------------------------------------------------------------
+    def raw(self, ref: str) -> dict[str, str] | None:
+        data = self.redis.hgetall(req_key(ref))
+        if not data:
+            return None
+        return {k.decode(): v.decode() for k, v in data.items()}
+
+    def get(self, ref: str) -> dict[str, str] | None:
+        """A request with its personal fields unsealed ("" when not given, "?" when unreadable)."""
+        data = self.raw(ref)
+        if data is None:
+            return None
+        for name in SEALED:
+            token = data.get(name, "")
+            data[name] = "" if not token else self.sealer.unseal(token) or "?"
+        return data
+
+    def refs(self, statuses: Iterable[str] = ("open", "taken")) -> list[str]:
+        """References in order of creation; `open`/`taken` from the open index, `done` needs the rest."""
+        statuses = set(statuses)
+        index = ALL if "done" in statuses else OPEN
+        refs = [r.decode() for r in self.redis.zrange(index, 0, -1)]
+        if statuses >= set(STATUSES):
+            return refs
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hget(req_key(ref), "status")
+        return [ref for ref, st in zip(refs, pipe.execute(), strict=True)
+                if st is not None and st.decode() in statuses]
+
+    def history(self, ref: str) -> list[AuditEntry]:
+        out = []
+        for _, fields in self.redis.xrange(audit_key(ref)):
+            f = {k.decode(): v.decode() for k, v in fields.items()}
+            out.append(AuditEntry(f.get("at", ""), f.get("by", ""), f.get("action", ""), f.get("detail", "")))
+        return out
+
+    def take(self, ref: str, by: str) -> str:
+        """Give an open request to `by`; RequestError if someone else has it or it is done."""
+        ref, by = check_ref(ref), check_name(by)
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            if status == "taken" and owner == by:
+                return "already yours"
+            if status == "taken":
+                raise RequestError(f"request {ref} is already taken by {owner}")
+            if status == "done":
+                raise RequestError(f"request {ref} is already done")
+            now = self._now()
+            pipe.multi()
+            pipe.hset(req_key(ref), mapping={"status": "taken", "taken_by": by, "taken_at": now,
+                                             "updated": now})
+            self._audit(pipe, ref, by, "taken")
+            return None
+
+        return self._transition(ref, change) or "taken"
+
+    def done(self, ref: str, by: str) -> str:
+        """Mark a request done (taking it first if nobody had); RequestError if someone else has it."""
+        ref, by = check_ref(ref), check_name(by)
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            if status == "done":
+                raise RequestError(f"request {ref} is already done")
+            if status == "taken" and owner != by:
+                raise RequestError(f"request {ref} is taken by {owner}; only they can mark it done")
+            now = self._now()
+            pipe.multi()
+            values = {"status": "done", "done_by": by, "done_at": now, "updated": now}
+            if status == "open":
+                values.update(taken_by=by, taken_at=now)
+                self._audit(pipe, ref, by, "taken")
+            pipe.hset(req_key(ref), mapping=values)
+            pipe.zrem(OPEN, ref)
+            self._audit(pipe, ref, by, "done")
+            return None
+
+        return self._transition(ref, change) or "done"
+
+    # --- internals ------------------------------------------------------------------------------
+    def _transition(self, ref: str, change) -> str | None:
+        key = req_key(ref)
+        for _ in range(20):
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    status, owner = pipe.hmget(key, "status", "taken_by")
+                    if status is None:
+                        raise RequestError(f"no request {ref}")
+                    result = change(pipe, status.decode(), (owner or b"").decode())
+                    if result is None:
+                        pipe.execute()
+                        self._sync()
+                    return result
+            except redis.WatchError:
+                continue        # someone changed it at the same moment: look again
+        raise RequestError(f"request {ref} is changing too often; try again")
+
+    def _audit(self, pipe, ref: str, by: str, action: str, detail: str = "") -> None:
+        pipe.xadd(audit_key(ref), {"at": self._now(), "by": by, "action": action, "detail": detail[:300]})
+
+    def _seal(self, value: str) -> str:
+        return self.sealer.seal(value) if value else ""
+
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+    def _sync(self) -> None:
+        """Wait until Redis has fsynced the write to its AOF, where the server can tell us."""
+        if self._waitaof is False:
+            return
+        try:
+            local, _ = self.redis.execute_command("WAITAOF", 1, 0, 2000)
+        except redis.ResponseError as exc:
+            # Redis < 7.2 has no WAITAOF, and it refuses one when AOF is off: durability then rests
+            # on the server's appendfsync setting (see the module doc).
+            self._waitaof = False
+            log.warning("cannot confirm AOF fsync (%s); relying on the server's appendfsync setting", exc)
+            return
+        self._waitaof = True
+        if not local:
+            log.error("Redis did not confirm the fsync of a request within 2 s")

@@ -1,0 +1,308 @@
+"""Issue 4: parents in prison or jail ask SES to change their order by phone, end to end.
+
+Calls go through the simulated phone; what staff then see goes through `ivr requests ...` (ivr.cli.main),
+reading REDIS_URL like the server does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+
+import pytest
+
+from ivr import settings
+from ivr.cli import main
+from ivr.settings import DEV_AUTH_TOKEN
+from ivr.simphone import Transport
+from tests.conftest import LINES, TEST_REDIS_URL
+
+YORK = "+19595550113"          # York CI's placeholder inmate-phone caller ID (config/facilities.yaml)
+SHARED = "+19595550120"        # an inmate phone that does not tell the facility
+INMATE = "7654321"
+CASE = "246813579"
+
+
+@pytest.fixture
+def staff(monkeypatch, capsys, redis_client):
+    """Run `ivr requests ...` as staff would: returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main(["requests", *args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+    return run
+
+
+def spoken_ref(said: str) -> str:
+    """The reference the caller heard ("Your request number is 4 8 3, 9 2 0.")."""
+    m = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", said)
+    assert m, "no request number was said"
+    return "".join(m.groups())
+
+
+def listed(out: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in out.splitlines() if line.strip()}
+
+
+# --- the whole path ------------------------------------------------------------------------------------
+
+def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(call, staff, prompts):
+    c = call("callcenter", ["-", "1", f"{INMATE}#", "1", f"{CASE}#", "1", "record"], caller=YORK)
+    said = c.said
+    # Offered first, with Spanish still on offer, and no main menu in the way.
+    assert said.startswith(prompts.text("inm.welcome", "en"))
+    assert "Para español, oprima 2." in said
+    assert prompts.text("cc.main.intro", "en") not in said
+    # The facts, in plain words.
+    for fact in ("keeps running while you are in prison or jail", "support you do not pay adds up",
+                 "for you at no charge", "file it yourself", "income and property you have now",
+                 "will not lower your order if your crime was against your child"):
+        assert fact in said
+    # Keyed entries read back; the facility was not asked: the caller ID told it.
+    assert "You entered 7 6 5, 4 3 2, 1" not in said        # (7 digits: read one by one)
+    assert "You entered 7 6 5 4 3 2 1." in said
+    assert "You entered 2 4 6, 8 1 3, 5 7 9." in said
+    assert prompts.text("inm.facility.ask", "en") not in said
+    # The reference twice, digit by digit, then what happens next, then goodbye.
+    ref = spoken_ref(said)
+    spaced = f"{' '.join(ref[:3])}, {' '.join(ref[3:])}"
+    assert said.count(spaced) == 2
+    assert "contact you in writing" in said and c.hung_up
+
+    rc, out, _ = staff("list")
+    assert rc == 0
+    line = listed(out)[ref]
+    assert "York CI" in line and "complete" in line and INMATE not in line    # the list masks it
+    rc, out, _ = staff("show", ref)
+    assert rc == 0
+    assert f"inmate number:       {INMATE}" in out
+    assert f"case/docket number:  {CASE}" in out
+    assert "York CI (from caller ID)" in out
+    assert "https://api.twilio.com/2010-04-01/Accounts/AC" in out and "not downloaded yet" in out
+    assert "facility caller ID" in out
+
+    assert staff("take", ref, "--by", "Ana Ruiz")[0] == 0
+    rc, _, err = staff("take", ref, "--by", "Bob Lee")
+    assert rc == 1 and "already taken by Ana Ruiz" in err
+    rc, _, err = staff("done", ref, "--by", "Bob Lee")
+    assert rc == 1 and "taken by Ana Ruiz" in err
+    assert staff("done", ref, "--by", "Ana Ruiz")[0] == 0
+    assert ref not in listed(staff("list")[1])
+    assert ref in listed(staff("list", "--all")[1])
+    history = staff("show", ref)[1].split("history:")[1]
+    assert re.search(r"Ana Ruiz\s+taken", history) and re.search(r"Ana Ruiz\s+done", history)
+    assert re.search(r"caller\s+created", history)
+
+
+def test_from_the_main_menu_in_spanish_with_the_facility_said_by_name(call, staff, prompts):
+    keys = ["2", "4", "1", "123456#", "1", "say estoy en Cheshire", "1", "*", "grabar"]
+    c = call("callcenter", keys, caller="+18605550177")
+    said = c.said
+    assert "Si usted está en prisión o en la cárcel, o llama por alguien que lo está, oprima 4." in said
+    assert prompts.text("inm.facts", "es") in said
+    assert "Tengo Cheshire Correctional Institution." in said
+    ref = re.search(r"número de solicitud es (\d) (\d) (\d), (\d) (\d) (\d)", said)
+    assert ref and said.count("número de solicitud es") == 2
+    ref = "".join(ref.groups())
+    out = staff("show", ref)[1]
+    assert "Cheshire CI (from speech)" in out and "language:            Spanish" in out
+    assert "case/docket number:  (not given)" in out and "main menu" in out
+
+
+def test_the_facility_spelled_on_the_keypad_and_an_ambiguous_spelling(call, staff, prompts):
+    # 4 2 7 is both GARner and HARtford: one more letter (4 2 7 8, HART) settles it.
+    keys = ["-", "1", "55555#", "1", "427#", "4278#", "1", "*", "-", "-"]
+    c = call("callcenter", keys, caller=SHARED)
+    assert prompts.text("inm.welcome", "en") in c.said        # a shared inmate line is still a facility
+    assert prompts.text("inm.facility.ask", "en") in c.said   # ... that does not say which one
+    assert "That could be Garner Correctional Institution or Hartford Correctional Center." in c.said
+    assert "I have Hartford Correctional Center." in c.said
+    # Silence at the message, twice: no message, and the request still finishes.
+    assert c.said.count(prompts.text("record.none", "en")) == 1
+    ref = spoken_ref(c.said)
+    out = staff("show", ref)[1]
+    assert "Hartford CC (from keypad)" in out and "message:             no message" in out
+
+
+def test_a_facility_not_found_twice_moves_on_and_star_skips_it(call, prompts, staff):
+    c = call("callcenter", ["-", "4", "1", "55555#", "1", "say purple elephants", "say nowhere", "*", "-", "-"])
+    assert prompts.text("inm.facility.not_found", "en") in c.said
+    assert prompts.text("inm.facility.later", "en") in c.said
+    assert prompts.text("inm.case.ask", "en") in c.said
+    assert "facility:            (not given)" in staff("show", spoken_ref(c.said))[1]
+    c = call("callcenter", ["-", "4", "1", "55555#", "1", "*", "*", "-", "-"])
+    assert "facility:            (not given)" in staff("show", spoken_ref(c.said))[1]
+
+
+def test_a_facility_caller_can_still_reach_the_main_menu_and_a_person(call, prompts):
+    c = call("callcenter", ["-", "9"], caller=YORK)
+    assert prompts.text("cc.main.intro", "en") in c.said_after(2)
+    c = call("callcenter", ["-", "0"], caller=YORK)
+    assert c.dialed == ["+18605696233"]
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "Restricted", "+266696687", "", "not a number",
+                                    "+1860555", "client:alice", "sip:inmate@10.0.0.1", "9" * 60])
+def test_withheld_or_odd_caller_ids_get_the_normal_greeting(call, prompts, caller):
+    c = call("callcenter", ["-"], caller=caller)
+    assert all(s == 200 for s in c.statuses)
+    assert c.said.startswith(prompts.text("cc.welcome", "en"))
+    assert prompts.text("inm.welcome", "en") not in c.said
+
+
+def test_a_facility_number_written_any_way_is_recognised(call, prompts):
+    for caller in ("(959) 555-0113", "9595550113", "+1 959 555 0113"):
+        assert call("callcenter", ["-"], caller=caller).said.startswith(prompts.text("inm.welcome", "en"))
+
+
+def test_a_facility_calling_the_payment_line_gets_the_payment_line(call, prompts):
+    c = call("payments", ["-"], caller=YORK)
+    assert prompts.text("inm.welcome", "en") not in c.said
+
+
+# --- bad input at each step --------------------------------------------------------------------------
+
+def test_the_inmate_number_too_short_too_long_silent_or_skipped_is_asked_again(call, prompts, staff):
+    c = call("callcenter", ["-", "1", "12#", "123456789#", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
+    assert "That was 2 digits. Please enter 5 - 8 digits." in c.said
+    assert "That was 9 digits. Please enter 5 - 8 digits." in c.said
+    assert prompts.text("inm.number.short", "en") in c.said        # a reprompt is the short question
+    assert INMATE in staff("show", spoken_ref(c.said))[1]
+    c = call("callcenter", ["-", "1", "-", "*", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
+    assert prompts.text("menu.no_input", "en") in c.said
+    assert prompts.text("collect.digits_only", "en") in c.said      # the inmate number cannot be skipped
+    assert spoken_ref(c.said)
+    # Three failed tries in a row end with a person, not a loop; nothing half-made is stored.
+    c = call("callcenter", ["-", "1", "12#", "-", "*"], caller=YORK)
+    assert c.dialed == ["+18605696233"]
+    assert len(listed(staff("list")[1])) == 2
+
+
+def test_the_read_back_can_be_refused_and_answered_badly(call, staff):
+    c = call("callcenter", ["-", "1", "11111#", "7", "2", f"{INMATE}#", "1", "12#", "*", "-", "-"], caller=YORK)
+    said = c.said
+    assert "Please press 1 if that is right, or 2 to enter it again." in said
+    assert "That was 2 digits. Please enter 5 - 15 digits." in said      # case number too short
+    out = staff("show", spoken_ref(said))[1]
+    assert f"inmate number:       {INMATE}" in out and "11111" not in out
+
+
+def test_a_hang_up_after_the_inmate_number_keeps_what_was_given(call, staff):
+    c = call("callcenter", ["-", "1", f"{INMATE}#", "1"], caller=YORK)   # then the caller hangs up
+    assert "request number" not in c.said
+    rc, out, _ = staff("list")
+    assert rc == 0 and len(listed(out)) == 1
+    ref, line = next(iter(listed(out).items()))
+    assert "INCOMPLETE (call ended after the inmate number)" in line
+    show = staff("show", ref)[1]
+    assert f"inmate number:       {INMATE}" in show and "York CI" in show
+
+
+def test_a_hang_up_halfway_through_the_facility_keeps_the_case_and_facility(call, staff):
+    call("callcenter", ["-", "4", "1", f"{INMATE}#", "1", "say York", "1", f"{CASE}#", "1"])
+    ref, line = next(iter(listed(staff("list")[1]).items()))
+    assert "INCOMPLETE (call ended after the case number)" in line
+    show = staff("show", ref)[1]
+    assert CASE in show and "York CI (from speech)" in show
+
+
+def test_a_hang_up_before_the_number_is_confirmed_stores_nothing(call, staff, redis_client):
+    call("callcenter", ["-", "1", f"{INMATE}#"], caller=YORK)
+    assert staff("list")[1] == ""
+    assert not redis_client.keys("ivr:req:*")
+
+
+def test_a_caller_still_on_the_line_is_shown_as_such(app, staff):
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    base = {"CallSid": "CA" + "5" * 32, "To": LINES["callcenter"], "From": YORK}
+    transport.post("/voice", base)
+    for seq, digits in enumerate(["", "1", INMATE, "1"], start=1):
+        transport.post(f"/voice/step?s={seq}", {**base, "Digits": digits})
+    assert "caller still on the line" in staff("list")[1]
+    transport.post("/voice/status", {**base, "CallStatus": "completed"})
+    assert "INCOMPLETE" in staff("list")[1]
+
+
+# --- retries, idempotency, secrets --------------------------------------------------------------------
+
+def test_a_replayed_webhook_or_a_replayed_call_makes_no_second_request(app, redis_client, call):
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    sid = "CA" + "6" * 32
+    base = {"CallSid": sid, "To": LINES["callcenter"], "From": YORK}
+    transport.post("/voice", base)
+    for seq, digits in enumerate(["", "1", INMATE], start=1):
+        transport.post(f"/voice/step?s={seq}", {**base, "Digits": digits})
+    first = transport.post("/voice/step?s=4", {**base, "Digits": "1"})      # confirm: the request is made
+    again = transport.post("/voice/step?s=4", {**base, "Digits": "1"})      # Twilio retries it
+    assert first == again
+    transport.post("/voice/step?s=5", {**base, "Digits": "*"})              # on to the message
+    transport.post("/voice/step?s=4", {**base, "Digits": "1"})              # a late, stale retry
+    assert redis_client.zcard("ivr:req:all") == 1
+    # The same CallSid walking the path again (state lost, Twilio re-posting) still has one request.
+    call("callcenter", ["-", "1", "1111111#", "1", "*", "-", "-"], caller=YORK, sid=sid)
+    assert redis_client.zcard("ivr:req:all") == 1
+    ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
+    store = app.extensions["ivr"].services.extra["requests"]
+    assert store.get(ref)["inmate"] == "1111111"          # the newer number, with the change audited
+    assert [e.action for e in store.history(ref)].count("inmate number given again") == 1
+
+
+def test_redis_holds_no_inmate_or_case_number_and_logs_neither(call, redis_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    # A hang-up during the read-back leaves nothing either: the call's state is removed at the end.
+    call("callcenter", ["-", "1", f"{INMATE}#", "1", f"{CASE}#", "1", "record"], caller=YORK)
+    call("callcenter", ["-", "1", "8642097#"], caller=YORK)
+    dump = b""
+    for key in redis_client.scan_iter("*"):
+        kind = redis_client.type(key).decode()
+        if kind == "string":
+            dump += redis_client.get(key) or b""
+        elif kind == "hash":
+            dump += b" ".join(k + b"=" + v for k, v in redis_client.hgetall(key).items())
+        elif kind == "stream":
+            for _, fields in redis_client.xrange(key):
+                dump += b" ".join(fields.values())
+        elif kind == "zset":
+            dump += b" ".join(redis_client.zrange(key, 0, -1))
+        dump += b" " + key
+    assert dump and b"ivr:req:" in dump
+    for secret in (INMATE, CASE, "8642097", "959555"):
+        assert secret.encode() not in dump, f"{secret} is readable in Redis"
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    for secret in (INMATE, CASE):
+        assert secret not in logged
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("numbers, message", [
+    ('["+1 959 555 01"]', "is not a valid phone number"),
+    ('["not a phone"]', "is not a phone number"),
+    ('["+19595550113", "(959) 555-0113"]', "is listed twice"),
+])
+def test_a_bad_facility_number_stops_start_up_naming_the_file(make_app, tmp_path, numbers, message):
+    config_dir = tmp_path / "config"
+    shutil.copytree(settings.from_env()["CONFIG_DIR"], config_dir)
+    path = config_dir / "facilities.yaml"
+    text = path.read_text().replace('numbers: ["+19595550113"]', f"numbers: {numbers}")
+    assert text != path.read_text()
+    path.write_text(text)
+    with pytest.raises(RuntimeError) as err:
+        make_app(CONFIG_DIR=config_dir)
+    assert str(path) in str(err.value) and message in str(err.value) and "york" in str(err.value)
+
+
+def test_every_facility_can_be_said_and_spelled_and_its_number_is_recognised(app):
+    facilities = app.extensions["ivr"].services.extra["facilities"]
+    assert len(facilities.by_id) >= 13
+    for f in facilities.by_id.values():
+        assert facilities.match_speech(f"I am at {f.words[0]}") == [f]
+        assert facilities.match_keys(f.keypad[0][:5]) == [f], f.id
+        assert facilities.for_caller(next(n for n, fid in facilities.numbers.items() if fid == f.id)) == (True, f)
+    assert "macdougall" in app.extensions["ivr"].engine.hints["facilities"]
+    assert facilities.match_speech("new haven")[0].id == "new-haven"
+    assert [f.id for f in facilities.match_speech("chesire")] == ["cheshire"]     # a recogniser's misspelling
