@@ -215,6 +215,7 @@ def inm_facility(turn, value: str) -> Outcome:
     facilities: Facilities = turn.services.extra["facilities"]
     found = facilities.match_keys(value) if value.isdigit() else facilities.match_speech(value)
     if len(found) == 1:
+        turn.vars.pop("inm_facility_misses", None)
         turn.vars["inm_facility"] = found[0].id
         turn.vars["inm_facility_name"] = found[0].name
         turn.vars["inm_facility_how"] = "keypad" if value.isdigit() else "speech"

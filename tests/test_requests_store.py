@@ -1,0 +1,170 @@
+"""The request queue and the staff commands on their own: ids, idempotency, take/done, audit, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ivr.cli import main
+from ivr.requests_store import RequestError, RequestStore
+from ivr.sealing import Sealer
+from ivr.settings import DEV_SECRET_KEY
+from tests.conftest import TEST_REDIS_URL
+
+
+class Ticking:
+    """A clock one minute later at each reading, from 2026-11-24 15:00 UTC."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 15, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(minutes=1)
+        return self.now
+
+
+@pytest.fixture
+def store(redis_client):
+    return RequestStore(redis_client, Sealer(DEV_SECRET_KEY), clock=Ticking())
+
+
+@pytest.fixture
+def staff(monkeypatch, capsys, redis_client):
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.delenv("IVR_SECRET_KEY", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main(["requests", *args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+    return run
+
+
+def new(store, sid="CA1", inmate="1234567", **kw) -> str:
+    return store.open_request(sid, inmate, lang=kw.pop("lang", "en"), source="main menu", **kw)
+
+
+def test_one_request_per_call_and_a_taken_reference_is_never_reused(redis_client):
+    refs = iter(["111111", "111111", "222222"])
+    store = RequestStore(redis_client, Sealer(DEV_SECRET_KEY), new_ref=lambda: next(refs))
+    assert new(store, "CA1") == "111111"
+    assert new(store, "CA1", "7777777") == "111111"        # the same call again: the same request
+    assert new(store, "CA2") == "222222"                   # 111111 is taken: another is drawn
+    assert redis_client.zcard("ivr:req:all") == 2
+    assert store.get("111111")["inmate"] == "7777777"
+
+
+def test_references_are_six_digits(store):
+    refs = {new(store, f"CA{i}") for i in range(30)}
+    assert len(refs) == 30 and all(len(r) == 6 and r.isdigit() and r[0] != "0" for r in refs)
+
+
+def test_personal_fields_are_sealed_and_unsealed_only_with_the_key(store, redis_client):
+    ref = new(store, caller="+18605550177")
+    store.update(ref, "case given", case="987654321")
+    raw = redis_client.hgetall(f"ivr:req:{ref}")
+    assert b"1234567" not in b"".join(raw.values()) and b"987654321" not in b"".join(raw.values())
+    assert store.get(ref)["case"] == "987654321"
+    stranger = RequestStore(redis_client, Sealer("another key"))
+    assert stranger.get(ref)["inmate"] == "?"
+
+
+def test_take_and_done_follow_who_has_the_request(store):
+    ref = new(store)
+    assert store.take(ref, "ana") == "taken"
+    assert store.take(ref, "ana") == "already yours"
+    with pytest.raises(RequestError, match="already taken by ana"):
+        store.take(ref, "bob")
+    with pytest.raises(RequestError, match="taken by ana"):
+        store.done(ref, "bob")
+    assert store.done(ref, "ana") == "done"
+    with pytest.raises(RequestError, match="already done"):
+        store.done(ref, "ana")
+    with pytest.raises(RequestError, match="already done"):
+        store.take(ref, "bob")
+    assert store.refs() == [] and store.refs(("done",)) == [ref]
+    # Done straight from open: taking it is recorded too.
+    other = new(store, "CA2")
+    store.done(other, "bob")
+    assert [e.action for e in store.history(other)][-2:] == ["taken", "done"]
+    assert store.get(other)["taken_by"] == "bob"
+
+
+def test_every_change_is_in_the_audit_trail_with_who_and_when(store):
+    ref = new(store)
+    store.update(ref, "facility given", facility="york")
+    store.finish(ref)
+    store.take(ref, "ana")
+    store.done(ref, "ana")
+    trail = [(e.by, e.action) for e in store.history(ref)]
+    assert trail == [("caller", "created"), ("caller", "facility given"), ("caller", "request finished"),
+                     ("ana", "taken"), ("ana", "done")]
+    stamps = [e.at for e in store.history(ref)]
+    assert stamps == sorted(stamps) and stamps[0].startswith("2026-11-24T15:0")
+
+
+def test_list_and_export(store, staff):
+    first = new(store, "CA1", facility="york", facility_how="caller ID")
+    store.finish(first)
+    second = new(store, "CA2", "5555555", lang="es")
+    store.update(second, "case", case="0012345")
+    rc, out, _ = staff("list")
+    lines = out.splitlines()
+    assert rc == 0 and [line.split()[0] for line in lines] == [first, second]
+    assert "York CI" in lines[0] and "complete" in lines[0] and "INCOMPLETE" in lines[1]
+    staff("done", first, "--by", "ana")
+    assert [line.split()[0] for line in staff("list")[1].splitlines()] == [second]
+    rc, out, _ = staff("export")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and [r["ref"] for r in rows] == [first, second]
+    assert rows[0]["status"] == "done" and rows[0]["done_by"] == "ana" and rows[0]["facility"] == "york"
+    assert rows[1]["inmate_number"] == "5555555" and rows[1]["case_number"] == "0012345"   # leading 0 kept
+    rc, out, _ = staff("export", "--status", "open")
+    assert [r["ref"] for r in csv.DictReader(io.StringIO(out))] == [second]
+
+
+def test_export_to_a_file(store, staff, tmp_path):
+    new(store)
+    target = tmp_path / "requests.csv"
+    assert staff("export", "--output", str(target))[0] == 0
+    assert target.read_text().startswith("ref,status,")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("show", "999999"), "no request 999999"),
+    (("show", "12345"), "is not a request reference"),
+    (("take", "abcdef", "--by", "ana"), "is not a request reference"),
+    (("take", "999999", "--by", "ana"), "no request 999999"),
+    (("done", "999999", "--by", "ana"), "no request 999999"),
+])
+def test_staff_commands_refuse_unknown_or_malformed_references(store, staff, args, message):
+    new(store)
+    rc, out, err = staff(*args)
+    assert rc == 1 and message in err and not out
+
+
+@pytest.mark.parametrize("name", ["", "   ", "1234", "a" * 41, "ana\nbob", "-x"])
+def test_a_bad_by_is_refused(store, staff, name):
+    ref = new(store)
+    rc, _, err = staff("take", ref, f"--by={name}")
+    assert rc == 1 and "--by must be" in err
+    assert store.get(ref)["status"] == "open"
+
+
+def test_by_is_required(store, staff):
+    with pytest.raises(SystemExit) as exc:
+        main(["requests", "take", new(store)])
+    assert exc.value.code != 0
+
+
+def test_redis_unreachable_is_one_clear_line_and_a_non_zero_exit(monkeypatch, capsys):
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    for args in (["list"], ["show", "123456"], ["export"], ["take", "123456", "--by", "ana"]):
+        rc = main(["requests", *args])
+        out, err = capsys.readouterr()
+        assert rc == 2 and "cannot reach Redis at 127.0.0.1:1" in err and "hunter2" not in err
+        assert "Traceback" not in err and not out
