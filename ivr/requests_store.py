@@ -4,7 +4,8 @@ Redis layout:
   ivr:req:{ref}           hash: one request. The inmate number, case number and caller ID are kept
                           only sealed (ivr/sealing.py): a Redis dump or backup shows none of them.
   ivr:req:{ref}:audit     stream: every change, with who and when (the caller, the worker, staff).
-  ivr:req:call:{sid}      the reference a call made: one request per CallSid, whatever Twilio retries.
+  ivr:req:call:{sid}      the reference a call made: one request per CallSid, whatever Twilio retries
+                          (expires a day later, like everything kept for a call).
   ivr:req:open            sorted set: references not done yet (open or taken), by creation time.
   ivr:req:all             sorted set: every reference, by creation time (export).
 
@@ -36,12 +37,14 @@ PREFIX = "ivr:req:"
 OPEN = PREFIX + "open"
 ALL = PREFIX + "all"
 BY_CALL = PREFIX + "call:{sid}"
+BY_CALL_TTL = 24 * 3600    # only needed while the call lasts (IVR_CALL_TTL, 4 h): every key of a call expires
 RECORDING_JOB = "inmate.recording"
 SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
 STAGES = ("number", "facility", "case", "message", "finished")   # how far a caller got
+_warned = False     # the WAITAOF warning is logged once per process, not once per request
 
 
 class RequestError(Exception):
@@ -116,7 +119,7 @@ class RequestStore:
                         continue        # another webhook of this call won, or the reference is taken
                     pipe.multi()
                     pipe.hset(req_key(ref), mapping=fields)
-                    pipe.set(by_call, ref)
+                    pipe.set(by_call, ref, ex=BY_CALL_TTL)
                     score = self.clock().timestamp()
                     pipe.zadd(OPEN, {ref: score})
                     pipe.zadd(ALL, {ref: score})
@@ -277,8 +280,11 @@ class RequestStore:
         except redis.ResponseError as exc:
             # Redis < 7.2 has no WAITAOF, and it refuses one when AOF is off: durability then rests
             # on the server's appendfsync setting (see the module doc).
+            global _warned
             self._waitaof = False
-            log.warning("cannot confirm AOF fsync (%s); relying on the server's appendfsync setting", exc)
+            if not _warned:
+                _warned = True
+                log.warning("cannot confirm AOF fsync (%s); relying on the server's appendfsync setting", exc)
             return
         self._waitaof = True
         if not local:

@@ -291,7 +291,11 @@ def say_ref(ref: str) -> str:
 def _join(names: list[str], lang: str) -> str:
     if len(names) < 2:
         return "".join(names)
-    return ", ".join(names[:-1]) + (" o " if lang == "es" else " or ") + names[-1]
+    if lang == "es":   # "o" becomes "u" before an o- sound: "Hartford u Osborn"
+        word = " u " if re.match(r"h?o", names[-1].lower()) else " o "
+    else:
+        word = " or "
+    return ", ".join(names[:-1]) + word + names[-1]
 
 
 # --- background job: the caller's message, into the system's own storage ---------------------------------
