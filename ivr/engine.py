@@ -199,6 +199,7 @@ class Engine:
     # --- language --------------------------------------------------------------------------
     def _enter_language(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         gather = turn.gather(timeout=3)
+        self._announce(turn, gather)
         for pid in _as_list(node.get("prompt")):
             turn.say(pid, gather)
         offer = self.services.prompts.spoken("lang.offer", "es")
@@ -213,7 +214,15 @@ class Engine:
         said = _norm(turn.param("SpeechResult"))
         if turn.param("Digits") == "2" or "espanol" in said:
             turn.state.lang = "es"
+            self._announce(turn, turn.response)
         self.enter(turn, node.get("next"))
+
+    def _announce(self, turn: Turn, target) -> None:
+        """Announcements staff posted for the start of this line, in the caller's language, if any
+        (the hook `extra["announcements"](line, lang) -> [Spoken]`, set by ivr/handlers/staff.py)."""
+        hook = self.services.extra.get("announcements")
+        for spoken in hook(turn.state.line, turn.lang) if hook else ():
+            turn.say_text(spoken.text, target, audio=spoken.audio)
 
     # --- menus and answers -----------------------------------------------------------------
     def _enter_menu(self, turn: Turn, node: Node, reprompt: bool = False) -> None:

@@ -1,0 +1,427 @@
+"""The staff line (config/flows/staff.yaml): sign in, re-record a prompt, roll it back, announcements.
+
+A kept recording is not live at once: `staff_keep` queues the `staff.publish` job, which downloads it
+from Twilio into the system's own storage and only then publishes it (ivr/published.py). Callers are
+served the system's copy (`GET /audio/<file>`, ivr/audio.py).
+
+Call state holds the staff ID and name (`_staff`, `_staff_name`) once signed in; the PIN goes straight
+from the request to the hash check and is never stored or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+
+from flask import Flask
+
+from .. import jobs, recordings
+from ..audio import bp as audio_bp
+from ..engine import Turn
+from ..flow import FlowError
+from ..prompts import _fields
+from ..published import ANN_LINES, REV, Library, Mirror, NothingToRollBack, Who, audio_dir
+from ..speech import say_date, say_digits
+from ..staffdb import MAX_FAILS, Login, Staff, StaffDB
+from . import Outcome, handler
+
+log = logging.getLogger("ivr.staff")
+
+JOB = "staff.publish"
+FIRST_WORDS = 10
+
+
+def setup(app: Flask) -> None:
+    """Wire the staff line into the app: storage, the published-index refresher, the announcement
+    hook of the engine's `language` node, and the audio route."""
+    rt = app.extensions["ivr"]
+    library = Library(rt.redis)
+    mirror = Mirror(library, rt.prompts, rt.hours.now, app.config)
+    rt.services.extra.update(library=library, published=mirror, staffdb=StaffDB(rt.redis),
+                             announcements=mirror.announcements)
+    rt.extra_keys += (REV,)
+    rt.refreshers.append(lambda values: mirror.refresh(values[rt.extra_keys.index(REV)]))
+    app.register_blueprint(audio_bp)
+    _check_lines(rt.flows)
+
+
+def _check_lines(flows) -> None:
+    """Announcement nodes name their lines in the flow file: a wrong name stops start-up."""
+    for node in flows.nodes.values():
+        if node.get("handler") in ("staff_ann_new", "staff_ann_clear"):
+            lines = node.get("lines")
+            if not isinstance(lines, list) or not lines or any(ln not in ANN_LINES for ln in lines):
+                raise FlowError(f"{node.file}: node {node.id!r}: `lines` must list some of {list(ANN_LINES)}")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _extra(turn: Turn, name: str):
+    return turn.services.extra[name]
+
+
+def _now(turn: Turn) -> datetime:
+    return turn.services.hours.now()
+
+
+def _staff(turn: Turn) -> Staff | None:
+    """The signed-in staff member, if the account is still enabled (a disable takes effect at once)."""
+    staff_id = turn.vars.get("_staff")
+    if not staff_id:
+        return None
+    staff = _extra(turn, "staffdb").get(staff_id)
+    return staff if staff is not None and not staff.disabled else None
+
+
+def signed_in(fn):
+    """Every staff-line step after the PIN: without a signed-in staff member, back to the staff ID."""
+    def wrapper(turn: Turn, value):
+        staff = _staff(turn)
+        if staff is None:
+            turn.vars.pop("_staff", None)
+            return Outcome(goto="st_id")
+        return fn(turn, value, staff)
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _who(staff: Staff) -> Who:
+    return Who(staff.id, staff.name)
+
+
+def _work(turn: Turn) -> str:
+    """The language of the recordings being worked on (not the language the staff line speaks)."""
+    lang = turn.vars.get("work_lang")
+    return lang if lang in ("en", "es") else turn.lang
+
+
+def _lang_name(turn: Turn, lang: str) -> str:
+    return turn.services.prompts.text(f"st.lang.{lang}", turn.lang)
+
+
+def _line_name(turn: Turn, line: str) -> str:
+    return turn.services.prompts.text(f"st.line.{line}", turn.lang)
+
+
+def _say_in(turn: Turn, lang: str, text: str = "", audio: str | None = None) -> None:
+    """Say `text` in the voice of `lang` (a Spanish prompt in the Spanish voice), or play `audio`."""
+    target = turn.target if turn.target is not None else turn.response
+    if audio:
+        target.play(audio)
+    elif text.strip():
+        voice = turn.services.lines["voices"][lang]
+        target.say(text, voice=voice["voice"], language=voice["language"])
+
+
+def _node_lines(turn: Turn) -> list[str]:
+    return list(turn.engine.flows.nodes[turn.state.node].get("lines"))
+
+
+# --- signing in ----------------------------------------------------------------------------------
+@handler("staff_id")
+def staff_id(turn: Turn, value: str) -> Outcome:
+    turn.vars.pop("_staff", None)
+    if _extra(turn, "staffdb").locked_until(value, _now(turn)):
+        log.warning("staff line: staff ID %s is locked", value)
+        turn.say("st.login.locked")
+        return Outcome(hangup=True)
+    turn.vars["_staff_try"] = value
+    return Outcome(goto="st_pin")
+
+
+@handler("staff_pin")
+def staff_pin(turn: Turn, value: str) -> Outcome:
+    staff_id = turn.vars.pop("_staff_try", "")
+    if not staff_id:
+        return Outcome(goto="st_id")
+    result, staff = _extra(turn, "staffdb").login(staff_id, value, _now(turn))
+    if result is Login.OK and staff is not None:
+        turn.vars.pop("_fails", None)
+        turn.vars.update(_staff=staff.id, _staff_name=staff.name, work_lang=turn.lang)
+        log.info("staff line: %s signed in", staff.id)
+        turn.say("st.hello", name=staff.name)
+        return Outcome(goto="st_main")
+    log.warning("staff line: sign-in failed for staff ID %s (%s)", staff_id, result.value)
+    if result is Login.LOCKED:
+        turn.say("st.login.locked")
+        return Outcome(hangup=True)
+    fails = int(turn.vars.get("_fails", 0)) + 1
+    turn.vars["_fails"] = fails
+    if fails >= MAX_FAILS:  # a cap per call too, whatever IDs were tried
+        turn.say("st.login.too_many")
+        return Outcome(hangup=True)
+    turn.say("st.login.failed")
+    return Outcome(goto="st_id")
+
+
+# --- the staff menu ------------------------------------------------------------------------------
+@handler("staff_main")
+@signed_in
+def staff_main(turn: Turn, value, staff: Staff) -> Outcome | None:
+    turn.vars["work_lang"] = _work(turn)
+    turn.say("st.main.intro", work=_lang_name(turn, _work(turn)))
+    return None
+
+
+@handler("staff_switch")
+@signed_in
+def staff_switch(turn: Turn, value, staff: Staff) -> Outcome:
+    turn.vars["work_lang"] = "es" if _work(turn) == "en" else "en"
+    return Outcome(goto="st_main")
+
+
+# --- one prompt ----------------------------------------------------------------------------------
+@handler("staff_code")
+@signed_in
+def staff_code(turn: Turn, value: str, staff: Staff) -> Outcome:
+    prompts = turn.services.prompts
+    by_code = {code: pid for pid, code in prompts.codes.items()}
+    pid = by_code.get(int(value)) if value.isdigit() else None
+    if pid is None or not prompts.has(pid, "en"):
+        return Outcome(retry="st.code.unknown", fields={"code": say_digits(value)})
+    if _fields(prompts.texts["en"][pid]):  # variable parts: always the computer voice
+        return Outcome(retry="st.code.fields", fields={"code": say_digits(value)})
+    turn.vars["_pid"] = pid
+    return Outcome(goto="st_prompt")
+
+
+@handler("staff_prompt")
+@signed_in
+def staff_prompt(turn: Turn, value, staff: Staff) -> Outcome | None:
+    """Which prompt this is (its first words, in its own voice) and what callers hear now."""
+    pid = turn.vars.get("_pid")
+    prompts = turn.services.prompts
+    if not pid or not prompts.has(pid, "en"):
+        return Outcome(goto="st_code")
+    turn.vars["_target"] = "prompt"
+    if turn.vars.pop("_quiet", None):
+        return None
+    lang = _work(turn)
+    turn.say("st.prompt.about", code=say_digits(str(prompts.codes[pid])), work=_lang_name(turn, lang))
+    words = prompts.texts[lang][pid].split()
+    _say_in(turn, lang, " ".join(words[:FIRST_WORDS]) + ("..." if len(words) > FIRST_WORDS else ""))
+    library: Library = _extra(turn, "library")
+    current = library.published(pid, lang)
+    if current:
+        event = library.version(pid, lang, current["v"]) or {}
+        when = datetime.fromisoformat(event["at"]).date() if event.get("at") else _now(turn).date()
+        turn.say("st.prompt.live", version=current["v"], name=event.get("name") or event.get("by", ""),
+                 date=say_date(when, turn.lang, today=_now(turn).date()))
+    else:
+        turn.say("st.prompt.tts")
+    return None
+
+
+@handler("staff_hear")
+@signed_in
+def staff_hear(turn: Turn, value, staff: Staff) -> Outcome:
+    pid = turn.vars.get("_pid")
+    if not pid:
+        return Outcome(goto="st_code")
+    lang = _work(turn)
+    spoken = turn.services.prompts.spoken(pid, lang)   # the system's copy, or the computer voice
+    _say_in(turn, lang, spoken.text, spoken.audio)
+    turn.vars["_quiet"] = 1
+    return Outcome(goto="st_prompt")
+
+
+@handler("staff_rollback")
+@signed_in
+def staff_rollback(turn: Turn, value, staff: Staff) -> Outcome:
+    pid = turn.vars.get("_pid")
+    if not pid:
+        return Outcome(goto="st_code")
+    lang = _work(turn)
+    try:
+        version = _extra(turn, "library").rollback(pid, lang, _who(staff), _now(turn))
+    except NothingToRollBack:
+        turn.say("st.rollback.none")
+    else:
+        log.info("staff line: %s rolled %s (%s) back to version %d", staff.id, pid, lang, version)
+        if version:
+            turn.say("st.rollback.done", version=version)
+        else:
+            turn.say("st.rollback.tts")
+    turn.vars["_quiet"] = 1
+    return Outcome(goto="st_prompt")
+
+
+# --- recording, listening back, keeping ----------------------------------------------------------
+@handler("staff_recorded")
+@signed_in
+def staff_recorded(turn: Turn, url: str, staff: Staff) -> Outcome:
+    try:
+        recordings.check_url(url, _extra(turn, "config")["TWILIO_ACCOUNT_SID"])
+    except recordings.RecordingError:
+        return Outcome(retry="st.record.bad")
+    turn.vars["_rec"] = url
+    return Outcome(goto="st_review")
+
+
+@handler("staff_review")
+@signed_in
+def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
+    """Play the fresh recording from Twilio (not downloaded yet: it is only being reviewed)."""
+    url = turn.vars.get("_rec")
+    if not url:
+        return Outcome(goto="st_main")
+    turn.say("st.review.intro")
+    _say_in(turn, turn.lang, audio=url)
+    return None
+
+
+def _back(turn: Turn) -> Outcome:
+    turn.vars["_quiet"] = 1   # straight to the choices: the status would not show the kept one yet
+    return Outcome(goto="st_prompt" if turn.vars.get("_target") == "prompt" else "st_ann")
+
+
+@handler("staff_keep")
+@signed_in
+def staff_keep(turn: Turn, value, staff: Staff) -> Outcome:
+    url = turn.vars.pop("_rec", None)
+    if not url:
+        return _back(turn)
+    payload = {"url": url, "lang": _work(turn), "by": staff.id, "name": staff.name,
+               "at": _now(turn).isoformat()}
+    if turn.vars.get("_target") == "prompt" and turn.vars.get("_pid"):
+        payload.update(what="prompt", pid=turn.vars["_pid"])
+    elif turn.vars.get("_target") == "announcement" and turn.vars.get("_ann_lines"):
+        payload.update(what="announcement", lines=turn.vars["_ann_lines"], until=turn.vars.get("_until"))
+    else:  # not knowing what the recording is for, publish nothing
+        return Outcome(goto="st_main")
+    jobs.enqueue(_extra(turn, "redis"), JOB, payload)
+    log.info("staff line: %s kept a recording (%s %s)", staff.id, payload["what"],
+             payload.get("pid") or ",".join(payload["lines"]))
+    turn.say("st.kept")
+    return _back(turn)
+
+
+@handler("staff_cancel")
+@signed_in
+def staff_cancel(turn: Turn, value, staff: Staff) -> Outcome:
+    turn.vars.pop("_rec", None)
+    turn.say("st.cancelled")
+    return _back(turn)
+
+
+# --- announcements -------------------------------------------------------------------------------
+@handler("staff_ann_status")
+@signed_in
+def staff_ann_status(turn: Turn, value, staff: Staff) -> Outcome | None:
+    turn.vars["_target"] = "announcement"
+    if turn.vars.pop("_quiet", None):
+        return None
+    turn.say("st.ann.intro")
+    mirror: Mirror = _extra(turn, "published")
+    for line in ANN_LINES:
+        rec = mirror.announcement(line, _work(turn))
+        name = _line_name(turn, line)
+        if rec is None:
+            turn.say("st.ann.none", line=name)
+        elif rec.get("until"):
+            turn.say("st.ann.on_until", line=name, date=_say_until(turn, rec["until"]))
+        else:
+            turn.say("st.ann.on", line=name)
+    return None
+
+
+@handler("staff_ann_new")
+@signed_in
+def staff_ann_new(turn: Turn, value, staff: Staff) -> Outcome:
+    turn.vars.update(_target="announcement", _ann_lines=_node_lines(turn))
+    turn.vars.pop("_until", None)   # "*" at the end date skips straight to recording: no end date
+    return Outcome(goto="st_ann_until")
+
+
+@handler("staff_ann_until")
+@signed_in
+def staff_ann_until(turn: Turn, value: str, staff: Staff) -> Outcome:
+    until = last_day(value, _now(turn).date())
+    if until is None:
+        return Outcome(retry="st.ann.until.bad", fields={"digits": say_digits(value)})
+    turn.vars["_until"] = until.isoformat()
+    turn.say("st.ann.until.ok", date=_say_until(turn, until.isoformat()))
+    return Outcome(goto="st_record")
+
+
+@handler("staff_ann_hear")
+@signed_in
+def staff_ann_hear(turn: Turn, value, staff: Staff) -> Outcome:
+    mirror: Mirror = _extra(turn, "published")
+    heard = False
+    for line in ANN_LINES:
+        rec = mirror.announcement(line, _work(turn))
+        if rec is not None:
+            turn.say("st.ann.hear.line", line=_line_name(turn, line))
+            _say_in(turn, _work(turn), audio=rec["url"])
+            heard = True
+    if not heard:
+        turn.say("st.ann.hear.none")
+    turn.vars["_quiet"] = 1
+    return Outcome(goto="st_ann")
+
+
+@handler("staff_ann_clear")
+@signed_in
+def staff_ann_clear(turn: Turn, value, staff: Staff) -> Outcome:
+    lines, lang = _node_lines(turn), _work(turn)
+    cleared = _extra(turn, "library").clear_announcement(lines, lang, _who(staff), _now(turn))
+    log.info("staff line: %s cleared the %s announcement on %s", staff.id, lang, ",".join(lines))
+    turn.say("st.ann.cleared" if cleared else "st.ann.cleared_none")
+    return Outcome(goto="st_ann")
+
+
+def last_day(mmdd: str, today: date) -> date | None:
+    """"1226" -> the next December 26 from `today` (today included); None if it is not a date."""
+    if len(mmdd) != 4 or not mmdd.isdigit():
+        return None
+    month, day = int(mmdd[:2]), int(mmdd[2:])
+    for year in (today.year, today.year + 1, today.year + 2, today.year + 3, today.year + 4):
+        try:
+            d = date(year, month, day)
+        except ValueError:
+            if not 1 <= month <= 12 or not 1 <= day <= 31:
+                return None
+            continue  # February 29 of a year that has none: try the next
+        if d >= today:
+            return d
+    return None
+
+
+def _say_until(turn: Turn, iso: str) -> str:
+    return say_date(date.fromisoformat(iso), turn.lang, today=_now(turn).date())
+
+
+# --- the background job: download, then publish -------------------------------------------------
+@jobs.job(JOB)
+def publish_recording(payload: dict, ctx: jobs.JobContext) -> None:
+    """Download a kept recording into DATA_DIR/prompts and, only when that worked, publish it."""
+    cfg = ctx.config
+    library = Library(ctx.redis)
+    url = payload.get("url", "")
+    try:
+        sid = recordings.check_url(url, cfg["TWILIO_ACCOUNT_SID"])
+        who = Who(str(payload.get("by", "")), str(payload.get("name", "")))
+        at = datetime.fromisoformat(payload["at"])
+        what, lang = payload["what"], payload["lang"]
+        if lang not in ("en", "es") or what not in ("prompt", "announcement"):
+            raise ValueError(f"bad job payload: {what!r} {lang!r}")
+    except (recordings.RecordingError, KeyError, ValueError) as exc:
+        raise jobs.GiveUp(str(exc)) from exc
+    file = f"{sid}.mp3"
+    if not library.is_published_file(file):  # a job run twice does not fetch (and rewrite) it again
+        try:
+            file = recordings.download(url, audio_dir(cfg), cfg["TWILIO_ACCOUNT_SID"],
+                                       cfg["TWILIO_AUTH_TOKEN"]).name
+        except recordings.RecordingError as exc:
+            if exc.permanent:
+                raise jobs.GiveUp(str(exc)) from exc
+            raise jobs.RetryLater(str(exc)) from exc
+    if what == "prompt":
+        version = library.publish(payload["pid"], lang, file, who, at)
+        log.info("published %s (%s) version %d by %s", payload["pid"], lang, version, who.by)
+    else:
+        until = date.fromisoformat(payload["until"]) if payload.get("until") else None
+        library.set_announcement(list(payload["lines"]), lang, file, until, who, at)
+        log.info("announcement on %s (%s) by %s, until %s", ",".join(payload["lines"]), lang, who.by,
+                 until or "cleared")
