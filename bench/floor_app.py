@@ -1,0 +1,44 @@
+"""The benchmark's floor: the least a webhook can do, served under the same gunicorn settings.
+
+One endpoint for /voice, /voice/step and /voice/status that does one Redis round trip (a pipeline
+that reads and writes a small per-call key with an expiry) and builds a small `VoiceResponse` with a
+`<Gather>` and a `<Redirect>`, as every menu of the real system does. No signature check, no call
+tree, no prompts: whatever the system costs beyond this is the price of its features.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from flask import Flask, Response, request
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+
+def create_app() -> Flask:
+    app = Flask("bench.floor")
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                                  socket_connect_timeout=0.5, socket_timeout=1.0)
+
+    def answer() -> Response:
+        sid = request.form.get("CallSid", "")[:64]
+        key = f"floor:call:{sid}"
+        if request.path == "/voice/status":
+            client.delete(key)
+            return Response(status=204)
+        pipe = client.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.set(key, request.form.get("Digits", "-"), ex=3600)
+        seq = int(request.args.get("s", 0)) + 1
+        pipe.execute()
+        response = VoiceResponse()
+        gather = Gather(action=f"/voice/step?s={seq}", method="POST", input="dtmf", num_digits=1, timeout=6)
+        gather.say("For payments, press 1. For offices, press 5.", voice="Polly.Joanna", language="en-US")
+        response.append(gather)
+        response.redirect(f"/voice/step?s={seq}", method="POST")
+        return Response(str(response), mimetype="text/xml")
+
+    for rule in ("/voice", "/voice/step", "/voice/status"):
+        app.add_url_rule(rule, rule, answer, methods=["POST"])
+    app.add_url_rule("/health", "health", lambda: {"status": "ok"})
+    return app

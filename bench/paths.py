@@ -1,0 +1,55 @@
+"""The calls the benchmark places: one small data record per realistic path through the system.
+
+`keys` are the caller's answers, one per prompt that takes input, exactly as for `ivr call --keys`
+and the tests' `call()` fixture: digits ("123456789#"), "say words" for speech, "-" for silence,
+"dial:completed" for a transfer's result. When the keys run out the caller hangs up.
+
+`sdu` lists the indexes (0-based) of the keys whose webhook calls the SDU API: those requests are
+timed as their own kind ("/voice/step sdu"), because their latency is the SDU's as much as ours.
+
+`needs` names flow nodes that must exist for the path to make sense; the benchmark also places each
+path once before measuring and leaves out (and reports) any path that does not work yet, so a line
+still being built never turns into a wall of errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223", "staff": "+18605550142"}
+
+
+@dataclass(frozen=True)
+class Path:
+    name: str
+    line: str                       # a key of NUMBERS: which number the caller dials
+    keys: tuple[str, ...]
+    sdu: frozenset[int] = field(default_factory=frozenset)
+    needs: tuple[str, ...] = ()     # flow node ids this path walks through
+    caller: str = "+18605550199"
+
+    @property
+    def to(self) -> str:
+        return NUMBERS[self.line]
+
+
+PATHS: tuple[Path, ...] = (
+    # Call center FAQ in English: payments menu, a spoken answer, main menu, another answer, repeat.
+    Path("faq_en", "callcenter", ("-", "1", "2", "9", "2", "3", "*"),
+         needs=("cc_main", "faq_withholding", "faq_job_loss")),
+    # The same line in Spanish, by speech: "pagos", then "retención", then back by "menú principal".
+    Path("faq_es_speech", "callcenter", ("2", "say pagos", "say retención", "say menú principal", "3", "1"),
+         needs=("cc_main", "faq_withholding", "faq_not_paid")),
+    # Office transfer with the town lookup: offices menu, "by town", say the town, confirm, dial.
+    # Outside office hours the office is closed: the caller hears the hours and hangs up instead.
+    Path("office_by_town", "callcenter", ("-", "5", "1", "say I live in West Hartford", "1", "dial:completed"),
+         needs=("cc_town", "cc_town_confirm", "xfer_by_town")),
+    # Inmate intake from a facility's inmate phone (York CI's caller ID: the facility is known): start,
+    # inmate number read back and confirmed (the request is stored), case number confirmed, a message.
+    Path("inmate_intake", "callcenter", ("-", "1", "7654321#", "1", "246813579#", "1", "record"),
+         needs=("inm_welcome", "inm_number", "inm_case", "inm_message"), caller="+19595550113"),
+    # Payment line: case number, read-back confirmed, PIN (the SDU checks it, then the case summary),
+    # last payment (SDU), payment menu, balance (SDU).
+    Path("payment_pin", "payments", ("-", "123456789", "1", "1234", "1", "9", "3"),
+         sdu=frozenset({3, 4, 6}), needs=("pay_case", "pay_pin", "pay_last", "pay_balance")),
+)

@@ -1,0 +1,652 @@
+"""`ivr bench` (or `python -m bench.run`): a load benchmark of whole calls, and its floor.
+
+It starts the real thing on this machine, each as its own process on a free loopback port: a private
+`redis-server` (no persistence), the SDU stub (`ivr sdu-stub`), the system under gunicorn exactly as
+the Procfile's `web:` line runs it, and the floor (bench/floor_app.py) under the same gunicorn line.
+Then, for each number of simultaneous calls in the sweep, it drives the system and then the floor
+with calls along the paths of bench/paths.py (signed as Twilio signs, without callers' pauses) and
+prints requests per second, latency per webhook kind, errors, server CPU per request and the ratio
+system/floor; then it holds calls mid-way to measure Redis memory per active call and checks that
+every key expires. The same goes to a JSON file (bench/results/) to compare commits.
+
+Every process it starts is stopped at the end, also on an error or Ctrl-C. Load goes to 127.0.0.1
+only, and every loop is bounded in requests and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path as FsPath
+
+import redis
+import requests
+
+from . import driver
+from .paths import PATHS, Path
+
+ROOT = FsPath(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SYSTEM_APP = "ivr.app:create_app()"
+FLOOR_APP = "bench.floor_app:create_app()"
+BENCH_TOKEN = "bench-twilio-auth-token"
+BENCH_SECRET = "bench-ivr-secret-key-0123456789abcdef"
+SDU_KEY = "dev-sdu-key"
+TARGETS = {"calls": 50, "ratio": 0.75, "p99_ms": 25.0, "bytes_per_call": 2048}
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (a process did not start, a tool is missing)."""
+
+
+# --- the machine and the code measured ---------------------------------------------------------------
+def machine() -> dict:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in FsPath("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        nproc = len(os.sched_getaffinity(0))
+    except AttributeError:
+        nproc = os.cpu_count() or 0
+    import gunicorn
+    return {"nproc": nproc, "cpu_model": model, "python": platform.python_version(),
+            "platform": platform.platform(), "gunicorn": gunicorn.__version__,
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
+# --- processes ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool(name: str) -> str:
+    """A command from this Python's environment first (the venv), then from PATH."""
+    here = FsPath(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise BenchError(f"{name} not found (install it, or run from the project's .venv)")
+    return found
+
+
+class Processes:
+    """The processes this run started; `stop_all` ends each one (and its children) by its own id."""
+
+    def __init__(self, logdir: FsPath) -> None:
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = (self.logdir / f"{name}.log").open("wb")
+        # A session of its own: the process group id is the process id, so its workers go with it.
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join((self.logdir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def check(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.procs.clear()
+
+
+def web_command(port: int, workers: int, app: str = SYSTEM_APP) -> list[str]:
+    """The Procfile's `web:` line with PORT and WEB_CONCURRENCY filled in, bound to loopback, serving
+    `app` instead of the system's factory (the floor runs under the very same settings)."""
+    procfile = ROOT / "Procfile"
+    line = next((ln.split(":", 1)[1] for ln in procfile.read_text().splitlines() if ln.startswith("web:")), None)
+    if line is None:
+        raise BenchError(f"{procfile}: no web: line")
+    values = {"PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    line = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: values.get(m.group(1), m.group(2) or ""), line)
+    line = re.sub(r"\$(\w+)", lambda m: values.get(m.group(1), ""), line)
+    argv = shlex.split(line)
+    if argv[0] != "gunicorn" or SYSTEM_APP not in argv:
+        raise BenchError(f"{procfile}: the web: line is not `gunicorn ... '{SYSTEM_APP}'`: {line.strip()}")
+    argv[0] = tool("gunicorn")
+    argv[argv.index(SYSTEM_APP)] = app
+    return [re.sub(r"^(0\.0\.0\.0|\[::\]|localhost):", "127.0.0.1:", a) for a in argv]
+
+
+def wait_http(procs: Processes, name: str, url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.check(name)
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise BenchError(f"{name} did not answer {url} within {timeout:.0f}s:\n{procs.log_tail(name)}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its direct children (gunicorn's master and workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in FsPath("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        this, ppid = int(stat.parent.name), int(fields[1])
+        if this == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in FsPath("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+# --- the benchmark -----------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args: argparse.Namespace, out: Callable[[str], None] = print) -> None:
+        self.args = args
+        self.say = out
+        self.logdir = FsPath(tempfile.mkdtemp(prefix="ivr-bench-"))
+        self.procs = Processes(self.logdir)
+        self.deadline = time.monotonic() + args.max_seconds
+
+    def run(self) -> dict:
+        args = self.args
+        redis_port, stub_port = free_port(), free_port()
+        self.system_port, self.floor_port = free_port(), free_port()
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_", "SDU_"))}
+        base_env["PYTHONPATH"] = str(ROOT) + os.pathsep + base_env.get("PYTHONPATH", "")
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        self.say(f"starting redis-server, the SDU stub, the system and the floor (logs: {self.logdir})")
+        load = os.getloadavg()[0]
+        if load > 0.5:
+            self.say(f"   note: load average {load:.2f} before the run: other work on this machine skews the numbers")
+        self.procs.start("redis", [tool("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--protected-mode", "yes"], base_env)
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        self._wait_redis()
+        stub_env = {**base_env, "SDU_API_KEY": SDU_KEY}
+        self.procs.start("sdu-stub", [tool("ivr"), "sdu-stub", "--host", "127.0.0.1", "--port", str(stub_port)],
+                         stub_env)
+        app_env = {**base_env, "IVR_ENV": "test", "REDIS_URL": redis_url,
+                   "SDU_BASE_URL": f"http://127.0.0.1:{stub_port}", "SDU_API_KEY": SDU_KEY,
+                   "TWILIO_ACCOUNT_SID": driver.ACCOUNT_SID, "TWILIO_AUTH_TOKEN": BENCH_TOKEN,
+                   "IVR_SECRET_KEY": BENCH_SECRET, "IVR_DATA_DIR": str(self.logdir / "data"),
+                   "IVR_VALIDATE_SIGNATURES": "1"}
+        self.commands = {"system": web_command(self.system_port, args.workers),
+                         "floor": web_command(self.floor_port, args.workers, FLOOR_APP)}
+        self.procs.start("system", self.commands["system"], app_env)
+        self.procs.start("floor", self.commands["floor"], app_env)
+        wait_http(self.procs, "sdu-stub", f"http://127.0.0.1:{stub_port}/v1/health")
+        wait_http(self.procs, "system", f"http://127.0.0.1:{self.system_port}/health")
+        wait_http(self.procs, "floor", f"http://127.0.0.1:{self.floor_port}/health")
+        self.urls = {"system": f"http://127.0.0.1:{self.system_port}",
+                     "floor": f"http://127.0.0.1:{self.floor_port}"}
+
+        paths, skipped = self.probe(self.chosen_paths())
+        if not paths:
+            raise BenchError("no path works: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        result = {
+            "schema": 1, "commit": commit(), "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {**machine(), "redis": self.redis.info("server").get("redis_version")},
+            "settings": {"workers": args.workers, "warmup_s": args.warmup, "duration_s": args.duration,
+                         "max_requests": args.max_requests, "web_command": shlex.join(self.commands["system"]),
+                         "paths": {p.name: {"line": p.line, "keys": list(p.keys), "sdu_keys": sorted(p.sdu)}
+                                   for p in paths},
+                         "skipped_paths": skipped},
+            "levels": [],
+        }
+        for calls in args.calls:
+            if time.monotonic() > self.deadline:
+                self.say(f"!! --max-seconds reached: level {calls} and after not run")
+                break
+            level = {"calls": calls}
+            for target in ("system", "floor"):
+                self.redis.flushall()
+                level[target] = self.measure(target, paths, calls)
+            s_rps, f_rps = level["system"]["rps"], level["floor"]["rps"]
+            level["ratio"] = round(s_rps / f_rps, 3) if f_rps else None
+            result["levels"].append(level)
+            self.show_level(level)
+        result["memory"] = self.memory(paths, args.hold)
+        result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        result["targets"] = targets(result)
+        self.show_summary(result)
+        return result
+
+    def chosen_paths(self) -> list[Path]:
+        if not self.args.paths:
+            return list(PATHS)
+        names = {p.name: p for p in PATHS}
+        unknown = [n for n in self.args.paths if n not in names]
+        if unknown:
+            raise BenchError(f"unknown path(s) {unknown}; known: {sorted(names)}")
+        return [names[n] for n in self.args.paths]
+
+    def _wait_redis(self) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            self.procs.check("redis")
+            try:
+                self.redis.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise BenchError("redis-server did not answer:\n" + self.procs.log_tail("redis")) from None
+                time.sleep(0.05)
+
+    def probe(self, candidates: list[Path]) -> tuple[list[Path], dict[str, str]]:
+        """Place each path once; keep those that work (a line still being built is left out, said why)."""
+        ok, skipped = [], {}
+        for path in candidates:
+            tally = driver.Tally()
+            call, _, _ = driver.place(self.urls["system"], BENCH_TOKEN, path, tally=tally)
+            problem = None
+            if tally.errors or call is None:
+                problem = "; ".join(tally.examples) or "the call did not finish"
+            elif any(e.kind == "error" for e in call.events):
+                problem = "; ".join(e.text for e in call.events if e.kind == "error")
+            elif len([e for e in call.events if e.kind in ("input", "dial", "record")]) < len(path.keys):
+                heard = call.said[-200:]
+                problem = f"the call ended before all {len(path.keys)} keys were used (last heard: {heard!r})"
+            if problem:
+                skipped[path.name] = problem
+                self.say(f"   path {path.name}: LEFT OUT: {problem}")
+            else:
+                ok.append(path)
+                dialed = f", dialed {len(call.dialed)}" if call.dialed else ""
+                self.say(f"   path {path.name}: ok ({len(call.statuses)} webhooks{dialed})")
+        self.redis.flushall()
+        return ok, skipped
+
+    def measure(self, target: str, paths: list[Path], calls: int) -> dict:
+        args = self.args
+        pid = self.procs.procs[target].pid
+        marks: dict[str, dict] = {}
+        profiler: list[subprocess.Popen] = []
+
+        def mark(name: str) -> None:
+            marks[name] = {"cpu": cpu_seconds(pid), "driver_cpu": time.process_time(),
+                           "redis_cpu": cpu_seconds(self.procs.procs["redis"].pid),
+                           "redis_cmds": sum(v.get("calls", 0) for v in self.redis.info("commandstats").values())}
+            if name == "t0" and args.profile and calls == args.profile_calls:
+                profiler.extend(self.start_profiler(pid, f"{target}-{calls}calls"))
+
+        self.procs.check(target)
+        tally, window = run_phase_marked(self.urls[target], paths, calls, args, mark)
+        for p in profiler:
+            p.wait(args.duration + 30)
+        if profiler:
+            self.say("   profile of the " + summarise_profiles(args.profile, f"{target}-{calls}calls"))
+        self.procs.check(target)
+        t0, t1 = marks.get("t0"), marks.get("t1")
+        n = tally.requests
+        per = {}
+        if t0 and t1 and n:
+            per = {"server_cpu_ms_per_request": round((t1["cpu"] - t0["cpu"]) * 1000 / n, 3),
+                   "redis_cpu_ms_per_request": round((t1["redis_cpu"] - t0["redis_cpu"]) * 1000 / n, 3),
+                   "driver_cpu_ms_per_request": round((t1["driver_cpu"] - t0["driver_cpu"]) * 1000 / n, 3),
+                   "redis_commands_per_request": round((t1["redis_cmds"] - t0["redis_cmds"] - 1) / n, 2)}
+        return {"rps": round(n / window, 1) if window > 0 else 0.0, "requests": n, "calls_completed": tally.calls,
+                "window_s": round(window, 2), "errors": dict(tally.errors), "error_total": sum(tally.errors.values()),
+                "error_examples": tally.examples,
+                "latency_ms": {k: driver.percentiles(v) for k, v in sorted(tally.latencies.items())}, **per}
+
+    def start_profiler(self, master: int, label: str) -> list[subprocess.Popen]:
+        """py-spy on each worker for the measured window: CPU samples (--gil), raw stacks per worker."""
+        outdir = FsPath(self.args.profile)
+        outdir.mkdir(parents=True, exist_ok=True)
+        procs = []
+        for worker in children(master):
+            out = outdir / f"{label}-worker{worker}.txt"
+            procs.append(subprocess.Popen(
+                [tool("py-spy"), "record", "--pid", str(worker), "--duration", str(int(self.args.duration)),
+                 "--rate", "200", "--format", "raw", "--gil", "--nonblocking", "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return procs
+
+    def memory(self, paths: list[Path], hold: int) -> dict:
+        """Redis memory per active call: hold `hold` calls mid-way, measure, check every key's TTL."""
+        leftover = key_ttls(self.redis)   # keys the sweep's calls (all ended) left behind
+        self.redis.flushall()
+        time.sleep(0.2)
+        before = self.redis.info("memory")["used_memory"]
+        url = self.urls["system"]
+
+        def hold_one(i: int) -> tuple[driver.BenchTransport, str]:
+            _, transport, sid = driver.place(url, BENCH_TOKEN, paths[i % len(paths)], hold=True)
+            return transport, sid
+
+        with ThreadPoolExecutor(8) as pool:
+            held = list(pool.map(hold_one, range(hold)))
+        time.sleep(0.2)
+        after = self.redis.info("memory")["used_memory"]
+        ttls = key_ttls(self.redis)
+        call_keys = [k for k in ttls if k.startswith("ivr:call:")]
+        usage = [self.redis.memory_usage(k) or 0 for k in call_keys[:200]]
+        errors = sum(sum(t.tally.errors.values()) for t, _ in held)
+        for transport, sid in held:
+            driver.hang_up(transport, sid)
+        after_end = key_ttls(self.redis)
+        result = {
+            "held_calls": hold, "hold_errors": errors,
+            "used_memory_before": before, "used_memory_held": after,
+            "bytes_per_call": round((after - before) / hold) if hold else None,
+            "keys_per_call": round(len(ttls) / hold, 2) if hold else None,
+            "call_key_memory_usage": {"n": len(usage), "mean": round(sum(usage) / len(usage)) if usage else None,
+                                      "max": max(usage, default=None)},
+            "keys_without_ttl_held": no_ttl(ttls),
+            "keys_left_after_end": len(after_end),
+            "keys_without_ttl_after_end": no_ttl(after_end),
+            "keys_without_ttl_after_sweep": no_ttl(leftover),
+            "all_keys_expire": not (no_ttl(ttls) or no_ttl(after_end) or no_ttl(leftover)),
+            "key_patterns": sorted({pattern(k) for k in list(ttls) + list(after_end) + list(leftover)}),
+        }
+        self.say(f"\nRedis memory: {result['bytes_per_call']} bytes per active call ({hold} calls held mid-way; "
+                 f"call key MEMORY USAGE mean {result['call_key_memory_usage']['mean']}, "
+                 f"max {result['call_key_memory_usage']['max']}); {result['keys_per_call']} keys per call; "
+                 f"keys without expiry: {result['keys_without_ttl_held'] + result['keys_without_ttl_after_end']}")
+        return result
+
+    # --- printing ----------------------------------------------------------------------------------
+    def show_level(self, level: dict) -> None:
+        s, f = level["system"], level["floor"]
+        ratio = level["ratio"]
+        self.say(f"\n== {level['calls']} simultaneous calls ==")
+        self.say(f"   {'':34}{'system':>12}{'floor':>12}")
+        self.say(f"   {'requests/s':34}{s['rps']:>12}{f['rps']:>12}   ratio system/floor: {ratio}")
+        self.say(f"   {'errors':34}{s['error_total']:>12}{f['error_total']:>12}")
+        for key, label in (("server_cpu_ms_per_request", "server CPU ms/request"),
+                           ("redis_commands_per_request", "Redis commands/request"),
+                           ("driver_cpu_ms_per_request", "driver CPU ms/request")):
+            self.say(f"   {label:34}{s.get(key, '-'):>12}{f.get(key, '-'):>12}")
+        self.say("   latency ms (n, p50 / p95 / p99 / max):")
+        for who, data in (("system", s), ("floor", f)):
+            for kind, p in data["latency_ms"].items():
+                if p["n"]:
+                    self.say(f"     {who:7}{kind:22}{p['n']:>7}  {p['p50']:>7} / {p['p95']:>7} / "
+                             f"{p['p99']:>7} / {p['max']:>7}")
+        for example in s["error_examples"] + f["error_examples"]:
+            self.say(f"   !! {example}")
+
+    def show_summary(self, result: dict) -> None:
+        self.say("\nTargets:")
+        for name, t in result["targets"].items():
+            mark = "ok  " if t["met"] else ("n/a " if t["met"] is None else "MISS")
+            self.say(f"   [{mark}] {name}: {t['value']} (target {t['target']})")
+
+
+def run_phase_marked(url: str, paths: list[Path], calls: int, args: argparse.Namespace,
+                     mark: Callable[[str], None]) -> tuple[driver.Tally, float]:
+    """`driver.run_phase`, with `mark("t0")` and `mark("t1")` called as the measured window opens
+    and closes (server CPU, Redis counters, the profiler)."""
+    start = time.perf_counter()
+
+    def marker() -> None:
+        time.sleep(max(0.0, start + args.warmup - time.perf_counter()))
+        mark("t0")
+        time.sleep(max(0.0, start + args.warmup + args.duration - time.perf_counter()))
+        mark("t1")
+
+    thread = threading.Thread(target=marker, daemon=True)
+    thread.start()
+    result = driver.run_phase(url, BENCH_TOKEN, paths, calls, warmup=args.warmup, duration=args.duration,
+                              max_requests=args.max_requests)
+    thread.join(5)
+    return result
+
+
+def key_ttls(client: redis.Redis) -> dict[str, int]:
+    keys = [k.decode() for k in client.scan_iter(count=1000)]
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.ttl(k)
+    return dict(zip(keys, pipe.execute(), strict=True))
+
+
+def no_ttl(ttls: dict[str, int]) -> list[str]:
+    return sorted(pattern(k) + f" ({k[-6:]})" for k, ttl in ttls.items() if ttl is not None and ttl < 0)[:20]
+
+
+def pattern(key: str) -> str:
+    """A key name with its call- or caller-specific part hidden: ivr:call:CA1f... -> ivr:call:*."""
+    return re.sub(r"(CA[0-9a-f]{32}|[0-9a-f]{16,}|[0-9A-Za-z_-]{20,}|\d{4,})", "*", key)
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    """("function (dir/file.py)", owner) of a py-spy frame "function (path/file.py:line)"; the owner
+    is the installed package, "ivr" or "bench" for the project's code, "" for the standard library."""
+    m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not m:
+        return frame, ""
+    func, path = m.groups()
+    name = f"{func} ({'/'.join(path.split('/')[-2:])})"
+    if "site-packages/" in path:
+        path = path.split("site-packages/")[1]
+    elif path.startswith("/"):   # a file py-spy could not place on sys.path: the project's, or Python's
+        own = next((o for o in ("ivr", "bench") if f"/{o}/" in path), "")
+        return name, own
+    top = path.split("/")[0].removesuffix(".py")
+    return name, "" if top in sys.stdlib_module_names or top.startswith("<") else top
+
+
+def summarise_profiles(folder: str, label: str, top: int = 15) -> str:
+    """Where the workers spent their CPU (py-spy raw stacks sampled with --gil). Time in the standard
+    library is charged to the package that called it (ElementTree to twilio, logging to whoever logs),
+    then the heaviest functions, inclusive, without the frames every sample shares."""
+    owners: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for path in FsPath(folder).glob(f"{label}-worker*.txt"):
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            frames = [_frame(f) for f in stack.split(";")]
+            owner = next((o for _, o in reversed(frames) if o), "stdlib")
+            owners[owner] = owners.get(owner, 0) + n
+            for name in {name for name, _ in frames}:
+                inclusive[name] = inclusive.get(name, 0) + n
+    if not total:
+        return f"{label}: no samples (py-spy needs permission to attach: run as root or allow ptrace)"
+    lines = [f"{label}: {total} samples holding the GIL; CPU by package (stdlib charged to its caller):"]
+    lines += [f"   {100 * n / total:5.1f}%  {owner}" for owner, n in sorted(owners.items(), key=lambda kv: -kv[1])[:8]]
+    lines.append("   heaviest functions, inclusive:")
+    shared = 0.9 * total
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1]):
+        if n < shared and top > 0:
+            lines.append(f"   {100 * n / total:5.1f}%  {name}")
+            top -= 1
+    report = "\n".join(lines)
+    (FsPath(folder) / f"summary-{label}.txt").write_text(report + "\n")
+    return report
+
+
+def targets(result: dict) -> dict:
+    levels = result["levels"]
+    at = min(levels, key=lambda lv: abs(lv["calls"] - TARGETS["calls"]), default=None)
+    out = {}
+    if at is not None:
+        where = f" at {at['calls']} calls"
+        ratio = at["ratio"]
+        out["throughput system/floor" + where] = {"value": ratio, "target": f">= {TARGETS['ratio']}",
+                                                  "met": None if ratio is None else ratio >= TARGETS["ratio"]}
+        worst = max(((p["p99"], k) for k, p in at["system"]["latency_ms"].items() if p["n"] and "sdu" not in k),
+                    default=(None, None))
+        out["p99 ms of webhooks without the SDU" + where] = {
+            "value": f"{worst[0]} ({worst[1]})", "target": f"< {TARGETS['p99_ms']}",
+            "met": None if worst[0] is None else worst[0] < TARGETS["p99_ms"]}
+        errors = sum(lv["system"]["error_total"] + lv["floor"]["error_total"] for lv in levels)
+        out["errors (all levels)"] = {"value": errors, "target": "0", "met": errors == 0}
+    mem = result.get("memory") or {}
+    if mem.get("bytes_per_call") is not None:
+        limit = TARGETS["bytes_per_call"]
+        out["Redis bytes per active call"] = {"value": mem["bytes_per_call"], "target": f"< {limit}",
+                                              "met": mem["bytes_per_call"] < limit}
+        out["every key expires"] = {"value": mem["all_keys_expire"], "target": True, "met": mem["all_keys_expire"]}
+    return out
+
+
+def compare(old: dict, new: dict, say: Callable[[str], None]) -> None:
+    say(f"\nCompared with {old.get('commit')} ({old.get('when')}):")
+    before = {lv["calls"]: lv for lv in old.get("levels", [])}
+    for lv in new["levels"]:
+        prev = before.get(lv["calls"])
+        if not prev:
+            continue
+        for target in ("system", "floor"):
+            a, b = prev[target], lv[target]
+            say(f"   {lv['calls']:>4} calls {target:7} rps {a['rps']} -> {b['rps']}; p99 " + ", ".join(
+                f"{k} {a['latency_ms'].get(k, {}).get('p99')} -> {p.get('p99')}" for k, p in b["latency_ms"].items()))
+
+
+# --- command line ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    def levels(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError("give numbers of calls like 10,50,200") from None
+        if not values or any(not 1 <= v <= 1000 for v in values):
+            raise argparse.ArgumentTypeError("each number of calls must be from 1 to 1000")
+        return values
+
+    parser.add_argument("--calls", type=levels, default=[10, 50, 200],
+                        help="simultaneous calls to sweep, comma-separated (default: 10,50,200)")
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default: 8)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run (default: 2)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="requests per run at most (default: 200000)")
+    parser.add_argument("--max-seconds", type=float, default=600,
+                        help="start no new run after this many seconds (default: 600)")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for gunicorn (default: 2)")
+    parser.add_argument("--hold", type=int, default=200, help="calls held mid-way for Redis memory (default: 200)")
+    parser.add_argument("--paths", type=lambda t: [p.strip() for p in t.split(",") if p.strip()], default=None,
+                        help="only these paths of bench/paths.py, comma-separated (default: all that work)")
+    parser.add_argument("--out", help="JSON file to write (default: bench/results/<time>-<commit>.json)")
+    parser.add_argument("--no-out", action="store_true", help="do not write a JSON file")
+    parser.add_argument("--compare", metavar="JSON", help="an earlier result to compare with")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the workers (system and floor) during one run, into DIR, and summarise")
+    parser.add_argument("--profile-calls", type=int, default=50, help="the run to profile (default: 50 calls)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 4 calls, 1 s each for system and floor, 10 calls held")
+
+
+def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    if args.quick:
+        args.calls, args.duration, args.warmup, args.hold = [4], 1.0, 0.3, 10
+        args.profile = None
+    if args.duration <= 0 or args.warmup < 0 or args.max_requests < 1 or not 1 <= args.workers <= 64 \
+            or not 0 <= args.hold <= 5000 or args.max_seconds <= 0:
+        out("ivr bench: --duration, --max-requests and --max-seconds must be positive, --warmup not negative, "
+            "--workers 1-64, --hold 0-5000")
+        return 2
+    if args.profile:
+        tool("py-spy")
+        if args.profile_calls not in args.calls:
+            out(f"ivr bench: --profile-calls {args.profile_calls} is not one of --calls {args.calls}")
+            return 2
+    old = None
+    if args.compare:
+        try:
+            old = json.loads(FsPath(args.compare).read_text())
+        except (OSError, ValueError) as exc:
+            out(f"ivr bench: cannot read {args.compare}: {exc}")
+            return 2
+    bench = Bench(args, out)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = bench.run()
+    except BenchError as exc:
+        out(f"ivr bench: {exc}")
+        out(f"   logs kept in {bench.logdir}")
+        return 1
+    finally:
+        bench.procs.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+    shutil.rmtree(bench.logdir, ignore_errors=True)
+    if old:
+        compare(old, result, out)
+    if not args.no_out:
+        path = FsPath(args.out) if args.out else RESULTS / (
+            f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{result['commit'].replace('+', '-')}"
+            + ("-quick" if args.quick else "") + ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        out(f"\nwrote {path}")
+    errors = sum(lv[t]["error_total"] for lv in result["levels"] for t in ("system", "floor"))
+    return 1 if errors or result["memory"]["hold_errors"] else 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

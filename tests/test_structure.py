@@ -1,0 +1,237 @@
+"""Structural speed guards (issue 6), none of them timed: every webhook reads a call's state in one
+Redis round trip and writes it in one; flows, prompts and other configuration are parsed at start-up,
+never per request; every key a call leaves in Redis expires. The calls walked are the benchmark's
+own paths (bench/paths.py), so what is measured under load is what is guarded here. A smoke run of
+the benchmark itself closes the file (real processes; it checks what the run reports, not speed)."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import re
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import redis
+import yaml
+
+from bench.paths import PATHS
+from ivr import flow
+from ivr.app import create_app
+from ivr.prompts import Prompts
+from ivr.settings import DEV_AUTH_TOKEN, ROOT
+from ivr.simphone import SimPhone, Transport
+from tests.conftest import TEST_REDIS_URL
+
+BROKEN = ("Sorry, something went wrong on our end.", "Sorry, we lost your place in this call.")
+
+
+def counting_client() -> tuple[redis.Redis, SimpleNamespace]:
+    """A real Redis client that counts round trips: each command sent on its own, each pipeline sent."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    counter = SimpleNamespace(n=0, trips=[])
+    execute_command, make_pipeline = client.execute_command, client.pipeline
+
+    def counted_command(*args, **options):
+        counter.n += 1
+        counter.trips.append(_names([args]))
+        return execute_command(*args, **options)
+
+    def counted_pipeline(*args, **kwargs):
+        pipe = make_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted_execute(*a, **k):
+            if pipe.command_stack:
+                counter.n += 1
+                counter.trips.append(_names(args for args, _ in pipe.command_stack))
+            return execute(*a, **k)
+        pipe.execute = counted_execute
+        return pipe
+
+    client.execute_command, client.pipeline = counted_command, counted_pipeline
+    return client, counter
+
+
+def _names(commands) -> str:
+    """ "GET ivr:call:*" for a round trip's commands (call ids hidden), for the failure messages."""
+    out = []
+    for args in commands:
+        key = str(args[1], "utf-8", "replace") if len(args) > 1 and isinstance(args[1], bytes) else \
+            str(args[1]) if len(args) > 1 else ""
+        out.append(f"{args[0]} {key.split('CA')[0]}*" if "CA" in key else f"{args[0]} {key}")
+    return " + ".join(out)
+
+
+class CountingTransport(Transport):
+    """The in-process transport, noting (route, Redis round trips, HTTP status) for every webhook."""
+
+    def __init__(self, app, counter: SimpleNamespace, hold: bool = False) -> None:
+        super().__init__(DEV_AUTH_TOKEN, app=app)
+        self.counter, self.hold, self.log = counter, hold, []
+
+    def post(self, url: str, params: dict, sign: bool = True) -> tuple[int, str]:
+        if self.hold and url == "/voice/status":
+            return 204, ""   # the caller is still on the line: no status callback yet
+        self.counter.n, self.counter.trips = 0, []
+        status, body = super().post(url, params, sign)
+        self.log.append((url.split("?")[0], self.counter.n, status, self.counter.trips))
+        return status, body
+
+
+@pytest.fixture
+def counted(redis_client, clock, sdu_stub, tmp_path):
+    """The app on a counting Redis client, and the benchmark paths its call tree has."""
+    client, counter = counting_client()
+    app = create_app({"IVR_ENV": "test", "REDIS_URL": TEST_REDIS_URL, "SDU_BASE_URL": sdu_stub,
+                      "SDU_API_KEY": "dev-sdu-key", "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
+                      "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"},
+                     clock=clock, redis_client=client)
+    nodes = app.extensions["ivr"].flows.nodes
+    paths = [p for p in PATHS if all(n in nodes for n in p.needs)]
+    yield SimpleNamespace(app=app, counter=counter, paths=paths, redis=redis_client)
+    client.close()
+
+
+def walk(counted, path, hold: bool = False):
+    transport = CountingTransport(counted.app, counted.counter, hold=hold)
+    keys = list(path.keys[:-1] if hold else path.keys)
+    call = SimPhone(transport, to=path.to, caller=path.caller, keys=keys).place()
+    assert not any(b in call.said for b in BROKEN), f"{path.name}: {call.said[-300:]}"
+    assert all(status in (200, 204) for _, _, status, _ in transport.log), (path.name, transport.log)
+    return call, transport.log
+
+
+def test_the_benchmark_paths_are_here(counted):
+    # The call center's paths exist from the start; the other lines' join as their flows land.
+    assert {"faq_en", "faq_es_speech", "office_by_town"} <= {p.name for p in counted.paths}
+
+
+# Round trips a handler may add to a webhook besides the call's state, and why: storing a durable
+# record for staff (the inmate intake's request, its audit entry, the recording download job, and
+# waiting for Redis to have it on disk); the payment line's guard against PIN guessing (locks and
+# failure counts per case and per caller number, which outlive the call).
+HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:pay:lock:", "ivr:pay:tries:")
+
+
+def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(counted):
+    # A process refreshes what staff published (prompt recordings) once, on its first request after a
+    # change; from then on a webhook reads the call with that revision number in the same round trip.
+    walk(counted, counted.paths[0])
+    for path in counted.paths:
+        _, log = walk(counted, path)
+        assert len(log) >= len(path.keys), (path.name, log)
+        for route, _, _, names in log:
+            where = (path.name, route, names)
+            if route == "/voice/status":
+                assert names == ["DEL ivr:call:*"], where
+                continue
+            # First the call's state (and the values read with it), in one pipeline; last its write.
+            assert names[0].startswith("GET ivr:call:*"), where
+            assert names[-1].startswith("SET ivr:call:*"), where
+            assert sum("ivr:call:" in n for n in names) == 2, where
+            assert all(any(k in n for k in HANDLER_KEYS) for n in names[1:-1]), where
+        if path.line == "callcenter" and not any(n.startswith("inm_") for n in path.needs):
+            assert max(trips for _, trips, _, _ in log) <= 2, (path.name, log)
+
+
+def test_the_round_trip_counter_counts(counted):
+    client = counted.app.extensions["ivr"].redis
+    counted.counter.n = 0
+    client.set("ivr:test:x", "1", ex=5)
+    pipe = client.pipeline(transaction=False)
+    pipe.get("ivr:test:x")
+    pipe.ttl("ivr:test:x")
+    pipe.execute()
+    assert counted.counter.n == 2
+
+
+@pytest.fixture
+def no_parsing(monkeypatch):
+    """After start-up: any YAML parse, flow or prompt load, or opening a file of config/ or prompts/
+    is noted (and fails that request, which the caller would hear)."""
+    seen: list[str] = []
+
+    def forbid(name, real=None):
+        def guard(*args, **kwargs):
+            if real is not None and not _config_file(args[0] if args else kwargs.get("file")):
+                return real(*args, **kwargs)
+            seen.append(f"{name}({str(args[0])[:80] if args else ''})")
+            raise AssertionError(f"{name} called while answering a webhook")
+        return guard
+
+    for name in ("safe_load", "load", "full_load", "unsafe_load", "safe_load_all", "load_all"):
+        monkeypatch.setattr(yaml, name, forbid(f"yaml.{name}"))
+    monkeypatch.setattr(flow, "load", forbid("flow.load"))
+    monkeypatch.setattr(Prompts, "load", classmethod(forbid("Prompts.load")))
+    monkeypatch.setattr(builtins, "open", forbid("open", builtins.open))
+    monkeypatch.setattr(io, "open", forbid("io.open", io.open))
+    return seen
+
+
+def _config_file(name) -> bool:
+    try:
+        path = (ROOT / str(name)).resolve()
+    except (TypeError, ValueError, OSError):
+        return False
+    return any(path.is_relative_to(ROOT / d) for d in ("config", "prompts"))
+
+
+def test_nothing_is_parsed_while_answering_calls(counted, no_parsing):
+    with pytest.raises(AssertionError):
+        yaml.safe_load("a: 1")           # the guard is in place ...
+    with pytest.raises(AssertionError):
+        open(ROOT / "config" / "lines.yaml")
+    no_parsing.clear()                   # ... and what it caught here was the test's own doing
+    for path in counted.paths:
+        walk(counted, path)
+        walk(counted, path, hold=True)
+    assert no_parsing == []
+
+
+# What a call leaves that must outlast it, on purpose: the inmate intake's requests for staff, their
+# audit streams and indexes (ivr/requests_store.py) and the job queue (ivr/jobs.py). Everything else a
+# call writes is the call's own and must expire.
+STAFF_RECORDS = re.compile(r"^ivr:req:(\d{6}|\d{6}:audit|open|all)$|^ivr:jobs(:dead)?$")
+
+
+def test_every_key_a_call_leaves_in_redis_expires(counted):
+    r = counted.redis
+    for path in counted.paths:
+        walk(counted, path, hold=True)
+    held = list(r.scan_iter(count=1000))
+    assert any(k.startswith(b"ivr:call:") for k in held), "held calls keep their state in Redis"
+    for path in counted.paths:
+        walk(counted, path)
+    keys = [k.decode() for k in r.scan_iter(count=1000)]
+    assert set(k.decode() for k in held) <= set(keys)
+    forever = {k: r.type(k).decode() for k in keys if r.ttl(k) < 0 and not STAFF_RECORDS.match(k)}
+    assert forever == {}
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="the benchmark starts its own redis-server")
+def test_the_benchmark_runs_and_reports(tmp_path):
+    from bench import run
+
+    out = tmp_path / "bench.json"
+    lines: list[str] = []
+    parser = __import__("argparse").ArgumentParser()
+    run.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--out", str(out), "--paths", "faq_en,office_by_town"])
+    assert run.run(args, lines.append) == 0, "\n".join(lines)
+    result = json.loads(out.read_text())
+    assert {"commit", "machine", "settings", "levels", "memory", "targets"} <= set(result)
+    assert {"nproc", "cpu_model", "python"} <= set(result["machine"])
+    level = result["levels"][0]
+    assert level["calls"] == 4 and level["ratio"] is not None
+    for target in ("system", "floor"):
+        assert level[target]["error_total"] == 0, level[target]["error_examples"]
+        assert level[target]["requests"] > 0
+        assert {"/voice", "/voice/step", "/voice/status"} <= set(level[target]["latency_ms"])
+        assert {"p50", "p95", "p99", "max"} <= set(level[target]["latency_ms"]["/voice/step"])
+    memory = result["memory"]
+    assert memory["held_calls"] == 10 and memory["bytes_per_call"] > 0
+    assert memory["all_keys_expire"] is True
+    assert any("ratio system/floor" in line for line in lines)
