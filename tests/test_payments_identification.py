@@ -1,0 +1,153 @@
+"""Who may hear payment information: wrong PINs in a call, across calls per case and per caller number
+(Redis, shared by all workers), the SDU's own lock, and the line's settings.
+
+The lockout tests use their own stub SDU (fresh lock counts), so that they neither depend on nor
+disturb the session's stub."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.flow import FlowError
+from ivr.handlers.payments import ANONYMOUS, PaySettings, caller_id, caller_keys, case_keys, load_settings
+from ivr.sdu.client import SDUClient, SDULocked
+from ivr.sdu.stub import create_stub_app, serve_in_thread
+from ivr.settings import ROOT
+
+CASE, PAYER_PIN = "123456789", "1234"
+WRONG = ["1111#", "2222#", "3333#"]
+AGENTS = "+18605696233"
+
+
+@pytest.fixture
+def own_stub():
+    stub = create_stub_app()
+    base, stop = serve_in_thread(app=stub)
+    yield base, stub.extensions["sdu_stub"]
+    stop()
+
+
+@pytest.fixture
+def lock_app(make_app, own_stub):
+    return make_app(SDU_BASE_URL=own_stub[0])
+
+
+@pytest.fixture
+def sealer(lock_app):
+    return lock_app.extensions["ivr"].services.extra["sealer"]
+
+
+def test_three_wrong_pins_end_identification_and_offer_a_person(call, lock_app, prompts, redis_client, sealer):
+    c = call("payments", ["-", CASE + "#", "1"] + WRONG + ["9", "0"], target_app=lock_app)
+    assert c.said.count(prompts.text("pay.pin.wrong", "en")) == 2
+    assert c.said.count(prompts.text("pay.pin.ask", "en")) == 3
+    failed = prompts.text("pay.ident.failed", "en")
+    assert failed in c.said
+    # 9 ("main menu") does not start a fourth try in this call: the caller hears the same answer.
+    assert c.said.count(failed) == 2
+    assert c.said.count(prompts.text("pay.case.ask", "en")) == 1
+    assert c.dialed == [AGENTS]
+    tries, lock = case_keys(sealer, CASE)
+    assert int(redis_client.get(tries)) == 3
+    assert 0 < redis_client.ttl(tries) <= 24 * 3600
+    assert not redis_client.exists(lock)
+
+
+def test_a_case_is_locked_for_30_minutes_across_calls_before_the_sdu_locks_it(
+        call, lock_app, prompts, redis_client, sealer, own_stub):
+    base, stub_state = own_stub
+    call("payments", ["-", CASE + "#", "1"] + WRONG, caller="+18605550101", target_app=lock_app)
+    # A second call, from another phone: the fourth wrong PIN for the case locks it here.
+    c = call("payments", ["-", CASE + "#", "1", "4444#"], caller="+18605550102", target_app=lock_app)
+    locked_case = prompts.text("pay.locked.case", "en", minutes="thirty",
+                               hours=lock_app.extensions["ivr"].hours.describe("en"),
+                               number="1, 8 0 0, 2 2 8, 5 4 3 7")
+    heard = " ".join(e.text for e in c.events if e.kind == "say")
+    assert "payment information for this case is locked for thirty minutes" in heard
+    assert locked_case.split(" People answer")[0] in heard
+    tries, lock = case_keys(sealer, CASE)
+    assert 1790 <= redis_client.ttl(lock) <= 1800
+    assert not redis_client.exists(tries)
+    # The SDU saw four wrong PINs, not five: it has not locked the case.
+    assert not stub_state.locked(CASE)
+    # While locked, even the right PIN is not checked: the caller hears the lock after the case number.
+    c = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#"], caller="+18605550103", target_app=lock_app)
+    assert "locked for thirty minutes" in c.said
+    assert prompts.text("pay.pin.ask", "en") not in c.said
+    assert not stub_state.locked(CASE)
+    # When the lock runs out (its TTL, here cut short), the right PIN works again.
+    redis_client.delete(lock)
+    c = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller="+18605550103", target_app=lock_app)
+    assert "two hundred six dollars" in c.said
+
+
+def test_attempts_are_counted_before_the_sdu_is_asked(call, lock_app, prompts, redis_client, sealer):
+    # Other workers have used up this case's tries at the same moment (no lock set yet): this
+    # attempt is refused without asking the SDU, even with the right PIN.
+    tries, _ = case_keys(sealer, CASE)
+    redis_client.set(tries, 4, ex=600)
+    c = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#"], target_app=lock_app)
+    assert "locked for thirty minutes" in c.said
+    assert prompts.text("pay.menu.intro", "en") not in c.said
+
+
+def test_a_right_pin_clears_the_cases_count(call, lock_app, redis_client, sealer):
+    call("payments", ["-", CASE + "#", "1", "1111#", PAYER_PIN + "#"], target_app=lock_app)
+    tries, _ = case_keys(sealer, CASE)
+    assert not redis_client.exists(tries)
+
+
+def test_one_caller_number_guessing_across_cases_is_locked(call, lock_app, prompts, redis_client, sealer):
+    me, other = "+18605550177", "+18605550188"
+    call("payments", ["-", "111111111#", "1"] + WRONG, caller=me, target_app=lock_app)
+    c = call("payments", ["-", "222222222#", "1"] + WRONG, caller=me, target_app=lock_app)
+    caller_locked = "we cannot give payment information to calls from this phone for thirty minutes"
+    assert prompts.text("pay.pin.wrong", "en") in c.said and caller_locked in c.said
+    # The next call from that number hears it right away, before any number is asked for.
+    again = call("payments", ["-", CASE + "#"], caller=me, target_app=lock_app)
+    assert caller_locked in again.said
+    assert prompts.text("pay.case.ask", "en") not in again.said
+    # Another number is not affected.
+    ok = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller=other, target_app=lock_app)
+    assert "two hundred six dollars" in ok.said
+    tries, lock = caller_keys(sealer, me)
+    assert 1790 <= redis_client.ttl(lock) <= 1800
+    # Counter and lock names hold a tag, never the number.
+    for key in redis_client.scan_iter("ivr:pay:*"):
+        assert b"5550177" not in key and b"111111111" not in key and b"222222222" not in key
+
+
+def test_the_sdu_lock_tells_the_caller_how_to_get_help(call, lock_app, own_stub, prompts, redis_client, sealer):
+    base, stub_state = own_stub
+    client = SDUClient(base, "dev-sdu-key")
+    for _ in range(5):
+        client.verify_pin("234567891", "9999")
+    with pytest.raises(SDULocked):
+        client.verify_pin("234567891", "2468")
+    c = call("payments", ["-", "234567891#", "1", "2468#", "1"], target_app=lock_app)
+    assert "this case is locked because a wrong PIN was entered too many times" in c.said
+    assert "A child support specialist can unlock it" in c.said
+    assert prompts.text("cc.main.intro", "en") in c.said  # 1: the call center menu; the call goes on
+    assert not redis_client.exists(case_keys(sealer, "234567891")[0])  # the SDU's lock is not a guess
+    stub_state.reset_locks()
+
+
+def test_withheld_caller_ids_share_one_counter():
+    assert caller_id("anonymous") == ANONYMOUS
+    assert caller_id("+266696687") == ANONYMOUS
+    assert caller_id("") == ANONYMOUS
+    assert caller_id("+1 (860) 555-0199") == "+18605550199"
+
+
+def test_the_shipped_settings_and_bad_ones(tmp_path):
+    settings = load_settings(ROOT / "config" / "flows" / "payments.yaml")
+    assert settings.case_lock_after < 5 and settings.lock_seconds == 1800 and settings.tries_per_call == 3
+    assert settings.website["en"] and settings.mail_to["es"]
+    bad = tmp_path / "payments.yaml"
+    bad.write_text("settings:\n  identification: {case_lock_after: 5, tries_per_call: zero}\n")
+    with pytest.raises(FlowError) as err:
+        load_settings(bad)
+    message = str(err.value)
+    assert str(bad) in message and "below 5" in message and "tries_per_call" in message
+    assert "how_to_pay.mail_to" in message
+    assert PaySettings().case_lock_after == 4
