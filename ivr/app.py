@@ -44,7 +44,8 @@ class Runtime:
         self.redis = redis_client if redis_client is not None else store.connect(
             config["REDIS_URL"], config["IVR_ENV"])
         self.store = CallStore(self.redis, config["CALL_TTL"])
-        extra = {"redis": self.redis, "sealer": Sealer(config["IVR_SECRET_KEY"]), "config": config}
+        self.sealer = Sealer(config["IVR_SECRET_KEY"])
+        extra = {"redis": self.redis, "sealer": self.sealer, "config": config}
         try:
             from .sdu.client import client_from_env
             extra["sdu"] = client_from_env(config)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import zlib
 from dataclasses import dataclass, field
 
 import redis
+
+from .sealing import Sealer
 
 KEY = "ivr:call:{sid}"
 
@@ -36,17 +37,13 @@ class CallState:
         return cls(sid=sid, line=d["l"], lang=d["g"], node=d["n"], seq=d["s"], tries=d["t"],
                    phase=d["p"], vars=d["v"], last=d.get("r", ""))
 
-    def remember_response(self, twiml: str) -> None:
-        # base64 (C) rather than base85 (pure Python): b85 was ~8% of a webhook's CPU (bench/RESULTS.md).
-        self.last = base64.b64encode(zlib.compress(twiml.encode(), 9)).decode()
+    def remember_response(self, twiml: str, sealer: Sealer) -> None:
+        # Sealed: a read-back of a case or inmate number is in it, and Redis is no place for those.
+        self.last = sealer.seal_bytes(zlib.compress(twiml.encode(), 6))
 
-    def replay(self) -> str | None:
-        if not self.last:
-            return None
-        try:
-            return zlib.decompress(base64.b64decode(self.last, validate=True)).decode()
-        except (ValueError, zlib.error):  # a state written before the switch from base85
-            return zlib.decompress(base64.b85decode(self.last)).decode()
+    def replay(self, sealer: Sealer) -> str | None:
+        data = sealer.unseal_bytes(self.last) if self.last else None
+        return zlib.decompress(data).decode() if data else None
 
 
 class CallStore:

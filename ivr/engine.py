@@ -125,6 +125,7 @@ class Engine:
         self.services = services
         self.handlers = handlers
         self.hints = {"towns": ", ".join(sorted(services.directory.towns))}
+        self._sealer = services.extra["sealer"]
 
     # --- entry points --------------------------------------------------------------------
     def start(self, turn: Turn, node_id: str | None = None) -> VoiceResponse:
@@ -419,14 +420,14 @@ class Engine:
     def _ask_confirm(self, turn: Turn, node: Node) -> None:
         gather = turn.gather()
         turn.say(node.get("confirm_prompt", "collect.confirm"), gather,
-                 digits=say_digits(turn.vars.get("_pending", "")))
+                 digits=say_digits(self._sealer.unseal(turn.vars.get("_pending", "")) or ""))
         turn.close_gather(gather)
 
     def _input_collect(self, turn: Turn, node: Node) -> None:
         if turn.state.phase == "confirm":
             key = turn.param("Digits")[:1]
             if key == "1":
-                value = turn.vars.pop("_pending", "")
+                value = self._sealer.unseal(turn.vars.pop("_pending", "")) or ""
                 turn.state.phase = ""
                 return self._accept(turn, node, value)
             if key == "2":
@@ -449,7 +450,7 @@ class Engine:
                 want = str(lo) if lo == hi else f"{lo} - {hi}"
                 return self.fail(turn, node, "collect.wrong_length", got=len(digits), want=want)
             if node.get("confirm"):
-                turn.vars["_pending"] = digits
+                turn.vars["_pending"] = self._sealer.seal(digits)   # a case or inmate number, maybe
                 turn.state.phase = "confirm"
                 return self._ask_confirm(turn, node)
             return self._accept(turn, node, digits)

@@ -28,6 +28,15 @@ class Sealer:
         except (InvalidToken, ValueError):
             return None
 
+    def seal_bytes(self, data: bytes) -> str:
+        return self._fernet.encrypt(data).decode()
+
+    def unseal_bytes(self, token: str) -> bytes | None:
+        try:
+            return self._fernet.decrypt(token.encode())
+        except (InvalidToken, ValueError):
+            return None
+
     def tag(self, value: str) -> str:
         """A stable, non-reversible name for a value, for Redis keys such as lockout counters."""
         return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()[:24]

@@ -52,8 +52,9 @@ def voice():
         log.error("Redis unavailable on /voice: %s", exc)
         return twiml(rt.fallback_response())
     rt.refresh(extra)
-    if state is not None and state.seq == 1 and state.last:
-        return twiml(state.replay())  # Twilio retried the first request of this call
+    replay = state.replay(rt.sealer) if state is not None and state.seq == 1 else None
+    if replay:
+        return twiml(replay)  # Twilio retried the first request of this call
     line = line_for(request.form.get("To", ""))
     state = CallState(sid=sid, line=line, new=True)
     log.info("call %s on %s from %s", sid[-6:], line, mask_phone(request.form.get("From")))
@@ -82,8 +83,9 @@ def step():
             turn.say("sys.state_lost")
             return rt.engine.start(turn)
         return _answer(rt, state, lost)
-    if seq is not None and seq == state.seq - 1 and state.last:
-        return twiml(state.replay())  # a retry of a step already answered: change nothing twice
+    replay = state.replay(rt.sealer) if seq is not None and seq == state.seq - 1 else None
+    if replay:
+        return twiml(replay)  # a retry of a step already answered: change nothing twice
     if seq != state.seq:
         return _answer(rt, state, rt.engine.repeat)  # stale or forged step: ignore its input
     return _answer(rt, state, rt.engine.step)
@@ -106,7 +108,7 @@ def _answer(rt, state: CallState, run) -> Response:
             return twiml(rt.fallback_response())
     body = str(response)
     state.seq += 1
-    state.remember_response(body)
+    state.remember_response(body, rt.sealer)
     try:
         rt.store.save(state)
     except redis.RedisError as exc:
