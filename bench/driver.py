@@ -3,13 +3,15 @@
 `ivr.simphone.SimPhone` acts out the TwiML as Twilio would (Gather, Redirect, Dial, Record, Hangup);
 this module gives it a lean transport (one keep-alive socket per call, signed as Twilio signs) that
 times every request by kind, and runs calls back to back on threads, without the pauses a real
-caller makes, so that the numbers are the server's. Every loop is bounded in time and requests.
+caller makes (or, for the paced run, with a short fixed pause), so that the numbers are the
+server's. Every loop is bounded in time and requests.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import random
 import socket
 import threading
 import time
@@ -155,7 +157,8 @@ class BenchTransport:
     """The `Transport` interface SimPhone uses (`post(url, params)`), for one call, timed by kind."""
 
     def __init__(self, base_url: str, auth_token: str, path: Path, *, phase: Phase | None = None,
-                 tally: Tally | None = None, hold_at: int | None = None, timeout: float = 20.0) -> None:
+                 tally: Tally | None = None, hold_at: int | None = None, timeout: float = 20.0,
+                 pause: float = 0.0) -> None:
         split = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -164,6 +167,8 @@ class BenchTransport:
         self.phase = phase
         self.tally = tally or Tally()
         self.hold_at = hold_at     # stop (without hanging up) before answering the key at this index
+        self.pause = pause         # seconds the caller waits before each request after the first
+        self.posted = 0
         self.remaining: list[str] | None = None
 
     def bind(self, phone: SimPhone) -> None:
@@ -184,8 +189,12 @@ class BenchTransport:
         if url != "/voice/status":
             if self.hold_at is not None and self._key_index() >= self.hold_at:
                 raise Stop("hold")
+            if self.pause and self.posted:
+                # Jittered, so that callers do not fall into step and arrive in bursts.
+                time.sleep(random.uniform(0.5, 1.5) * self.pause)
             if phase is not None and (phase.over() or next(phase.sent) >= phase.max_requests):
                 raise Stop("phase over")
+        self.posted += 1
         full = urljoin(self.base_url + "/", url)
         headers = {"X-Twilio-Signature": self.validator.compute_signature(full, params)} if sign else {}
         target = full[len(self.base_url):] or "/"
@@ -217,11 +226,12 @@ def status_params(path: Path, sid: str) -> dict[str, str]:
 
 
 def place(base_url: str, auth_token: str, path: Path, *, phase: Phase | None = None,
-          tally: Tally | None = None, hold: bool = False) -> tuple[object | None, BenchTransport, str]:
+          tally: Tally | None = None, hold: bool = False,
+          pause: float = 0.0) -> tuple[object | None, BenchTransport, str]:
     """One call along `path`. With `hold`, the caller stays on the line at the path's last key (no
     status callback yet; end it with `hang_up`). Returns (the SimPhone Call or None, transport, sid)."""
     transport = BenchTransport(base_url, auth_token, path, phase=phase, tally=tally,
-                               hold_at=len(path.keys) - 1 if hold else None)
+                               hold_at=len(path.keys) - 1 if hold else None, pause=pause)
     phone = SimPhone(transport, to=path.to, caller=path.caller, keys=list(path.keys), account_sid=ACCOUNT_SID)
     transport.bind(phone)
     sid = "CA" + uuid.uuid4().hex
@@ -239,7 +249,7 @@ def place(base_url: str, auth_token: str, path: Path, *, phase: Phase | None = N
 
 
 def hang_up(transport: BenchTransport, sid: str) -> None:
-    saved, transport.phase, transport.hold_at = transport.phase, None, None
+    saved, transport.phase, transport.hold_at, transport.pause = transport.phase, None, None, 0.0
     tally, transport.tally = transport.tally, Tally()   # not measured
     try:
         transport.post("/voice/status", status_params(transport.path, sid))
@@ -251,10 +261,10 @@ def hang_up(transport: BenchTransport, sid: str) -> None:
 
 
 def run_phase(base_url: str, auth_token: str, paths: Iterable[Path], calls: int, *, warmup: float,
-              duration: float, max_requests: int) -> tuple[Tally, float]:
+              duration: float, max_requests: int, pause: float = 0.0) -> tuple[Tally, float]:
     """`calls` simultaneous callers, each placing calls back to back along the paths in turn, for
-    `warmup` + `duration` seconds (or until `max_requests`). Returns the merged tally of the
-    measured window and its length in seconds."""
+    `warmup` + `duration` seconds (or until `max_requests`), pausing `pause` seconds before each
+    request after a call's first. Returns the merged tally of the measured window and its length."""
     paths = list(paths)
     start = time.perf_counter()
     phase = Phase(t0=start + warmup, t1=start + warmup + duration, max_requests=max_requests)
@@ -262,11 +272,14 @@ def run_phase(base_url: str, auth_token: str, paths: Iterable[Path], calls: int,
 
     def caller(i: int) -> None:
         tally = tallies[i]
+        if pause:
+            time.sleep(random.uniform(0, pause))   # callers start spread out, as calls arrive
         for n in itertools.count():
             if phase.over():
                 return
             counted = time.perf_counter() >= phase.t0
-            call, _, _ = place(base_url, auth_token, paths[(i + n) % len(paths)], phase=phase, tally=tally)
+            call, _, _ = place(base_url, auth_token, paths[(i + n) % len(paths)], phase=phase, tally=tally,
+                               pause=pause)
             if call is not None and not counted:
                 tally.calls -= 1   # finished a call that started in the warm-up: count only whole calls
             if call is not None and any(e.kind == "error" for e in call.events):

@@ -55,11 +55,8 @@ class CallStore:
 
     def load(self, sid: str, extra_keys: tuple[str, ...] = ()) -> tuple[CallState | None, list]:
         """The call's state and, in the same round trip, the values of `extra_keys`."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(KEY.format(sid=sid))
-        for key in extra_keys:
-            pipe.get(key)
-        raw, *extra = pipe.execute()
+        # One MGET rather than a pipeline of GETs: the same round trip, less client work (bench/RESULTS.md).
+        raw, *extra = self.redis.mget([KEY.format(sid=sid), *extra_keys])
         state = None
         if raw:
             try:
