@@ -180,9 +180,8 @@ class BenchTransport:
 
     def kind(self, url: str) -> str:
         route = url.split("?", 1)[0]
-        if route == "/voice/step" and self._key_index() in self.path.sdu:
-            return "/voice/step sdu"
-        return route
+        mark = self.path.marks.get(self._key_index()) if route == "/voice/step" else None
+        return f"{route} {mark}" if mark else route
 
     def post(self, url: str, params: dict, sign: bool = True) -> tuple[int, str]:
         phase = self.phase
@@ -265,7 +264,9 @@ def run_phase(base_url: str, auth_token: str, paths: Iterable[Path], calls: int,
     """`calls` simultaneous callers, each placing calls back to back along the paths in turn, for
     `warmup` + `duration` seconds (or until `max_requests`), pausing `pause` seconds before each
     request after a call's first. Returns the merged tally of the measured window and its length."""
-    paths = list(paths)
+    # The mix: each path as often as its weight, in an order fixed for every run (comparable runs).
+    paths = [p for p in paths for _ in range(max(1, p.weight))]
+    random.Random(6).shuffle(paths)
     start = time.perf_counter()
     phase = Phase(t0=start + warmup, t1=start + warmup + duration, max_requests=max_requests)
     tallies = [Tally() for _ in range(calls)]

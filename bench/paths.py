@@ -2,14 +2,17 @@
 
 `keys` are the caller's answers, one per prompt that takes input, exactly as for `ivr call --keys`
 and the tests' `call()` fixture: digits ("123456789#"), "say words" for speech, "-" for silence,
-"dial:completed" for a transfer's result. When the keys run out the caller hangs up.
+"dial:completed" for a transfer's result, "record" to leave a message. When the keys run out the
+caller hangs up.
 
-`sdu` lists the indexes (0-based) of the keys whose webhook calls the SDU API: those requests are
-timed as their own kind ("/voice/step sdu"), because their latency is the SDU's as much as ours.
+`marks` names the keys (by 0-based index) whose webhook does something slow on purpose, so that
+those requests are timed as their own kind: "sdu" (it calls the SDU API: its latency is the SDU's
+as much as ours), "scrypt" (a staff PIN checked against its scrypt hash, deliberately slow).
 
 `needs` names flow nodes that must exist for the path to make sense; the benchmark also places each
 path once before measuring and leaves out (and reports) any path that does not work yet, so a line
-still being built never turns into a wall of errors.
+still being built never turns into a wall of errors. `weight` is how often a path comes up in the
+mix of calls; `staff` is a staff account (id, name, PIN) the path signs in with, created first.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ class Path:
     name: str
     line: str                       # a key of NUMBERS: which number the caller dials
     keys: tuple[str, ...]
-    sdu: frozenset[int] = field(default_factory=frozenset)
+    marks: dict[int, str] = field(default_factory=dict)
     needs: tuple[str, ...] = ()     # flow node ids this path walks through
     caller: str = "+18605550199"
+    weight: int = 10
+    staff: tuple[str, str, str] | None = None
 
     @property
     def to(self) -> str:
@@ -51,5 +56,9 @@ PATHS: tuple[Path, ...] = (
     # Payment line: case number, read-back confirmed, PIN (the SDU checks it, then the case summary),
     # last payment (SDU), payment menu, balance (SDU).
     Path("payment_pin", "payments", ("-", "123456789", "1", "1234", "1", "9", "3"),
-         sdu=frozenset({3, 4, 6}), needs=("pay_case", "pay_pin", "pay_last", "pay_balance")),
+         marks={3: "sdu", 4: "sdu", 6: "sdu"}, needs=("pay_case", "pay_pin", "pay_last", "pay_balance")),
+    # Staff line, rarely called: sign in (ID, PIN), prompts, a prompt by its code, hear it, another code.
+    Path("staff_prompt", "staff", ("-", "1001#", "482193#", "1", "201#", "1", "4"),
+         marks={2: "scrypt"}, needs=("st_id", "st_pin", "st_code", "st_hear"), weight=1,
+         staff=("1001", "Bench Staff", "482193")),
 )

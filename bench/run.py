@@ -49,10 +49,12 @@ BENCH_TOKEN = "bench-twilio-auth-token"
 BENCH_SECRET = "bench-ivr-secret-key-0123456789abcdef"
 SDU_KEY = "dev-sdu-key"
 TARGETS = {"calls": 50, "ratio": 0.75, "p99_ms": 25.0, "bytes_per_call": 2048}
-# What a call leaves that must outlast it, on purpose: the inmate intake's requests for staff, their
-# audit streams and indexes (ivr/requests_store.py) and the job queue (ivr/jobs.py). Everything
-# else a call writes is the call's own and must expire (tests/test_structure.py checks the same).
-DURABLE_KEYS = re.compile(r"^ivr:req:(\d{6}|\d{6}:audit|open|all)$|^ivr:jobs(:dead)?$")
+# What must outlast a call, on purpose: the inmate intake's requests for staff, their audit streams
+# and indexes (ivr/requests_store.py), the job queue (ivr/jobs.py), staff accounts (ivr/staffdb.py)
+# and what staff publish (ivr/published.py). Everything else a call writes is the call's own and
+# must expire (tests/test_structure.py checks the same).
+DURABLE_KEYS = re.compile(r"^ivr:req:(\d{6}|\d{6}:audit|open|all)$|^ivr:jobs(:dead)?$|^ivr:staff(:\d+)?$"
+                          r"|^ivr:prompts:(published|rev|history:.*)$|^ivr:announcements(:log)?$|^ivr:audio:files$")
 
 
 class BenchError(RuntimeError):
@@ -241,6 +243,8 @@ class Bench:
         self.urls = {"system": f"http://127.0.0.1:{self.system_port}",
                      "floor": f"http://127.0.0.1:{self.floor_port}"}
 
+        self.seeded = [p.staff for p in self.chosen_paths() if p.staff]
+        self.reset()
         paths, skipped = self.probe(self.chosen_paths())
         if not paths:
             raise BenchError("no path works: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -249,7 +253,8 @@ class Bench:
             "machine": {**machine(), "redis": self.redis.info("server").get("redis_version")},
             "settings": {"workers": args.workers, "warmup_s": args.warmup, "duration_s": args.duration,
                          "max_requests": args.max_requests, "web_command": shlex.join(self.commands["system"]),
-                         "paths": {p.name: {"line": p.line, "keys": list(p.keys), "sdu_keys": sorted(p.sdu)}
+                         "paths": {p.name: {"line": p.line, "keys": list(p.keys), "weight": p.weight,
+                                            "marks": {str(i): m for i, m in sorted(p.marks.items())}}
                                    for p in paths},
                          "skipped_paths": skipped},
             "levels": [],
@@ -260,7 +265,7 @@ class Bench:
                 break
             level = {"calls": calls}
             for target in ("system", "floor"):
-                self.redis.flushall()
+                self.reset()
                 level[target] = self.measure(target, paths, calls)
             s_rps, f_rps = level["system"]["rps"], level["floor"]["rps"]
             level["ratio"] = round(s_rps / f_rps, 3) if f_rps else None
@@ -271,7 +276,7 @@ class Bench:
         if args.paced_calls and time.monotonic() < self.deadline:
             paced = {"calls": args.paced_calls, "pause_s": args.pause}
             for target in ("system", "floor"):
-                self.redis.flushall()
+                self.reset()
                 paced[target] = self.measure(target, paths, args.paced_calls, pause=args.pause)
             result["paced"] = paced
             self.show_level(paced, f"{args.paced_calls} simultaneous calls, each pausing {args.pause:g} s "
@@ -281,6 +286,17 @@ class Bench:
         result["targets"] = targets(result)
         self.show_summary(result)
         return result
+
+    def reset(self) -> None:
+        """An empty Redis (its memory measured from nothing), with the staff accounts the paths use."""
+        self.redis.flushall()
+        if self.seeded:
+            try:
+                from ivr.staffdb import StaffDB
+            except ImportError:
+                return   # no staff line yet: the probe leaves its path out
+            for staff_id, name, pin in self.seeded:
+                StaffDB(self.redis).add(staff_id, name, pin, datetime.now(UTC))
 
     def chosen_paths(self) -> list[Path]:
         if not self.args.paths:
@@ -324,7 +340,7 @@ class Bench:
                 ok.append(path)
                 dialed = f", dialed {len(call.dialed)}" if call.dialed else ""
                 self.say(f"   path {path.name}: ok ({len(call.statuses)} webhooks{dialed})")
-        self.redis.flushall()
+        self.reset()
         return ok, skipped
 
     def measure(self, target: str, paths: list[Path], calls: int, pause: float = 0.0) -> dict:
@@ -378,7 +394,7 @@ class Bench:
         for staff on purpose (DURABLE_KEYS: an inmate intake's request) are then deleted and measured
         apart, so the figure is what calls cost while they last. Every other key must expire."""
         leftover = key_ttls(self.redis)   # keys the sweep's calls (all ended) left behind
-        self.redis.flushall()
+        self.reset()
         time.sleep(0.2)
         before = self.redis.info("memory")["used_memory"]
         url = self.urls["system"]
@@ -554,9 +570,13 @@ def summarise_profiles(folder: str, label: str, top: int = 15) -> str:
     return report
 
 
+# Webhook kinds the p99 target leaves out, and why (marks in bench/paths.py).
+EXEMPT = {"sdu": "calls the SDU", "scrypt": "checks a staff PIN against its scrypt hash, slow on purpose"}
+
+
 def _worst_p99(data: dict) -> tuple[float | None, str | None]:
-    return max(((p["p99"], k) for k, p in data["latency_ms"].items() if p["n"] and "sdu" not in k),
-               default=(None, None))
+    return max(((p["p99"], k) for k, p in data["latency_ms"].items()
+                if p["n"] and k.rpartition(" ")[2] not in EXEMPT), default=(None, None))
 
 
 def targets(result: dict) -> dict:
@@ -572,8 +592,10 @@ def targets(result: dict) -> dict:
         paced = result.get("paced")
         if paced:
             worst, kind = _worst_p99(paced["system"])
-            out[f"p99 ms of webhooks without the SDU at {paced['calls']} calls pausing {paced['pause_s']:g} s"] = {
-                "value": f"{worst} ({kind})", "target": f"< {limit}", "met": None if worst is None else worst < limit}
+            name = f"p99 ms of webhooks without the SDU (or scrypt) at {paced['calls']} calls pausing " \
+                   f"{paced['pause_s']:g} s"
+            out[name] = {"value": f"{worst} ({kind})", "target": f"< {limit}",
+                         "met": None if worst is None else worst < limit}
         worst, kind = _worst_p99(at["system"])
         floor_worst, _ = _worst_p99(at["floor"])
         # Without pauses every request queues behind the others: latency ~ calls / throughput.

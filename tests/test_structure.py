@@ -91,6 +91,10 @@ def counted(redis_client, clock, sdu_stub, tmp_path):
                      clock=clock, redis_client=client)
     nodes = app.extensions["ivr"].flows.nodes
     paths = [p for p in PATHS if all(n in nodes for n in p.needs)]
+    for path in paths:
+        if path.staff:
+            from ivr.staffdb import StaffDB
+            StaffDB(redis_client).add(*path.staff, clock())
     yield SimpleNamespace(app=app, counter=counter, paths=paths, redis=redis_client)
     client.close()
 
@@ -112,8 +116,9 @@ def test_the_benchmark_paths_are_here(counted):
 # Round trips a handler may add to a webhook besides the call's state, and why: storing a durable
 # record for staff (the inmate intake's request, its audit entry, the recording download job, and
 # waiting for Redis to have it on disk); the payment line's guard against PIN guessing (locks and
-# failure counts per case and per caller number, which outlive the call).
-HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:pay:lock:", "ivr:pay:tries:")
+# failure counts per case and per caller number, which outlive the call); the staff line's sign-in
+# (account, failures, lock) and its reading of what is published for a prompt.
+HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:pay:lock:", "ivr:pay:tries:", "ivr:staff:", "ivr:prompts:")
 
 
 def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(counted):
