@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # "--keys -,1" starts with a dash, which argparse would take for an option: glue it to its flag.
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--keys":
+            argv[i:i + 2] = [f"--keys={argv[i + 1]}"]
+            break
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "sdu-stub":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -60,20 +61,42 @@ class Prompts:
     def has(self, pid: str, lang: str) -> bool:
         return pid in self.texts.get(lang, {})
 
-    def text(self, pid: str, lang: str, **fields: object) -> str:
+    def text(self, pid: str, lang: str, _sentence: bool = False, **fields: object) -> str:
+        """The prompt's words; `_sentence`: it is said whole, so a field that begins a sentence gets a
+        capital ("{name} is closed" with "the Norwich office"). Fragments keep their case."""
         template = self.texts[lang][pid]
         if "{" not in template:
             return template
-        return template.format_map(_Blank(fields))
+        out = []
+        for literal, name, spec, _ in _parse(template):
+            out.append(literal)
+            if name is None:
+                continue
+            value = format(_Blank(fields)[name], spec or "")
+            if _sentence and _starts_sentence("".join(out)):
+                # "{name} is closed" with name "the Norwich office": a sentence starts with a capital.
+                value = value[:1].upper() + value[1:]
+            out.append(value)
+        return "".join(out)
 
     def spoken(self, pid: str, lang: str, **fields: object) -> Spoken:
         # A recording can only stand in for a prompt without variable parts.
         audio = None if _fields(self.texts[lang][pid]) else self.recordings.get((pid, lang))
-        return Spoken(self.text(pid, lang, **fields), audio)
+        return Spoken(self.text(pid, lang, _sentence=True, **fields), audio)
+
+
+@lru_cache(maxsize=4096)
+def _parse(template: str) -> tuple:
+    return tuple(string.Formatter().parse(template))
+
+
+def _starts_sentence(before: str) -> bool:
+    stripped = before.rstrip()
+    return not stripped or (stripped[-1] in ".!?" and before != stripped)
 
 
 def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return {name for _, name, _, _ in _parse(template) if name}
 
 
 class _Blank(dict):

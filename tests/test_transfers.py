@@ -50,7 +50,7 @@ def test_outside_hours_no_dial_the_hours_and_number_are_said(call, clock, when, 
     clock.set(when)
     c = call("callcenter", HARTFORD + ["1", "9"])
     assert not c.dialed, why
-    assert "the Hartford main office is closed right now." in c.said
+    assert "The Hartford main office is closed right now." in c.said
     assert "People answer Monday through Friday, from 8:30" in c.said
     assert c.said.count("8 6 0, 5 6 6, 8 7 2 3") == 2       # said, then again on key 1
     assert "Main menu." in c.said_after(len(HARTFORD) + 1)
@@ -90,7 +90,7 @@ def test_closed_transfer_in_spanish(call, clock):
     clock.set("2026-11-26 10:00")
     c = call("callcenter", ["2", "5", "4", "1"])
     assert "Nuestras oficinas están cerradas hoy por un día feriado del estado." in c.said
-    assert "la oficina de Bridgeport atiende de lunes a viernes" in c.said
+    assert "La oficina de Bridgeport atiende de lunes a viernes" in c.said
     assert not c.dialed
 
 
