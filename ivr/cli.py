@@ -23,6 +23,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     else:
         import logging
         logging.basicConfig(level=logging.WARNING, format="(log) %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)   # the in-process stub's access log
         os.environ.setdefault("IVR_ENV", "development")
         if not os.environ.get("SDU_BASE_URL"):
             # The embedded defaults: the bundled SDU stub, over real HTTP on a free loopback port.
