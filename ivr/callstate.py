@@ -34,6 +34,9 @@ class CallState:
     @classmethod
     def from_json(cls, sid: str, raw: bytes | str) -> CallState:
         d = json.loads(raw)
+        if not (all(isinstance(d[k], str) for k in "lgnp") and type(d["s"]) is int and type(d["t"]) is int
+                and isinstance(d["v"], dict) and isinstance(d.get("r", ""), str)):
+            raise ValueError("call state of the wrong shape")   # tampered with, or another version's
         return cls(sid=sid, line=d["l"], lang=d["g"], node=d["n"], seq=d["s"], tries=d["t"],
                    phase=d["p"], vars=d["v"], last=d.get("r", ""))
 

@@ -443,7 +443,7 @@ class Engine:
             return self.enter(turn, node.get("skip"))
         if digits:
             spec = node.get("digits") or {}
-            if not digits.isdigit():
+            if not (digits.isascii() and digits.isdigit()):   # Twilio sends 0-9; "²".isdigit() too
                 return self.fail(turn, node, "collect.digits_only")
             lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
             if not lo <= len(digits) <= hi:

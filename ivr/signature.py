@@ -12,9 +12,9 @@ from twilio.request_validator import RequestValidator
 def public_url() -> str:
     """The URL Twilio signed: behind a TLS proxy that is PUBLIC_BASE_URL, not what Flask sees."""
     base = current_app.config["PUBLIC_BASE_URL"]
+    query = request.query_string.decode()   # as sent: request.url would decode "%24" to "$"
     if not base:
-        return request.url
-    query = request.query_string.decode()
+        return request.base_url + (f"?{query}" if query else "")
     return base + request.path + (f"?{query}" if query else "")
 
 

@@ -76,6 +76,8 @@ def step():
         log.error("Redis unavailable on /voice/step: %s", exc)
         return twiml(rt.fallback_response())
     rt.refresh(extra)
+    if state is not None and (state.line not in rt.flows.lines or state.lang not in rt.lines_cfg["voices"]):
+        state = None  # a line or language this tree does not have (tampered with, an old deploy): lost
     if state is None:
         # Expired, flushed or never stored: say so, and start the caller's line again.
         state = CallState(sid=sid, line=line_for(request.form.get("To", "")), new=True)
