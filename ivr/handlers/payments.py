@@ -158,17 +158,25 @@ class Guard:
     def reserve(self, case_number: str) -> str | None:
         """Count one attempt; "case"/"caller" when it is over a limit (and must not be made)."""
         window = self.settings.window_seconds
-        case_tries, caller_tries = case_keys(self.sealer, case_number)[0], caller_keys(self.sealer, self.caller)[0]
+        (case_tries, case_lock), (caller_tries, caller_lock) = (case_keys(self.sealer, case_number),
+                                                                caller_keys(self.sealer, self.caller))
         pipe = self.redis.pipeline()
         pipe.incr(case_tries)
         pipe.expire(case_tries, window)
         pipe.incr(caller_tries)
         pipe.expire(caller_tries, window)
-        n_case, _, n_caller, _ = pipe.execute()
+        # The locks again, in the same transaction: one set by a worker since `locked()` was asked
+        # (its count deleted with it) must stop this attempt, or one more PIN reaches the SDU.
+        pipe.exists(case_lock)
+        pipe.exists(caller_lock)
+        n_case, _, n_caller, _, case_locked, caller_locked = pipe.execute()
         self.n_case, self.n_caller = n_case, n_caller
-        if n_case > self.settings.case_lock_after or n_caller > self.caller_limit:
+        if caller_locked or n_caller > self.caller_limit:
             self.give_back(case_number)
-            return "caller" if n_caller > self.caller_limit else "case"
+            return "caller"
+        if case_locked or n_case > self.settings.case_lock_after:
+            self.give_back(case_number)
+            return "case"
         return None
 
     def give_back(self, case_number: str, forget_case: bool = False) -> None:
