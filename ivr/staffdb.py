@@ -146,7 +146,10 @@ class StaffDB:
 
     # --- signing in on the phone ---------------------------------------------------------------
     def locked_until(self, staff_id: str, now: datetime) -> datetime | None:
-        raw = self.redis.get(LOCK.format(id=staff_id))
+        return self._until(self.redis.get(LOCK.format(id=staff_id)), now)
+
+    @staticmethod
+    def _until(raw, now: datetime) -> datetime | None:
         if not raw:
             return None
         try:
@@ -162,17 +165,22 @@ class StaffDB:
             return Login.WRONG, None
         if self.locked_until(staff_id, now):
             return Login.LOCKED, None
-        key = ACCOUNT.format(id=staff_id)
-        data = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
-        good = check_pin(pin, data.get("pin") or _DUMMY) and bool(data.get("pin"))
-        if good and data.get("disabled") != "1":
-            self.redis.delete(FAILS.format(id=staff_id))
-            return Login.OK, Staff(staff_id, data.get("name", ""), False)
+        # The try is counted before the PIN is checked (INCR is atomic, the lock read with it), so
+        # calls keying PINs for one ID at the same moment get MAX_FAILS checks between them, no more.
         fails_key = FAILS.format(id=staff_id)
         pipe = self.redis.pipeline()
         pipe.incr(fails_key)
         pipe.expire(fails_key, FAILS_TTL)
-        fails, _ = pipe.execute()
+        pipe.get(LOCK.format(id=staff_id))
+        fails, _, lock = pipe.execute()
+        if self._until(lock, now) or int(fails) > MAX_FAILS:
+            return Login.LOCKED, None
+        key = ACCOUNT.format(id=staff_id)
+        data = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
+        good = check_pin(pin, data.get("pin") or _DUMMY) and bool(data.get("pin"))
+        if good and data.get("disabled") != "1":
+            self.redis.delete(fails_key)
+            return Login.OK, Staff(staff_id, data.get("name", ""), False)
         if int(fails) >= MAX_FAILS:
             until = now + LOCK_FOR
             pipe = self.redis.pipeline()
