@@ -40,19 +40,27 @@ def _step_url(seq: int) -> str:
     return f"{request.script_root}/voice/step?s={seq}"
 
 
+def _load(rt, sid: str) -> tuple[CallState | None, Response | None]:
+    """The call's state (None if it has none) in one round trip, or the fallback answer to give instead."""
+    if not sid:
+        return None, twiml(rt.fallback_response())
+    try:
+        state, extra = rt.store.load(sid, rt.extra_keys)
+    except redis.RedisError as exc:
+        log.error("Redis unavailable on %s: %s", request.path, exc)
+        return None, twiml(rt.fallback_response())
+    rt.refresh(extra)
+    return state, None
+
+
 @bp.post("/voice")
 @signed
 def voice():
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
-    if not sid:
-        return twiml(rt.fallback_response())
-    try:
-        state, extra = rt.store.load(sid, rt.extra_keys)
-    except redis.RedisError as exc:
-        log.error("Redis unavailable on /voice: %s", exc)
-        return twiml(rt.fallback_response())
-    rt.refresh(extra)
+    state, failed = _load(rt, sid)
+    if failed:
+        return failed
     replay = state.replay(rt.sealer) if state is not None and state.seq == 1 else None
     if replay:
         return twiml(replay)  # Twilio retried the first request of this call
@@ -68,14 +76,9 @@ def step():
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
     seq = request.args.get("s", type=int)
-    if not sid:
-        return twiml(rt.fallback_response())
-    try:
-        state, extra = rt.store.load(sid, rt.extra_keys)
-    except redis.RedisError as exc:
-        log.error("Redis unavailable on /voice/step: %s", exc)
-        return twiml(rt.fallback_response())
-    rt.refresh(extra)
+    state, failed = _load(rt, sid)
+    if failed:
+        return failed
     if state is not None and (state.line not in rt.flows.lines or state.lang not in rt.lines_cfg["voices"]):
         state = None  # a line or language this tree does not have (tampered with, an old deploy): lost
     if state is None:
