@@ -4,6 +4,7 @@ run the SDU stub, and the staff commands."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -21,9 +22,10 @@ def cmd_call(args: argparse.Namespace) -> int:
         from .settings import DEV_AUTH_TOKEN
         transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url)
     else:
-        import logging
         logging.basicConfig(level=logging.WARNING, format="(log) %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)   # the in-process stub's access log
+        # The in-process stub's access log would drown the transcript (restored after the call).
+        werkzeug_level = logging.getLogger("werkzeug").level
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         os.environ.setdefault("IVR_ENV", "development")
         if not os.environ.get("SDU_BASE_URL"):
             # The embedded defaults: the bundled SDU stub, over real HTTP on a free loopback port.
@@ -45,6 +47,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     finally:
         if stop:
             stop()
+            del os.environ["SDU_BASE_URL"]   # that stub is gone: a next call in this process starts its own
+            logging.getLogger("werkzeug").setLevel(werkzeug_level)
     return 1 if any(e.kind == "error" for e in call.events) else 0
 
 
@@ -56,7 +60,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
 
     from . import jobs, settings, store
     from .handlers import load_all
