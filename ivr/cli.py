@@ -60,7 +60,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-
     from . import jobs, settings, store
     from .handlers import load_all
 
