@@ -352,6 +352,7 @@ class Bench:
         def mark(name: str) -> None:
             marks[name] = {"cpu": cpu_seconds(pid), "driver_cpu": time.process_time(),
                            "redis_cpu": cpu_seconds(self.procs.procs["redis"].pid),
+                           "stub_cpu": cpu_seconds(self.procs.procs["sdu-stub"].pid),
                            "redis_cmds": sum(v.get("calls", 0) for v in self.redis.info("commandstats").values())}
             if name == "t0" and args.profile and calls == args.profile_calls and not pause:
                 profiler.extend(self.start_profiler(pid, f"{target}-{calls}calls"))
@@ -369,6 +370,7 @@ class Bench:
         if t0 and t1 and n:
             per = {"server_cpu_ms_per_request": round((t1["cpu"] - t0["cpu"]) * 1000 / n, 3),
                    "redis_cpu_ms_per_request": round((t1["redis_cpu"] - t0["redis_cpu"]) * 1000 / n, 3),
+                   "sdu_stub_cpu_ms_per_request": round((t1["stub_cpu"] - t0["stub_cpu"]) * 1000 / n, 3),
                    "driver_cpu_ms_per_request": round((t1["driver_cpu"] - t0["driver_cpu"]) * 1000 / n, 3),
                    "redis_commands_per_request": round((t1["redis_cmds"] - t0["redis_cmds"] - 1) / n, 2)}
         return {"rps": round(n / window, 1) if window > 0 else 0.0, "requests": n, "calls_completed": tally.calls,
@@ -457,6 +459,8 @@ class Bench:
         self.say(f"   {'errors':34}{s['error_total']:>12}{f['error_total']:>12}")
         for key, label in (("server_cpu_ms_per_request", "server CPU ms/request"),
                            ("redis_commands_per_request", "Redis commands/request"),
+                           ("redis_cpu_ms_per_request", "redis-server CPU ms/request"),
+                           ("sdu_stub_cpu_ms_per_request", "SDU stub CPU ms/request"),
                            ("driver_cpu_ms_per_request", "driver CPU ms/request")):
             extra = ""
             if key == "server_cpu_ms_per_request" and level.get("server_cpu_ratio"):
@@ -662,7 +666,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="py-spy the workers (system and floor) during one run, into DIR, and summarise")
     parser.add_argument("--profile-calls", type=int, default=50, help="the run to profile (default: 50 calls)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 4 calls, 1 s each for system and floor, 10 calls held")
+                        help="a smoke run: 4 calls, 1 s each for system and floor, 10 calls held; "
+                             "writes JSON only with --out")
 
 
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
@@ -695,13 +700,16 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         out(f"ivr bench: {exc}")
         out(f"   logs kept in {bench.logdir}")
         return 1
+    except KeyboardInterrupt:
+        out("ivr bench: interrupted; the processes it started are stopped")
+        return 130
     finally:
         bench.procs.stop_all()
         signal.signal(signal.SIGTERM, previous)
     shutil.rmtree(bench.logdir, ignore_errors=True)
     if old:
         compare(old, result, out)
-    if not args.no_out:
+    if not args.no_out and not (args.quick and not args.out):   # a smoke run keeps no file unless asked
         path = FsPath(args.out) if args.out else RESULTS / (
             f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{result['commit'].replace('+', '-')}"
             + ("-quick" if args.quick else "") + ".json")
