@@ -1,0 +1,358 @@
+"""Driving calls step by step, and walking every path of a line, for the fault, fuzz, TwiML and secrets tests.
+
+`Phone` acts out the TwiML of one call like Twilio would (signed requests, `action`, `Redirect`,
+silence after a `<Gather>`), one caller input at a time, so a test can look at the call's state or
+break something between two steps. `explore()` visits every place a line can wait for input, in
+each language, by copying a call's Redis keys to a new CallSid at each branch (a fork), so that each
+branch costs one request instead of a whole call from the start.
+"""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from ivr.callstate import CallState
+from ivr.settings import DEV_AUTH_TOKEN
+from ivr.simphone import Transport
+
+ACCOUNT_SID = "AC00000000000000000000000000000000"
+MAX_FOLLOW = 20     # Redirects followed without caller input before a test calls it a loop
+DIAL_STATUSES = ("completed", "busy", "no-answer", "failed")
+
+
+def new_sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+def recording_url(account_sid: str = ACCOUNT_SID) -> str:
+    return f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/RE{uuid.uuid4().hex}"
+
+
+def line_number(app, line: str) -> str:
+    return app.extensions["ivr"].lines_cfg["lines"][line]["number"]
+
+
+class Phone:
+    """One caller on one call. `start()` dials; `press()` gives the next input:
+    digits ("123#"), "say words", "-" (silence), "dial:<status>" (how a transfer ended),
+    "record" (a recording), or a dict of raw request parameters posted to the pending action."""
+
+    def __init__(self, app=None, *, to: str, caller: str = "+18605550199", sid: str | None = None,
+                 base_url: str = "http://localhost", token: str = DEV_AUTH_TOKEN,
+                 transport: Transport | None = None) -> None:
+        self.transport = transport or Transport(token, app=app, base_url=base_url)
+        self.sid = sid or new_sid()
+        self.base = {"CallSid": self.sid, "AccountSid": ACCOUNT_SID, "From": caller, "To": to,
+                     "Direction": "inbound", "CallStatus": "in-progress", "ApiVersion": "2010-04-01"}
+        self.documents: list[str] = []
+        self.statuses: list[int] = []
+        self.heard: list[tuple[str, str]] = []    # (language, text) of every <Say>; ("", url) of <Play>
+        self.inputs = 0
+        self.url = "/voice"
+        self.pending: ET.Element | None = None    # the verb waiting for the caller (Gather/Record/Dial)
+        self.rest: list[ET.Element] = []         # verbs after it (what silence leads to)
+        self.ended = False
+        self.hung_up = False
+        self.dialed: list[str] = []
+        self.last_request: tuple[str, dict] | None = None
+
+    # --- what a test looks at -----------------------------------------------------------------
+    @property
+    def said(self) -> str:
+        return " ".join(text for _, text in self.heard)
+
+    def said_since(self, mark: int) -> str:
+        return " ".join(text for _, text in self.heard[mark:])
+
+    @property
+    def waiting_for(self) -> str | None:
+        return None if self.pending is None else self.pending.tag
+
+    # --- placing the call ------------------------------------------------------------------------
+    def start(self) -> Phone:
+        self._post("/voice", {})
+        return self
+
+    def press(self, answer: str | dict) -> Phone:
+        """Give the pending verb the caller's answer and follow the TwiML until it waits again."""
+        if self.ended:
+            raise AssertionError(f"call {self.sid[-6:]} is over; cannot press {answer!r}")
+        verb = self.pending
+        if isinstance(answer, dict):
+            action = verb.get("action") if verb is not None else None
+            return self._post(urljoin(self.url, action or self.url), answer)
+        self.inputs += 1
+        if verb is None:
+            raise AssertionError("nothing is waiting for input")
+        action = urljoin(self.url, verb.get("action") or self.url)
+        if verb.tag == "Dial":
+            status = answer[5:] if answer.startswith("dial:") else "completed"
+            return self._post(action, {"DialCallStatus": status, "DialCallDuration": "30"})
+        if answer in ("", "-"):
+            self._run(self.rest)                   # Twilio goes on to the verb after the Gather/Record
+            return self
+        if verb.tag == "Record":
+            rec = answer if answer.startswith("https://") else recording_url()
+            return self._post(action, {"RecordingUrl": rec, "RecordingSid": rec.rsplit("/", 1)[-1][:34],
+                                       "RecordingDuration": "12", "Digits": "#"})
+        if answer.startswith("say "):
+            return self._post(action, {"SpeechResult": answer[4:], "Confidence": "0.9"})
+        finish = verb.get("finishOnKey", "#")
+        digits = answer[:-len(finish)] if finish and answer.endswith(finish) else answer
+        return self._post(action, {"Digits": digits})
+
+    def hang_up(self) -> None:
+        self.transport.post("/voice/status", {**self.base, "CallStatus": "completed", "CallDuration": "60"})
+        self.ended = True
+
+    def repost(self) -> tuple[int, str]:
+        """Send the last request again, as Twilio does when it did not get an answer in time."""
+        url, params = self.last_request
+        return self.transport.post(url, params)
+
+    def fork(self, app) -> Phone:
+        """A copy of this call under a new CallSid, its Redis keys copied too (see `explore`)."""
+        other = Phone(transport=self.transport, to=self.base["To"], caller=self.base["From"])
+        rdb = app.extensions["ivr"].redis
+        for key in rdb.keys(f"*{self.sid}*"):     # one round trip: the test database is small
+            dumped = rdb.dump(key)
+            if dumped is not None:
+                ttl = max(rdb.pttl(key), 0)
+                rdb.restore(key.replace(self.sid.encode(), other.sid.encode()), ttl, dumped, replace=True)
+        other.url, other.pending, other.rest = self.url, self.pending, list(self.rest)
+        other.inputs, other.heard = self.inputs, list(self.heard)
+        return other
+
+    # --- acting out TwiML ---------------------------------------------------------------------
+    def _post(self, url: str, params: dict) -> Phone:
+        for _ in range(MAX_FOLLOW):
+            request = {**self.base, **params}
+            self.last_request = (url, request)
+            status, body = self.transport.post(url, request)
+            self.statuses.append(status)
+            if status != 200:
+                raise AssertionError(f"HTTP {status} from {url} with {params!r}: the caller hears an error")
+            self.documents.append(body)
+            self.url = url
+            root = ET.fromstring(body)
+            nxt = self._run(list(root), follow=False)
+            if nxt is None:
+                return self
+            url, params = nxt
+        raise AssertionError(f"more than {MAX_FOLLOW} redirects without input at {url}")
+
+    def _run(self, verbs: list[ET.Element], follow: bool = True):
+        self.pending, self.rest = None, []
+        for i, verb in enumerate(verbs):
+            if verb.tag in ("Say", "Play"):
+                self._hear(verb)
+            elif verb.tag in ("Gather", "Record"):
+                for child in verb:
+                    self._hear(child)
+                self.pending, self.rest = verb, verbs[i + 1:]
+                return None
+            elif verb.tag == "Dial":
+                self.dialed.append("".join(n.text or "" for n in verb) or (verb.text or "").strip())
+                if verb.get("action"):
+                    self.pending, self.rest = verb, verbs[i + 1:]
+                    return None
+                self.ended = True
+                return None
+            elif verb.tag == "Redirect":
+                target = (urljoin(self.url, (verb.text or "").strip()), {})
+                if follow:
+                    self._post(*target)
+                    return None
+                return target
+            elif verb.tag in ("Hangup", "Reject"):
+                self.hung_up = self.ended = True
+                return None
+        self.ended = True      # the end of the document: Twilio ends the call
+        return None
+
+    def _hear(self, verb: ET.Element) -> None:
+        if verb.tag == "Say":
+            self.heard.append((verb.get("language", ""), " ".join((verb.text or "").split())))
+        elif verb.tag == "Play":
+            self.heard.append(("", (verb.text or "").strip()))
+
+
+def state_of(app, sid: str) -> CallState | None:
+    return app.extensions["ivr"].store.load(sid)[0]
+
+
+# --- the call tree as a graph, and the inputs that move a call on it ------------------------------
+
+def offered(flows, node, variables: dict) -> list[dict]:
+    return [o for o in node.options if all(variables.get(k) == v for k, v in (o.get("when") or {}).items())]
+
+
+def collect_inputs(node, pool: Iterable[str]) -> list[str]:
+    """Values worth keying at a collect node: those of `pool` that fit its length, the first ones
+    first, then wrong ones (too short, not digits, silence, star, speech)."""
+    spec = node.get("digits") or {}
+    lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
+    fits = [v for v in pool if not v.startswith("say ") and lo <= len(v.rstrip("#")) <= hi]
+    fits = fits[:4] or [("7391846250" * 2)[:hi]]
+    if "speech" in (node.get("input") or []):
+        fits += [v for v in pool if v.startswith("say ")]
+    fixed = lo == hi and not node.get("finish")
+    return [v if fixed or v.startswith("say ") else v + "#" for v in fits] + ["1#", "*", "-"]
+
+
+def menu_inputs(offered_keys: list[str]) -> list[str]:
+    invalid = next(k for k in "87654321" if k not in offered_keys)
+    return offered_keys + ["*", "0", "9", invalid, "-", "say mumble"]
+
+
+@dataclass
+class Exploration:
+    documents: list[str] = field(default_factory=list)
+    waits: set[str] = field(default_factory=set)          # nodes where a call waited for input or ended
+    states: int = 0
+    requests: int = 0
+    phones: list[Phone] = field(default_factory=list)     # one per branch, to read what was heard
+
+
+def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+18605550199",
+            max_states: int = 400, new_caller: Callable[[], str] | None = None,
+            skip: Callable[[object, str], bool] | None = None, hang_up: bool = True,
+            seen: set | None = None) -> Exploration:
+    """Walk every place where a call to `line` waits for input, each once per language, phase and
+    set of offered options; at each, try every key that means something there and a few that do
+    not. `pool`: values for collect nodes (known good ones first). `skip(node, answer)`: inputs
+    not to try. `new_caller()`: the From number of each branch (so per-caller limits don't end
+    the walk). Every branch is hung up at the end unless `hang_up=False`. `seen`: places already
+    walked (shared by several walks, e.g. a line and the line it hands callers over to)."""
+    rt = app.extensions["ivr"]
+    flows = rt.flows
+    pool = list(pool)
+    result = Exploration()
+    seen = set() if seen is None else seen
+    first = Phone(app, to=line_number(app, line), caller=caller).start()
+    queue = deque([first])
+    while queue and result.states < max_states:
+        phone = queue.popleft()
+        if phone.ended:
+            continue
+        state = state_of(app, phone.sid)
+        if state is None:
+            continue
+        node = flows.nodes.get(state.node)
+        if node is None:
+            continue
+        options = offered(flows, node, state.vars)
+        keys = [str(o["key"]) for o in options]
+        # Where the call is, and the counts and flags among its variables (wrong PINs so far,
+        # blocked ...): each combination is walked once.
+        small = tuple(sorted((k, v) for k, v in state.vars.items()
+                             if not k.startswith("_") and isinstance(v, (bool, int))))
+        mark = (state.node, state.phase, state.lang, tuple((o["key"], o.get("goto")) for o in options),
+                min(state.tries, 2), small)
+        if mark in seen:
+            continue
+        seen.add(mark)
+        result.states += 1
+        result.waits.add(state.node)
+        if state.tries:                      # only what leads to "too many tries"
+            answers = ["-"] + (collect_inputs(node, pool)[-4:-3] if node.type == "collect" else [])
+        elif phone.waiting_for == "Dial":
+            answers = [f"dial:{s}" for s in DIAL_STATUSES]
+        elif phone.waiting_for == "Record":
+            answers = ["record", "-"]
+        elif node.type == "language":
+            answers = ["1", "2"]
+        elif node.type == "collect" and state.phase != "confirm":
+            answers = collect_inputs(node, pool)
+        elif node.type == "collect" or node.type == "transfer":
+            answers = ["1", "2", "*", "0", "9", "5", "-"]
+        elif state.lang == "en" or node.id == flows.lines[state.line].home:
+            answers = menu_inputs(keys)
+        else:                                # the global keys are the same code in every language
+            answers = keys + ["-"]
+        for answer in answers:
+            if skip is not None and skip(node, answer):
+                continue
+            branch = phone.fork(app)
+            if new_caller is not None:
+                branch.base["From"] = new_caller()
+            branch.press(answer)
+            if branch.ended and (after := state_of(app, branch.sid)) is not None:
+                result.waits.add(after.node)     # a goodbye: the call ended there
+            result.requests += 1
+            result.documents.extend(branch.documents)
+            result.phones.append(branch)
+            queue.append(branch)
+    result.documents = first.documents + result.documents
+    result.phones.insert(0, first)
+    if hang_up:
+        for phone in result.phones:
+            if not phone.ended:
+                phone.hang_up()
+    return result
+
+
+# --- known values: what a caller keys, and what must never leak --------------------------------
+CASE = "456789123"           # a case of the stub SDU (ivr/sdu/fixtures.json)
+PAYER_PIN, PAYEE_PIN = "4826", "6284"
+WRONG_PIN = "9173"
+INMATE = "381927"
+CALLER = "+18605551234"
+STAFF_ID, STAFF_PIN = "471", "582946"     # a 3-digit ID: not mistaken for a payment PIN
+
+
+def caller_numbers(start: int = 5550100):
+    """A new caller number each time (fictional 860-555-xxxx numbers), for `explore(new_caller=)`."""
+    n = start
+    def nxt() -> str:
+        nonlocal n
+        n += 1
+        return f"+1860{n:07d}"
+    return nxt
+
+
+def known_values(app) -> list[str]:
+    """Values for the collect nodes of every line, the good ones first. Makes a staff account when
+    the app has a staff line, so that its menus can be walked too."""
+    from ivr.sdu.stub import load_fixtures
+
+    staffdb = app.extensions["ivr"].services.extra.get("staffdb")
+    pool = []
+    if staffdb is not None:
+        if staffdb.get(STAFF_ID) is None:
+            staffdb.add(STAFF_ID, "Test Staff", STAFF_PIN, app.extensions["ivr"].hours.now())
+        pool += [STAFF_ID, STAFF_PIN]
+    cases = {c["case_number"]: c for c in load_fixtures()["cases"]}
+    assert cases[CASE]["parties"]["payer"]["pin"] == PAYER_PIN, "the stub's fixtures changed"
+    assert cases[CASE]["parties"]["payee"]["pin"] == PAYEE_PIN, "the stub's fixtures changed"
+    codes = app.extensions["ivr"].prompts.codes
+    if codes:
+        pool.append(str(codes.get("cc.welcome", min(codes.values()))))
+    pool += [CASE, PAYER_PIN, PAYEE_PIN, WRONG_PIN, INMATE, "say Hartford", "06103", "say cheshire", "243"]
+    return pool
+
+
+def snapshot(rdb) -> dict[bytes, object]:
+    """Every key of the database with its value, whatever its type (for before/after comparisons
+    and for scanning what is stored). Three round trips, whatever the number of keys."""
+    keys = rdb.keys("*")
+    pipe = rdb.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = pipe.execute()
+    readers = {b"string": lambda p, k: p.get(k), b"hash": lambda p, k: p.hgetall(k),
+               b"list": lambda p, k: p.lrange(k, 0, -1), b"set": lambda p, k: p.smembers(k),
+               b"zset": lambda p, k: p.zrange(k, 0, -1, withscores=True), b"stream": lambda p, k: p.xrange(k)}
+    pipe = rdb.pipeline(transaction=False)
+    read = []
+    for key, kind in zip(keys, kinds, strict=True):
+        if kind in readers:
+            readers[kind](pipe, key)
+            read.append(key)
+    values = pipe.execute()
+    return {k: sorted(v) if isinstance(v, set) else v for k, v in zip(read, values, strict=True)}
