@@ -150,6 +150,7 @@ def test_no_log_line_redis_value_or_file_holds_a_secret(make_app, sdu, caplog, t
     for key in ("1", "5", "1", "06103", "1", "dial:busy", "1"):
         if not town.ended:
             town.press(key)
+    assert town.dialed, "the town lookup did not reach a transfer"
 
     if rt.services.extra.get("staffdb") is not None:
         staff = phone("staff")
