@@ -100,6 +100,8 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
                redis_client=None) -> Flask:
     config = settings.from_env()
     config.update(overrides or {})
+    if config["IVR_ENV"] == "production" and not config["VALIDATE_SIGNATURES"]:
+        raise settings.ConfigError("signature validation cannot be turned off when IVR_ENV=production")
     if config["IVR_ENV"] == "development" and not config["SDU_BASE_URL"]:
         config["SDU_BASE_URL"] = DEV_SDU_URL
     if not logging.getLogger().handlers:

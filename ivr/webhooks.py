@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import phonenumbers
 import redis
@@ -99,8 +100,11 @@ def step():
 
 def _answer(rt, state: CallState, run) -> Response:
     turn = Turn(rt.engine, state, request.form, _step_url)
+    sdu = rt.services.extra.get("sdu")
     try:
-        response = run(turn)
+        # One SDU time budget for the whole webhook, however many lookups its handlers make.
+        with sdu.budget_scope() if sdu is not None else nullcontext():
+            response = run(turn)
     except Exception:
         # A bug must cost the caller one sentence, not the call: apologise and go to the main menu.
         log.exception("error in call %s at node %s", state.sid[-6:], state.node)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
+from ivr import store
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError, from_env
 from ivr.simphone import Transport
 
@@ -47,10 +48,8 @@ def test_health_needs_no_signature_and_reports_redis_and_sdu(client):
 
 
 def test_health_reports_a_dead_redis(make_app):
-    import redis
-
     app = make_app()
-    app.extensions["ivr"].store.redis = redis.Redis(port=1, socket_connect_timeout=0.2)
+    app.extensions["ivr"].store.redis = store.connect("redis://127.0.0.1:1/0", "test")
     assert app.test_client().get("/health").get_json()["redis"] is False
 
 
@@ -74,10 +73,8 @@ def test_status_callback_records_the_end_with_204(app, redis_client):
 
 
 def test_fallback_answers_without_redis_and_transfers_when_open(make_app, clock):
-    import redis
-
     app = make_app()
-    app.extensions["ivr"].store.redis = redis.Redis(port=1, socket_connect_timeout=0.2)
+    app.extensions["ivr"].store.redis = store.connect("redis://127.0.0.1:1/0", "test")
     t = Transport(DEV_AUTH_TOKEN, app=app)
     for path in ("/voice/fallback", "/voice", "/voice/step?s=3"):
         status, body = t.post(path, PARAMS)

@@ -21,6 +21,7 @@ from ..engine import Turn
 from ..flow import FlowError
 from ..prompts import _fields
 from ..published import ANN_LINES, REV, Library, Mirror, NothingToRollBack, Who, audio_dir
+from ..redact import mask_digits
 from ..speech import say_date, say_digits
 from ..staffdb import MAX_FAILS, Login, Staff, StaffDB
 from . import Outcome, handler
@@ -122,16 +123,17 @@ def _node_lines(turn: Turn) -> list[str]:
 def staff_id(turn: Turn, value: str) -> Outcome:
     turn.vars.pop("_staff", None)
     if _extra(turn, "staffdb").locked_until(value, _now(turn)):
-        log.warning("staff line: staff ID %s is locked", value)
+        log.warning("staff line: staff ID %s is locked", mask_digits(value))
         turn.say("st.login.locked")
         return Outcome(hangup=True)
-    turn.vars["_staff_try"] = value
+    # Sealed: a staff member who keys the PIN at the ID prompt must not leave it in call state.
+    turn.vars["_staff_try"] = turn.services.extra["sealer"].seal(value)
     return Outcome(goto="st_pin")
 
 
 @handler("staff_pin")
 def staff_pin(turn: Turn, value: str) -> Outcome:
-    staff_id = turn.vars.pop("_staff_try", "")
+    staff_id = turn.services.extra["sealer"].unseal(turn.vars.pop("_staff_try", "")) or ""
     if not staff_id:
         return Outcome(goto="st_id")
     result, staff = _extra(turn, "staffdb").login(staff_id, value, _now(turn))
@@ -141,7 +143,7 @@ def staff_pin(turn: Turn, value: str) -> Outcome:
         log.info("staff line: %s signed in", staff.id)
         turn.say("st.hello", name=staff.name)
         return Outcome(goto="st_main")
-    log.warning("staff line: sign-in failed for staff ID %s (%s)", staff_id, result.value)
+    log.warning("staff line: sign-in failed for staff ID %s (%s)", mask_digits(staff_id), result.value)
     if result is Login.LOCKED:
         turn.say("st.login.locked")
         return Outcome(hangup=True)
