@@ -226,8 +226,10 @@ class Bench:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         self._wait_redis()
         stub_env = {**base_env, "SDU_API_KEY": SDU_KEY}
-        self.procs.start("sdu-stub", [tool("ivr"), "sdu-stub", "--host", "127.0.0.1", "--port", str(stub_port)],
-                         stub_env)
+        stub_argv = [tool("ivr"), "sdu-stub", "--host", "127.0.0.1", "--port", str(stub_port)]
+        if args.sdu_delay:
+            stub_argv += ["--fixtures", str(self.slow_fixtures(args.sdu_delay))]
+        self.procs.start("sdu-stub", stub_argv, stub_env)
         app_env = {**base_env, "IVR_ENV": "test", "REDIS_URL": redis_url,
                    "SDU_BASE_URL": f"http://127.0.0.1:{stub_port}", "SDU_API_KEY": SDU_KEY,
                    "TWILIO_ACCOUNT_SID": driver.ACCOUNT_SID, "TWILIO_AUTH_TOKEN": BENCH_TOKEN,
@@ -252,6 +254,7 @@ class Bench:
             "schema": 1, "commit": commit(), "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {**machine(), "redis": self.redis.info("server").get("redis_version")},
             "settings": {"workers": args.workers, "warmup_s": args.warmup, "duration_s": args.duration,
+                         "sdu_delay_s": args.sdu_delay,
                          "max_requests": args.max_requests, "web_command": shlex.join(self.commands["system"]),
                          "paths": {p.name: {"line": p.line, "keys": list(p.keys), "weight": p.weight,
                                             "marks": {str(i): m for i, m in sorted(p.marks.items())}}
@@ -286,6 +289,18 @@ class Bench:
         result["targets"] = targets(result)
         self.show_summary(result)
         return result
+
+    def slow_fixtures(self, delay: float) -> FsPath:
+        """The stub's fixtures with every ordinary case answering after `delay` seconds (PIN checks,
+        summaries, payments): how the system behaves when the real SDU is slow."""
+        from ivr.sdu.stub import load_fixtures
+
+        fixtures = load_fixtures()
+        for case in fixtures["cases"]:
+            case.setdefault("simulate", {"endpoints": ["pin", "summary", "payments"], "delay_seconds": delay})
+        path = self.logdir / "slow-fixtures.json"
+        path.write_text(json.dumps(fixtures))
+        return path
 
     def reset(self) -> None:
         """An empty Redis (its memory measured from nothing), with the staff accounts the paths use."""
@@ -397,7 +412,11 @@ class Bench:
         apart, so the figure is what calls cost while they last. Every other key must expire."""
         leftover = key_ttls(self.redis)   # keys the sweep's calls (all ended) left behind
         self.reset()
+        if not hold:
+            return {"held_calls": 0, "hold_errors": 0, "bytes_per_call": None, "all_keys_expire": not no_ttl(leftover),
+                    "keys_without_ttl_after_sweep": no_ttl(leftover)}
         time.sleep(0.2)
+        seeded = set(key_ttls(self.redis, pipelined=False))   # the staff accounts the paths sign in with
         before = self.redis.info("memory")["used_memory"]
         url = self.urls["system"]
 
@@ -412,7 +431,7 @@ class Bench:
         # One small command at a time: a big pipeline would grow this client's buffers, which Redis
         # counts in used_memory too.
         ttls = key_ttls(self.redis, pipelined=False)
-        durable = [k for k, ttl in ttls.items() if ttl < 0 and DURABLE_KEYS.match(k)]
+        durable = [k for k, ttl in ttls.items() if ttl < 0 and DURABLE_KEYS.match(k) and k not in seeded]
         for key in durable:
             self.redis.delete(key)
         time.sleep(0.2)
@@ -430,7 +449,7 @@ class Bench:
             "bytes_per_call": round((after - before) / hold) if hold else None,
             "durable_record_keys": len(durable),
             "durable_record_bytes_per_call": round((with_records - after) / hold) if hold else None,
-            "keys_per_call": round((len(ttls) - len(durable)) / hold, 2) if hold else None,
+            "keys_per_call": round((len(ttls) - len(durable) - len(seeded)) / hold, 2) if hold else None,
             "call_key_memory_usage": {"n": len(usage), "mean": round(sum(usage) / len(usage)) if usage else None,
                                       "max": max(usage, default=None)},
             "keys_without_ttl_held": no_ttl(ttls),
@@ -657,6 +676,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pause", type=float, default=0.2,
                         help="seconds a caller of the paced run waits before each step (default: 0.2)")
     parser.add_argument("--hold", type=int, default=200, help="calls held mid-way for Redis memory (default: 200)")
+    parser.add_argument("--sdu-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="the SDU stub answers after this long, as a slow SDU would (default: 0)")
     parser.add_argument("--paths", type=lambda t: [p.strip() for p in t.split(",") if p.strip()], default=None,
                         help="only these paths of bench/paths.py, comma-separated (default: all that work)")
     parser.add_argument("--out", help="JSON file to write (default: bench/results/<time>-<commit>.json)")
@@ -676,9 +697,9 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         args.paced_calls, args.pause, args.profile = 4, 0.05, None
     if args.duration <= 0 or args.warmup < 0 or args.max_requests < 1 or not 1 <= args.workers <= 64 \
             or not 0 <= args.hold <= 5000 or args.max_seconds <= 0 or not 0 <= args.paced_calls <= 1000 \
-            or not 0 <= args.pause <= 10:
+            or not 0 <= args.pause <= 10 or not 0 <= args.sdu_delay <= 2:
         out("ivr bench: --duration, --max-requests and --max-seconds must be positive, --warmup not negative, "
-            "--workers 1-64, --hold 0-5000, --paced-calls 0-1000, --pause 0-10")
+            "--workers 1-64, --hold 0-5000, --paced-calls 0-1000, --pause 0-10, --sdu-delay 0-2")
         return 2
     if args.profile:
         tool("py-spy")
