@@ -640,15 +640,21 @@ def targets(result: dict) -> dict:
 
 
 def compare(old: dict, new: dict, say: Callable[[str], None]) -> None:
+    """Requests per second and p99 per kind, earlier -> now, for the runs both results have."""
     say(f"\nCompared with {old.get('commit')} ({old.get('when')}):")
-    before = {lv["calls"]: lv for lv in old.get("levels", [])}
-    for lv in new["levels"]:
-        prev = before.get(lv["calls"])
-        if not prev:
-            continue
+    def runs(result: dict) -> dict:
+        out = {f"{lv['calls']} calls": lv for lv in result.get("levels", [])}
+        if result.get("paced"):
+            out[f"{result['paced']['calls']} calls paced"] = result["paced"]
+        return out
+    before, now = runs(old), runs(new)
+    common = [name for name in now if name in before]
+    if not common:
+        say("   no run with the same number of calls in both")
+    for name in common:
         for target in ("system", "floor"):
-            a, b = prev[target], lv[target]
-            say(f"   {lv['calls']:>4} calls {target:7} rps {a['rps']} -> {b['rps']}; p99 " + ", ".join(
+            a, b = before[name][target], now[name][target]
+            say(f"   {name:>16} {target:7} req/s {a['rps']} -> {b['rps']}; p99 " + ", ".join(
                 f"{k} {a['latency_ms'].get(k, {}).get('p99')} -> {p.get('p99')}" for k, p in b["latency_ms"].items()))
 
 
