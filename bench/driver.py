@@ -27,8 +27,19 @@ from ivr.simphone import SimPhone
 from .paths import Path
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
-# What the system says when something broke inside it: a call that hears it counts as an error.
-BROKEN = ("Sorry, something went wrong on our end.", "Sorry, we lost your place in this call.")
+
+def broken_phrases() -> tuple[str, ...]:
+    """What the system says, in either language, when something broke inside it (an error, lost
+    state): a webhook whose answer says it counts as an error. Read from the prompts themselves."""
+    from ivr.prompts import Prompts
+    from ivr.settings import ROOT
+
+    prompts = Prompts.load(ROOT / "prompts")
+    return tuple(prompts.text(pid, lang).split(".")[0] for pid in ("sys.error", "sys.state_lost")
+                 for lang in ("en", "es"))
+
+
+BROKEN = broken_phrases()
 
 
 class Stop(Exception):

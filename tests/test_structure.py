@@ -16,6 +16,7 @@ import pytest
 import redis
 import yaml
 
+from bench.driver import BROKEN  # what the system says when something broke, en and es
 from bench.paths import PATHS
 from bench.run import DURABLE_KEYS  # records kept for staff on purpose (inmate requests, jobs)
 from ivr import flow
@@ -24,8 +25,6 @@ from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
 from ivr.simphone import SimPhone, Transport
 from tests.conftest import TEST_REDIS_URL
-
-BROKEN = ("Sorry, something went wrong on our end.", "Sorry, we lost your place in this call.")
 
 
 def counting_client() -> tuple[redis.Redis, SimpleNamespace]:
