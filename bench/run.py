@@ -6,8 +6,9 @@ the Procfile's `web:` line runs it, and the floor (bench/floor_app.py) under the
 Then, for each number of simultaneous calls in the sweep, it drives the system and then the floor
 with calls along the paths of bench/paths.py (signed as Twilio signs, without callers' pauses) and
 prints requests per second, latency per webhook kind, errors, server CPU per request and the ratio
-system/floor; then it holds calls mid-way to measure Redis memory per active call and checks that
-every key expires. The same goes to a JSON file (bench/results/) to compare commits.
+system/floor; then a paced run (callers pausing between steps: latency without a queue); then it
+holds calls mid-way to measure Redis memory per active call and checks that every key expires. The
+same goes to a JSON file (bench/results/) to compare commits. bench/RESULTS.md has what it measured.
 
 Every process it starts is stopped at the end, also on an error or Ctrl-C. Load goes to 127.0.0.1
 only, and every loop is bounded in requests and seconds.
