@@ -85,6 +85,14 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """As a crash would (SIGKILL): no chance to write anything more."""
+        if self.proc is not None:
+            self.resume()
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
     def pause(self) -> None:
         """Freeze the server: connections are accepted by the kernel but nothing answers."""
         if self.proc is not None and self.proc.poll() is None:
