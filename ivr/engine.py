@@ -179,7 +179,10 @@ class Engine:
 
     def give_up(self, turn: Turn) -> None:
         hours = self.services.hours
-        if hours.is_open("agents"):
+        person = self.flows.nodes[self.flows.lines[turn.state.line].person]
+        # A line whose "person" is a message (the staff line) gets it once; giving up there again
+        # hangs up, or a silent, off-hook phone would loop for ever.
+        if hours.is_open("agents") and (person.type == "transfer" or person.id != turn.state.node):
             turn.say("menu.giveup_open")
             self.person(turn)
         else:
@@ -297,7 +300,8 @@ class Engine:
             turn.state.phase = "repeat"
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
         elif key == "9":
-            self.home(turn)
+            # A node may name its own "main menu" (the payment line's dead ends: the call center's).
+            self.enter(turn, node.get("home")) if node.get("home") else self.home(turn)
         elif key == "0":
             self.person(turn)
         else:
@@ -312,9 +316,6 @@ class Engine:
         said = _norm(turn.param("SpeechResult"))
         if not said:
             return None
-        for key, words in GLOBAL_WORDS[turn.lang].items():
-            if any(_norm(w) in said for w in words):
-                return key
         best = None
         for opt in self.options(turn, node):
             for w in opt.get("words", {}).get(turn.lang, []):
@@ -322,7 +323,10 @@ class Engine:
                 if re.search(rf"\b{re.escape(w)}\b", said) and (best is None or len(w) > best[0]):
                     best = (len(w), str(opt["key"]))
         if best:
-            return best[1]
+            return best[1]     # a menu's own words win over the words that work everywhere
+        for key, words in GLOBAL_WORDS[turn.lang].items():
+            if any(re.search(rf"\b{re.escape(_norm(w))}\b", said) for w in words):
+                return key
         tokens = said.split()
         for digit, word in enumerate(SPOKEN_DIGITS[turn.lang]):
             if word in tokens or str(digit) in tokens:
@@ -364,7 +368,13 @@ class Engine:
 
     def _transfer_options(self, turn: Turn, node: Node, reprompt: bool) -> None:
         gather = turn.gather()
-        turn.say("xfer.options.failed" if turn.state.phase == "failed" else "xfer.options.closed", gather)
+        if turn.state.phase == "failed":
+            pid = "xfer.options.failed"
+        elif self._target(turn, node)[0] == "agents":
+            pid = "xfer.options.closed.agents"   # the caller is on that number already: just the menu
+        else:
+            pid = "xfer.options.closed"
+        turn.say(pid, gather)
         turn.close_gather(gather)
 
     def _input_transfer(self, turn: Turn, node: Node) -> None:
@@ -404,10 +414,10 @@ class Engine:
     def _enter_collect(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         if turn.state.phase == "confirm":
             return self._ask_confirm(turn, node)
-        digits = node.get("digits") or {}
         speech = "speech" in node.get("input", ["dtmf"])
-        fixed = digits.get("min") == digits.get("max") and not node.get("finish")
-        gather = turn.gather(num_digits=digits.get("max") if fixed else None, speech=speech,
+        # No numDigits: prompts say "then press pound", and a pound after the last digit must not spill
+        # into the next question. A caller who does not press it is taken at the timeout.
+        gather = turn.gather(num_digits=None, speech=speech,
                              hints=self.hints.get(node.get("hints")) if speech else None,
                              finish_on_key="#", timeout=node.get("timeout", 8))
         if not reprompt or not node.get("short_prompt"):
@@ -441,14 +451,16 @@ class Engine:
             return self.fail(turn, node, "menu.no_input")
         if digits == "*" and node.get("skip"):
             return self.enter(turn, node.get("skip"))
+        spec = node.get("digits") or {}
+        lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
+        if digits in ("0", "9") and lo > 1:
+            return self._global_key(turn, node, digits)   # a lone 0 or 9 is a way out, not a number
         if digits:
-            spec = node.get("digits") or {}
             if not (digits.isascii() and digits.isdigit()):   # Twilio sends 0-9; "²".isdigit() too
                 return self.fail(turn, node, "collect.digits_only")
-            lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
             if not lo <= len(digits) <= hi:
-                want = str(lo) if lo == hi else f"{lo} - {hi}"
-                return self.fail(turn, node, "collect.wrong_length", got=len(digits), want=want)
+                return self.fail(turn, node, "collect.wrong_length", got=_count(len(digits), turn.lang),
+                                 want=_count(lo, turn.lang, hi))
             if node.get("confirm"):
                 turn.vars["_pending"] = self._sealer.seal(digits)   # a case or inmate number, maybe
                 turn.state.phase = "confirm"
@@ -516,6 +528,14 @@ def _norm(text: str) -> str:
     text = unicodedata.normalize("NFKD", text.lower())
     text = "".join(c for c in text if not unicodedata.combining(c))
     return re.sub(r"[^a-z0-9 ]", " ", text).strip()
+
+
+def _count(n: int, lang: str, upto: int | None = None) -> str:
+    """"1 digit", "9 digits", "5 to 8 digits" (es: "1 dígito", "de 5 a 8 dígitos")."""
+    unit = {"en": ("digit", "digits"), "es": ("dígito", "dígitos")}[lang]
+    if upto is not None and upto != n:
+        return f"{n} to {upto} {unit[1]}" if lang == "en" else f"de {n} a {upto} {unit[1]}"
+    return f"{n} {unit[0] if n == 1 else unit[1]}"
 
 
 def _say_key(key: str, lang: str) -> str:

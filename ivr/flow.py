@@ -152,6 +152,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
         need_prompt(pid)
     for target in node.get("goes", []):
         need_node(target, "`goes`")
+    if node.get("home") is not None:
+        need_node(node.get("home"), "`home` (key 9)")
     if node.get("handler") is not None and node.get("handler") not in handlers:
         errors.append(f"{where}: handler {node.get('handler')!r} is not a registered handler")
     if node.get("hints") is not None and node.get("hints") not in hint_sets:

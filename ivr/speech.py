@@ -150,7 +150,7 @@ _SOURCES = {
 _METHODS = {
     "debit_card": ("to your debit card", "a su tarjeta de débito"),
     "direct_deposit": ("by direct deposit to your bank account", "por depósito directo a su cuenta bancaria"),
-    "check": ("by check in the mail", "por cheque enviado por correo"),
+    "check": ("by check in the mail", "por cheque, por correo"),
 }
 
 _CASE_STATUSES = {

@@ -124,14 +124,14 @@ def test_employer_answer_offers_the_payment_line(call, prompts):
 
 def test_town_by_speech_routes_to_its_office_after_confirming(call, prompts):
     c = call("callcenter", ["-", "5", "1", "say I live in West Hartford", "1"])
-    assert "I heard West Hartford." in c.said
+    assert "Your town is West Hartford." in c.said
     assert "West Hartford is served by the Hartford main office." in c.said
     assert c.dialed == ["+18605668723"]
 
 
 def test_town_by_zip_is_confirmed_then_routed(call):
     c = call("callcenter", ["-", "5", "1", "06360", "1"])   # Norwich
-    assert "I heard Norwich." in c.said
+    assert "Your town is Norwich." in c.said
     assert c.dialed == ["+18608862694"]
 
 
@@ -144,7 +144,7 @@ def test_unconfirmed_district_also_gives_the_call_center_number(call, prompts):
 
 def test_town_not_heard_right_can_be_said_again(call):
     c = call("callcenter", ["-", "5", "1", "say Norwich", "2", "say Putnam", "1"])
-    assert "I heard Norwich." in c.said and "I heard Putnam." in c.said
+    assert "Your town is Norwich." in c.said and "Your town is Putnam." in c.said
     assert c.dialed == ["+18609632580"]
 
 
@@ -156,6 +156,6 @@ def test_unknown_town_and_unknown_zip_say_what_went_wrong(call, prompts):
 
 def test_spanish_town_lookup(call):
     c = call("callcenter", ["2", "5", "1", "say Bridgeport", "1"])
-    assert "Entendí Bridgeport." in c.said
-    assert "A Bridgeport le atiende la oficina de Bridgeport." in c.said
+    assert "Su pueblo es Bridgeport." in c.said
+    assert "La oficina que atiende a Bridgeport es la oficina de Bridgeport." in c.said
     assert c.dialed == ["+12035796590"]

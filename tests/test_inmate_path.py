@@ -168,8 +168,8 @@ def test_a_facility_calling_the_payment_line_gets_the_payment_line(call, prompts
 
 def test_the_inmate_number_too_short_too_long_silent_or_skipped_is_asked_again(call, prompts, staff):
     c = call("callcenter", ["-", "1", "12#", "123456789#", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
-    assert "That was 2 digits. Please enter 5 - 8 digits." in c.said
-    assert "That was 9 digits. Please enter 5 - 8 digits." in c.said
+    assert "You entered 2 digits. Please enter 5 to 8 digits." in c.said
+    assert "You entered 9 digits. Please enter 5 to 8 digits." in c.said
     assert prompts.text("inm.number.short", "en") in c.said        # a reprompt is the short question
     assert INMATE in staff("show", spoken_ref(c.said))[1]
     c = call("callcenter", ["-", "1", "-", "*", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
@@ -186,7 +186,7 @@ def test_the_read_back_can_be_refused_and_answered_badly(call, staff):
     c = call("callcenter", ["-", "1", "11111#", "7", "2", f"{INMATE}#", "1", "12#", "*", "-", "-"], caller=YORK)
     said = c.said
     assert "Please press 1 if that is right, or 2 to enter it again." in said
-    assert "That was 2 digits. Please enter 5 - 15 digits." in said      # case number too short
+    assert "You entered 2 digits. Please enter 5 to 15 digits." in said      # case number too short
     out = staff("show", spoken_ref(said))[1]
     assert f"inmate number:       {INMATE}" in out
 

@@ -303,9 +303,9 @@ def test_the_call_center_menu_is_offered_when_help_is_needed(call, prompts):
 
 def test_wrong_length_entries_are_explained_and_asked_again(call, prompts):
     c = call("payments", ["-", "12345#", "123456789#", "1", "12#", "1234#", "3"])
-    assert prompts.text("collect.wrong_length", "en", got=5, want="9") in heard(c, 2)
+    assert prompts.text("collect.wrong_length", "en", got="5 digits", want="9 digits") in heard(c, 2)
     assert prompts.text("pay.case.ask", "en") in heard(c, 2)
-    assert prompts.text("collect.wrong_length", "en", got=2, want="4") in heard(c, 5)
+    assert prompts.text("collect.wrong_length", "en", got="2 digits", want="4 digits") in heard(c, 5)
     assert "two hundred six dollars" in heard(c, 7)
 
 

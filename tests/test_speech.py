@@ -155,7 +155,7 @@ def test_every_contract_enum_has_words_in_both_languages():
         (say_method, "debit_card", "to your debit card", "a su tarjeta de débito"),
         (say_method, "direct_deposit", "by direct deposit to your bank account",
          "por depósito directo a su cuenta bancaria"),
-        (say_method, "check", "by check in the mail", "por cheque enviado por correo"),
+        (say_method, "check", "by check in the mail", "por cheque, por correo"),
         (say_status, "suspended", "suspended", "suspendido"),
         (say_status, "held", "on hold", "retenido"),
     ],
