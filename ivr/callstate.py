@@ -11,6 +11,7 @@ import redis
 from .sealing import Sealer
 
 KEY = "ivr:call:{sid}"
+ENDED = "ivr:ended:{sid}"   # the status callback came: only a late <Record> action is still taken
 
 
 @dataclass
@@ -25,6 +26,7 @@ class CallState:
     vars: dict = field(default_factory=dict)
     last: str = ""        # compressed TwiML answered at step seq-1, replayed to a Twilio retry
     new: bool = False     # not stored yet
+    ended: bool = False   # Twilio reported the end of the call
 
     def to_json(self) -> str:
         data = {"l": self.line, "g": self.lang, "n": self.node, "s": self.seq, "t": self.tries,
@@ -59,11 +61,12 @@ class CallStore:
     def load(self, sid: str, extra_keys: tuple[str, ...] = ()) -> tuple[CallState | None, list]:
         """The call's state and, in the same round trip, the values of `extra_keys`."""
         # One MGET rather than a pipeline of GETs: the same round trip, less client work (bench/RESULTS.md).
-        raw, *extra = self.redis.mget([KEY.format(sid=sid), *extra_keys])
+        raw, ended, *extra = self.redis.mget([KEY.format(sid=sid), ENDED.format(sid=sid), *extra_keys])
         state = None
         if raw:
             try:
                 state = CallState.from_json(sid, raw)
+                state.ended = bool(ended)
             except (ValueError, KeyError, TypeError):
                 state = None  # unreadable state is treated as lost, never as a crash
         return state, extra
@@ -71,5 +74,18 @@ class CallStore:
     def save(self, state: CallState) -> None:
         self.redis.set(KEY.format(sid=state.sid), state.to_json(), ex=self.ttl)
 
-    def end(self, sid: str) -> None:
-        self.redis.delete(KEY.format(sid=sid))
+    def end(self, sid: str, linger: int = 300) -> None:
+        """The call ended. Its state is kept a few minutes, not deleted: Twilio may post a hung-up
+        <Record>'s action after the status callback, and that message must still be taken."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.expire(KEY.format(sid=sid), linger)
+        pipe.set(ENDED.format(sid=sid), 1, ex=linger)
+        pipe.execute()
+
+    def live(self, sid: str) -> bool:
+        """Is the caller still on the line (state kept, no end reported)?"""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(KEY.format(sid=sid))
+        pipe.exists(ENDED.format(sid=sid))
+        state, ended = pipe.execute()
+        return bool(state) and not ended

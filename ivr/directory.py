@@ -107,5 +107,5 @@ class Directory:
         named = [n for n in self._by_norm if len(n) > 3 and re.search(rf"\b{re.escape(n)}\b", said)]
         if named:
             return self._by_norm[max(named, key=len)]
-        close = difflib.get_close_matches(said, self._by_norm, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(said, self._by_norm, n=1, cutoff=0.86)   # "Boston" must not become Bolton
         return self._by_norm[close[0]] if close else None

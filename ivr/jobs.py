@@ -22,7 +22,10 @@ log = logging.getLogger("ivr.jobs")
 STREAM = "ivr:jobs"
 DEAD = "ivr:jobs:dead"
 GROUP = "workers"
-CLAIM_IDLE_MS = 60_000
+# A failed job is tried again about every 5 minutes (its own worker, or another after a crash), so
+# MAX_DELIVERIES tries span ~25 minutes of a Twilio or network problem before a dead letter.
+CLAIM_IDLE_MS = 300_000
+RETRY_EVERY_S = 300
 MAX_DELIVERIES = 5
 HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
 
@@ -70,7 +73,8 @@ class Worker:
     def run_once(self, block_ms: int | None = None, count: int = 10) -> int:
         """Handle what is waiting (and what a dead worker left); return how many jobs were handled."""
         r = self.ctx.redis
-        _, claimed, _ = r.xautoclaim(STREAM, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, count=count)
+        # Its reply has 3 parts on Redis 7 and 2 on Redis 6.2: the claimed entries are the second.
+        claimed = r.xautoclaim(STREAM, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, count=count)[1]
         batch = list(claimed)
         fresh = r.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=count, block=block_ms)
         for _, entries in fresh or []:
@@ -108,7 +112,10 @@ class Worker:
             if deliveries >= MAX_DELIVERIES:
                 self._dead(msg_id, fields, str(exc))
         else:
-            r.xack(STREAM, GROUP, msg_id)
+            pipe = r.pipeline()
+            pipe.xack(STREAM, GROUP, msg_id)
+            pipe.xdel(STREAM, msg_id)      # done: keep the stream from growing with every call
+            pipe.execute()
 
     def _deliveries(self, msg_id) -> int:
         info = self.ctx.redis.xpending_range(STREAM, GROUP, min=msg_id, max=msg_id, count=1)
@@ -119,14 +126,17 @@ class Worker:
         pipe = self.ctx.redis.pipeline()
         pipe.xadd(DEAD, {**{_text(k): _text(v) for k, v in fields.items()}, "reason": reason[:500]})
         pipe.xack(STREAM, GROUP, msg_id)
+        pipe.xdel(STREAM, msg_id)
         pipe.execute()
 
     def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = 5000) -> None:
         log.info("worker %s waiting for jobs on %s", self.name, STREAM)
+        next_retry = time.monotonic() + RETRY_EVERY_S
         while not stop():
             try:
-                if not self.run_once(block_ms=block_ms):
+                if not self.run_once(block_ms=block_ms) and time.monotonic() >= next_retry:
                     self.retry_pending()
+                    next_retry = time.monotonic() + RETRY_EVERY_S
             except redis.RedisError as exc:
                 log.error("Redis unavailable: %s; retrying in 2 s", exc)
                 time.sleep(2)

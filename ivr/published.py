@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -236,6 +237,7 @@ class Mirror:
         self.config = config
         self.seen: tuple | None = None                  # (revision, base URL) loaded
         self.anns: dict[tuple[str, str], dict] = {}     # (line, lang) -> record with "url"
+        self._lock = threading.Lock()
 
     def refresh(self, rev) -> None:
         """Called on every webhook with the revision read in the call state's round trip."""
@@ -244,6 +246,12 @@ class Mirror:
         base = self.config.get("PUBLIC_BASE_URL") or request.host_url.rstrip("/")
         if (rev, base) == self.seen:
             return
+        # Threads of one worker may reload at once: one at a time, or an older snapshot could land last.
+        with self._lock:
+            if (rev, base) != self.seen:
+                self._reload(rev, base)
+
+    def _reload(self, rev, base: str) -> None:
         try:
             published, anns = self.library.snapshot()
         except redis.RedisError as exc:  # keep serving what was loaded before

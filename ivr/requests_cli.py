@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from .callstate import KEY as CALL_KEY
+from .callstate import CallStore
 from .redact import mask_digits
 from .requests_store import STATUSES, RequestError, RequestStore, check_name, check_ref
 from .sealing import Sealer
@@ -110,7 +110,7 @@ def local(stamp: str) -> str:
 def completeness(store: RequestStore, req: dict) -> str:
     if req.get("complete") == "1":
         return "complete"
-    if store.redis.exists(CALL_KEY.format(sid=req.get("sid", ""))):
+    if CallStore(store.redis, 0).live(req.get("sid", "")):
         return "caller still on the line"
     return f"INCOMPLETE (call ended {STAGE_WORDS.get(req.get('stage', ''), 'early')})"
 

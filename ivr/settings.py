@@ -31,6 +31,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
                      "IVR_SECRET_KEY"):
             if not env.get(name):
                 raise ConfigError(f"{name} must be set when IVR_ENV=production")
+        if not env.get("PUBLIC_BASE_URL", "").startswith("https://"):
+            # Behind a TLS proxy Flask sees http://, Twilio signs https://: every webhook would be 403.
+            raise ConfigError("PUBLIC_BASE_URL must be the public https:// origin when IVR_ENV=production")
     return {
         "IVR_ENV": ivr_env,
         "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),

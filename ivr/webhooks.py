@@ -62,7 +62,7 @@ def voice():
     state, failed = _load(rt, sid)
     if failed:
         return failed
-    replay = state.replay(rt.sealer) if state is not None and state.seq == 1 else None
+    replay = state.replay(rt.sealer) if state is not None and state.seq == 1 and not state.ended else None
     if replay:
         return twiml(replay)  # Twilio retried the first request of this call
     line = line_for(request.form.get("To", ""))
@@ -82,6 +82,10 @@ def step():
         return failed
     if state is not None and (state.line not in rt.flows.lines or state.lang not in rt.lines_cfg["voices"]):
         state = None  # a line or language this tree does not have (tampered with, an old deploy): lost
+    if state is not None and state.ended:
+        node = rt.flows.nodes.get(state.node)
+        if node is None or node.type != "record" or seq != state.seq:
+            state = None  # after the end only the hung-up <Record>'s own action is taken: no replays
     if state is None:
         # Expired, flushed or never stored: say so, and start the caller's line again.
         state = CallState(sid=sid, line=line_for(request.form.get("To", "")), new=True)

@@ -41,6 +41,9 @@ class Clock:
 @pytest.fixture(scope="session")
 def redis_server() -> redis.Redis:
     client = redis.Redis.from_url(TEST_REDIS_URL)
+    if client.connection_pool.connection_kwargs.get("db", 0) == 0:
+        pytest.exit(f"TEST_REDIS_URL={TEST_REDIS_URL} names database 0: the tests flush their database, "
+                    "so give them one of their own (e.g. redis://127.0.0.1:6379/9).", returncode=3)
     try:
         client.ping()
     except redis.RedisError as exc:

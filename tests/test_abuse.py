@@ -116,6 +116,7 @@ def test_the_factory_refuses_to_run_without_signatures_in_production(monkeypatch
     for name, value in {"IVR_ENV": "production", "IVR_VALIDATE_SIGNATURES": "0", "TWILIO_AUTH_TOKEN": "t",
                         "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "SDU_BASE_URL": "https://sdu.example",
                         "SDU_API_KEY": "k", "IVR_SECRET_KEY": "s", "REDIS_URL": "redis://127.0.0.1:1/0",
+                        "PUBLIC_BASE_URL": "https://ivr.example.org",
                         "IVR_DATA_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match="IVR_VALIDATE_SIGNATURES=0 is refused"):

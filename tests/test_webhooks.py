@@ -69,7 +69,25 @@ def test_status_callback_records_the_end_with_204(app, redis_client):
     assert redis_client.exists("ivr:call:" + PARAMS["CallSid"])
     status, _ = t.post("/voice/status", {**PARAMS, "CallStatus": "completed", "CallDuration": "12"})
     assert status == 204
-    assert not redis_client.exists("ivr:call:" + PARAMS["CallSid"])
+    # Kept 5 minutes, not at once: a hung-up <Record>'s action may arrive after the status callback.
+    assert 0 < redis_client.ttl("ivr:call:" + PARAMS["CallSid"]) <= 300
+    assert app.extensions["ivr"].store.live(PARAMS["CallSid"]) is False
+
+
+def test_a_recording_posted_after_the_status_callback_is_still_taken(app, redis_client):
+    t = Transport(DEV_AUTH_TOKEN, app=app)
+    base = {**PARAMS, "From": "+19595550113"}                      # York CI: straight to the intake
+    _, body = t.post("/voice", base)
+    seq = 1
+    for digits in ["", "1", "7654321", "1", "*"]:                    # language, start, number, right, no case
+        _, body = t.post(f"/voice/step?s={seq}", {**base, "Digits": digits})
+        seq += 1
+    assert "<Record" in body
+    t.post("/voice/status", {**base, "CallStatus": "completed"})      # Twilio's order is not promised
+    rec = "https://api.twilio.com/2010-04-01/Accounts/AC00000000000000000000000000000000/Recordings/RE" + "a" * 32
+    status, body = t.post(f"/voice/step?s={seq}", {**base, "RecordingUrl": rec, "RecordingDuration": "40"})
+    assert status == 200 and "lost your place" not in body
+    assert "request number is" in body
 
 
 def test_fallback_answers_without_redis_and_transfers_when_open(make_app, clock):
@@ -88,12 +106,17 @@ def test_fallback_answers_without_redis_and_transfers_when_open(make_app, clock)
 
 def test_production_refuses_to_run_without_signature_checks():
     env = {"IVR_ENV": "production", "IVR_VALIDATE_SIGNATURES": "0", "TWILIO_AUTH_TOKEN": "x",
-           "TWILIO_ACCOUNT_SID": "AC1", "SDU_BASE_URL": "https://sdu", "SDU_API_KEY": "k", "IVR_SECRET_KEY": "s"}
+           "TWILIO_ACCOUNT_SID": "AC1", "SDU_BASE_URL": "https://sdu", "SDU_API_KEY": "k", "IVR_SECRET_KEY": "s",
+           "PUBLIC_BASE_URL": "https://ivr.example.org"}
     with pytest.raises(ConfigError, match="IVR_VALIDATE_SIGNATURES=0 is refused"):
         from_env(env)
     with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN must be set"):
         from_env({"IVR_ENV": "production"})
     assert from_env({**env, "IVR_VALIDATE_SIGNATURES": "1"})["VALIDATE_SIGNATURES"] is True
+    # Behind Twilio's https, a missing or plain-http public origin would make every webhook 403.
+    for origin in ("", "http://ivr.example.org", "ivr.example.org"):
+        with pytest.raises(ConfigError, match="PUBLIC_BASE_URL must be the public https"):
+            from_env({**env, "IVR_VALIDATE_SIGNATURES": "1", "PUBLIC_BASE_URL": origin})
 
 
 def test_development_without_redis_falls_back_to_an_embedded_store_loudly(caplog):
