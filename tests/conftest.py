@@ -108,6 +108,22 @@ def call(app):
 
 
 @pytest.fixture
+def staff(monkeypatch, capsys, redis_client):
+    """Run `ivr requests ...` as staff would (the tests' Redis): returns (exit code, stdout, stderr)."""
+    from ivr.cli import main
+
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.delenv("IVR_SECRET_KEY", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main(["requests", *args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+    return run
+
+
+@pytest.fixture
 def prompts(app):
     """The prompt texts: prompts.text("menu.no_input", "en")."""
     return app.extensions["ivr"].prompts

@@ -14,28 +14,14 @@ import pytest
 import redis
 
 from ivr import settings
-from ivr.cli import main
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
-from tests.conftest import LINES, TEST_REDIS_URL
+from tests.conftest import LINES
 
 YORK = "+19595550113"          # York CI's placeholder inmate-phone caller ID (config/facilities.yaml)
 SHARED = "+19595550120"        # an inmate phone that does not tell the facility
 INMATE = "7654321"
 CASE = "246813579"
-
-
-@pytest.fixture
-def staff(monkeypatch, capsys, redis_client):
-    """Run `ivr requests ...` as staff would: returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["requests", *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return run
 
 
 def spoken_ref(said: str) -> str:

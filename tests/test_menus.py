@@ -97,16 +97,16 @@ def test_every_gather_is_followed_by_a_verb_for_silence(call):
                 assert i + 1 < len(verbs) and verbs[i + 1] == "Redirect"
 
 
-def test_missing_digits_is_no_input_not_a_crash(app, call, redis_client):
-    c = call("callcenter", ["-"])
+def test_missing_digits_is_no_input_not_a_crash(app, prompts):
     transport = Transport(DEV_AUTH_TOKEN, app=app)
     sid = "CA" + "1" * 32
     base = {"CallSid": sid, "To": LINES["callcenter"], "From": "+18605550100"}
     status, body = transport.post("/voice", base)
     assert status == 200
-    status, body = transport.post("/voice/step?s=1", base)       # no Digits at all
+    status, body = transport.post("/voice/step?s=1", base)       # no Digits at all: language -> English
+    status, body = transport.post("/voice/step?s=2", base)       # no Digits at the main menu
     assert status == 200 and "<Gather" in body
-    assert c.documents
+    assert prompts.text("menu.no_input", "en") in body
 
 
 def test_a_twilio_retry_of_a_step_is_answered_the_same_and_changes_nothing(app):

@@ -12,7 +12,6 @@ from ivr.cli import main
 from ivr.requests_store import RequestError, RequestStore
 from ivr.sealing import Sealer
 from ivr.settings import DEV_SECRET_KEY
-from tests.conftest import TEST_REDIS_URL
 
 
 class Ticking:
@@ -29,19 +28,6 @@ class Ticking:
 @pytest.fixture
 def store(redis_client):
     return RequestStore(redis_client, Sealer(DEV_SECRET_KEY), clock=Ticking())
-
-
-@pytest.fixture
-def staff(monkeypatch, capsys, redis_client):
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
-    monkeypatch.delenv("IVR_SECRET_KEY", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["requests", *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return run
 
 
 def new(store, sid="CA1", inmate="1234567", **kw) -> str:
