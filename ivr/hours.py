@@ -33,6 +33,7 @@ class Hours:
         self.holiday_names = holiday_names
         self.closures = closures
         self.clock = clock or (lambda: datetime.now(self.zone))
+        self._described: dict[tuple[str, str], str] = {}
 
     @classmethod
     def load(cls, path: Path, clock: Callable[[], datetime] | None = None) -> Hours:
@@ -74,6 +75,13 @@ class Hours:
 
     def describe(self, lang: str, who: str = "agents") -> str:
         """The hours in words: "Monday through Friday, from 8:30 AM to 4:30 PM"."""
+        # The schedules never change while the process runs: word each once (babel is slow).
+        key = (lang, who)
+        if key not in self._described:
+            self._described[key] = self._describe(lang, who)
+        return self._described[key]
+
+    def _describe(self, lang: str, who: str) -> str:
         s = self.schedule(who)
         names = get_day_names("wide", locale=lang)
         first, last = names[s.days[0]], names[s.days[-1]]

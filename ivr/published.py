@@ -27,9 +27,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 import redis
-from flask import has_request_context, request, url_for
+from flask import has_request_context, url_for
 
 from .prompts import Prompts, Spoken, _fields
+from .signature import public_base
 
 log = logging.getLogger("ivr.published")
 
@@ -243,7 +244,7 @@ class Mirror:
         """Called on every webhook with the revision read in the call state's round trip."""
         if not has_request_context():
             return
-        base = self.config.get("PUBLIC_BASE_URL") or request.host_url.rstrip("/")
+        base = public_base()
         if (rev, base) == self.seen:
             return
         # Threads of one worker may reload at once: one at a time, or an older snapshot could land last.

@@ -251,6 +251,7 @@ def test_sdu_failing_the_caller_hears_a_plain_message_quickly_and_the_call_goes_
     timer = SDUTimer(client, monkeypatch)
     phone = identified_payer(app)
     sdu.fail(mode, **kw)
+    client.summaries.clear()   # the summary fetched at sign-in would answer for a minute (one lookup per call)
     down = first_sentence(app, "pay.sdu.down")
     keys = figure_options(app)
     assert len(keys) >= 3, "the payment menu reads nothing from the SDU?"
@@ -295,12 +296,34 @@ def test_sdu_failing_at_sign_in_the_caller_hears_a_plain_message_and_the_pin_is_
     no_exception_logged(caplog)
 
 
+def test_a_call_looks_up_its_case_summary_once_and_keeps_the_figures_if_the_sdu_fails(make_app, sdu):
+    """Menu, last payment, balance: one summary lookup for the call; a failing SDU after it does not
+    take back figures this call already heard (the list of recent payments is a separate lookup)."""
+    app = make_app(SDU_BASE_URL=sdu.url)
+    phone = identified_payer(app)
+    keys = figure_options(app)
+    assert sdu.hits["summary"] == 1                 # the menu's greeting checks the case's status
+    phone.press(keys[0]).press("9")
+    assert sdu.hits["summary"] == 1
+    sdu.fail("500", endpoints=("summary",))
+    mark = len(phone.heard)
+    phone.press(keys[0])
+    assert first_sentence(app, "pay.sdu.down") not in phone.said_since(mark)
+    assert sdu.hits["summary"] == 1
+    other = identified_payer(app)                   # another call: its own lookup, which now fails
+    assert sdu.hits["summary"] == 2
+    mark = len(other.heard)
+    other.press(keys[0])
+    assert first_sentence(app, "pay.sdu.down") in other.said_since(mark)
+
+
 def test_sdu_down_the_breaker_stops_further_waiting(make_app, sdu, monkeypatch, caplog):
     app = make_app(SDU_BASE_URL=sdu.url)
     client = app.extensions["ivr"].services.extra["sdu"]
     timer = SDUTimer(client, monkeypatch)
     phone = identified_payer(app)
     sdu.fail("500")
+    client.summaries.clear()
     key = figure_options(app)[0]
     for _ in range(client.breaker.threshold):
         phone.press(key).press("9")

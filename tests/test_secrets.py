@@ -5,7 +5,7 @@ Known secrets go through every line (tests/walk.py explores each; scripted calls
 that matter most ran: a payer and a payee identified and hearing every figure, wrong PINs up to the
 locks, an inmate's request with a recording, a town lookup, a staff sign-in), the background worker
 handles what they queued, and then everything logged (root logger at DEBUG), every Redis key and
-value of every type, and every file under DATA_DIR is scanned. Sealed values (Fernet tokens) and
+value of every type, and every file under DATA_DIR is scanned. Sealed values (AES-GCM or older Fernet tokens) and
 HMAC tags are not readable, so they are left out of the scan, but every sealed value is opened with
 the app's key to check that no PIN was ever kept, even sealed.
 """
@@ -20,6 +20,7 @@ import pytest
 import responses
 
 from ivr.jobs import JobContext, Worker
+from ivr.sealing import TOKEN as SEALED
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CALLER,
@@ -40,7 +41,6 @@ from tests.walk import (
 
 OTHER_CASE = "901234567"     # another case of the stub: wrong PINs for it count against the caller
 SEP = r"[\s,.\-()/]*"        # how digits may be written apart: "4 8 2 6", "860-555-1234", "(860) 555"
-FERNET = re.compile(r"gAAAAA[A-Za-z0-9_\-]+=*")
 HEX = re.compile(r"\b[0-9a-f]{16,}\b")
 SIDS = re.compile(r"\b(CA|RE|AC)[0-9a-f]{32}\b")
 
@@ -68,7 +68,7 @@ NEVER_KEPT = {"payer PIN": PAYER_PIN, "payee PIN": PAYEE_PIN, "wrong PIN": WRONG
 
 def readable(text: str) -> str:
     """What a person with the data could read: sealed tokens, HMAC tags and Twilio SIDs removed."""
-    return HEX.sub(" ", SIDS.sub(" ", FERNET.sub(" ", text)))
+    return HEX.sub(" ", SIDS.sub(" ", SEALED.sub(" ", text)))
 
 
 def leaks(text: str) -> list[str]:
@@ -206,7 +206,7 @@ def scan(app, caplog, tmp_path, when: str) -> None:
         for text in flatten(key) + flatten(value):
             for name in leaks(text):
                 found.append(f"redis {key.decode()!r}: {name}: {readable(text)[:200]!r}")
-            for token in FERNET.findall(text):
+            for token in SEALED.findall(text):
                 opened = sealer.unseal_bytes(token) or b""
                 try:
                     opened = __import__("zlib").decompress(opened)

@@ -388,7 +388,7 @@ def _summary(turn) -> Summary | Outcome:
     case, role, sdu = who
     try:
         with sdu.budget_scope():
-            return sdu.summary(case, role)
+            return sdu.summary(case, role, call=turn.state.sid)
     except SDUError as exc:
         return _unreachable(turn, "summary", exc)
 
@@ -407,7 +407,7 @@ def menu_intro(turn, value: str | None) -> Outcome | None:
             if sdu is None:
                 raise SDUError("no SDU client configured")
             with sdu.budget_scope(EXTRA_BUDGET):
-                status = sdu.summary(case, turn.vars["role"]).status
+                status = sdu.summary(case, turn.vars["role"], call=turn.state.sid).status
         except SDUError as exc:
             status = None  # each figure says plainly when it cannot be reached
             log.info("payments: call %s: case status not available: %s", _sid(turn), exc)
@@ -550,7 +550,7 @@ def say_how(turn, value: str | None) -> None:
     if case and sdu is not None and turn.vars.get("role") == "payer":
         try:
             with sdu.budget_scope(EXTRA_BUDGET):
-                active = sdu.summary(case, "payer").income_withholding_active
+                active = sdu.summary(case, "payer", call=turn.state.sid).income_withholding_active
         except SDUError as exc:
             log.info("payments: call %s: withholding status not available: %s", _sid(turn), exc)
             active = None
