@@ -65,6 +65,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run(cmd_prompts_rollback))
     p = psub.add_parser("announcements", help="the announcements on the public lines, and recent changes")
     p.set_defaults(func=_run(cmd_prompts_announcements))
+    p = psub.add_parser("clear-announcement", help="take an announcement off a line now (as staff can by phone)")
+    p.add_argument("line", choices=(*ANN_LINES, "all"), help="which line, or all")
+    p.add_argument("--lang", choices=(*LANGS, "both"), default="both", help="which language (default: both)")
+    p.add_argument("--by", help="who is doing this (default: your login name)")
+    p.set_defaults(func=_run(cmd_prompts_clear_announcement))
 
 
 def _run(fn):
@@ -271,4 +276,18 @@ def cmd_prompts_announcements(args: argparse.Namespace) -> int:
     for e in library.announcement_log(10):
         print(f"  {e.get('at', '')[:16].replace('T', ' ')}  {e['action']:<5} {','.join(e['lines'])} "
               f"{e['lang']}  by {_who_text(e)}")
+    return 0
+
+
+def cmd_prompts_clear_announcement(args: argparse.Namespace) -> int:
+    library = Library(_redis(_config()))
+    lines = list(ANN_LINES) if args.line == "all" else [args.line]
+    who = Who("cli", args.by or getpass.getuser())
+    cleared = 0
+    for lang in LANGS if args.lang == "both" else (args.lang,):
+        cleared += library.clear_announcement(lines, lang, who, _now())
+    if not cleared:
+        print(f"no announcement was on {', '.join(lines)} ({args.lang}): nothing changed")
+        return 1
+    print(f"cleared {cleared} announcement(s) from {', '.join(lines)} ({args.lang}); callers no longer hear them")
     return 0

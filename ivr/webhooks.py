@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import xml.etree.ElementTree as ET
 from contextlib import nullcontext
 from functools import lru_cache
 
@@ -21,7 +22,16 @@ log = logging.getLogger("ivr.calls")
 
 
 def twiml(response: VoiceResponse | str) -> Response:
-    return Response(str(response), mimetype="text/xml")
+    return Response(render(response) if isinstance(response, VoiceResponse) else response, mimetype="text/xml")
+
+
+def render(response: VoiceResponse) -> str:
+    """The TwiML document, as `str(response)` writes it: the same element tree, serialised to text rather
+    than through a UTF-8 byte stream (a quarter of TwiML's cost, bench/RESULTS.md)."""
+    return XML_DECLARATION + ET.tostring(response.xml(), encoding="unicode")
+
+
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
 def runtime():
@@ -126,7 +136,7 @@ def _answer(rt, state: CallState, run) -> Response:
         except Exception:
             log.exception("error recovering call %s", state.sid[-6:])
             return twiml(rt.fallback_response())
-    body = str(response)
+    body = render(response)
     state.seq += 1
     state.remember_response(body, rt.sealer)
     try:

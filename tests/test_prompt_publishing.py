@@ -160,6 +160,29 @@ def test_ivr_prompts_list_prints_code_id_first_words_and_recorded_languages(cli,
     assert len(lines) >= 200
 
 
+def test_ivr_prompts_clear_announcement_takes_it_off_the_line_for_the_next_caller(cli, redis_client, app, call):
+    lib = Library(redis_client)
+    lib.set_announcement(["callcenter", "payments"], "en", f"{sid(3)}.mp3", None, ANA, OPEN)
+    lib.set_announcement(["callcenter"], "es", f"{sid(4)}.mp3", None, ANA, OPEN)
+    assert f"{sid(3)}.mp3" in "".join(call(keys=[]).documents)
+
+    code, out, _ = cli("prompts", "clear-announcement", "callcenter", "--lang", "en", "--by", "Maria Lopez")
+    assert code == 0 and "cleared 1 announcement(s) from callcenter (en)" in out
+    assert f"{sid(3)}.mp3" not in "".join(call(keys=[]).documents)      # the next caller does not hear it
+    _, anns = lib.snapshot()
+    assert set(anns) == {("payments", "en"), ("callcenter", "es")}      # the others stay
+    assert lib.announcement_log(1)[0] == {**lib.announcement_log(1)[0], "action": "clear", "name": "Maria Lopez"}
+
+    code, out, _ = cli("prompts", "clear-announcement", "all")
+    assert code == 0 and "cleared 2 announcement(s)" in out
+    assert lib.snapshot()[1] == {}
+    code, out, _ = cli("prompts", "clear-announcement", "all")
+    assert code == 1 and "nothing changed" in out
+    with pytest.raises(SystemExit) as exc:
+        cli("prompts", "clear-announcement", "nosuchline")
+    assert exc.value.code == 2
+
+
 def test_ivr_prompts_history_and_rollback(cli, redis_client):
     lib = Library(redis_client)
     lib.publish("cc.welcome", "en", f"{sid(1)}.mp3", ANA, OPEN)

@@ -149,3 +149,18 @@ def test_the_checker_takes_what_the_twilio_package_builds(app):
     r.record(action="/voice/step?s=4", max_length=120, play_beep=True, trim="trim-silence", finish_on_key="#")
     r.hangup()
     assert check(str(r), Voices.from_app(app), url_checker(app)) == []
+
+
+def test_the_webhooks_write_twiml_exactly_as_the_twilio_library_does():
+    from twilio.twiml.voice_response import Gather, VoiceResponse
+
+    from ivr.webhooks import render
+
+    response = VoiceResponse()
+    gather = Gather(action="/voice/step?s=3&x=<1>", method="POST", num_digits=1, action_on_empty_result=False)
+    gather.say("Para español, oprima 2. “Quotes” & <tags>\nand a new line", voice="Polly.Lupe", language="es-US")
+    response.append(gather)
+    response.play("https://example.test/audio/a.mp3?v=1&w=2")
+    response.pause(length=1)
+    response.hangup()
+    assert render(response) == str(response)
