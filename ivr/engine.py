@@ -227,6 +227,9 @@ class Engine:
         hook = self.services.extra.get("announcements")
         for spoken in hook(turn.state.line, turn.lang) if hook else ():
             turn.say_text(spoken.text, target, audio=spoken.audio)
+            heard = turn.vars.setdefault("_announced", [])
+            if turn.state.line not in heard:
+                heard.append(turn.state.line)
 
     # --- menus and answers -----------------------------------------------------------------
     def _enter_menu(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
@@ -504,7 +507,13 @@ class Engine:
     def _enter_handover(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         for pid in _as_list(node.get("prompt")):
             turn.say(pid)
-        self.enter(turn, self.flows.lines[node.get("line")].entry)
+        line = node.get("line")
+        if line not in turn.vars.get("_announced", ()):
+            # The other line's greeting is skipped, not its announcement ("payment information is
+            # delayed this week"); one the caller heard earlier in this call is not said again.
+            turn.state.line = line
+            self._announce(turn, turn.response)
+        self.enter(turn, self.flows.lines[line].entry)
 
     def _enter_hangup(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         for pid in _as_list(node.get("prompt")):

@@ -216,3 +216,18 @@ def test_ivr_prompts_history_and_rollback(cli, redis_client):
 def test_ivr_prompts_bad_input(cli, argv, message):
     code, _, err = cli(*argv)
     assert code != 0 and message in err
+
+
+def test_a_caller_handed_over_to_the_payment_line_hears_its_announcement_once(redis_client, call):
+    lib = Library(redis_client)
+    lib.set_announcement(["payments"], "en", f"{sid(5)}.mp3", None, ANA, OPEN)
+    lib.set_announcement(["callcenter"], "en", f"{sid(6)}.mp3", None, ANA, OPEN)
+    # Call center: its own announcement, the payments menu, "payment line" (a handover), then back
+    # to the call center from the payment line's "9", which is the call center's menu there.
+    c = call("callcenter", ["-", "1", "1", "9"])
+    heard = "".join(c.documents)
+    assert heard.count(f"{sid(6)}.mp3") == 1                    # the call center's, at the start only
+    assert heard.count(f"{sid(5)}.mp3") == 1                    # the payment line's, at the handover
+    before, after = heard.split(f"{sid(5)}.mp3", 1)
+    assert "case number" not in before.rsplit("<Response>", 1)[-1]   # said before the line's first question
+    assert "case number" in after
