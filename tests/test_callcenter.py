@@ -119,7 +119,34 @@ def test_payment_questions_hand_over_to_the_payment_line_without_hanging_up(call
 def test_employer_answer_offers_the_payment_line(call, prompts):
     c = call("callcenter", ["-", "1", "3", "1"])
     assert prompts.text("faq.employer", "en") in c.said
+    assert "You can go to it on this call" in c.said
+    assert "To go to the payment line now, for your payments and how to pay, press 1." in c.said
     assert prompts.text("cc.to_payments", "en") in c.said
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_no_answer_sends_the_caller_to_call_the_line_they_are_on(app, prompts, lang):
+    """Every FAQ answer and call center sentence is heard ON 1-800-228-KIDS: none may tell the caller
+    to call that number, or the call center, as if it were somewhere else."""
+    own = say_phone(app.extensions["ivr"].services.lines["callback_number"], lang)   # "1, 8 0 0, 2 2 8, ..."
+    texts = {pid: t for pid, t in prompts.texts[lang].items() if pid.startswith(("faq.", "cc.", "town."))}
+    assert len([pid for pid in texts if pid.startswith("faq.")]) == 16
+    for pid, text in texts.items():
+        text = text.lower()
+        assert own not in text and "2 2 8" not in text and "228" not in text and "kids" not in text, pid
+        if pid != "cc.welcome":   # the greeting names the line the caller reached
+            assert "call center" not in text and "centro de llamadas" not in text, pid
+
+
+@pytest.mark.parametrize(("lang", "keys", "pid"), [
+    ("en", ["1", "5"], "faq.report"), ("en", ["2", "3"], "faq.job_loss"), ("en", ["3", "1"], "faq.not_paid"),
+    ("es", ["1", "5"], "faq.report"), ("es", ["2", "3"], "faq.job_loss"), ("es", ["3", "1"], "faq.not_paid")])
+def test_answers_that_offer_a_person_mean_0_on_this_call(call, prompts, lang, keys, pid):
+    press_0 = {"en": "press 0", "es": "oprima 0"}[lang]
+    assert press_0 in prompts.text(pid, lang).lower()
+    c = call("callcenter", lang_prefix(lang) + keys + ["0"])
+    assert prompts.text(pid, lang) in c.said
+    assert c.dialed == ["+18605696233"]          # 0 there reaches the agents (open hours)
 
 
 def test_town_by_speech_routes_to_its_office_after_confirming(call, prompts):
@@ -135,10 +162,12 @@ def test_town_by_zip_is_confirmed_then_routed(call):
     assert c.dialed == ["+18608862694"]
 
 
-def test_unconfirmed_district_also_gives_the_call_center_number(call, prompts):
+def test_unconfirmed_district_says_to_call_back_and_press_0(call, prompts):
     c = call("callcenter", ["-", "5", "1", "say Avon", "1"])   # Litchfield JD: no SES office of its own
     assert "Avon is served by the Waterbury office." in c.said
-    assert "1, 8 0 0, 2 2 8, 5 4 3 7" in c.said
+    # Said on 1-800-228-KIDS just before the transfer: its number is to call back, not "the call center".
+    assert ("If that office cannot help with your case, call us back at 1, 8 0 0, 2 2 8, 5 4 3 7 and press 0 "
+            "to talk to a child support specialist.") in c.said
     assert c.dialed == ["+12035964188"]
 
 

@@ -6,6 +6,8 @@ disturb the session's stub."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ivr.flow import FlowError
@@ -118,6 +120,55 @@ def test_one_caller_number_guessing_across_cases_is_locked(call, lock_app, promp
         assert b"5550177" not in key and b"111111111" not in key and b"222222222" not in key
 
 
+CALLER_LOCKED = "we cannot give payment information to calls from this phone for thirty minutes"
+YORK_CI, VENDOR_LINE = "+19595550113", "+19595550120"    # config/facilities.yaml: a facility's, a shared one
+SHARED = [YORK_CI, VENDOR_LINE, "anonymous", "+266696687", ""]
+
+
+def guess(call, app, caller: str, cases=("111111111", "222222222", "333333333")) -> list[str]:
+    """Callers on one phone, each with their own case and three wrong PINs; what each heard."""
+    return [call("payments", ["-", case + "#", "1"] + WRONG, caller=caller, target_app=app).said for case in cases]
+
+
+@pytest.mark.parametrize("caller", SHARED)
+def test_wrong_pins_from_a_shared_phone_do_not_lock_out_the_next_caller(
+        call, lock_app, prompts, redis_client, sealer, caller):
+    """A prison phone bank (or every withheld caller ID) is many people: others' wrong PINs for their
+    own cases must not lock out the next inmate, who gets their own figures with their own PIN."""
+    heard = guess(call, lock_app, caller)                              # 9 wrong PINs, over the 6 of a number
+    assert not any(CALLER_LOCKED in said for said in heard)
+    nxt = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller=caller, target_app=lock_app)
+    assert CALLER_LOCKED not in nxt.said
+    assert "two hundred six dollars" in nxt.said
+    tries, lock = caller_keys(sealer, caller_id(caller))
+    assert not redis_client.exists(tries) and not redis_client.exists(lock)   # not even counted
+    # Each case is still counted (3 wrong PINs each, so one more locks it).
+    assert int(redis_client.get(case_keys(sealer, "222222222")[0])) == 3
+    c = call("payments", ["-", "222222222#", "1", "4444#"], caller=caller, target_app=lock_app)
+    assert "payment information for this case is locked for thirty minutes" in c.said
+
+
+def test_the_same_wrong_pins_from_an_ordinary_number_still_lock_it(call, lock_app, redis_client, sealer):
+    me = "+18605550166"
+    heard = guess(call, lock_app, me, cases=("111111111", "222222222"))
+    assert CALLER_LOCKED not in heard[0] and CALLER_LOCKED in heard[1]   # the 6th wrong PIN
+    nxt = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller=me, target_app=lock_app)
+    assert CALLER_LOCKED in nxt.said
+    assert "two hundred six dollars" not in nxt.said
+    assert 1790 <= redis_client.ttl(caller_keys(sealer, me)[1]) <= 1800
+
+
+def test_a_limit_for_shared_phones_can_be_set_and_counts_each_number(call, lock_app, redis_client, sealer):
+    rt = lock_app.extensions["ivr"]
+    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], facility_lock_after=4)
+    call("payments", ["-", "111111111#", "1"] + WRONG, caller=YORK_CI, target_app=lock_app)
+    c = call("payments", ["-", "222222222#", "1"] + WRONG[:1], caller=YORK_CI, target_app=lock_app)
+    assert CALLER_LOCKED in c.said                                         # the 4th from York CI
+    ok = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller=VENDOR_LINE, target_app=lock_app)
+    assert "two hundred six dollars" in ok.said                            # another facility number
+    assert 1790 <= redis_client.ttl(caller_keys(sealer, YORK_CI)[1]) <= 1800
+
+
 def test_the_sdu_lock_tells_the_caller_how_to_get_help(call, lock_app, own_stub, prompts, redis_client, sealer):
     base, stub_state = own_stub
     client = SDUClient(base, "dev-sdu-key")
@@ -152,3 +203,10 @@ def test_the_shipped_settings_and_bad_ones(tmp_path):
     assert str(bad) in message and "below 5" in message and "tries_per_call" in message
     assert "how_to_pay.mail_to" in message
     assert PaySettings().case_lock_after == 4
+    # Shared caller IDs: 0 (no per-number lock) as shipped; below 0 is refused.
+    assert settings.facility_lock_after == 0 and settings.anonymous_lock_after == 0
+    bad.write_text("settings:\n  identification: {facility_lock_after: -1, anonymous_lock_after: many}\n")
+    with pytest.raises(FlowError) as err:
+        load_settings(bad)
+    assert "facility_lock_after must be a whole number of at least 0" in str(err.value)
+    assert "anonymous_lock_after must be a whole number of at least 0" in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import xml.etree.ElementTree as ET
 
 import pytest
 import responses
@@ -51,6 +52,33 @@ def record_prompt(call, code: str, *, spanish: bool = False, keys_after=("1",)):
     return call("staff", SIGN_IN + switch + ["1", code + "#", "2", "rec"] + list(keys_after))
 
 
+def review_gathers(call) -> list[ET.Element]:
+    """The <Gather> of each listen-back document (the one that plays the fresh recording)."""
+    found = []
+    for doc in call.documents:
+        for gather in ET.fromstring(doc).iter("Gather"):
+            if any(v.tag == "Play" and "/Recordings/RE" in (v.text or "") for v in gather):
+                found.append(gather)
+    return found
+
+
+def test_listening_back_waits_a_moment_the_first_time_and_plays_the_mp3(call, staff):
+    """Twilio may not have stored a recording yet when <Record>'s action comes: the first listen-back
+    pauses before the <Play>; a repeat (*) plays at once. Both play Twilio's MP3 form of the URL."""
+    c = record_prompt(call, "201", keys_after=("*", "2", "rec", "3"))
+    first_rec, second_rec = recorded(c)
+    first, repeat, second = review_gathers(c)
+    verbs = [(v.tag, (v.text or "").strip(), v.get("length")) for v in first]
+    assert verbs[:3] == [("Say", "Here is your recording.", None), ("Pause", "", "1"),
+                         ("Play", first_rec + ".mp3", None)]
+    assert [v.tag for v in repeat][:2] == ["Say", "Play"]           # * : no pause the second time
+    assert repeat.find("Play").text == first_rec + ".mp3"
+    assert [v.tag for v in second][:3] == ["Say", "Pause", "Play"]  # a new recording: a pause again
+    assert second.find("Play").text == second_rec + ".mp3"
+    assert c.said.count("Here is your recording.") == 3
+    assert "Canceled. Nothing was changed." in c.said
+
+
 def test_a_kept_recording_is_published_after_its_download_and_the_next_caller_hears_it(
         app, call, redis_client, staff, prompts):
     staff_call = record_prompt(call, "201")
@@ -60,7 +88,7 @@ def test_a_kept_recording_is_published_after_its_download_and_the_next_caller_he
     assert "Prompt 2 0 1, in English. It begins:" in said
     assert "Thank you for calling the Connecticut Child Support Call Center" in said   # its first words
     assert "Callers hear the computer voice." in said
-    assert f"Here is your recording. [play {rec}]" in said                                # listened back
+    assert f"Here is your recording. [play {rec}.mp3]" in said                            # listened back
     assert "Your recording will be live in about a minute." in said
 
     before = call("callcenter", [])

@@ -4,7 +4,9 @@ Who is calling: a 9-digit case number (kept in the call state only sealed, read 
 and a 4-digit PIN (checked with the SDU in the PIN node's handler, never stored, never read back).
 Wrong PINs are limited three ways: per call (`tries_per_call`), per case and per caller number across
 calls and workers (Redis counters named by `sealer.tag()`, never by the number itself, with expiry).
-The phone system locks a case before the SDU's own lock (5 wrong PINs) would.
+The phone system locks a case before the SDU's own lock (5 wrong PINs) would. A caller ID shared by
+many people (an inmate phone of config/facilities.yaml, or no usable caller ID) has its own limit,
+off as shipped: see the settings' comments in config/flows/payments.yaml.
 
 Then the figures, read from the SDU through its client (ivr/sdu/client.py) each time a caller asks:
 nothing of them is stored. Every SDUError becomes a plain sentence and the call goes on.
@@ -44,7 +46,9 @@ class PaySettings:
     tries_per_call: int = 3
     case_lock_after: int = 4
     caller_lock_after: int = 6
-    anonymous_lock_after: int = 15
+    # 0: no per-number lock for caller IDs many people share (see config/flows/payments.yaml)
+    facility_lock_after: int = 0
+    anonymous_lock_after: int = 0
     lock_seconds: int = 30 * 60
     window_seconds: int = 24 * 3600
     mail_to: Mapping[str, str] = field(default_factory=dict)
@@ -62,10 +66,10 @@ def load_settings(path: Path) -> PaySettings:
     how = raw.get("how_to_pay") or {}
     errors = []
 
-    def count(name: str, default: int) -> int:
+    def count(name: str, default: int, least: int = 1) -> int:
         value = ident.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            errors.append(f"settings.identification.{name} must be a whole number of at least 1")
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            errors.append(f"settings.identification.{name} must be a whole number of at least {least}")
             return default
         return value
 
@@ -74,7 +78,8 @@ def load_settings(path: Path) -> PaySettings:
         tries_per_call=count("tries_per_call", defaults.tries_per_call),
         case_lock_after=count("case_lock_after", defaults.case_lock_after),
         caller_lock_after=count("caller_lock_after", defaults.caller_lock_after),
-        anonymous_lock_after=count("anonymous_lock_after", defaults.anonymous_lock_after),
+        facility_lock_after=count("facility_lock_after", defaults.facility_lock_after, least=0),
+        anonymous_lock_after=count("anonymous_lock_after", defaults.anonymous_lock_after, least=0),
         lock_seconds=count("lock_minutes", defaults.lock_seconds // 60) * 60,
         window_seconds=count("window_hours", defaults.window_seconds // 3600) * 3600,
         mail_to=how.get("mail_to") or {},
@@ -128,50 +133,72 @@ def caller_id(number: str | None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def caller_limit(turn, settings: PaySettings, caller: str) -> int | None:
+    """Wrong PINs allowed from this caller number across calls, or None for no per-number lock.
+
+    An inmate phone's caller ID (config/facilities.yaml) and a withheld one are shared by many people:
+    a lock on them would shut out everyone behind that number for the wrong PINs of a few."""
+    if caller == ANONYMOUS:
+        limit = settings.anonymous_lock_after
+    else:
+        facilities = turn.services.extra.get("facilities")
+        shared = facilities is not None and facilities.for_caller(caller)[0]
+        limit = settings.facility_lock_after if shared else settings.caller_lock_after
+    return limit or None
+
+
 class Guard:
     """Counts PIN attempts per case and per caller number, and locks either one for a while.
 
     An attempt is counted *before* the SDU is asked (INCR is atomic), so workers answering calls at
     the same moment cannot together get more tries than the limit; a right PIN or an SDU that could
-    not answer gives the attempt back."""
+    not answer gives the attempt back. A caller number without a limit (`caller_limit` None) is
+    neither counted nor locked."""
 
     def __init__(self, turn) -> None:
         self.redis = turn.services.extra["redis"]
         self.sealer = turn.services.extra["sealer"]
         self.settings = _settings(turn)
         self.caller = caller_id(turn.param("From"))
-        self.caller_limit = (self.settings.anonymous_lock_after if self.caller == ANONYMOUS
-                             else self.settings.caller_lock_after)
+        self.caller_limit = caller_limit(turn, self.settings, self.caller)
+        self.n_case = self.n_caller = 0
 
     def locked(self, case_number: str | None) -> str | None:
         """"caller" or "case" when either is locked now, else None."""
-        keys = [caller_keys(self.sealer, self.caller)[1]]
+        keys = []
+        if self.caller_limit:
+            keys.append(caller_keys(self.sealer, self.caller)[1])
         if case_number:
             keys.append(case_keys(self.sealer, case_number)[1])
+        if not keys:
+            return None
         found = self.redis.mget(keys)
-        if found[0]:
+        if self.caller_limit and found.pop(0):
             return "caller"
-        if case_number and found[1]:
+        if case_number and found[0]:
             return "case"
         return None
 
     def reserve(self, case_number: str) -> str | None:
         """Count one attempt; "case"/"caller" when it is over a limit (and must not be made)."""
         window = self.settings.window_seconds
-        (case_tries, case_lock), (caller_tries, caller_lock) = (case_keys(self.sealer, case_number),
-                                                                caller_keys(self.sealer, self.caller))
+        case_tries, case_lock = case_keys(self.sealer, case_number)
+        caller_tries, caller_lock = caller_keys(self.sealer, self.caller)
         pipe = self.redis.pipeline()
         pipe.incr(case_tries)
         pipe.expire(case_tries, window)
-        pipe.incr(caller_tries)
-        pipe.expire(caller_tries, window)
         # The locks again, in the same transaction: one set by a worker since `locked()` was asked
         # (its count deleted with it) must stop this attempt, or one more PIN reaches the SDU.
         pipe.exists(case_lock)
-        pipe.exists(caller_lock)
-        n_case, _, n_caller, _, case_locked, caller_locked = pipe.execute()
+        if self.caller_limit:
+            pipe.incr(caller_tries)
+            pipe.expire(caller_tries, window)
+            pipe.exists(caller_lock)
+        found = pipe.execute()
+        n_case, _, case_locked = found[:3]
+        n_caller, _, caller_locked = found[3:] if self.caller_limit else (0, None, 0)
         self.n_case, self.n_caller = n_case, n_caller
-        if caller_locked or n_caller > self.caller_limit:
+        if self.caller_limit and (caller_locked or n_caller > self.caller_limit):
             self.give_back(case_number)
             return "caller"
         if case_locked or n_case > self.settings.case_lock_after:
@@ -186,14 +213,14 @@ class Guard:
             self.redis.delete(case_tries)  # a right PIN clears the case's count, as the SDU does
         elif self.redis.decr(case_tries) <= 0:
             self.redis.delete(case_tries)
-        if self.redis.decr(caller_tries) <= 0:
+        if self.caller_limit and self.redis.decr(caller_tries) <= 0:
             self.redis.delete(caller_tries)
 
     def failed(self, case_number: str) -> str | None:
         """A wrong PIN (already counted): lock what reached its limit; returns "caller"/"case"/None."""
         lock_for = self.settings.lock_seconds
         kind = None
-        if self.n_caller >= self.caller_limit:
+        if self.caller_limit and self.n_caller >= self.caller_limit:
             tries, lock = caller_keys(self.sealer, self.caller)
             self.redis.set(lock, 1, ex=lock_for)
             self.redis.delete(tries)
@@ -313,8 +340,9 @@ def pin_entered(turn, pin: str) -> Outcome:
         return Outcome(goto="pay_menu")
     fails = int(turn.vars.get("pin_fails", 0)) + 1
     turn.vars["pin_fails"] = fails
-    log.info("payments: call %s: wrong PIN for case %s (%d in this call, %d for the case, %d from %s)",
-             _sid(turn), mask_digits(case), fails, guard.n_case, guard.n_caller, mask_phone(guard.caller))
+    log.info("payments: call %s: wrong PIN for case %s (%d in this call, %d for the case, %s from %s)",
+             _sid(turn), mask_digits(case), fails, guard.n_case,
+             guard.n_caller if guard.caller_limit else "not counted", mask_phone(guard.caller))
     kind = guard.failed(case)
     if fails >= settings.tries_per_call:
         turn.vars["ident_blocked"] = True  # no more tries in this call, whatever number comes next

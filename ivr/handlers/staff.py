@@ -11,6 +11,7 @@ from the request to the hash check and is never stored or logged.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime
 
 from flask import Flask
@@ -30,6 +31,7 @@ log = logging.getLogger("ivr.staff")
 
 JOB = "staff.publish"
 FIRST_WORDS = 10
+REVIEW_PAUSE = 1      # seconds before a fresh recording is first played back (see staff_review)
 
 
 def setup(app: Flask) -> None:
@@ -257,6 +259,7 @@ def staff_recorded(turn: Turn, url: str, staff: Staff) -> Outcome:
     except recordings.RecordingError:
         return Outcome(retry="st.record.bad")
     turn.vars["_rec"] = url
+    turn.vars["_rec_new"] = 1    # not played yet: staff_review waits a moment before the first play
     return Outcome(goto="st_review")
 
 
@@ -268,7 +271,13 @@ def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
     if not url:
         return Outcome(goto="st_main")
     turn.say("st.review.intro")
-    _say_in(turn, turn.lang, audio=url)
+    if turn.vars.pop("_rec_new", None):
+        # Twilio asks for <Record>'s action before it has always finished storing the file, and a
+        # <Play> of a recording not there yet is silence. A short pause the first time (with the
+        # sentence above, about two seconds) gives it that moment; a repeat with * plays at once.
+        # MP3: smaller than the WAV the bare URL gives, so it starts sooner.
+        (turn.target if turn.target is not None else turn.response).pause(length=REVIEW_PAUSE)
+    _say_in(turn, turn.lang, audio=url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3")
     return None
 
 
