@@ -68,6 +68,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = settings.from_env()
     worker = jobs.Worker(jobs.JobContext(config, store.connect(config["REDIS_URL"], config["IVR_ENV"])))
     if args.once:
+        worker.start_up()
         print(f"handled {worker.run_once(block_ms=None) + worker.retry_pending()} job(s)")
         return 0
     worker.run()
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("worker", help="run background jobs (recording downloads)")
+    p = sub.add_parser("worker", help="run background jobs (recording downloads, then deleting Twilio's copies)")
     p.add_argument("--once", action="store_true", help="handle what is queued now, then exit")
     p.set_defaults(func=cmd_worker)
 

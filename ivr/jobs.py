@@ -28,6 +28,7 @@ CLAIM_IDLE_MS = 300_000
 RETRY_EVERY_S = 300
 MAX_DELIVERIES = 5
 HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
+STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
 
 
 class RetryLater(Exception):
@@ -51,6 +52,12 @@ def job(kind: str) -> Callable:
     return register
 
 
+def at_start(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+    """Register a task a worker runs once when it starts (e.g. upgrading what an older version stored)."""
+    STARTUP.append(fn)
+    return fn
+
+
 def ensure_group(r: redis.Redis) -> None:
     try:
         r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
@@ -69,6 +76,14 @@ class Worker:
         self.ctx = ctx
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         ensure_group(ctx.redis)
+
+    def start_up(self) -> None:
+        """The start-up tasks; one that fails is logged and does not stop the worker (it runs at the next start)."""
+        for fn in STARTUP:
+            try:
+                fn(self.ctx)
+            except Exception as exc:  # a data upgrade must not keep the queue from being worked
+                log.error("start-up task %s failed: %s", fn.__name__, exc)
 
     def run_once(self, block_ms: int | None = None, count: int = 10) -> int:
         """Handle what is waiting (and what a dead worker left); return how many jobs were handled."""
@@ -130,6 +145,7 @@ class Worker:
         pipe.execute()
 
     def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = 5000) -> None:
+        self.start_up()
         log.info("worker %s waiting for jobs on %s", self.name, STREAM)
         next_retry = time.monotonic() + RETRY_EVERY_S
         while not stop():

@@ -1,7 +1,7 @@
-"""Downloading a call recording from Twilio into the system's own storage.
+"""Downloading a call recording from Twilio into the system's own storage, and deleting Twilio's copy.
 
-Only Twilio's recording URLs for our own account are fetched: a RecordingUrl comes from a webhook
-request, so anything else would let whoever can post to us make the server fetch an address of
+Only Twilio's recording URLs for our own account are fetched (or deleted): a RecordingUrl comes from a
+webhook request, so anything else would let whoever can post to us make the server fetch an address of
 their choosing.
 """
 
@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from .settings import DEV_ACCOUNT_SID
 
 log = logging.getLogger("ivr.recordings")
 
@@ -54,6 +56,45 @@ def session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
                   raise_on_status=False)
     s.mount("https://", HTTPAdapter(max_retries=retry))
     return s
+
+
+def delete_session(retries: int = 3, backoff: float = 0.5) -> requests.Session:
+    s = requests.Session()
+    # DELETE is idempotent, so a retry after a lost answer is safe. No 404 here: it means already gone.
+    retry = Retry(total=retries, backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
+                  allowed_methods=frozenset({"DELETE"}), respect_retry_after_header=True,
+                  raise_on_status=False)
+    s.mount("https://", HTTPAdapter(max_retries=retry))
+    return s
+
+
+def account_configured(account_sid: str) -> bool:
+    """False for no TWILIO_ACCOUNT_SID, or the development placeholder settings.py puts in its place."""
+    return bool(account_sid) and account_sid != DEV_ACCOUNT_SID
+
+
+def delete(url: str, account_sid: str, auth_token: str, http: requests.Session | None = None) -> bool:
+    """Delete the recording from Twilio (REST API): True when deleted now, False when it was already gone.
+
+    RecordingError when Twilio did not delete it (the caller keeps it and tries again later).
+    """
+    sid = check_url(url, account_sid)
+    # The recording's own (checked) Twilio host: api.twilio.com, or a regional one for a regional account.
+    host = urlsplit(url).hostname
+    endpoint = f"https://{host}/2010-04-01/Accounts/{account_sid}/Recordings/{sid}.json"
+    http = http or delete_session()
+    try:
+        resp = http.delete(endpoint, auth=(account_sid, auth_token), timeout=(3, 15), allow_redirects=False)
+    except requests.RequestException as exc:
+        raise RecordingError(f"deleting recording {sid}: {type(exc).__name__}") from exc
+    if resp.status_code == 404:
+        log.info("recording %s was already gone from Twilio", sid)
+        return False
+    if resp.status_code not in (200, 204):
+        raise RecordingError(f"deleting recording {sid}: HTTP {resp.status_code}",
+                             permanent=resp.status_code in (401, 403))
+    log.info("deleted recording %s from Twilio", sid)
+    return True
 
 
 def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,

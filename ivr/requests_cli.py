@@ -28,9 +28,11 @@ from .requests_store import STATUSES, RequestError, RequestStore, check_name, ch
 from .sealing import Sealer
 
 TZ = ZoneInfo("America/New_York")
-CSV_FIELDS = ["ref", "status", "created", "updated", "complete", "stage", "source", "lang", "facility",
-              "facility_how", "inmate_number", "case_number", "caller_id", "recording_url",
-              "recording_file", "recording_error", "taken_by", "taken_at", "done_by", "done_at"]
+# No Twilio recording URL: staff work from the system's own file (Twilio's copy is deleted once it is there).
+CSV_FIELDS = ["ref", "status", "created", "updated", "complete", "stage", "source", "who_called", "lang",
+              "facility", "facility_how", "inmate_number", "case_number", "caller_id", "recording_file",
+              "recording_error", "twilio_copy", "twilio_copy_error", "taken_by", "taken_at", "done_by", "done_at"]
+WHO_WORDS = {"parent": "the parent", "for the parent": "someone calling for the parent"}
 STAGE_WORDS = {"number": "after the inmate number", "facility": "after the facility",
                "case": "after the case number", "message": "after the message"}
 
@@ -139,6 +141,27 @@ def _facility_names() -> dict[str, str]:
 _NAMES: dict[str, str] | None = None
 
 
+def twilio_copy(req: dict) -> str:
+    """What became of Twilio's copy of the message, for `show`."""
+    state, error = req.get("twilio_copy", ""), req.get("twilio_copy_error", "")
+    at = local(req.get("twilio_copy_at", ""))
+    if state in ("deleted", "already gone"):
+        return f"{state} ({at})"
+    if state == "deleting":
+        return "to be deleted (ivr worker)"
+    by_hand = f"delete the recording named like the file in the Twilio console (call {req.get('sid', '?')})"
+    if state == "delete failed":
+        return (f"NOT DELETED: {error} ({at}). The worker tries again for about 25 minutes (then the job waits "
+                f"in ivr:jobs:dead); if this stays, {by_hand}")
+    if state == "not deleted":
+        return f"NOT DELETED: {error} ({at}). The worker will not try again: {by_hand}"
+    if state == "kept":
+        return f"kept on Twilio: {error}"
+    if req.get("recording_file"):
+        return "not deleted (downloaded before deletion was added; the worker queues it when it starts)"
+    return "kept until the message is downloaded"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     def go(store: RequestStore) -> int:
         refs = store.refs(STATUSES if args.all else ("open", "taken"))
@@ -147,9 +170,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             if req is None:
                 continue
             who = f" by {req.get('taken_by')}" if req.get("status") in ("taken", "done") else ""
+            flag = "  TWILIO COPY NOT DELETED" if req.get("twilio_copy") in ("delete failed", "not deleted") else ""
             print(f"{ref}  {req.get('status', '?')}{who}  {local(req.get('created', ''))}  "
                   f"inmate {mask_digits(req.get('inmate'))}  {facility_name(req)}  "
-                  f"{'message' if req.get('recording_url') else 'no message'}  {completeness(store, req)}")
+                  f"{'message' if req.get('recording_url') else 'no message'}  {completeness(store, req)}{flag}")
         if not refs:
             print("no open requests" if not args.all else "no requests", file=sys.stderr)
         return 0
@@ -162,12 +186,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         req = store.get(ref)
         if req is None:
             raise RequestError(f"no request {ref}")
+        # Only the system's own file: Twilio's URL stays sealed in Redis (and its copy is deleted).
         if req.get("recording_file"):
             recording = req["recording_file"]
         elif req.get("recording_url"):
-            state = f"download failed: {req['recording_error']}" if req.get("recording_error") else \
+            recording = f"download failed: {req['recording_error']}" if req.get("recording_error") else \
                 "not downloaded yet (ivr worker)"
-            recording = f"{state}; Twilio: {req['recording_url']}"
         else:
             recording = "no message"
         status = req.get("status", "?")
@@ -182,6 +206,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("updated", local(req.get("updated", ""))),
             ("complete", completeness(store, req)),
             ("how the call came", req.get("source", "")),
+            ("who called", WHO_WORDS.get(req.get("who_called", ""), "(not asked)")),
             ("language", {"en": "English", "es": "Spanish"}.get(req.get("lang", ""), req.get("lang", ""))),
             ("inmate number", req.get("inmate") or "(not given)"),
             ("facility", f"{facility_name(req)} (from {req.get('facility_how') or '?'})"
@@ -190,6 +215,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("caller ID", req.get("caller") or "(withheld)"),
             ("message", recording),
         ]
+        if req.get("recording_url"):
+            rows.append(("Twilio's copy", twilio_copy(req)))
         for label, value in rows:
             print(f"{label + ':':20} {value}")
         print("history:")

@@ -2,7 +2,10 @@
 
 Redis layout:
   ivr:req:{ref}           hash: one request. The inmate number, case number and caller ID are kept
-                          only sealed (ivr/sealing.py): a Redis dump or backup shows none of them.
+                          only sealed (ivr/sealing.py): a Redis dump or backup shows none of them. So is
+                          the Twilio URL of the caller's message (their name and date of birth), here and
+                          in the jobs that fetch and then delete it; requests written before that keep a
+                          plain URL until the worker reseals it (`reseal_legacy`, at its start).
   ivr:req:{ref}:audit     stream: every change, with who and when (the caller, the worker, staff).
   ivr:req:call:{sid}      the reference a call made: one request per CallSid, whatever Twilio retries
                           (expires a day later, like everything kept for a call).
@@ -20,6 +23,7 @@ reference is spoken only for a request that survives a crash; on older Redis run
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -29,7 +33,7 @@ from datetime import UTC, datetime
 import redis
 
 from . import jobs
-from .sealing import Sealer
+from .sealing import TOKEN, Sealer
 
 log = logging.getLogger("ivr.requests")
 
@@ -39,11 +43,16 @@ ALL = PREFIX + "all"
 BY_CALL = PREFIX + "call:{sid}"
 BY_CALL_TTL = 24 * 3600    # only needed while the call lasts (IVR_CALL_TTL, 4 h): every key of a call expires
 RECORDING_JOB = "inmate.recording"
+DELETE_JOB = "inmate.recording.delete"        # Twilio's copy, once the system has its own
 SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
 STAGES = ("number", "facility", "case", "message", "finished")   # how far a caller got
+WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
+# What became of Twilio's copy of the message (field `twilio_copy`; none on requests from before).
+TWILIO_COPY = ("deleting", "deleted", "already gone", "delete failed", "not deleted", "kept")
+KEPT = {"twilio_copy": "kept", "twilio_copy_error": "TWILIO_ACCOUNT_SID is not configured"}   # development
 _warned = False     # the WAITAOF warning is logged once per process, not once per request
 
 
@@ -93,25 +102,26 @@ class RequestStore:
 
     # --- the caller's side ----------------------------------------------------------------------
     def open_request(self, sid: str, inmate: str, *, lang: str, source: str, caller: str = "",
-                     facility: str = "", facility_how: str = "") -> str:
+                     facility: str = "", facility_how: str = "", who: str = "") -> str:
         """Store a new request for this call, or update the one it already has; return its reference.
 
         Called as soon as the inmate number is confirmed, so a caller who hangs up later still leaves
-        a request staff can work on (flagged incomplete).
+        a request staff can work on (flagged incomplete). `who`: one of WHO_CALLED.
         """
         by_call = BY_CALL.format(sid=sid)
         for _ in range(50):
             existing = self.redis.get(by_call)
             if existing:
                 ref = existing.decode()
-                self.update(ref, "inmate number given again", stage="number", inmate=inmate)
+                self.update(ref, "inmate number given again", stage="number", inmate=inmate,
+                            **({"who_called": who} if who else {}))
                 return ref
             ref = self.new_ref()
             now = self._now()
             fields = {"ref": ref, "sid": sid, "status": "open", "created": now, "updated": now,
                       "lang": lang, "source": source, "stage": "number", "complete": "0",
                       "inmate": self._seal(inmate), "caller": self._seal(caller),
-                      "facility": facility, "facility_how": facility_how}
+                      "facility": facility, "facility_how": facility_how, "who_called": who}
             try:
                 with self.redis.pipeline() as pipe:
                     pipe.watch(by_call, req_key(ref))
@@ -124,7 +134,8 @@ class RequestStore:
                     pipe.zadd(OPEN, {ref: score})
                     pipe.zadd(ALL, {ref: score})
                     self._audit(pipe, ref, "caller", "created",
-                                f"from {source}" + (f", facility {facility} ({facility_how})" if facility else ""))
+                                f"from {source}" + (f", by {who}" if who else "")
+                                + (f", facility {facility} ({facility_how})" if facility else ""))
                     pipe.execute()
             except redis.WatchError:
                 continue
@@ -143,26 +154,119 @@ class RequestStore:
         self._sync()
 
     def add_recording(self, ref: str, url: str) -> None:
-        """Keep the caller's message URL and queue its download, in one transaction."""
+        """Keep the caller's message URL (sealed) and queue its download, in one transaction."""
+        token = self.sealer.seal(url)
         pipe = self.redis.pipeline()
-        pipe.hset(req_key(ref), mapping={"recording_url": url, "recording_file": "", "recording_error": "",
+        pipe.hset(req_key(ref), mapping={"recording_url": token, "recording_file": "", "recording_error": "",
+                                         "twilio_copy": "", "twilio_copy_error": "",
                                          "stage": "message", "updated": self._now()})
-        self._audit(pipe, ref, "caller", "message recorded", url)
-        jobs.enqueue(self.redis, RECORDING_JOB, {"ref": ref, "url": url}, pipe=pipe)
+        self._audit(pipe, ref, "caller", "message recorded")
+        jobs.enqueue(self.redis, RECORDING_JOB, {"ref": ref, "url": token}, pipe=pipe)
         pipe.execute()
         self._sync()
+
+    def open_url(self, value: str) -> str | None:
+        """A recording URL as kept in a request or a job: sealed, or plain from an older version.
+        None when it cannot be opened (another IVR_SECRET_KEY)."""
+        if not value:
+            return None
+        if _plain_url(value):
+            return value
+        return self.sealer.unseal(value)
 
     def finish(self, ref: str) -> None:
         self.update(ref, "request finished", stage="finished", complete="1")
 
     # --- the worker's side ----------------------------------------------------------------------
-    def recording_saved(self, ref: str, path: str) -> None:
-        self.update(ref, "recording downloaded", by="worker", detail=path, recording_file=path,
-                    recording_error="")
+    def recording_saved(self, ref: str, path: str, url: str, delete: bool) -> None:
+        """The message is in the system's own storage; with `delete`, queue the deletion of Twilio's copy
+        in the same transaction (so it happens after a download, and only then)."""
+        key = req_key(ref)
+        for _ in range(20):
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    stored = (pipe.hget(key, "recording_url") or b"").decode()
+                    now = self._now()
+                    values = {"recording_file": path, "recording_error": "", "updated": now}
+                    if stored == url and _plain_url(stored):
+                        values["recording_url"] = self.sealer.seal(url)     # written by an older version
+                    pipe.multi()
+                    self._audit(pipe, ref, "worker", "recording downloaded", path)
+                    if delete:
+                        values.update(twilio_copy="deleting", twilio_copy_error="", twilio_copy_at=now)
+                        jobs.enqueue(self.redis, DELETE_JOB, {"ref": ref, "url": self.sealer.seal(url)}, pipe=pipe)
+                    else:
+                        values.update(KEPT, twilio_copy_at=now)
+                        self._audit(pipe, ref, "worker", "recording kept on Twilio", KEPT["twilio_copy_error"])
+                    pipe.hset(key, mapping=values)
+                    pipe.execute()
+            except redis.WatchError:
+                continue
+            self._sync()
+            return
+        raise RuntimeError(f"request {ref} is changing too often")
+
+    def twilio_copy_kept(self, ref: str) -> None:
+        self.update(ref, "recording kept on Twilio", by="worker", detail=KEPT["twilio_copy_error"], **KEPT,
+                    twilio_copy_at=self._now())
+
+    def twilio_copy_deleted(self, ref: str, was_there: bool) -> None:
+        state = "deleted" if was_there else "already gone"
+        self.update(ref, f"recording {state} from Twilio", by="worker", twilio_copy=state, twilio_copy_error="",
+                    twilio_copy_at=self._now())
+
+    def twilio_copy_not_deleted(self, ref: str, reason: str, again: bool) -> None:
+        """`again`: the worker tries again ("delete failed"); else a person must ("not deleted")."""
+        self.update(ref, "deleting the recording from Twilio failed" + (", will retry" if again else " for good"),
+                    by="worker", detail=reason, twilio_copy="delete failed" if again else "not deleted",
+                    twilio_copy_error=reason, twilio_copy_at=self._now())
 
     def recording_failed(self, ref: str, reason: str, permanent: bool) -> None:
         self.update(ref, "recording download failed" + (" for good" if permanent else ", will retry"),
                     by="worker", detail=reason, recording_error=reason)
+
+    def reseal_legacy(self) -> tuple[int, int]:
+        """Requests written before recording URLs were sealed: seal the URL kept in plain, and queue the
+        deletion of Twilio's copy of messages already downloaded (the local file is there). Idempotent;
+        returns (URLs sealed, deletions queued). The worker runs it when it starts."""
+        sealed = queued = 0
+        for raw_ref in self.redis.zrange(ALL, 0, -1):
+            ref = raw_ref.decode()
+            key, audit = req_key(ref), audit_key(ref)
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key, audit)
+                    url, file, copy = (v.decode() if v else "" for v in
+                                       pipe.hmget(key, "recording_url", "recording_file", "twilio_copy"))
+                    if not _plain_url(url):
+                        continue
+                    trail = pipe.xrange(audit)
+                    pipe.multi()
+                    pipe.hset(key, "recording_url", self.sealer.seal(url))
+                    if any(url.encode() in fields.get(b"detail", b"") for _, fields in trail):
+                        # The older version wrote the URL in the "message recorded" entry: the trail is
+                        # written again with the same entries and ids, without it.
+                        pipe.delete(audit)
+                        for entry_id, fields in trail:
+                            detail = fields.get(b"detail", b"")
+                            pipe.xadd(audit, {**fields, b"detail": b"" if url.encode() in detail else detail},
+                                      id=entry_id)
+                    self._audit(pipe, ref, "worker", "recording URL sealed")
+                    downloaded = bool(file) and os.path.isfile(file)
+                    if downloaded and not copy:
+                        pipe.hset(key, mapping={"twilio_copy": "deleting", "twilio_copy_at": self._now()})
+                        jobs.enqueue(self.redis, DELETE_JOB, {"ref": ref, "url": self.sealer.seal(url)}, pipe=pipe)
+                    pipe.execute()
+            except redis.WatchError:
+                continue        # changed meanwhile: the next start looks again
+            sealed += 1
+            queued += int(downloaded and not copy)
+        if sealed:
+            self._sync()
+            log.info("sealed %d recording URL(s) kept in plain by an older version; %d deletion(s) queued",
+                     sealed, queued)
+        return sealed, queued
 
     # --- staff ----------------------------------------------------------------------------------
     def raw(self, ref: str) -> dict[str, str] | None:
@@ -289,3 +393,8 @@ class RequestStore:
         self._waitaof = True
         if not local:
             log.error("Redis did not confirm the fsync of a request within 2 s")
+
+
+def _plain_url(value: str) -> bool:
+    """A recording URL kept in plain by an older version: anything stored that is not a sealed token."""
+    return bool(value) and not TOKEN.fullmatch(value)

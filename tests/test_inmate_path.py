@@ -68,8 +68,8 @@ def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(
     assert f"inmate number:       {INMATE}" in out
     assert f"case/docket number:  {CASE}" in out
     assert "York CI (from caller ID)" in out
-    assert "https://api.twilio.com/2010-04-01/Accounts/AC" in out and "not downloaded yet" in out
-    assert "facility caller ID" in out
+    assert "not downloaded yet" in out and "twilio.com" not in out and "Recordings/RE" not in out
+    assert "facility caller ID" in out and "who called:          the parent" in out
 
     assert staff("take", ref, "--by", "Ana Ruiz")[0] == 0
     rc, _, err = staff("take", ref, "--by", "Bob Lee")
@@ -85,7 +85,7 @@ def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(
 
 
 def test_from_the_main_menu_in_spanish_with_the_facility_said_by_name(call, staff, prompts):
-    keys = ["2", "4", "1", "123456#", "1", "say estoy en Cheshire", "1", "*", "grabar"]
+    keys = ["2", "4", "1", "1", "123456#", "1", "say estoy en Cheshire", "1", "*", "grabar"]
     c = call("callcenter", keys, caller="+18605550177")
     said = c.said
     assert "Si usted está en prisión o en la cárcel, o llama por alguien que lo está, oprima 4." in said
@@ -115,13 +115,102 @@ def test_the_facility_spelled_on_the_keypad_and_an_ambiguous_spelling(call, staf
 
 
 def test_a_facility_not_found_twice_moves_on_and_star_skips_it(call, prompts, staff):
-    c = call("callcenter", ["-", "4", "1", "55555#", "1", "say purple elephants", "say nowhere", "*", "-", "-"])
+    c = call("callcenter", ["-", "4", "1", "1", "55555#", "1", "say purple elephants", "say nowhere", "*", "-", "-"])
     assert prompts.text("inm.facility.not_found", "en") in c.said
     assert prompts.text("inm.facility.later", "en") in c.said
     assert prompts.text("inm.case.ask", "en") in c.said
     assert "facility:            (not given)" in staff("show", spoken_ref(c.said))[1]
-    c = call("callcenter", ["-", "4", "1", "55555#", "1", "*", "*", "-", "-"])
+    c = call("callcenter", ["-", "4", "2", "1", "55555#", "1", "*", "*", "-", "-"])
     assert "facility:            (not given)" in staff("show", spoken_ref(c.said))[1]
+
+
+# --- who is calling: the parent, or someone for them ----------------------------------------------------
+
+# What only the parent should hear: it speaks to them as the one in prison or jail.
+TO_THE_PARENT = {"en": ["while you are in prison", "say your full name", "your date of birth",
+                        "contact you in writing", "If you are moved or released"],
+                 "es": ["mientras usted está en prisión", "diga su nombre completo", "su fecha de nacimiento",
+                        "se comunicará con usted por escrito", "Si lo trasladan"]}
+FOR_THE_PARENT = ["inm.facts.for", "inm.opt.start.for", "inm.message.ask.for"]
+AS_THE_PARENT = ["inm.facts", "inm.opt.start", "inm.message.ask"]
+
+
+def intake(who_key: str, lang: str = "en") -> list[str]:
+    """Main menu -> prison or jail -> who is calling -> start -> a full request with a message."""
+    return ["2" if lang == "es" else "-", "4", who_key, "1", f"{INMATE}#", "1", "say York", "1",
+            f"{CASE}#", "1", "record"]
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_someone_calling_for_the_parent_hears_about_the_parent_and_the_request_says_so(call, prompts, staff,
+                                                                                       redis_client, lang):
+    c = call("callcenter", intake("2", lang))
+    said = c.said
+    assert prompts.text("inm.who", lang) in said                     # asked once, from the main menu
+    assert said.count(prompts.text("inm.who", lang)) == 1
+    for pid in FOR_THE_PARENT:
+        assert prompts.text(pid, lang) in said, pid
+    for pid in AS_THE_PARENT:
+        assert prompts.text(pid, lang) not in said, pid
+    for words in TO_THE_PARENT[lang]:
+        assert words not in said, words
+    ref = re.search(r"(?:request number is|número de solicitud es) (\d) (\d) (\d), (\d) (\d) (\d)", said)
+    ref = "".join(ref.groups())
+    spaced = f"{' '.join(ref[:3])}, {' '.join(ref[3:])}"
+    done = prompts.text("inm.done.for", lang, ref=spaced, number="1, 8 0 0, 2 2 8, 5 4 3 7")
+    assert done in said and c.hung_up
+    # The intake is the same: the inmate number, facility and case number are kept as for a parent.
+    assert redis_client.hget(f"ivr:req:{ref}", "who_called") == b"for the parent"
+    out = staff("show", ref)[1]
+    assert "who called:          someone calling for the parent" in out
+    assert f"inmate number:       {INMATE}" in out and f"case/docket number:  {CASE}" in out
+    assert "York CI (from speech)" in out and "complete" in out
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_the_parent_calling_from_another_phone_is_spoken_to_as_the_parent(call, prompts, redis_client, lang):
+    c = call("callcenter", intake("1", lang))
+    said = c.said
+    assert prompts.text("inm.who", lang) in said
+    for pid in AS_THE_PARENT:
+        assert prompts.text(pid, lang) in said, pid
+    for pid in FOR_THE_PARENT:
+        assert prompts.text(pid, lang) not in said, pid
+    assert all(words in said for words in TO_THE_PARENT[lang])
+    ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
+    assert redis_client.hget(f"ivr:req:{ref}", "who_called") == b"parent"
+
+
+def test_an_inmate_phone_is_the_parent_and_is_not_asked(call, prompts, redis_client, staff):
+    c = call("callcenter", ["-", "1", f"{INMATE}#", "1", "*", "record"], caller=YORK)
+    assert prompts.text("inm.who", "en") not in c.said
+    assert prompts.text("inm.facts", "en") in c.said and prompts.text("inm.message.ask", "en") in c.said
+    ref = spoken_ref(c.said)
+    assert redis_client.hget(f"ivr:req:{ref}", "who_called") == b"parent"
+    rc, out, _ = staff("export")
+    assert rc == 0 and "who_called" in out.splitlines()[0] and ",parent," in out
+
+
+@pytest.mark.parametrize("said, who", [("say I am calling for my son", b"for the parent"),
+                                       ("say it's for me", b"parent"), ("say no", b"for the parent")])
+def test_who_is_calling_can_be_said(call, redis_client, said, who):
+    call("callcenter", ["-", "4", said, "1", f"{INMATE}#", "1"])
+    ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
+    assert redis_client.hget(f"ivr:req:{ref}", "who_called") == who
+
+
+def test_star_at_the_case_number_still_reaches_the_right_message(call, prompts):
+    c = call("callcenter", ["-", "4", "2", "1", f"{INMATE}#", "1", "*", "*", "record"])
+    assert prompts.text("inm.message.ask.for", "en") in c.said
+    assert prompts.text("inm.message.ask", "en") not in c.said
+
+
+def test_changing_ones_mind_after_the_main_menu_counts_the_last_answer(call, prompts, redis_client):
+    # For the parent, then back to the main menu (9), and this time as the parent.
+    c = call("callcenter", ["-", "4", "2", "9", "4", "1", "1", f"{INMATE}#", "1", "*", "*", "record"])
+    assert prompts.text("inm.message.ask", "en") in c.said and "contact you in writing" in c.said
+    ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
+    assert redis_client.hget(f"ivr:req:{ref}", "who_called") == b"parent"
 
 
 def test_a_facility_caller_can_still_reach_the_main_menu_and_a_person(call, prompts):
@@ -189,7 +278,7 @@ def test_a_hang_up_after_the_inmate_number_keeps_what_was_given(call, staff):
 
 
 def test_a_hang_up_halfway_through_the_facility_keeps_the_case_and_facility(call, staff):
-    call("callcenter", ["-", "4", "1", f"{INMATE}#", "1", "say York", "1", f"{CASE}#", "1"])
+    call("callcenter", ["-", "4", "1", "1", f"{INMATE}#", "1", "say York", "1", f"{CASE}#", "1"])
     ref, line = next(iter(listed(staff("list")[1]).items()))
     assert "INCOMPLETE (call ended after the case number)" in line
     show = staff("show", ref)[1]

@@ -1,27 +1,37 @@
-"""The caller's message is downloaded into the system's own storage by the worker, never by the call."""
+"""The caller's message is downloaded into the system's own storage by the worker, never by the call; its
+Twilio URL is kept only sealed, and Twilio's copy is deleted once (and only once) the system has its own."""
 
 from __future__ import annotations
 
 import base64
+import logging
 import re
+from pathlib import Path
 
 import pytest
+import requests
 import responses
 from responses.registries import OrderedRegistry
 
 from ivr import jobs, recordings
 from ivr.handlers import inmate
+from ivr.requests_store import DELETE_JOB, RECORDING_JOB
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import Transport
+from ivr.simphone import SimPhone, Transport
 from tests.conftest import LINES
 
 YORK = "+19595550113"
 AUDIO = b"ID3\x03\x00fake mp3 bytes" * 50
 
 
+ACCOUNT = "AC" + "5a" * 16      # a configured Twilio account (the development placeholder deletes nothing)
+INMATE = "7654321"
+
+
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
     monkeypatch.setattr(inmate, "http_session", lambda: recordings.session(retries=3, backoff=0))
+    monkeypatch.setattr(inmate, "delete_session", lambda: recordings.delete_session(retries=2, backoff=0))
 
 
 @pytest.fixture
@@ -116,3 +126,243 @@ def test_a_newer_message_supersedes_the_older_download(app, call, worker, redis_
     assert [c.request.url for c in responses.calls] == [newer + ".mp3"]
     assert store_of(app).get(ref)["recording_file"].endswith("beef.mp3")
 
+
+
+# --- Twilio's copy: the URL only sealed, deleted after the download -----------------------------------------
+
+@pytest.fixture
+def live(make_app, redis_client):
+    """An app with a real-looking Twilio account, and its worker."""
+    app = make_app(TWILIO_ACCOUNT_SID=ACCOUNT)
+    return app, jobs.Worker(jobs.JobContext(app.config, redis_client), name="live-worker")
+
+
+def message_on(app) -> tuple[str, str]:
+    """A facility caller's full request with a message, recorded on ACCOUNT; (reference, recording URL)."""
+    phone = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK,
+                     keys=["-", "1", f"{INMATE}#", "1", "*", "record"], account_sid=ACCOUNT)
+    c = phone.place()
+    url = next(e.text for e in c.events if e.kind == "record")
+    ref = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", c.said)
+    return "".join(ref.groups()), url
+
+
+def delete_url(url: str) -> str:
+    sid = url.rsplit("/", 1)[1]
+    return f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}.json"
+
+
+def everything_in(r) -> bytes:
+    """Every key and value in Redis, hashes, streams and sets included."""
+    dump = b""
+    for key in r.scan_iter("*"):
+        kind = r.type(key).decode()
+        if kind == "string":
+            dump += r.get(key) or b""
+        elif kind == "hash":
+            dump += b" ".join(k + b"=" + v for k, v in r.hgetall(key).items())
+        elif kind == "stream":
+            for _, fields in r.xrange(key):
+                dump += b" ".join(k + b"=" + v for k, v in fields.items())
+        elif kind == "zset":
+            dump += b" ".join(r.zrange(key, 0, -1))
+        dump += b" " + key + b"\n"
+    return dump
+
+
+def queued(r, kind: str) -> int:
+    return sum(1 for _, f in r.xrange(jobs.STREAM) if f[b"kind"] == kind.encode())
+
+
+@responses.activate
+def test_the_message_url_is_kept_only_sealed_before_and_after_the_download(live, redis_client):
+    app, worker = live
+    ref, url = message_on(app)
+    sid = url.rsplit("/", 1)[1]
+    stored = redis_client.hgetall(f"ivr:req:{ref}")
+    assert stored[b"recording_url"] and url.encode() not in stored[b"recording_url"]
+    assert store_of(app).open_url(stored[b"recording_url"].decode()) == url     # still there, for the worker
+    dump = everything_in(redis_client)
+    assert b"ivr:req:" + ref.encode() in dump and queued(redis_client, RECORDING_JOB) == 1
+    for plain in (url, "twilio.com", sid):
+        assert plain.encode() not in dump, f"{plain} is readable in Redis"
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.delete(delete_url(url), status=204)
+    worker.run_once()
+    worker.run_once()
+    dump = everything_in(redis_client)
+    assert url.encode() not in dump and b"twilio.com" not in dump
+
+
+@responses.activate
+def test_twilios_copy_is_deleted_after_the_download_with_the_account_credentials(live, staff):
+    app, worker = live
+    ref, url = message_on(app)
+    responses.get(url + ".mp3", body=AUDIO, content_type="audio/mpeg")
+    responses.delete(delete_url(url), status=204)
+    assert worker.run_once() == 1               # the download, which queues the deletion
+    assert [c.request.method for c in responses.calls] == ["GET"]
+    assert store_of(app).get(ref)["twilio_copy"] == "deleting"
+    assert worker.run_once() == 1               # the deletion
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [
+        ("GET", url + ".mp3"), ("DELETE", delete_url(url))]
+    expected = "Basic " + base64.b64encode(f"{ACCOUNT}:{DEV_AUTH_TOKEN}".encode()).decode()
+    assert responses.calls[1].request.headers["Authorization"] == expected
+    request = store_of(app).get(ref)
+    assert request["twilio_copy"] == "deleted" and request["status"] == "open"
+    assert open(request["recording_file"], "rb").read() == AUDIO
+    trail = [e.action for e in store_of(app).history(ref)]
+    assert trail.index("recording downloaded") < trail.index("recording deleted from Twilio")
+    # Staff see the system's own file, never Twilio's URL.
+    out = staff("show", ref)[1]
+    assert f"message:             {request['recording_file']}" in out
+    assert "Twilio's copy:       deleted" in out and "twilio.com" not in out
+    assert worker.run_once() == 0 and worker.retry_pending() == 0
+
+
+@pytest.mark.parametrize("status", [503, 401])
+@responses.activate
+def test_nothing_is_deleted_when_the_download_fails(live, redis_client, status):
+    app, worker = live
+    ref, url = message_on(app)
+    responses.get(url + ".mp3", status=status)
+    responses.delete(delete_url(url), status=204)
+    worker.run_once()
+    worker.retry_pending()
+    assert {c.request.method for c in responses.calls} == {"GET"}
+    assert queued(redis_client, DELETE_JOB) == 0
+    request = store_of(app).get(ref)
+    assert not request["recording_file"] and request["recording_error"] and not request["twilio_copy"]
+
+
+@pytest.mark.parametrize("failure", [{"status": 500}, {"body": requests.ConnectionError("connection reset")}])
+@responses.activate
+def test_a_failed_delete_keeps_the_file_and_the_request_says_so_and_is_tried_again(
+        live, redis_client, staff, caplog, failure):
+    caplog.set_level(logging.INFO)
+    app, worker = live
+    ref, url = message_on(app)
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.delete(delete_url(url), **failure)
+    worker.run_once()
+    worker.run_once()
+    request = store_of(app).get(ref)
+    assert request["status"] == "open" and request["inmate"] == INMATE
+    assert open(request["recording_file"], "rb").read() == AUDIO          # the file is kept
+    assert request["twilio_copy"] == "delete failed" and request["twilio_copy_error"]
+    assert redis_client.xpending(jobs.STREAM, jobs.GROUP)["pending"] == 1      # kept for another try
+    assert "TWILIO COPY NOT DELETED" in staff("list")[1]
+    out = staff("show", ref)[1]
+    assert "Twilio's copy:       NOT DELETED" in out and "twilio.com" not in out
+    warned = [r.getMessage() for r in caplog.records if "not deleted" in r.getMessage()]
+    assert warned and all(ref in m and INMATE not in m and url not in m for m in warned)
+    assert not any(INMATE in r.getMessage() or url in r.getMessage() for r in caplog.records)
+    # Twilio answers again: the next try deletes it.
+    responses.replace(responses.DELETE, delete_url(url), status=204)
+    assert worker.retry_pending() == 1
+    assert store_of(app).get(ref)["twilio_copy"] == "deleted"
+    assert redis_client.xpending(jobs.STREAM, jobs.GROUP)["pending"] == 0
+    assert "TWILIO COPY NOT DELETED" not in staff("list")[1]
+
+
+@responses.activate
+def test_a_404_on_delete_means_already_gone(live, redis_client):
+    app, worker = live
+    ref, url = message_on(app)
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.delete(delete_url(url), status=404)
+    worker.run_once()
+    worker.run_once()
+    assert [c.request.method for c in responses.calls] == ["GET", "DELETE"]     # not retried
+    assert store_of(app).get(ref)["twilio_copy"] == "already gone"
+    assert redis_client.xpending(jobs.STREAM, jobs.GROUP)["pending"] == 0
+
+
+@responses.activate
+def test_the_only_copy_is_never_deleted(live, redis_client, staff):
+    app, worker = live
+    ref, url = message_on(app)
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.delete(delete_url(url), status=204)
+    worker.run_once()
+    Path(store_of(app).get(ref)["recording_file"]).unlink()          # the system's copy is lost
+    worker.run_once()
+    assert [c.request.method for c in responses.calls] == ["GET"]
+    request = store_of(app).get(ref)
+    assert request["twilio_copy"] == "not deleted" and "no local copy" in request["twilio_copy_error"]
+    assert redis_client.xlen(jobs.DEAD) == 1
+    out = staff("show", ref)[1]
+    assert "Twilio's copy:       NOT DELETED: no local copy" in out and "will not try again" in out
+    assert "TWILIO COPY NOT DELETED" in staff("list")[1]
+
+
+@responses.activate
+def test_without_an_account_sid_nothing_is_deleted_with_one_warning(app, call, worker, caplog, monkeypatch,
+                                                                  staff):
+    monkeypatch.setattr(inmate, "_warned_no_account", False)
+    caplog.set_level(logging.WARNING)
+    first, url1 = leave_message(call)
+    second, url2 = leave_message(call)
+    for url in (url1, url2):
+        responses.get(url + ".mp3", body=AUDIO)
+    worker.run_once()
+    worker.run_once()
+    assert [c.request.method for c in responses.calls] == ["GET", "GET"]
+    assert sum("TWILIO_ACCOUNT_SID is not configured" in r.getMessage() for r in caplog.records) == 1
+    for ref in (first, second):
+        assert store_of(app).get(ref)["twilio_copy"] == "kept"
+    assert "kept on Twilio: TWILIO_ACCOUNT_SID is not configured" in staff("show", first)[1]
+
+
+# --- requests written by the older version, with the URL in plain -----------------------------------------
+
+def old_version_request(app, redis_client, url: str, sid: str = "CA" + "3" * 32) -> str:
+    """A request as the previous version left it: the URL in plain in the hash, its audit and its job."""
+    store = store_of(app)
+    ref = store.open_request(sid, INMATE, lang="en", source="facility caller ID")
+    redis_client.hset(f"ivr:req:{ref}", mapping={"recording_url": url, "recording_file": "",
+                                                 "recording_error": "", "stage": "message"})
+    redis_client.xadd(f"ivr:req:{ref}:audit", {"at": "2026-11-20T15:00:00+00:00", "by": "caller",
+                                               "action": "message recorded", "detail": url})
+    return ref
+
+
+@responses.activate
+def test_a_queued_message_of_the_older_version_is_still_fetched_then_sealed_and_deleted(live, redis_client):
+    app, worker = live
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE{'7' * 32}"
+    ref = old_version_request(app, redis_client, url)
+    jobs.enqueue(redis_client, RECORDING_JOB, {"ref": ref, "url": url})      # the job, with the plain URL
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.delete(delete_url(url), status=204)
+    worker.start_up()
+    worker.run_once()
+    worker.run_once()
+    assert [c.request.method for c in responses.calls] == ["GET", "DELETE"]
+    request = store_of(app).get(ref)
+    assert open(request["recording_file"], "rb").read() == AUDIO and request["twilio_copy"] == "deleted"
+    assert store_of(app).open_url(request["recording_url"]) == url
+    assert url.encode() not in everything_in(redis_client)
+
+
+@responses.activate
+def test_a_message_the_older_version_downloaded_is_sealed_and_deleted_when_the_worker_starts(live, redis_client):
+    app, worker = live
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE{'8' * 32}"
+    ref = old_version_request(app, redis_client, url)
+    folder = app.config["DATA_DIR"] / "requests" / ref
+    folder.mkdir(parents=True)
+    (folder / f"RE{'8' * 32}.mp3").write_bytes(AUDIO)
+    redis_client.hset(f"ivr:req:{ref}", "recording_file", str(folder / f"RE{'8' * 32}.mp3"))
+    old_done = old_version_request(app, redis_client, url[:-4] + "9999", sid="CA" + "4" * 32)   # never fetched
+    responses.delete(delete_url(url), status=204)
+    worker.start_up()
+    assert worker.run_once() == 1
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [("DELETE", delete_url(url))]
+    assert store_of(app).get(ref)["twilio_copy"] == "deleted"
+    assert not store_of(app).get(old_done).get("twilio_copy")      # no local copy: Twilio's is not touched
+    dump = everything_in(redis_client)
+    assert b"twilio.com" not in dump, "a plain recording URL is left in Redis"
+    # The history is kept, without the URL.
+    assert [e.action for e in store_of(app).history(ref)][:2] == ["created", "message recorded"]
+    assert store_of(app).reseal_legacy() == (0, 0)           # once is enough

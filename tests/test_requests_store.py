@@ -154,3 +154,49 @@ def test_redis_unreachable_is_one_clear_line_and_a_non_zero_exit(monkeypatch, ca
         out, err = capsys.readouterr()
         assert rc == 2 and "cannot reach Redis at 127.0.0.1:1" in err and "hunter2" not in err
         assert "Traceback" not in err and not out
+
+
+URL = "https://api.twilio.com/2010-04-01/Accounts/AC" + "5a" * 16 + "/Recordings/RE" + "c" * 32
+
+
+def test_the_message_url_is_sealed_in_the_request_its_job_and_its_audit(store, redis_client):
+    ref = new(store)
+    store.add_recording(ref, URL)
+    token = redis_client.hget(f"ivr:req:{ref}", "recording_url").decode()
+    assert token and "twilio" not in token and store.open_url(token) == URL
+    assert RequestStore(redis_client, Sealer("another key")).open_url(token) is None
+    (_, job), = redis_client.xrange("ivr:jobs")
+    assert b"twilio" not in job[b"payload"] and job[b"kind"] == b"inmate.recording"
+    assert all("twilio" not in e.detail for e in store.history(ref))
+    assert store.history(ref)[-1].action == "message recorded"
+    assert store.open_url(URL) == URL                       # a plain URL from the older version still opens
+
+
+def test_staff_commands_show_the_file_never_twilios_url(store, redis_client, staff):
+    fresh = new(store, "CA1")
+    store.add_recording(fresh, URL)
+    old = new(store, "CA2")
+    redis_client.hset(f"ivr:req:{old}", "recording_url", URL)    # as the older version kept it: plain
+    for ref in (fresh, old):
+        rc, out, _ = staff("show", ref)
+        assert rc == 0 and "message:             not downloaded yet (ivr worker)" in out
+        assert "twilio.com" not in out and "RE" + "c" * 32 not in out
+    store.recording_saved(fresh, "/data/requests/RE" + "c" * 32 + ".mp3", URL, delete=True)
+    out = staff("show", fresh)[1]
+    assert "message:             /data/requests/RE" in out and "Twilio's copy:       to be deleted" in out
+    rc, out, _ = staff("export")
+    header, *rows = list(csv.reader(io.StringIO(out)))
+    assert rc == 0 and "recording_url" not in header and "twilio.com" not in out
+    assert [r[header.index("recording_file")] for r in rows] == ["/data/requests/RE" + "c" * 32 + ".mp3", ""]
+
+
+def test_who_called_is_stored_and_shown(store, staff):
+    parent = new(store, "CA1", who="parent")
+    helper = new(store, "CA2", who="for the parent")
+    before = new(store, "CA3")                                # a request from before the question
+    assert store.get(parent)["who_called"] == "parent"
+    assert "who called:          someone calling for the parent" in staff("show", helper)[1]
+    assert "who called:          (not asked)" in staff("show", before)[1]
+    rows = list(csv.DictReader(io.StringIO(staff("export")[1])))
+    assert [r["who_called"] for r in rows] == ["parent", "for the parent", ""]
+    assert [e.detail for e in store.history(helper)] == ["from main menu, by for the parent"]

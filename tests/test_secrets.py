@@ -137,7 +137,7 @@ def test_no_log_line_redis_value_or_file_holds_a_secret(make_app, sdu, caplog, t
     assert state_of(app, phone("payments").press("1").sid).node == "pay_locked"
 
     inmate = phone("callcenter")
-    keys_to_intake = ["1", "4", "1", INMATE, "1", "say cheshire", "1", CASE, "1", "record"]
+    keys_to_intake = ["1", "4", "1", "1", INMATE, "1", "say cheshire", "1", CASE, "1", "record"]
     for key in keys_to_intake:
         if inmate.ended:
             break

@@ -1,11 +1,12 @@
 """Incarcerated parents: the intake of a support-order modification request, by phone (issue 4).
 
 A call whose caller ID is a correctional facility's inmate phone (config/facilities.yaml) starts on this
-path (`inm_welcome`); anyone else reaches it from main menu option 4 (`inm_start`). The caller hears the
-facts, keys the inmate number (stored at once as a request: a hang-up later keeps it), the facility (by
-name or keypad spelling, unless the caller ID already told it), the case or docket number, records a
-message, and hears a 6-digit reference once the request is durably stored (ivr/requests_store.py).
-The recording is downloaded later by the `inmate.recording` job (`ivr worker`).
+path (`inm_welcome`); anyone else reaches it from main menu option 4 and says whether they are the parent
+or calling for them (`inm_who`). The caller hears the facts, keys the inmate number (stored at once as a
+request: a hang-up later keeps it), the facility (by name or keypad spelling, unless the caller ID already
+told it), the case or docket number, records a message, and hears a 6-digit reference once the request is
+durably stored (ivr/requests_store.py). The `inmate.recording` job (`ivr worker`) later downloads the
+message, and only then does `inmate.recording.delete` delete Twilio's copy.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import yaml
 
 from .. import recordings
 from ..directory import DirectoryError, parse_phone
-from ..jobs import GiveUp, JobContext, RetryLater, job
+from ..jobs import GiveUp, JobContext, RetryLater, at_start, job
 from ..redact import mask_digits
-from ..requests_store import RECORDING_JOB, RequestStore
+from ..requests_store import DELETE_JOB, RECORDING_JOB, WHO_CALLED, RequestStore
 from ..sealing import Sealer
 from ..speech import say_phone
 from . import Outcome, handler
@@ -37,8 +38,9 @@ KEYPAD = {c: d for d, letters in {"2": "abc", "3": "def", "4": "ghi", "5": "jkl"
                                    "7": "pqrs", "8": "tuv", "9": "wxyz"}.items() for c in letters}
 FACILITY_MISSES = 2      # names not found before the caller is moved on (they can say it in the message)
 PERSON = "cc_agents"     # where a caller goes when the request cannot be stored
-# The HTTP session recording downloads use (tests swap in one without back-off).
+# The HTTP sessions recording downloads and deletions use (tests swap in ones without back-off).
 http_session: Callable[[], requests.Session] = recordings.session
+delete_session: Callable[[], requests.Session] = recordings.delete_session
 
 
 class FacilityError(RuntimeError):
@@ -192,6 +194,34 @@ def _stored_failed(turn, exc: Exception) -> Outcome:
 
 # --- the call's steps ----------------------------------------------------------------------------------
 
+# Who is calling: set by the facts each caller hears, inm_start (the parent: an inmate phone, or key 1 at
+# inm_who) or inm_start_for (key 2), and stored as the request's `who_called`. A flag, not a word: call
+# walks (tests/walk.py) tell paths apart by their flags.
+PARENT, FOR_PARENT = WHO_CALLED
+
+
+@handler("inm_caller_parent")
+def inm_caller_parent(turn, value: None) -> Outcome:
+    turn.vars["inm_for_parent"] = False
+    return Outcome()        # no goto: the facts' options follow
+
+
+@handler("inm_caller_for")
+def inm_caller_for(turn, value: None) -> Outcome:
+    turn.vars["inm_for_parent"] = True
+    return Outcome()
+
+
+def _for_parent(turn) -> bool:
+    return turn.vars.get("inm_for_parent") is True
+
+
+def _who(turn) -> str:
+    """"" when the call never said (a call already past the facts when this version started)."""
+    flag = turn.vars.get("inm_for_parent")
+    return "" if flag is None else FOR_PARENT if flag else PARENT
+
+
 @handler("inm_number")
 def inm_number(turn, value: str) -> Outcome:
     """The confirmed inmate number: store the request now, so a hang-up from here on keeps it."""
@@ -201,7 +231,8 @@ def inm_number(turn, value: str) -> Outcome:
             turn.state.sid, value, lang=turn.lang,
             source="facility caller ID" if turn.vars.get("inm_from_facility") else "main menu",
             caller=turn.param("From")[:40], facility=known_facility,
-            facility_how=turn.vars.get("inm_facility_how", "") if known_facility else "")
+            facility_how=turn.vars.get("inm_facility_how", "") if known_facility else "",
+            who=_who(turn))
     except redis.RedisError as exc:
         return _stored_failed(turn, exc)
     log.info("call %s: request %s for inmate %s", turn.state.sid[-6:], ref, mask_digits(value))
@@ -253,7 +284,13 @@ def inm_case(turn, value: str) -> Outcome:
         _store(turn).update(ref, "case or docket number given", stage="case", case=value)
     except redis.RedisError as exc:
         return _stored_failed(turn, exc)
-    return Outcome(goto="inm_message")
+    return inm_to_message(turn, None)
+
+
+@handler("inm_to_message")
+def inm_to_message(turn, value: None) -> Outcome:
+    """The message asks the parent about themselves, or someone calling for them about the parent."""
+    return Outcome(goto="inm_message_for" if _for_parent(turn) else "inm_message")
 
 
 @handler("inm_message")
@@ -278,7 +315,7 @@ def inm_finish(turn, value: None) -> Outcome:
         _store(turn).finish(ref)
     except redis.RedisError as exc:
         return _stored_failed(turn, exc)
-    turn.say("inm.done", ref=say_ref(ref),
+    turn.say("inm.done.for" if _for_parent(turn) else "inm.done", ref=say_ref(ref),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return Outcome(hangup=True)
 
@@ -298,26 +335,91 @@ def _join(names: list[str], lang: str) -> str:
     return ", ".join(names[:-1]) + word + names[-1]
 
 
-# --- background job: the caller's message, into the system's own storage ---------------------------------
+# --- background jobs: the caller's message, into the system's own storage, then off Twilio ----------------
 
 @job(RECORDING_JOB)
 def fetch_recording(payload: dict, ctx: JobContext) -> None:
-    ref, url = str(payload.get("ref", "")), str(payload.get("url", ""))
+    ref = str(payload.get("ref", ""))
     store = RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
+    account, token = ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"]
     request = store.raw(ref)
     if request is None:
         raise GiveUp(f"no request {ref}")
-    if request.get("recording_url") != url:
+    # Sealed by this version, plain in jobs queued by an older one: both are fetched.
+    url = store.open_url(str(payload.get("url", "")))
+    if url is None:
+        store.recording_failed(ref, "the recording URL cannot be unsealed (was IVR_SECRET_KEY changed?)", True)
+        raise GiveUp(f"request {ref}: recording URL cannot be unsealed")
+    if store.open_url(request.get("recording_url", "")) != url:
         return      # the caller recorded again: the newer message has its own job
-    if request.get("recording_file") and Path(request["recording_file"]).exists():
-        return      # done already (a redelivered job)
     try:
-        path = recordings.download(url, Path(ctx.config["DATA_DIR"]) / "requests" / ref,
-                                   ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"],
+        sid = recordings.check_url(url, account)
+        have = request.get("recording_file")
+        if have and Path(have).name == f"{sid}.mp3" and Path(have).exists():
+            return      # done already (a redelivered job)
+        path = recordings.download(url, Path(ctx.config["DATA_DIR"]) / "requests" / ref, account, token,
                                    http=http_session())
     except recordings.RecordingError as exc:
         store.recording_failed(ref, str(exc), exc.permanent)
         if exc.permanent:
             raise GiveUp(str(exc)) from exc
         raise RetryLater(str(exc)) from exc
-    store.recording_saved(ref, str(path))
+    delete = recordings.account_configured(account)
+    if not delete:
+        _warn_no_account()
+    store.recording_saved(ref, str(path), url, delete=delete)
+
+
+@job(DELETE_JOB)
+def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
+    """Delete Twilio's copy of a message the system holds. A failure keeps the request and the file, says so
+    on the request (`ivr requests show`), and is tried again (jobs.py: ~25 minutes, then the dead letters)."""
+    ref = str(payload.get("ref", ""))
+    store = RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
+    account, token = ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"]
+    request = store.raw(ref)
+    if request is None:
+        raise GiveUp(f"no request {ref}")
+    url = store.open_url(str(payload.get("url", "")))
+    if url is None:
+        store.twilio_copy_not_deleted(ref, "the recording URL cannot be unsealed", again=False)
+        raise GiveUp(f"request {ref}: recording URL cannot be unsealed")
+    if not recordings.account_configured(account):
+        _warn_no_account()
+        store.twilio_copy_kept(ref)
+        return
+    try:
+        sid = recordings.check_url(url, account)
+    except recordings.RecordingError as exc:
+        store.twilio_copy_not_deleted(ref, str(exc), again=False)
+        raise GiveUp(str(exc)) from exc
+    # Never delete the only copy: the system's own file of this very recording must be there.
+    have = Path(request.get("recording_file") or "")
+    if have.name != f"{sid}.mp3" or not have.is_file() or have.stat().st_size == 0:
+        store.twilio_copy_not_deleted(ref, "no local copy of this recording: Twilio's copy is kept", again=False)
+        raise GiveUp(f"request {ref}: no local copy, Twilio's copy kept")
+    try:
+        was_there = recordings.delete(url, account, token, http=delete_session())
+    except recordings.RecordingError as exc:
+        log.warning("request %s: Twilio's copy of the message was not deleted: %s", ref, exc)
+        store.twilio_copy_not_deleted(ref, str(exc), again=not exc.permanent)
+        if exc.permanent:
+            raise GiveUp(str(exc)) from exc
+        raise RetryLater(str(exc)) from exc
+    store.twilio_copy_deleted(ref, was_there)
+
+
+@at_start
+def reseal_legacy_requests(ctx: JobContext) -> None:
+    RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"])).reseal_legacy()
+
+
+_warned_no_account = False
+
+
+def _warn_no_account() -> None:
+    global _warned_no_account
+    if not _warned_no_account:
+        _warned_no_account = True
+        log.warning("TWILIO_ACCOUNT_SID is not configured (development): callers' messages are downloaded "
+                    "but not deleted from Twilio")
