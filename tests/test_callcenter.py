@@ -100,7 +100,7 @@ def test_greeting_offers_spanish_in_a_spanish_voice(call):
 def test_main_menu_speaks_options_as_the_contract_says(call, prompts):
     c = call("callcenter", ["-"])
     assert "For your payments and balance, or how to pay, press 1." in c.said
-    assert "If you are in prison or jail, or calling for someone who is, press 4." in c.said
+    assert "For a parent in prison or jail, or someone calling for them, press 4." in c.said
     assert "To reach an S E S office, press 5." in c.said
     assert prompts.text("menu.globals.home", "en") in c.said
     es = call("callcenter", ["2"])

@@ -148,3 +148,17 @@ def test_call_state_expires_and_is_removed_at_the_end_of_the_call(app, call, red
     transport.post("/voice", {"CallSid": "CA" + "5" * 32, "To": LINES["callcenter"]})
     ttl = redis_client.ttl("ivr:call:CA" + "5" * 32)
     assert 0 < ttl <= app.config["CALL_TTL"]
+
+
+def test_every_option_is_worded_as_the_contract_says(app):
+    """CONTRACT.md: "For <topic>, press <digit>." or "To <do something>, press <digit>."; Spanish "Para"."""
+    rt = app.extensions["ivr"]
+    wrong = []
+    for nid, node in rt.flows.nodes.items():
+        for opt in node.options:
+            pid = opt.get("prompt") or "menu.opt.office"
+            for lang, starts in (("en", ("For ", "To ")), ("es", ("Para ",))):
+                text = rt.prompts.text(pid, lang, office="the Hartford office")
+                if not text.startswith(starts):
+                    wrong.append(f"{nid} {pid} ({lang}): {text}")
+    assert not wrong, "\n".join(wrong)
