@@ -117,16 +117,31 @@ def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in resp.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    raise RecordingError(f"recording {sid}: larger than {MAX_BYTES} bytes", permanent=True)
-                out.write(chunk)
+            try:
+                for chunk in resp.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_BYTES:
+                        raise RecordingError(f"recording {sid}: larger than {MAX_BYTES} bytes", permanent=True)
+                    out.write(chunk)
+            except requests.RequestException as exc:    # cut off mid-body: tried again, shown on the request
+                raise RecordingError(f"recording {sid}: {type(exc).__name__} during the download") from exc
+            # On disk before the name says it is there: Twilio's copy is deleted once it is (handlers/inmate.py).
+            out.flush()
+            os.fsync(out.fileno())
         if size == 0:
             raise RecordingError(f"recording {sid}: empty")
         os.replace(tmp, target)
+        _fsync_dir(dest_dir)        # the rename itself, so a crash cannot undo it
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     log.info("downloaded recording %s (%d bytes)", sid, size)
     return target
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -181,17 +181,21 @@ class RequestStore:
     def recording_saved(self, ref: str, path: str, url: str, delete: bool) -> None:
         """The message is in the system's own storage; with `delete`, queue the deletion of Twilio's copy
         in the same transaction (so it happens after a download, and only then)."""
-        key = req_key(ref)
+        key, audit = req_key(ref), audit_key(ref)
         for _ in range(20):
             try:
                 with self.redis.pipeline() as pipe:
-                    pipe.watch(key)
+                    pipe.watch(key, audit)
                     stored = (pipe.hget(key, "recording_url") or b"").decode()
                     now = self._now()
                     values = {"recording_file": path, "recording_error": "", "updated": now}
-                    if stored == url and _plain_url(stored):
-                        values["recording_url"] = self.sealer.seal(url)     # written by an older version
+                    legacy = stored == url and _plain_url(stored)      # written by an older version
+                    trail = pipe.xrange(audit) if legacy else []
                     pipe.multi()
+                    if legacy:
+                        # Its audit trail too: once the hash is sealed, reseal_legacy no longer looks here.
+                        values["recording_url"] = self.sealer.seal(url)
+                        _drop_url_from_trail(pipe, audit, url, trail)
                     self._audit(pipe, ref, "worker", "recording downloaded", path)
                     if delete:
                         values.update(twilio_copy="deleting", twilio_copy_error="", twilio_copy_at=now)
@@ -244,14 +248,7 @@ class RequestStore:
                     trail = pipe.xrange(audit)
                     pipe.multi()
                     pipe.hset(key, "recording_url", self.sealer.seal(url))
-                    if any(url.encode() in fields.get(b"detail", b"") for _, fields in trail):
-                        # The older version wrote the URL in the "message recorded" entry: the trail is
-                        # written again with the same entries and ids, without it.
-                        pipe.delete(audit)
-                        for entry_id, fields in trail:
-                            detail = fields.get(b"detail", b"")
-                            pipe.xadd(audit, {**fields, b"detail": b"" if url.encode() in detail else detail},
-                                      id=entry_id)
+                    _drop_url_from_trail(pipe, audit, url, trail)
                     self._audit(pipe, ref, "worker", "recording URL sealed")
                     downloaded = bool(file) and os.path.isfile(file)
                     if downloaded and not copy:
@@ -393,6 +390,17 @@ class RequestStore:
         self._waitaof = True
         if not local:
             log.error("Redis did not confirm the fsync of a request within 2 s")
+
+
+def _drop_url_from_trail(pipe, audit: str, url: str, trail: list) -> None:
+    """The older version wrote the URL in the "message recorded" entry: the trail is written again (in the
+    caller's transaction) with the same entries and ids, without it."""
+    if not any(url.encode() in fields.get(b"detail", b"") for _, fields in trail):
+        return
+    pipe.delete(audit)
+    for entry_id, fields in trail:
+        detail = fields.get(b"detail", b"")
+        pipe.xadd(audit, {**fields, b"detail": b"" if url.encode() in detail else detail}, id=entry_id)
 
 
 def _plain_url(value: str) -> bool:

@@ -4,13 +4,16 @@ Twilio URL is kept only sealed, and Twilio's copy is deleted once (and only once
 from __future__ import annotations
 
 import base64
+import io
 import logging
+import os
 import re
 from pathlib import Path
 
 import pytest
 import requests
 import responses
+import urllib3
 from responses.registries import OrderedRegistry
 
 from ivr import jobs, recordings
@@ -265,6 +268,68 @@ def test_a_failed_delete_keeps_the_file_and_the_request_says_so_and_is_tried_aga
     assert "TWILIO COPY NOT DELETED" not in staff("list")[1]
 
 
+class CutOff(io.RawIOBase):
+    """A response body whose connection breaks after its first bytes."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        self.reads += 1
+        if self.reads > 1:
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+        b[:10] = AUDIO[:10]
+        return 10
+
+
+@responses.activate
+def test_a_download_cut_off_mid_body_leaves_no_file_says_so_and_is_tried_again(live, redis_client):
+    app, worker = live
+    ref, url = message_on(app)
+    responses.get(url + ".mp3", body=io.BufferedReader(CutOff()))
+    responses.delete(delete_url(url), status=204)
+    worker.run_once()
+    request = store_of(app).get(ref)
+    assert not request["recording_file"] and "during the download" in request["recording_error"]
+    assert not any((app.config["DATA_DIR"] / "requests" / ref).iterdir())     # no partial file, not even a temp
+    assert {c.request.method for c in responses.calls} == {"GET"} and queued(redis_client, DELETE_JOB) == 0
+    assert redis_client.xpending(jobs.STREAM, jobs.GROUP)["pending"] == 1      # tried again
+    responses.replace(responses.GET, url + ".mp3", body=AUDIO)
+    worker.retry_pending()
+    worker.run_once()
+    request = store_of(app).get(ref)
+    assert open(request["recording_file"], "rb").read() == AUDIO and request["twilio_copy"] == "deleted"
+
+
+@responses.activate
+def test_the_file_is_synced_to_disk_before_it_is_named_and_before_twilios_copy_goes(live, monkeypatch):
+    """Twilio's copy is deleted as soon as the file is there: a crash must not leave an empty or partial file
+    under its name (written data and the rename both fsynced)."""
+    app, worker = live
+    ref, url = message_on(app)
+    events: list[tuple] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(a), str(b))),
+                                                     real_replace(a, b))[1])
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.add_callback(responses.DELETE, delete_url(url),
+                           callback=lambda req: (events.append(("DELETE",)), (204, {}, ""))[1])
+    worker.run_once()
+    worker.run_once()
+    folder = str(app.config["DATA_DIR"] / "requests" / ref)
+    replaced = next(i for i, e in enumerate(events) if e[0] == "replace")
+    tmp, target = events[replaced][1:]
+    assert Path(target).parent == Path(folder) and store_of(app).get(ref)["recording_file"] == target
+    assert ("fsync", tmp) in events[:replaced]                                  # the data, under the temp name
+    assert ("fsync", folder) in events[replaced:]                               # then the rename
+    assert events.index(("DELETE",)) > events.index(("fsync", folder))
+
+
 @responses.activate
 def test_a_404_on_delete_means_already_gone(live, redis_client):
     app, worker = live
@@ -366,3 +431,22 @@ def test_a_message_the_older_version_downloaded_is_sealed_and_deleted_when_the_w
     # The history is kept, without the URL.
     assert [e.action for e in store_of(app).history(ref)][:2] == ["created", "message recorded"]
     assert store_of(app).reseal_legacy() == (0, 0)           # once is enough
+
+
+@responses.activate
+def test_a_queued_message_of_the_older_version_handled_before_a_restart_leaves_no_plain_url(live, redis_client):
+    """A worker already running (or an older web process still taking calls) handles a request kept in plain:
+    its audit trail is cleaned with the hash, since the next start only looks at requests still in plain."""
+    app, worker = live
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE{'6' * 32}"
+    ref = old_version_request(app, redis_client, url)
+    jobs.enqueue(redis_client, RECORDING_JOB, {"ref": ref, "url": url})
+    responses.get(url + ".mp3", body=AUDIO)
+    responses.delete(delete_url(url), status=204)
+    worker.run_once()
+    worker.run_once()
+    worker.start_up()
+    assert store_of(app).get(ref)["twilio_copy"] == "deleted"
+    assert url.encode() not in everything_in(redis_client)
+    assert [e.action for e in store_of(app).history(ref)][:3] == ["created", "message recorded",
+                                                                   "recording downloaded"]
