@@ -141,7 +141,7 @@ def test_wrong_pins_from_a_shared_phone_do_not_lock_out_the_next_caller(
     assert CALLER_LOCKED not in nxt.said
     assert "two hundred six dollars" in nxt.said
     tries, lock = caller_keys(sealer, caller_id(caller))
-    assert not redis_client.exists(tries) and not redis_client.exists(lock)   # not even counted
+    assert int(redis_client.get(tries)) == 9 and not redis_client.exists(lock)   # counted, far from its 30
     # Each case is still counted (3 wrong PINs each, so one more locks it).
     assert int(redis_client.get(case_keys(sealer, "222222222")[0])) == 3
     c = call("payments", ["-", "222222222#", "1", "4444#"], caller=caller, target_app=lock_app)
@@ -156,6 +156,17 @@ def test_the_same_wrong_pins_from_an_ordinary_number_still_lock_it(call, lock_ap
     assert CALLER_LOCKED in nxt.said
     assert "two hundred six dollars" not in nxt.said
     assert 1790 <= redis_client.ttl(caller_keys(sealer, me)[1]) <= 1800
+
+
+def test_withheld_caller_ids_together_still_have_a_limit(call, lock_app, redis_client, sealer):
+    """Without one, a guesser who withholds the number could push case after case to the SDU's lock."""
+    rt = lock_app.extensions["ivr"]
+    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], anonymous_lock_after=5)
+    heard = guess(call, lock_app, "anonymous", cases=("111111111", "222222222"))
+    assert CALLER_LOCKED not in heard[0] and CALLER_LOCKED in heard[1]   # the 5th, from any withheld ID
+    nxt = call("payments", ["-", CASE + "#"], caller="", target_app=lock_app)
+    assert CALLER_LOCKED in nxt.said
+    assert 1790 <= redis_client.ttl(caller_keys(sealer, ANONYMOUS)[1]) <= 1800
 
 
 def test_a_limit_for_shared_phones_can_be_set_and_counts_each_number(call, lock_app, redis_client, sealer):
@@ -203,8 +214,8 @@ def test_the_shipped_settings_and_bad_ones(tmp_path):
     assert str(bad) in message and "below 5" in message and "tries_per_call" in message
     assert "how_to_pay.mail_to" in message
     assert PaySettings().case_lock_after == 4
-    # Shared caller IDs: 0 (no per-number lock) as shipped; below 0 is refused.
-    assert settings.facility_lock_after == 0 and settings.anonymous_lock_after == 0
+    # Shared caller IDs: a high limit (30) as shipped, 0 would mean none; below 0 is refused.
+    assert settings.facility_lock_after == 30 and settings.anonymous_lock_after == 30
     bad.write_text("settings:\n  identification: {facility_lock_after: -1, anonymous_lock_after: many}\n")
     with pytest.raises(FlowError) as err:
         load_settings(bad)

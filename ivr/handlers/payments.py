@@ -47,8 +47,8 @@ class PaySettings:
     case_lock_after: int = 4
     caller_lock_after: int = 6
     # 0: no per-number lock for caller IDs many people share (see config/flows/payments.yaml)
-    facility_lock_after: int = 0
-    anonymous_lock_after: int = 0
+    facility_lock_after: int = 30
+    anonymous_lock_after: int = 30
     lock_seconds: int = 30 * 60
     window_seconds: int = 24 * 3600
     mail_to: Mapping[str, str] = field(default_factory=dict)
