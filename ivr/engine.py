@@ -172,6 +172,12 @@ class Engine:
         """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""
         turn.state.tries += 1
         if turn.state.tries >= self.services.lines["menu"]["max_tries"]:
+            if node.type == "collect" and node.get("optional"):
+                # An optional question: going on without the answer beats ending the call (an inmate's
+                # request is stored already, and its reference is only said at the end).
+                turn.vars.pop("_pending", None)
+                turn.say("collect.skipped")
+                return self.enter(turn, node.get("skip"))
             self.give_up(turn)
             return
         turn.say(reason, **fields)
@@ -447,6 +453,12 @@ class Engine:
                 turn.vars.pop("_pending", None)
                 turn.state.phase = ""
                 return self._enter_collect(turn, node)
+            if key == "*":
+                return self._ask_confirm(turn, node)
+            if key in ("0", "9"):   # the keys that work in every menu (CONTRACT.md)
+                turn.vars.pop("_pending", None)
+                turn.state.phase = ""
+                return self._global_key(turn, node, key)
             return self.fail(turn, node, "collect.confirm_invalid" if key else "menu.no_input")
         digits = turn.param("Digits").rstrip("#")
         said = turn.param("SpeechResult")

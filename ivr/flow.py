@@ -24,8 +24,8 @@ NODE_TYPES = {
     "menu": ({"options"}, ()),
     "answer": (set(), ("next",)),
     "transfer": (set(), ("next",)),
-    "collect": ({"prompt"}, ("next",)),
-    "record": ({"prompt"}, ("next",)),
+    "collect": ({"prompt"}, ("next", "skip")),
+    "record": ({"prompt"}, ("next", "skip")),
     "action": ({"handler"}, ("next",)),
     "handover": ({"line"}, ()),
     "hangup": ({"prompt"}, ()),
@@ -154,6 +154,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
         need_node(target, "`goes`")
     if node.get("home") is not None:
         need_node(node.get("home"), "`home` (key 9)")
+    if node.get("optional") and node.get("skip") is None:
+        errors.append(f"{where}: an optional question needs `skip` (where the call goes without an answer)")
     if node.get("handler") is not None and node.get("handler") not in handlers:
         errors.append(f"{where}: handler {node.get('handler')!r} is not a registered handler")
     if node.get("hints") is not None and node.get("hints") not in hint_sets:

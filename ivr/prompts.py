@@ -69,6 +69,8 @@ class Prompts:
             return template
         out = []
         for literal, name, spec, _ in _parse(template):
+            if literal.startswith(".") and out and out[-1].endswith("."):
+                literal = literal[1:]   # "... 4:30 p. m." then the sentence's own period: say one
             out.append(literal)
             if name is None:
                 continue

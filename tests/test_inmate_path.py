@@ -130,7 +130,7 @@ def test_a_facility_not_found_twice_moves_on_and_star_skips_it(call, prompts, st
 TO_THE_PARENT = {"en": ["while you are in prison", "say your full name", "your date of birth",
                         "contact you in writing", "If you are moved or released"],
                  "es": ["mientras usted está en prisión", "diga su nombre completo", "su fecha de nacimiento",
-                        "se comunicará con usted por escrito", "Si lo trasladan"]}
+                        "se comunicará con usted por escrito", "Si cambia de prisión"]}
 FOR_THE_PARENT = ["inm.facts.for", "inm.opt.start.for", "inm.message.ask.for"]
 AS_THE_PARENT = ["inm.facts", "inm.opt.start", "inm.message.ask"]
 
@@ -191,10 +191,14 @@ def test_an_inmate_phone_is_the_parent_and_is_not_asked(call, prompts, redis_cli
     assert rc == 0 and "who_called" in out.splitlines()[0] and ",parent," in out
 
 
-@pytest.mark.parametrize("said, who", [("say I am calling for my son", b"for the parent"),
-                                       ("say it's for me", b"parent"), ("say no", b"for the parent")])
-def test_who_is_calling_can_be_said(call, redis_client, said, who):
-    call("callcenter", ["-", "4", said, "1", f"{INMATE}#", "1"])
+@pytest.mark.parametrize("lang, said, who", [
+    ("en", "say I am calling for my son", b"for the parent"), ("en", "say it's for me", b"parent"),
+    ("en", "say no", b"for the parent"), ("en", "say I am calling about my husband", b"for the parent"),
+    ("en", "say I am his wife", b"for the parent"), ("en", "say yes that's me", b"parent"),
+    ("es", "say es para mi esposo", b"for the parent"), ("es", "say yo soy su esposa", b"for the parent"),
+    ("es", "say sí, soy yo", b"parent")])
+def test_who_is_calling_can_be_said(call, redis_client, lang, said, who):
+    call("callcenter", ["-" if lang == "en" else "2", "4", said, "1", f"{INMATE}#", "1"])
     ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
     assert redis_client.hget(f"ivr:req:{ref}", "who_called") == who
 
@@ -260,7 +264,7 @@ def test_the_inmate_number_too_short_too_long_silent_or_skipped_is_asked_again(c
 def test_the_read_back_can_be_refused_and_answered_badly(call, staff):
     c = call("callcenter", ["-", "1", "11111#", "7", "2", f"{INMATE}#", "1", "12#", "*", "-", "-"], caller=YORK)
     said = c.said
-    assert "Please press 1 if that is right, or 2 to enter it again." in said
+    assert "Please press 1 to confirm, or 2 to enter it again." in said
     assert "You entered 2 digits. Please enter 5 to 15 digits." in said      # case number too short
     out = staff("show", spoken_ref(said))[1]
     assert f"inmate number:       {INMATE}" in out
@@ -393,3 +397,26 @@ def test_every_facility_can_be_said_and_spelled_and_its_number_is_recognised(app
     assert "macdougall" in app.extensions["ivr"].engine.hints["facilities"]
     assert facilities.match_speech("new haven")[0].id == "new-haven"
     assert [f.id for f in facilities.match_speech("chesire")] == ["cheshire"]     # a recogniser's misspelling
+
+
+def test_silence_at_an_optional_question_goes_on_and_the_caller_still_gets_a_reference(call, prompts, redis_client):
+    """The request is stored once the inmate number is confirmed: three silences at the case number must
+    not end the call before the caller hears the reference."""
+    c = call("callcenter", ["-", "1", f"{INMATE}#", "1", "-", "-", "-", "-", "-"], caller=YORK)
+    said = c.said
+    assert prompts.text("collect.skipped", "en") in said
+    assert prompts.text("menu.giveup_closed", "en").split(".")[0] not in said
+    ref = spoken_ref(said)
+    assert redis_client.hget(f"ivr:req:{ref}", "status") is not None
+    assert not c.dialed
+
+
+@pytest.mark.parametrize("key, then", [("*", "collect.confirm"), ("9", "cc.main.intro"), ("0", None)])
+def test_the_keys_that_work_everywhere_work_when_a_number_is_read_back(call, prompts, key, then):
+    c = call("callcenter", ["-", "4", "2", "1", f"{INMATE}#", key])
+    after = c.said_after(5)
+    assert prompts.text("collect.confirm_invalid", "en") not in after
+    if key == "0":
+        assert c.dialed                                 # a person (the clock is in open hours)
+    else:
+        assert prompts.text(then, "en", digits="").split(".")[0] in after

@@ -162,3 +162,9 @@ def test_every_option_is_worded_as_the_contract_says(app):
                 if not text.startswith(starts):
                     wrong.append(f"{nid} {pid} ({lang}): {text}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_field_ending_in_a_period_does_not_double_the_sentence_s_period(prompts):
+    hours = "de lunes a viernes, de 8:30 a. m. a 4:30 p. m."
+    text = prompts.text("menu.giveup_closed", "es", number="uno", hours=hours)
+    assert "p. m.." not in text and "p. m." in text

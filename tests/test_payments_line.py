@@ -329,3 +329,14 @@ def test_letters_or_star_in_the_case_number_do_not_crash(call, prompts):
     c = call("payments", ["-", "12345*789#", "123456789#", "1", "1234#"])
     assert prompts.text("collect.digits_only", "en") in c.said
     assert prompts.text("pay.menu.intro", "en") in c.said
+
+
+@pytest.mark.parametrize("keys", [["-", "9"], ["-", "123456789#", "9"], ["-", "123456789#", "1", "9"]])
+def test_nine_before_sign_in_goes_to_the_call_center_menu_not_round_again(call, prompts, keys):
+    """The payment menu needs a PIN, so "the main menu" before sign-in is the call center's; before,
+    9 at the case number asked for the case number again, for ever."""
+    c = call("payments", keys)
+    after = c.said_after(len(keys))
+    assert prompts.text("pay.to_cc", "en") in after
+    assert prompts.text("cc.main.intro", "en") in after
+    assert prompts.text("pay.case.ask", "en") not in after

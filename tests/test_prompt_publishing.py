@@ -231,3 +231,4 @@ def test_a_caller_handed_over_to_the_payment_line_hears_its_announcement_once(re
     before, after = heard.split(f"{sid(5)}.mp3", 1)
     assert "case number" not in before.rsplit("<Response>", 1)[-1]   # said before the line's first question
     assert "case number" in after
+    assert "Main menu." in after.split("case number", 1)[1]           # 9 there: the call center's menu

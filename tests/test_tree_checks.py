@@ -161,3 +161,19 @@ def test_ivr_tree_prints_an_outline_with_keys_and_destinations(capsys):
     assert "[5] cc_office_menu  menu: \"S E S offices.\"" in out
     assert "transfer: the Hartford main office (+18605668723)" in out
     assert "handover: the payments line" in out
+
+
+def test_an_optional_question_without_somewhere_to_go_stops_start_up(tmp_path, redis_client):
+    import shutil
+
+    from ivr.app import create_app
+    from ivr.flow import FlowError
+    from ivr.settings import ROOT
+
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    path = cfg / "flows" / "inmate.yaml"
+    path.write_text(path.read_text().replace("    skip: inm_to_message\n", ""))
+    with pytest.raises(FlowError) as err:
+        create_app({"IVR_ENV": "test", "CONFIG_DIR": cfg}, redis_client=redis_client)
+    assert "inm_case" in str(err.value) and "optional question needs `skip`" in str(err.value)
