@@ -463,7 +463,7 @@ class Engine:
         digits = turn.param("Digits").rstrip("#")
         said = turn.param("SpeechResult")
         if not digits and not said:
-            return self.fail(turn, node, "menu.no_input")
+            return self.fail(turn, node, "collect.no_input")   # a question, not a menu: no "choice"
         if digits == "*" and node.get("skip"):
             return self.enter(turn, node.get("skip"))
         spec = node.get("digits") or {}

@@ -252,7 +252,7 @@ def test_the_inmate_number_too_short_too_long_silent_or_skipped_is_asked_again(c
     assert prompts.text("inm.number.short", "en") in c.said        # a reprompt is the short question
     assert INMATE in staff("show", spoken_ref(c.said))[1]
     c = call("callcenter", ["-", "1", "-", "*", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
-    assert prompts.text("menu.no_input", "en") in c.said
+    assert prompts.text("collect.no_input", "en") in c.said         # a question: not "a choice"
     assert prompts.text("collect.digits_only", "en") in c.said      # the inmate number cannot be skipped
     assert spoken_ref(c.said)
     # Three failed tries in a row end with a person, not a loop; nothing half-made is stored.

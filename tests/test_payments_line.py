@@ -319,7 +319,7 @@ def test_the_case_number_can_be_entered_again_and_star_at_the_pin_changes_it(cal
 
 def test_silence_is_asked_again_then_a_person(call, prompts):
     c = call("payments", ["-", "-", "-", "-"])
-    assert prompts.text("menu.no_input", "en") in c.said
+    assert prompts.text("collect.no_input", "en") in c.said
     assert c.said.count(prompts.text("pay.case.ask", "en")) == 3
     assert prompts.text("menu.giveup_open", "en") in c.said
     assert c.dialed == ["+18605696233"]

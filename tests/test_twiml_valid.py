@@ -54,7 +54,7 @@ def walk_every_line(app, redis_client, hours: str) -> tuple[list[str], set[str],
     for line in rt.flows.lines:
         for caller in callers:
             redis_client.flushdb()
-            walk = explore(app, line, pool=known_values(app), max_states=600, caller=caller,
+            walk = explore(app, line, pool=known_values(app), max_states=900, caller=caller,
                            new_caller=caller_numbers(), seen=seen)
             assert walk.documents, line
             documents += walk.documents
