@@ -26,6 +26,15 @@ TWILIO_HOST = re.compile(r"^api(\.[a-z0-9-]+)*\.twilio\.com$")
 RECORDING_PATH = re.compile(
     r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})(\.(mp3|wav))?$")
 MAX_BYTES = 20 * 1024 * 1024   # a 2-minute recording is well under 2 MB as MP3
+RETRY_AFTER_MAX = 30.0         # seconds: the job queue retries later anyway; one answer must not stall the worker
+
+
+class CappedRetry(Retry):
+    """urllib3's Retry, but a server's Retry-After is waited for at most RETRY_AFTER_MAX seconds."""
+
+    def get_retry_after(self, response) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, RETRY_AFTER_MAX)
 
 
 class RecordingError(RuntimeError):
@@ -51,7 +60,7 @@ def check_url(url: str, account_sid: str) -> str:
 def session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
     s = requests.Session()
     # A recording can answer 404 for a few seconds after the call ends, until Twilio has stored it.
-    retry = Retry(total=retries, backoff_factor=backoff, status_forcelist=(404, 429, 500, 502, 503, 504),
+    retry = CappedRetry(total=retries, backoff_factor=backoff, status_forcelist=(404, 429, 500, 502, 503, 504),
                   allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
                   raise_on_status=False)
     s.mount("https://", HTTPAdapter(max_retries=retry))
@@ -61,7 +70,7 @@ def session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
 def delete_session(retries: int = 3, backoff: float = 0.5) -> requests.Session:
     s = requests.Session()
     # DELETE is idempotent, so a retry after a lost answer is safe. No 404 here: it means already gone.
-    retry = Retry(total=retries, backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
+    retry = CappedRetry(total=retries, backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
                   allowed_methods=frozenset({"DELETE"}), respect_retry_after_header=True,
                   raise_on_status=False)
     s.mount("https://", HTTPAdapter(max_retries=retry))

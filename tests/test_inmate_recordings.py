@@ -450,3 +450,15 @@ def test_a_queued_message_of_the_older_version_handled_before_a_restart_leaves_n
     assert url.encode() not in everything_in(redis_client)
     assert [e.action for e in store_of(app).history(ref)][:3] == ["created", "message recorded",
                                                                    "recording downloaded"]
+
+
+def test_a_retry_after_from_twilio_is_waited_for_at_most_half_a_minute():
+    from urllib3 import HTTPResponse
+
+    from ivr.recordings import RETRY_AFTER_MAX, CappedRetry
+
+    retry = CappedRetry(total=2, respect_retry_after_header=True)
+    assert retry.get_retry_after(HTTPResponse(status=503, headers={"Retry-After": "3600"})) == RETRY_AFTER_MAX
+    assert retry.get_retry_after(HTTPResponse(status=503, headers={"Retry-After": "2"})) == 2
+    assert retry.get_retry_after(HTTPResponse(status=503)) is None
+    assert type(retry.increment(method="GET", url="/x", response=HTTPResponse(status=503))) is CappedRetry
