@@ -166,7 +166,9 @@ class Engine:
         self.enter(turn, self.flows.lines[turn.state.line].home)
 
     def person(self, turn: Turn) -> None:
-        self.enter(turn, self.flows.lines[turn.state.line].person)
+        # A node may name its own "person" (the prison path: when no one answers, its request can).
+        node = self.flows.nodes.get(turn.state.node)
+        self.enter(turn, (node.get("person") if node else None) or self.flows.lines[turn.state.line].person)
 
     def fail(self, turn: Turn, node: Node, reason: str, **fields) -> None:
         """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""

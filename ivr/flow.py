@@ -154,6 +154,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
         need_node(target, "`goes`")
     if node.get("home") is not None:
         need_node(node.get("home"), "`home` (key 9)")
+    if node.get("person") is not None:
+        need_node(node.get("person"), "`person` (key 0)")
     if node.get("optional") and node.get("skip") is None:
         errors.append(f"{where}: an optional question needs `skip` (where the call goes without an answer)")
     if node.get("handler") is not None and node.get("handler") not in handlers:

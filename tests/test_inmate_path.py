@@ -420,3 +420,19 @@ def test_the_keys_that_work_everywhere_work_when_a_number_is_read_back(call, pro
         assert c.dialed                                 # a person (the clock is in open hours)
     else:
         assert prompts.text(then, "en", digits="").split(".")[0] in after
+
+
+def test_zero_on_the_prison_path_when_no_one_answers_offers_to_take_the_request(call, prompts, clock):
+    clock.set("2026-11-28 23:30")                       # Saturday night
+    c = call("callcenter", ["-", "0", "1", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
+    after = c.said_after(2)
+    assert "People answer Monday through Friday" in after
+    assert prompts.text("inm.person.offer", "en") in after
+    assert "To start the request now, press 1." in after
+    assert prompts.text("inm.number.ask", "en") in c.said_after(3)
+    assert spoken_ref(c.said) and not c.dialed
+
+
+def test_zero_on_the_prison_path_in_open_hours_reaches_a_person(call, prompts):
+    c = call("callcenter", ["-", "0"], caller=YORK)
+    assert c.dialed and prompts.text("inm.person.offer", "en") not in c.said

@@ -206,6 +206,17 @@ def inm_caller_parent(turn, value: None) -> Outcome:
     return Outcome()        # no goto: the facts' options follow
 
 
+@handler("inm_person")
+def inm_person(turn, value: None) -> Outcome:
+    """0 on the prison path: a person when people answer; otherwise say when, and that the request
+    does not need one (an inmate phone call is short and hard to make again)."""
+    hours = turn.services.hours
+    if hours.is_open("agents"):
+        return Outcome(goto="cc_agents")
+    turn.say("inm.person.closed", hours=hours.describe(turn.lang))
+    return Outcome(goto="inm_person_closed")
+
+
 @handler("inm_caller_for")
 def inm_caller_for(turn, value: None) -> Outcome:
     turn.vars["inm_for_parent"] = True
