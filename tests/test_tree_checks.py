@@ -177,3 +177,19 @@ def test_an_optional_question_without_somewhere_to_go_stops_start_up(tmp_path, r
     with pytest.raises(FlowError) as err:
         create_app({"IVR_ENV": "test", "CONFIG_DIR": cfg}, redis_client=redis_client)
     assert "inm_case" in str(err.value) and "optional question needs `skip`" in str(err.value)
+
+
+def test_a_person_that_is_not_a_node_stops_start_up(tmp_path, redis_client):
+    import shutil
+
+    from ivr.app import create_app
+    from ivr.flow import FlowError
+    from ivr.settings import ROOT
+
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    path = cfg / "flows" / "inmate.yaml"
+    path.write_text(path.read_text().replace("    person: inm_person\n", "    person: inm_nobody\n", 1))
+    with pytest.raises(FlowError) as err:
+        create_app({"IVR_ENV": "test", "CONFIG_DIR": cfg}, redis_client=redis_client)
+    assert "inm_who" in str(err.value) and "`person` (key 0) goes to 'inm_nobody'" in str(err.value)
