@@ -436,3 +436,19 @@ def test_zero_on_the_prison_path_when_no_one_answers_offers_to_take_the_request(
 def test_zero_on_the_prison_path_in_open_hours_reaches_a_person(call, prompts):
     c = call("callcenter", ["-", "0"], caller=YORK)
     assert c.dialed and prompts.text("inm.person.offer", "en") not in c.said
+
+
+@pytest.mark.parametrize("key", ["9", "0"])
+def test_leaving_after_the_request_is_stored_says_its_reference_first(call, prompts, redis_client, key):
+    """9 or 0 at the facility or case number question: the request is stored already, so the caller
+    hears its number before going to the main menu or a person."""
+    c = call("callcenter", ["-", "1", f"{INMATE}#", "1", key], caller=SHARED)
+    after = c.said_after(4)
+    m = re.search(r"Its number is (\d) (\d) (\d), (\d) (\d) (\d)", after)
+    assert m, after
+    ref = "".join(m.groups())
+    assert redis_client.hget(f"ivr:req:{ref}", "status") is not None
+    if key == "9":
+        assert prompts.text("cc.main.intro", "en") in after.split("Again,")[1]
+    else:
+        assert c.dialed                                  # open hours: a person

@@ -331,6 +331,20 @@ def inm_finish(turn, value: None) -> Outcome:
     return Outcome(hangup=True)
 
 
+def _leave(goto: str):
+    def leave(turn, value: None) -> Outcome:
+        """9 or 0 once the request is stored: its reference first, or the caller leaves without it."""
+        ref = turn.vars.get("inm_ref")
+        if ref:
+            turn.say("inm.saved_leave", ref=say_ref(ref))
+        return Outcome(goto=goto)
+    return leave
+
+
+handler("inm_leave_home")(_leave("cc_main"))
+handler("inm_leave_person")(_leave("cc_agents"))
+
+
 def say_ref(ref: str) -> str:
     """"483920" -> "4 8 3, 9 2 0": digit by digit, in two groups the caller can write down."""
     return " ".join(ref[:3]) + ", " + " ".join(ref[3:])
