@@ -54,6 +54,25 @@ def sdu():
 
 # --- signatures -----------------------------------------------------------------------------------
 
+def press_at_once(phones: list, keys: str, timeout: float) -> None:
+    """Each (app, phone) presses `keys` on its own thread, all released at the same moment."""
+    start, errors = threading.Barrier(len(phones)), []
+
+    def press(app, phone):
+        try:
+            phone.transport = type(phone.transport)(DEV_AUTH_TOKEN, app=app)   # a client per thread
+            start.wait(timeout=10)
+            phone.press(keys)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=press, args=pair) for pair in phones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not errors, errors[:3]
+
+
 def test_every_webhook_refuses_a_missing_forged_or_misdirected_signature(app):
     client = app.test_client()
     paths = webhooks(app)
@@ -194,21 +213,7 @@ def test_guesses_sent_at_the_same_moment_to_two_workers_stay_within_the_limit(ma
     numbers = caller_numbers(5552000)
     phones = [(workers[i % 2], at_pin(workers[i % 2], numbers())) for i in range(5 * limit)]
     assert all(state_of(app, p.sid).node == "pay_pin" for app, p in phones)
-    start, errors = threading.Barrier(len(phones)), []
-
-    def guess(app, phone):
-        try:
-            phone.transport = type(phone.transport)(DEV_AUTH_TOKEN, app=app)   # a client per thread
-            start.wait(timeout=10)
-            phone.press(WRONG_PIN)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(repr(exc))
-    threads = [threading.Thread(target=guess, args=pair) for pair in phones]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors[:3]
+    press_at_once(phones, WRONG_PIN, timeout=30)
     assert sdu.hits["pin"] <= limit
     assert not sdu.app.extensions["sdu_stub"].locked(CASE)
 
@@ -258,21 +263,7 @@ def test_staff_pins_guessed_at_the_same_moment_stay_within_the_staff_limit(make_
         phone = Phone(app, to=line_number(app, "staff")).start().press("1").press(STAFF_ID)
         assert state_of(app, phone.sid).node == "st_pin"
         phones.append((app, phone))
-    start, errors = threading.Barrier(len(phones)), []
-
-    def guess(app, phone):
-        try:
-            phone.transport = type(phone.transport)(DEV_AUTH_TOKEN, app=app)
-            start.wait(timeout=10)
-            phone.press("97531")
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(repr(exc))
-    threads = [threading.Thread(target=guess, args=pair) for pair in phones]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors[:3]
+    press_at_once(phones, "97531", timeout=60)
     assert len(checked) <= staffdb.MAX_FAILS, f"{len(checked)} PINs tried for one staff ID at once"
     # Locked now, for the right PIN too.
     phone = Phone(workers[0], to=line_number(workers[0], "staff")).start().press("1").press(STAFF_ID)
