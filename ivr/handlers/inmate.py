@@ -192,6 +192,19 @@ def _stored_failed(turn, exc: Exception) -> Outcome:
     return Outcome(goto=PERSON)
 
 
+def _write(turn, change: Callable[[RequestStore, str], None]) -> Outcome | None:
+    """Apply `change` to this call's request: None once stored, else where the call goes instead (no request
+    yet: the inmate number first; Redis failing: a person)."""
+    ref = turn.vars.get("inm_ref")
+    if not ref:
+        return Outcome(goto="inm_number")
+    try:
+        change(_store(turn), ref)
+    except redis.RedisError as exc:
+        return _stored_failed(turn, exc)
+    return None
+
+
 # --- the call's steps ----------------------------------------------------------------------------------
 
 # Who is calling: set by the facts each caller hears, inm_start (the parent: an inmate phone, or key 1 at
@@ -274,28 +287,17 @@ def inm_facility(turn, value: str) -> Outcome:
 
 @handler("inm_facility_save")
 def inm_facility_save(turn, value: None) -> Outcome:
-    ref = turn.vars.get("inm_ref")
-    if not ref:
-        return Outcome(goto="inm_number")
-    try:
-        _store(turn).update(ref, "facility given", detail=turn.vars.get("inm_facility", ""), stage="facility",
-                            facility=turn.vars.get("inm_facility", ""),
-                            facility_how=turn.vars.get("inm_facility_how", ""))
-    except redis.RedisError as exc:
-        return _stored_failed(turn, exc)
-    return Outcome(goto="inm_case")
+    fid, how = turn.vars.get("inm_facility", ""), turn.vars.get("inm_facility_how", "")
+    stop = _write(turn, lambda store, ref: store.update(ref, "facility given", detail=fid, stage="facility",
+                                                        facility=fid, facility_how=how))
+    return stop or Outcome(goto="inm_case")
 
 
 @handler("inm_case")
 def inm_case(turn, value: str) -> Outcome:
-    ref = turn.vars.get("inm_ref")
-    if not ref:
-        return Outcome(goto="inm_number")
-    try:
-        _store(turn).update(ref, "case or docket number given", stage="case", case=value)
-    except redis.RedisError as exc:
-        return _stored_failed(turn, exc)
-    return inm_to_message(turn, None)
+    stop = _write(turn, lambda store, ref: store.update(ref, "case or docket number given", stage="case",
+                                                        case=value))
+    return stop or inm_to_message(turn, None)
 
 
 @handler("inm_to_message")
@@ -306,26 +308,17 @@ def inm_to_message(turn, value: None) -> Outcome:
 
 @handler("inm_message")
 def inm_message(turn, value: str) -> Outcome:
-    ref = turn.vars.get("inm_ref")
-    if not ref:
-        return Outcome(goto="inm_number")
-    try:
-        _store(turn).add_recording(ref, value[:300])
-    except redis.RedisError as exc:
-        return _stored_failed(turn, exc)
-    return Outcome(goto="inm_finish")
+    stop = _write(turn, lambda store, ref: store.add_recording(ref, value[:300]))
+    return stop or Outcome(goto="inm_finish")
 
 
 @handler("inm_finish")
 def inm_finish(turn, value: None) -> Outcome:
     """Say the reference only once the request is stored for good."""
-    ref = turn.vars.get("inm_ref")
-    if not ref:
-        return Outcome(goto="inm_number")
-    try:
-        _store(turn).finish(ref)
-    except redis.RedisError as exc:
-        return _stored_failed(turn, exc)
+    stop = _write(turn, lambda store, ref: store.finish(ref))
+    if stop:
+        return stop
+    ref = turn.vars["inm_ref"]
     turn.say("inm.done.for" if _for_parent(turn) else "inm.done", ref=say_ref(ref),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return Outcome(hangup=True)
