@@ -14,8 +14,6 @@ from collections import Counter
 
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 
-ENDPOINTS = ("pin", "summary", "payments", "health")
-
 
 def endpoint_of(path: str) -> str:
     if path.startswith("/v1/pin-verifications"):
