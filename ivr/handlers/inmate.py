@@ -355,16 +355,24 @@ def _join(names: list[str], lang: str) -> str:
 
 # --- background jobs: the caller's message, into the system's own storage, then off Twilio ----------------
 
-@job(RECORDING_JOB)
-def fetch_recording(payload: dict, ctx: JobContext) -> None:
-    ref = str(payload.get("ref", ""))
-    store = RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
-    account, token = ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"]
+def _job_store(ctx: JobContext) -> RequestStore:
+    return RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
+
+
+def _job_request(payload: dict, ctx: JobContext) -> tuple[RequestStore, str, dict[str, str], str | None]:
+    """(store, reference, the request as stored, the job's recording URL or None when it cannot be unsealed);
+    GiveUp when the request is gone. The URL is sealed by this version, plain in jobs an older one queued."""
+    store, ref = _job_store(ctx), str(payload.get("ref", ""))
     request = store.raw(ref)
     if request is None:
         raise GiveUp(f"no request {ref}")
-    # Sealed by this version, plain in jobs queued by an older one: both are fetched.
-    url = store.open_url(str(payload.get("url", "")))
+    return store, ref, request, store.open_url(str(payload.get("url", "")))
+
+
+@job(RECORDING_JOB)
+def fetch_recording(payload: dict, ctx: JobContext) -> None:
+    store, ref, request, url = _job_request(payload, ctx)
+    account, token = ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"]
     if url is None:
         store.recording_failed(ref, "the recording URL cannot be unsealed (was IVR_SECRET_KEY changed?)", True)
         raise GiveUp(f"request {ref}: recording URL cannot be unsealed")
@@ -392,13 +400,8 @@ def fetch_recording(payload: dict, ctx: JobContext) -> None:
 def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
     """Delete Twilio's copy of a message the system holds. A failure keeps the request and the file, says so
     on the request (`ivr requests show`), and is tried again (jobs.py: ~25 minutes, then the dead letters)."""
-    ref = str(payload.get("ref", ""))
-    store = RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
+    store, ref, request, url = _job_request(payload, ctx)
     account, token = ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"]
-    request = store.raw(ref)
-    if request is None:
-        raise GiveUp(f"no request {ref}")
-    url = store.open_url(str(payload.get("url", "")))
     if url is None:
         store.twilio_copy_not_deleted(ref, "the recording URL cannot be unsealed", again=False)
         raise GiveUp(f"request {ref}: recording URL cannot be unsealed")
@@ -429,7 +432,7 @@ def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
 
 @at_start
 def reseal_legacy_requests(ctx: JobContext) -> None:
-    RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"])).reseal_legacy()
+    _job_store(ctx).reseal_legacy()
 
 
 _warned_no_account = False
