@@ -48,10 +48,10 @@ SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
-STAGES = ("number", "facility", "case", "message", "finished")   # how far a caller got
 WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
-# What became of Twilio's copy of the message (field `twilio_copy`; none on requests from before).
-TWILIO_COPY = ("deleting", "deleted", "already gone", "delete failed", "not deleted", "kept")
+# Field `stage` (how far a caller got): number, facility, case, message, finished.
+# Field `twilio_copy` (what became of Twilio's copy of the message; none on requests from before): deleting,
+# deleted, already gone, delete failed, not deleted, kept.
 KEPT = {"twilio_copy": "kept", "twilio_copy_error": "TWILIO_ACCOUNT_SID is not configured"}   # development
 _warned = False     # the WAITAOF warning is logged once per process, not once per request
 
