@@ -230,12 +230,10 @@ class Mirror:
     which announcements a line plays. Reloaded only when `ivr:prompts:rev` changed (the value is read
     with the call state, so a webhook costs no extra round trip)."""
 
-    def __init__(self, library: Library, prompts: Prompts, now: Callable[[], datetime],
-                 config: Mapping) -> None:
+    def __init__(self, library: Library, prompts: Prompts, now: Callable[[], datetime]) -> None:
         self.library = library
         self.prompts = prompts
         self.now = now
-        self.config = config
         self.seen: tuple | None = None                  # (revision, base URL) loaded
         self.anns: dict[tuple[str, str], dict] = {}     # (line, lang) -> record with "url"
         self._lock = threading.Lock()

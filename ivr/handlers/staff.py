@@ -39,7 +39,7 @@ def setup(app: Flask) -> None:
     hook of the engine's `language` node, and the audio route."""
     rt = app.extensions["ivr"]
     library = Library(rt.redis)
-    mirror = Mirror(library, rt.prompts, rt.hours.now, app.config)
+    mirror = Mirror(library, rt.prompts, rt.hours.now)
     rt.services.extra.update(library=library, published=mirror, staffdb=StaffDB(rt.redis),
                              announcements=mirror.announcements)
     rt.extra_keys += (REV,)
