@@ -17,6 +17,7 @@ from ivr import settings
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.conftest import LINES
+from tests.test_inmate_recordings import everything_in
 
 YORK = "+19595550113"          # York CI's placeholder inmate-phone caller ID (config/facilities.yaml)
 SHARED = "+19595550120"        # an inmate phone that does not tell the facility
@@ -347,19 +348,7 @@ def test_redis_holds_no_inmate_or_case_number_and_logs_neither(call, redis_clien
     # A hang-up during the read-back leaves nothing either: the call's state is removed at the end.
     call("callcenter", ["-", "1", f"{INMATE}#", "1", f"{CASE}#", "1", "record"], caller=YORK)
     call("callcenter", ["-", "1", "8642097#"], caller=YORK)
-    dump = b""
-    for key in redis_client.scan_iter("*"):
-        kind = redis_client.type(key).decode()
-        if kind == "string":
-            dump += redis_client.get(key) or b""
-        elif kind == "hash":
-            dump += b" ".join(k + b"=" + v for k, v in redis_client.hgetall(key).items())
-        elif kind == "stream":
-            for _, fields in redis_client.xrange(key):
-                dump += b" ".join(fields.values())
-        elif kind == "zset":
-            dump += b" ".join(redis_client.zrange(key, 0, -1))
-        dump += b" " + key
+    dump = everything_in(redis_client)
     assert dump and b"ivr:req:" in dump
     for secret in (INMATE, CASE, "8642097", "959555"):
         assert secret.encode() not in dump, f"{secret} is readable in Redis"
