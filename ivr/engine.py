@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
@@ -330,13 +331,13 @@ class Engine:
         best = None
         for opt in self.options(turn, node):
             for w in opt.get("words", {}).get(turn.lang, []):
-                w = _norm(w)
-                if re.search(rf"\b{re.escape(w)}\b", said) and (best is None or len(w) > best[0]):
-                    best = (len(w), str(opt["key"]))
+                size, pattern = _word(w)
+                if pattern.search(said) and (best is None or size > best[0]):
+                    best = (size, str(opt["key"]))
         if best:
             return best[1]     # a menu's own words win over the words that work everywhere
         for key, words in GLOBAL_WORDS[turn.lang].items():
-            if any(re.search(rf"\b{re.escape(_norm(w))}\b", said) for w in words):
+            if any(_word(w)[1].search(said) for w in words):
                 return key
         tokens = said.split()
         for digit, word in enumerate(SPOKEN_DIGITS[turn.lang]):
@@ -551,6 +552,14 @@ def _norm(text: str) -> str:
     text = unicodedata.normalize("NFKD", text.lower())
     text = "".join(c for c in text if not unicodedata.combining(c))
     return re.sub(r"[^a-z0-9 ]", " ", text).strip()
+
+
+@lru_cache(maxsize=1024)
+def _word(word: str) -> tuple[int, re.Pattern]:
+    """A menu's or a global word, normalised and compiled once rather than on every spoken step:
+    (its normalised length, which decides between two matches; the whole-word pattern)."""
+    normed = _norm(word)
+    return len(normed), re.compile(rf"\b{re.escape(normed)}\b")
 
 
 def _count(n: int, lang: str, upto: int | None = None) -> str:
