@@ -43,9 +43,11 @@ def worker(app, redis_client):
     return jobs.Worker(jobs.JobContext(app.config, redis_client), name="test-worker")
 
 
-def leave_message(call) -> tuple[str, str]:
-    """A facility caller leaves a full request with a message; (reference, recording URL)."""
-    c = call("callcenter", ["-", "1", "7654321#", "1", "*", "record"], caller=YORK)
+def message_on(app, account: str = ACCOUNT) -> tuple[str, str]:
+    """A facility caller's full request with a message, recorded on `account`; (reference, recording URL)."""
+    phone = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK,
+                     keys=["-", "1", f"{INMATE}#", "1", "*", "record"], account_sid=account)
+    c = phone.place()
     url = next(e.text for e in c.events if e.kind == "record")
     ref = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", c.said)
     return "".join(ref.groups()), url
@@ -56,8 +58,8 @@ def store_of(app):
 
 
 @responses.activate
-def test_the_message_is_downloaded_with_the_account_credentials_into_data_dir(app, call, worker):
-    ref, url = leave_message(call)
+def test_the_message_is_downloaded_with_the_account_credentials_into_data_dir(app, worker):
+    ref, url = message_on(app, DEV_ACCOUNT_SID)
     assert not responses.calls                      # the call itself never waited for a download
     responses.get(url + ".mp3", body=AUDIO, status=200, content_type="audio/mpeg")
     assert worker.run_once() == 1
@@ -72,8 +74,8 @@ def test_the_message_is_downloaded_with_the_account_credentials_into_data_dir(ap
 
 
 @responses.activate(registry=OrderedRegistry)
-def test_a_recording_not_there_yet_is_retried_until_it_is(app, call, worker):
-    ref, url = leave_message(call)
+def test_a_recording_not_there_yet_is_retried_until_it_is(app, worker):
+    ref, url = message_on(app, DEV_ACCOUNT_SID)
     responses.get(url + ".mp3", status=404)
     responses.get(url + ".mp3", status=503)
     responses.get(url + ".mp3", body=AUDIO, status=200)
@@ -83,8 +85,8 @@ def test_a_recording_not_there_yet_is_retried_until_it_is(app, call, worker):
 
 
 @responses.activate
-def test_a_download_failing_for_now_stays_queued_and_says_so(app, call, worker, redis_client):
-    ref, url = leave_message(call)
+def test_a_download_failing_for_now_stays_queued_and_says_so(app, worker, redis_client):
+    ref, url = message_on(app, DEV_ACCOUNT_SID)
     responses.get(url + ".mp3", status=503)
     worker.run_once()
     request = store_of(app).get(ref)
@@ -121,8 +123,8 @@ def test_only_twilio_recordings_of_our_account_are_fetched(app, worker, redis_cl
 
 
 @responses.activate
-def test_a_newer_message_supersedes_the_older_download(app, call, worker, redis_client):
-    ref, url = leave_message(call)
+def test_a_newer_message_supersedes_the_older_download(app, worker, redis_client):
+    ref, url = message_on(app, DEV_ACCOUNT_SID)
     newer = url[:-4] + "beef"
     store_of(app).add_recording(ref, newer)
     responses.get(newer + ".mp3", body=AUDIO)
@@ -139,16 +141,6 @@ def live(make_app, redis_client):
     """An app with a real-looking Twilio account, and its worker."""
     app = make_app(TWILIO_ACCOUNT_SID=ACCOUNT)
     return app, jobs.Worker(jobs.JobContext(app.config, redis_client), name="live-worker")
-
-
-def message_on(app) -> tuple[str, str]:
-    """A facility caller's full request with a message, recorded on ACCOUNT; (reference, recording URL)."""
-    phone = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK,
-                     keys=["-", "1", f"{INMATE}#", "1", "*", "record"], account_sid=ACCOUNT)
-    c = phone.place()
-    url = next(e.text for e in c.events if e.kind == "record")
-    ref = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", c.said)
-    return "".join(ref.groups()), url
 
 
 def delete_url(url: str) -> str:
@@ -366,12 +358,12 @@ def test_the_only_copy_is_never_deleted(live, redis_client, staff):
 
 
 @responses.activate
-def test_without_an_account_sid_nothing_is_deleted_with_one_warning(app, call, worker, caplog, monkeypatch,
+def test_without_an_account_sid_nothing_is_deleted_with_one_warning(app, worker, caplog, monkeypatch,
                                                                   staff):
     monkeypatch.setattr(inmate, "_warned_no_account", False)
     caplog.set_level(logging.WARNING)
-    first, url1 = leave_message(call)
-    second, url2 = leave_message(call)
+    first, url1 = message_on(app, DEV_ACCOUNT_SID)
+    second, url2 = message_on(app, DEV_ACCOUNT_SID)
     for url in (url1, url2):
         responses.get(url + ".mp3", body=AUDIO)
     worker.run_once()
