@@ -57,24 +57,22 @@ def check_url(url: str, account_sid: str) -> str:
     return match.group(2)
 
 
-def session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
+def _retrying_session(method: str, statuses: tuple[int, ...], retries: int, backoff: float) -> requests.Session:
     s = requests.Session()
-    # A recording can answer 404 for a few seconds after the call ends, until Twilio has stored it.
-    retry = CappedRetry(total=retries, backoff_factor=backoff, status_forcelist=(404, 429, 500, 502, 503, 504),
-                  allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
-                  raise_on_status=False)
+    retry = CappedRetry(total=retries, backoff_factor=backoff, status_forcelist=statuses,
+                        allowed_methods=frozenset({method}), respect_retry_after_header=True, raise_on_status=False)
     s.mount("https://", HTTPAdapter(max_retries=retry))
     return s
+
+
+def session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
+    # A recording can answer 404 for a few seconds after the call ends, until Twilio has stored it.
+    return _retrying_session("GET", (404, 429, 500, 502, 503, 504), retries, backoff)
 
 
 def delete_session(retries: int = 3, backoff: float = 0.5) -> requests.Session:
-    s = requests.Session()
     # DELETE is idempotent, so a retry after a lost answer is safe. No 404 here: it means already gone.
-    retry = CappedRetry(total=retries, backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=frozenset({"DELETE"}), respect_retry_after_header=True,
-                  raise_on_status=False)
-    s.mount("https://", HTTPAdapter(max_retries=retry))
-    return s
+    return _retrying_session("DELETE", (429, 500, 502, 503, 504), retries, backoff)
 
 
 def account_configured(account_sid: str) -> bool:
