@@ -391,6 +391,14 @@ class _Words:
         return fields
 
 
+def _payee_kind(p: Payment) -> str:
+    """What the payee hears of a payment: "disbursed" (only when the SDU says how and when), "held" or
+    "received"; the last part of the pay.last.payee.* and pay.recent.item.* prompt ids."""
+    if p.status == "disbursed" and p.disbursement_method and p.disbursed_date:
+        return "disbursed"
+    return "held" if p.status == "held" else "received"
+
+
 def _who(turn) -> tuple[str, str, object] | Outcome:
     """(case number, role, SDU client) of an identified caller, or where to send the call instead."""
     case = _identified(turn)
@@ -457,13 +465,11 @@ def say_last(turn, value: str | None) -> Outcome | None:
         turn.say("pay.last.none")
     elif summary.role == "payer":
         turn.say("pay.last.payer", **words.payment(p))
-    elif p.status == "disbursed" and p.disbursement_method and p.disbursed_date:
-        turn.say("pay.last.payee.disbursed", **words.payment(p))
-    elif p.status == "held":
-        turn.say("pay.last.payee.held", **words.payment(p))
-        turn.say("pay.held.help", number=words.callback)
     else:
-        turn.say("pay.last.payee.received", **words.payment(p))
+        kind = _payee_kind(p)
+        turn.say(f"pay.last.payee.{kind}", **words.payment(p))
+        if kind == "held":
+            turn.say("pay.held.help", number=words.callback)
     return None
 
 
@@ -487,14 +493,7 @@ def say_recent(turn, value: str | None) -> Outcome | None:
     else:
         turn.say("pay.recent.intro", count=num2words(len(payments), lang=turn.lang))
     for p in payments:
-        if role == "payer":
-            pid = "pay.recent.item"
-        elif p.status == "disbursed" and p.disbursement_method and p.disbursed_date:
-            pid = "pay.recent.item.disbursed"
-        elif p.status == "held":
-            pid = "pay.recent.item.held"
-        else:
-            pid = "pay.recent.item.received"
+        pid = "pay.recent.item" if role == "payer" else f"pay.recent.item.{_payee_kind(p)}"
         turn.say(pid, **words.payment(p))
     if role == "payee" and any(p.status == "held" for p in payments):
         turn.say("pay.recent.held")
