@@ -55,6 +55,8 @@ class Directory:
         self.districts = districts      # district -> (office id, confirmed)
         self.zips = zips                # ZIP -> town
         self._by_norm = {_norm(t): t for t in towns}
+        # Compiled once: a spoken town is searched for every town's name (short names left out).
+        self._named = [(n, re.compile(rf"\b{re.escape(n)}\b")) for n in self._by_norm if len(n) > 3]
 
     @classmethod
     def load(cls, config_dir: Path) -> Directory:
@@ -104,7 +106,7 @@ class Directory:
         if said in self._by_norm:
             return self._by_norm[said]
         # "I live in West Hartford" -> West Hartford, not Hartford: the longest town named wins.
-        named = [n for n in self._by_norm if len(n) > 3 and re.search(rf"\b{re.escape(n)}\b", said)]
+        named = [n for n, pattern in self._named if pattern.search(said)]
         if named:
             return self._by_norm[max(named, key=len)]
         close = difflib.get_close_matches(said, self._by_norm, n=1, cutoff=0.86)   # "Boston" must not become Bolton
