@@ -429,6 +429,20 @@ def _summary(turn) -> Summary | Outcome:
         return _unreachable(turn, "summary", exc)
 
 
+def _extra_summary(turn, case: str, role: str, what: str) -> Summary | None:
+    """The summary for a sentence the caller can do without: a short budget, and None (logged) when
+    the SDU cannot answer in it."""
+    sdu = turn.services.extra.get("sdu")
+    try:
+        if sdu is None:
+            raise SDUError("no SDU client configured")
+        with sdu.budget_scope(EXTRA_BUDGET):
+            return sdu.summary(case, role, call=turn.state.sid)
+    except SDUError as exc:
+        log.info("payments: call %s: %s not available: %s", _sid(turn), what, exc)
+        return None
+
+
 @handler("pay_menu_intro")
 def menu_intro(turn, value: str | None) -> Outcome | None:
     """The payment menu: only for an identified caller; the first time, say what state the case is in."""
@@ -438,15 +452,9 @@ def menu_intro(turn, value: str | None) -> Outcome | None:
     if not turn.vars.get("welcomed"):
         turn.vars["welcomed"] = True
         turn.say("pay.signed_in")
-        sdu = turn.services.extra.get("sdu")
-        try:
-            if sdu is None:
-                raise SDUError("no SDU client configured")
-            with sdu.budget_scope(EXTRA_BUDGET):
-                status = sdu.summary(case, turn.vars["role"], call=turn.state.sid).status
-        except SDUError as exc:
-            status = None  # each figure says plainly when it cannot be reached
-            log.info("payments: call %s: case status not available: %s", _sid(turn), exc)
+        # Without the SDU nothing is said here: each figure says plainly when it cannot be reached.
+        summary = _extra_summary(turn, case, turn.vars["role"], "case status")
+        status = summary.status if summary else None
         if status in ("closed", "suspended"):
             turn.vars["status"] = status
             turn.say(f"pay.status.{status}")
@@ -573,14 +581,10 @@ def say_how(turn, value: str | None) -> None:
     turn.say("pay.how.credit")
     # For a payer, whether withholding is working on the case; without the SDU the general facts
     # above still hold, so its absence is only logged.
-    case, sdu = _identified(turn), turn.services.extra.get("sdu")
-    if case and sdu is not None and turn.vars.get("role") == "payer":
-        try:
-            with sdu.budget_scope(EXTRA_BUDGET):
-                active = sdu.summary(case, "payer", call=turn.state.sid).income_withholding_active
-        except SDUError as exc:
-            log.info("payments: call %s: withholding status not available: %s", _sid(turn), exc)
-            active = None
+    case = _identified(turn)
+    if case and turn.vars.get("role") == "payer":
+        summary = _extra_summary(turn, case, "payer", "withholding status")
+        active = summary.income_withholding_active if summary else None
         if active is True:
             turn.say("pay.how.iw_active")
         elif active is False:
