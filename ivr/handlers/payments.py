@@ -279,7 +279,7 @@ def identify(turn, value: str | None) -> Outcome:
 @handler("pay_case_entered")
 def case_entered(turn, value: str) -> Outcome:
     # A new case number starts identification over: nothing of an earlier one may be read to it.
-    for name in ("role", "welcomed", "status", "lock"):
+    for name in ("role", "welcomed", "lock"):
         turn.vars.pop(name, None)
     turn.vars["_case"] = turn.services.extra["sealer"].seal(value)
     return Outcome(goto="pay_case_confirm")
@@ -456,7 +456,6 @@ def menu_intro(turn, value: str | None) -> Outcome | None:
         summary = _extra_summary(turn, case, turn.vars["role"], "case status")
         status = summary.status if summary else None
         if status in ("closed", "suspended"):
-            turn.vars["status"] = status
             turn.say(f"pay.status.{status}")
     turn.say("pay.menu.intro")
     return None
