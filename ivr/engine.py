@@ -17,7 +17,7 @@ from functools import lru_cache
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from .callstate import CallState
-from .flow import FlowSet, Node
+from .flow import FlowSet, Node, as_list
 from .handlers import Outcome
 from .prompts import Prompts
 from .speech import say_digits, say_phone
@@ -213,7 +213,7 @@ class Engine:
     def _enter_language(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         gather = turn.gather(timeout=3)
         self._announce(turn, gather)
-        for pid in _as_list(node.get("prompt")):
+        for pid in as_list(node.get("prompt")):
             turn.say(pid, gather)
         offer = self.services.prompts.spoken("lang.offer", "es")
         es = self.services.lines["voices"]["es"]
@@ -245,7 +245,7 @@ class Engine:
         speech = any("words" in o for o in node.options)
         gather = turn.gather(speech=speech, hints=self._hints(turn, node) if speech else None)
         if not reprompt or node.type == "menu" and turn.state.phase == "repeat":
-            for pid in _as_list(node.get("prompt")):
+            for pid in as_list(node.get("prompt")):
                 turn.say(pid, gather, **turn.public_vars())
             if node.get("handler"):
                 # Content made by code (payment figures): said inside the Gather, so keys barge in.
@@ -433,7 +433,7 @@ class Engine:
                              hints=self.hints.get(node.get("hints")) if speech else None,
                              finish_on_key="#", timeout=node.get("timeout", 8))
         if not reprompt or not node.get("short_prompt"):
-            for pid in _as_list(node.get("prompt")):
+            for pid in as_list(node.get("prompt")):
                 turn.say(pid, gather)
         else:
             turn.say(node.get("short_prompt"), gather)
@@ -495,7 +495,7 @@ class Engine:
 
     # --- recordings ------------------------------------------------------------------------
     def _enter_record(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
-        for pid in _as_list(node.get("prompt")):
+        for pid in as_list(node.get("prompt")):
             turn.say(pid)
         turn.response.record(action=turn.action_url(), method="POST", max_length=node.get("max_length", 120),
                              finish_on_key="#", play_beep=True, trim="trim-silence", timeout=5)
@@ -520,7 +520,7 @@ class Engine:
         self._enter_action(turn, node)
 
     def _enter_handover(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
-        for pid in _as_list(node.get("prompt")):
+        for pid in as_list(node.get("prompt")):
             turn.say(pid)
         line = node.get("line")
         if line not in turn.vars.get("_announced", ()):
@@ -531,7 +531,7 @@ class Engine:
         self.enter(turn, self.flows.lines[line].entry)
 
     def _enter_hangup(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
-        for pid in _as_list(node.get("prompt")):
+        for pid in as_list(node.get("prompt")):
             turn.say(pid, number=say_phone(self.services.lines["callback_number"], turn.lang),
                      hours=self.services.hours.describe(turn.lang))
         turn.response.hangup()
@@ -540,12 +540,6 @@ class Engine:
         turn.response.hangup()
 
     _input_handover = _input_hangup
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _norm(text: str) -> str:

@@ -15,7 +15,6 @@ import yaml
 
 from .prompts import LANGS, Prompts
 
-GLOBAL_KEYS = {"*", "0", "9"}     # repeat, a person, main menu: in every menu
 MAX_OPTIONS = 5
 MAX_MENU_DEPTH = 3
 NODE_TYPES = {
@@ -59,7 +58,6 @@ class Line:
     home: str
     person: str
     entry: str          # where a handover from another line comes in
-    number: str = ""
 
 
 @dataclass
@@ -67,9 +65,6 @@ class FlowSet:
     lines: dict[str, Line] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     node_line: dict[str, str] = field(default_factory=dict)
-
-    def line_of(self, node_id: str) -> Line:
-        return self.lines[self.node_line[node_id]]
 
 
 def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Container[str],
@@ -148,7 +143,7 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
     for key in links:
         if node.get(key) is not None:
             need_node(node.get(key), f"`{key}`")
-    for pid in _as_list(node.get("prompt")):
+    for pid in as_list(node.get("prompt")):
         need_prompt(pid)
     for target in node.get("goes", []):
         need_node(target, "`goes`")
@@ -240,7 +235,8 @@ def successors(node: Node) -> list[str]:
     return out
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
+    """A field that holds one value or a list of them (a node's `prompt`), as a list."""
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
