@@ -153,18 +153,6 @@ _METHODS = {
     "check": ("by check in the mail", "por cheque, por correo"),
 }
 
-_CASE_STATUSES = {
-    "open": ("open", "abierto"),
-    "closed": ("closed", "cerrado"),
-    "suspended": ("suspended", "suspendido"),
-}
-
-_PAYMENT_STATUSES = {
-    "received": ("received and being processed", "recibido y en proceso"),
-    "disbursed": ("sent out", "enviado"),
-    "held": ("on hold", "retenido"),
-}
-
 
 def _word(table: dict[str, tuple[str, str]], value: str, lang: str, what: str) -> str:
     try:
@@ -182,19 +170,3 @@ def say_source(source: str, lang: str) -> str:
 def say_method(method: str, lang: str) -> str:
     """How money reaches the payee: "to your debit card" / "a su tarjeta de débito"."""
     return _word(_METHODS, method, lang, "disbursement method")
-
-
-def say_case_status(status: str, lang: str) -> str:
-    """A case status: "open" / "abierto"."""
-    return _word(_CASE_STATUSES, status, lang, "case status")
-
-
-def say_payment_status(status: str, lang: str) -> str:
-    """A payment status: "sent out" / "enviado"."""
-    return _word(_PAYMENT_STATUSES, status, lang, "payment status")
-
-
-def say_status(status: str, lang: str) -> str:
-    """A case or payment status (the two enums do not overlap)."""
-    table = _CASE_STATUSES if status in _CASE_STATUSES else _PAYMENT_STATUSES
-    return _word(table, status, lang, "status")

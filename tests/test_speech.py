@@ -11,15 +11,12 @@ from hypothesis import strategies as st
 
 from ivr.sdu import schema
 from ivr.speech import (
-    say_case_status,
     say_date,
     say_digits,
     say_method,
     say_money,
-    say_payment_status,
     say_phone,
     say_source,
-    say_status,
 )
 
 MONEY = [
@@ -134,14 +131,11 @@ def test_every_contract_enum_has_words_in_both_languages():
     cases = [
         (say_source, _enum("Payment", "properties", "source")),
         (say_method, _enum("DisbursementMethod")),
-        (say_case_status, _enum("Summary", "properties", "status")),
-        (say_payment_status, _enum("Payment", "properties", "status")),
     ]
     for say, values in cases:
         for value in values:
             en, es = say(value, "en"), say(value, "es")
             assert en and es and en != es and "_" not in en + es
-            assert say_status(value, "es") == es if say in (say_case_status, say_payment_status) else True
     with pytest.raises(ValueError):
         say_source("gift", "en")
 
@@ -156,8 +150,6 @@ def test_every_contract_enum_has_words_in_both_languages():
         (say_method, "direct_deposit", "by direct deposit to your bank account",
          "por depósito directo a su cuenta bancaria"),
         (say_method, "check", "by check in the mail", "por cheque, por correo"),
-        (say_status, "suspended", "suspended", "suspendido"),
-        (say_status, "held", "on hold", "retenido"),
     ],
 )
 def test_enum_words(say, value, en, es):
