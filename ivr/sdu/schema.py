@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -32,24 +33,22 @@ _DATE_TIME_RE = re.compile(
 FORMAT_CHECKER = FormatChecker(formats=())
 
 
-@FORMAT_CHECKER.checks("date", raises=ValueError)
-def _is_date(instance: object) -> bool:
-    if not isinstance(instance, str):
+def _check_format(name: str, pattern: re.Pattern[str], parse: Callable[[str], object]) -> None:
+    """Register `name`: a string of that shape that `parse` accepts (a ValueError means it is not,
+    e.g. February 30); values of other types are left to the schema's `type`."""
+
+    @FORMAT_CHECKER.checks(name, raises=ValueError)
+    def check(instance: object) -> bool:
+        if not isinstance(instance, str):
+            return True
+        if not pattern.match(instance):
+            return False
+        parse(instance)
         return True
-    if not _DATE_RE.match(instance):
-        return False
-    date.fromisoformat(instance)
-    return True
 
 
-@FORMAT_CHECKER.checks("date-time", raises=ValueError)
-def _is_date_time(instance: object) -> bool:
-    if not isinstance(instance, str):
-        return True
-    if not _DATE_TIME_RE.match(instance):
-        return False
-    datetime.fromisoformat(instance)
-    return True
+_check_format("date", _DATE_RE, date.fromisoformat)
+_check_format("date-time", _DATE_TIME_RE, datetime.fromisoformat)
 
 
 @functools.cache
