@@ -10,16 +10,14 @@ import argparse
 import getpass
 import sys
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import redis
 
 from . import settings
 from .prompts import LANGS, Prompts
 from .published import ANN_LINES, Library, NothingToRollBack, Who
+from .speech import CT_TZ
 from .staffdb import StaffDB, StaffError, check_id
-
-TZ = ZoneInfo("America/New_York")
 
 
 class CliError(Exception):
@@ -99,7 +97,7 @@ def _redis(config: dict) -> redis.Redis:
 
 
 def _now() -> datetime:
-    return datetime.now(TZ)
+    return datetime.now(CT_TZ)
 
 
 def _read_pin(args: argparse.Namespace, staff_id: str) -> str:
