@@ -167,16 +167,17 @@ class StaffDB:
             return Login.LOCKED, None
         # The try is counted before the PIN is checked (INCR is atomic, the lock read with it), so
         # calls keying PINs for one ID at the same moment get MAX_FAILS checks between them, no more.
+        # The account comes in the same round trip.
         fails_key = FAILS.format(id=staff_id)
         pipe = self.redis.pipeline()
         pipe.incr(fails_key)
         pipe.expire(fails_key, FAILS_TTL)
         pipe.get(LOCK.format(id=staff_id))
-        fails, _, lock = pipe.execute()
+        pipe.hgetall(ACCOUNT.format(id=staff_id))
+        fails, _, lock, account = pipe.execute()
         if self._until(lock, now) or int(fails) > MAX_FAILS:
             return Login.LOCKED, None
-        key = ACCOUNT.format(id=staff_id)
-        data = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
+        data = {_text(k): _text(v) for k, v in account.items()}
         good = check_pin(pin, data.get("pin") or _DUMMY) and bool(data.get("pin"))
         if good and data.get("disabled") != "1":
             self.redis.delete(fails_key)
