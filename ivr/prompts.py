@@ -74,7 +74,7 @@ class Prompts:
             out.append(literal)
             if name is None:
                 continue
-            value = format(_Blank(fields)[name], spec or "")
+            value = format(fields.get(name, ""), spec or "")   # a missing field is said as nothing, not a crash
             if _sentence and _starts_sentence("".join(out)):
                 # "{name} is closed" with name "the Norwich office": a sentence starts with a capital.
                 value = value[:1].upper() + value[1:]
@@ -99,13 +99,6 @@ def _starts_sentence(before: str) -> bool:
 
 def _fields(template: str) -> set[str]:
     return {name for _, name, _, _ in _parse(template) if name}
-
-
-class _Blank(dict):
-    """A missing field is said as nothing rather than crashing the call."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
 
 
 def _merge(folder: Path, kind: type) -> dict:
