@@ -82,8 +82,11 @@ class Prompts:
         return "".join(out)
 
     def spoken(self, pid: str, lang: str, **fields: object) -> Spoken:
-        # A recording can only stand in for a prompt without variable parts.
-        audio = None if _fields(self.texts[lang][pid]) else self.recordings.get((pid, lang))
+        # A recording can only stand in for a prompt without variable parts (most prompts have no
+        # recording: look that up first, the template's fields only when there is one).
+        audio = self.recordings.get((pid, lang))
+        if audio and _fields(self.texts[lang][pid]):
+            audio = None
         return Spoken(self.text(pid, lang, _sentence=True, **fields), audio)
 
 
