@@ -15,6 +15,7 @@ from ivr.handlers.payments import ANONYMOUS, PaySettings, caller_id, caller_keys
 from ivr.sdu.client import SDUClient, SDULocked
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 from ivr.settings import ROOT
+from tests.walk import Phone, line_number
 
 CASE, PAYER_PIN = "123456789", "1234"
 WRONG = ["1111#", "2222#", "3333#"]
@@ -92,6 +93,30 @@ def test_attempts_are_counted_before_the_sdu_is_asked(call, lock_app, prompts, r
     c = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#"], target_app=lock_app)
     assert "locked for thirty minutes" in c.said
     assert prompts.text("pay.menu.intro", "en") not in c.said
+
+
+def test_a_lock_set_while_the_caller_keys_the_pin_stops_that_pin(lock_app, prompts, redis_client, sealer):
+    # Another worker locks the case after this caller's case number was accepted (the PIN prompt is
+    # already playing): the PIN, even the right one, must not reach the SDU.
+    phone = Phone(lock_app, to=line_number(lock_app, "payments")).start()
+    for key in ("-", CASE + "#", "1"):
+        phone.press(key)
+    assert phone.heard[-1][1] == prompts.text("pay.pin.ask", "en")
+    tries, lock = case_keys(sealer, CASE)
+    redis_client.set(lock, 1, ex=600)
+    phone.press(PAYER_PIN + "#")
+    assert "locked for thirty minutes" in phone.said
+    assert prompts.text("pay.menu.intro", "en") not in phone.said
+    assert not redis_client.exists(tries)   # the refused attempt is not left counted
+    # Nor one from this phone's number, now locked by another worker in the same way.
+    other = Phone(lock_app, to=line_number(lock_app, "payments"), caller="+18605550166").start()
+    for key in ("-", "234567890#", "1"):
+        other.press(key)
+    caller_tries, caller_lock = caller_keys(sealer, "+18605550166")
+    redis_client.set(caller_lock, 1, ex=600)
+    other.press(PAYER_PIN + "#")
+    assert CALLER_LOCKED in other.said
+    assert not redis_client.exists(caller_tries)
 
 
 def test_a_right_pin_clears_the_cases_count(call, lock_app, redis_client, sealer):
