@@ -313,7 +313,7 @@ def pin_entered(turn, pin: str) -> Outcome:
         return Outcome(goto="pay_case")
     settings = _settings(turn)
     guard = Guard(turn)
-    kind = guard.locked(case) or guard.reserve(case)
+    kind = guard.reserve(case)  # it reads both locks too, in its one round trip
     if kind:
         return _locked(turn, kind)
     sdu = turn.services.extra.get("sdu")
