@@ -73,13 +73,15 @@ class Runtime:
         """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""
         response = VoiceResponse()
         number = self.lines_cfg["callback_number"]
+        # Asked once: what is said and whether a person is dialed must agree, even at closing time.
+        is_open = self.hours.is_open("agents")
+        key = "sys.fallback_open" if is_open else "sys.fallback_closed"
         for lang in ("en", "es"):
             voice = self.lines_cfg["voices"][lang]
-            key = "sys.fallback_open" if self.hours.is_open("agents") else "sys.fallback_closed"
             response.say(self.prompts.text(key, lang, number=say_phone(number, lang),
                                            hours=self.hours.describe(lang)),
                          voice=voice["voice"], language=voice["language"])
-        if self.hours.is_open("agents"):
+        if is_open:
             response.dial(self.lines_cfg["agents"]["phone"], timeout=self.lines_cfg["dial"]["timeout"])
         response.hangup()
         return response
