@@ -245,8 +245,9 @@ class Engine:
         speech = any("words" in o for o in node.options)
         gather = turn.gather(speech=speech, hints=self._hints(turn, node) if speech else None)
         if not reprompt or node.type == "menu" and turn.state.phase == "repeat":
+            public = turn.public_vars()
             for pid in as_list(node.get("prompt")):
-                turn.say(pid, gather, **turn.public_vars())
+                turn.say(pid, gather, **public)
             if node.get("handler"):
                 # Content made by code (payment figures): said inside the Gather, so keys barge in.
                 turn.target = gather
