@@ -244,7 +244,7 @@ class Engine:
     def _enter_menu(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         speech = any("words" in o for o in node.options)
         gather = turn.gather(speech=speech, hints=self._hints(turn, node) if speech else None)
-        if not reprompt or node.type == "menu" and turn.state.phase == "repeat":
+        if not reprompt:
             public = turn.public_vars()
             for pid in as_list(node.get("prompt")):
                 turn.say(pid, gather, **public)
@@ -259,7 +259,6 @@ class Engine:
                     for verb in gather.verbs:  # keep what the handler said before moving on
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)
-        turn.state.phase = ""
         self._say_options(turn, node, gather)
         turn.close_gather(gather)
 
@@ -310,7 +309,6 @@ class Engine:
 
     def _global_key(self, turn: Turn, node: Node, key: str) -> bool:
         if key == "*":
-            turn.state.phase = "repeat"
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
         elif key == "9":
             # A node may name its own "main menu" (the payment line's dead ends: the call center's).
