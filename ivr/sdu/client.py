@@ -329,7 +329,6 @@ class SDUClient:
         self.retries = retries
         self._clock = clock
         self._sleep = sleep
-        self._auth = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self.breaker = CircuitBreaker(breaker_threshold, breaker_reset, clock)
         self.summaries = _TTLCache(summary_ttl, SUMMARY_CACHE_SIZE, clock)
         if session is None:
@@ -338,12 +337,13 @@ class SDUClient:
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=16, max_retries=Retry(0, read=False))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers.update(self._auth)
             # The environment (proxy, CA bundle) is read once here, not on every request as requests
             # does by default (~2% of a webhook's CPU, bench/RESULTS.md).
             session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
             session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             session.trust_env = False
+        # On the session once, not on every request (a session handed in gets them too).
+        session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
         self.session = session
 
     # -- public API --
@@ -460,7 +460,6 @@ class SDUClient:
         try:
             resp = self.session.get(
                 self.base_url + _HEALTH_PATH,
-                headers=self._auth,
                 timeout=self._timeouts(remaining),
                 allow_redirects=False,
             )
@@ -567,7 +566,6 @@ class SDUClient:
                     url,
                     params=params,
                     json=json,
-                    headers=self._auth,
                     timeout=self._timeouts(remaining),
                     allow_redirects=False,
                 )
