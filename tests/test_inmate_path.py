@@ -17,7 +17,7 @@ from ivr import settings
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.conftest import LINES
-from tests.test_inmate_recordings import everything_in
+from tests.walk import everything_in
 
 YORK = "+19595550113"          # York CI's placeholder inmate-phone caller ID (config/facilities.yaml)
 SHARED = "+19595550120"        # an inmate phone that does not tell the facility

@@ -22,7 +22,7 @@ from ivr.requests_store import DELETE_JOB, RECORDING_JOB
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from ivr.simphone import SimPhone, Transport
 from tests.conftest import LINES
-from tests.walk import snapshot
+from tests.walk import everything_in
 
 YORK = "+19595550113"
 AUDIO = b"ID3\x03\x00fake mp3 bytes" * 50
@@ -146,27 +146,6 @@ def live(make_app, redis_client):
 def delete_url(url: str) -> str:
     sid = url.rsplit("/", 1)[1]
     return f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}.json"
-
-
-def everything_in(r) -> bytes:
-    """Every key and value in Redis (tests/walk.py's snapshot), whatever its type, as one text to search.
-    Stream ids and sorted-set scores are left out: they are times, whose digits could match by chance."""
-    parts: list[bytes] = []
-    for key, value in snapshot(r).items():
-        parts.append(key)
-        if isinstance(value, dict):                       # hash
-            parts += [k + b"=" + v for k, v in value.items()]
-        elif isinstance(value, list):                     # list, set, sorted set (with scores), stream
-            for item in value:
-                if not isinstance(item, tuple):
-                    parts.append(item)
-                elif isinstance(item[1], dict):           # a stream entry: (id, fields)
-                    parts += [k + b"=" + v for k, v in item[1].items()]
-                else:                                     # a sorted-set member: (member, score)
-                    parts.append(item[0])
-        else:                                             # string
-            parts.append(value)
-    return b"\n".join(parts)
 
 
 def queued(r, kind: str) -> int:

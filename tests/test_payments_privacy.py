@@ -12,6 +12,7 @@ import pytest
 from ivr.callstate import CallState
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 from ivr.speech import say_digits
+from tests.walk import snapshot
 
 CASES = ["123456789", "089123456", "567891234", "901234567"]
 PINS = ["1234", "0707", "5151", "7392", "4816", "5057", "6060", "9012"]
@@ -27,26 +28,8 @@ def secrets_in(text: str) -> list[str]:
 
 
 def dump(r) -> list[tuple[bytes, bytes]]:
-    """Every key of the Redis database and its value, whatever its type."""
-    out = []
-    for key in r.scan_iter("*"):
-        kind = r.type(key)
-        if kind == b"string":
-            value = r.get(key) or b""
-        elif kind == b"hash":
-            value = repr(r.hgetall(key)).encode()
-        elif kind == b"list":
-            value = repr(r.lrange(key, 0, -1)).encode()
-        elif kind == b"set":
-            value = repr(r.smembers(key)).encode()
-        elif kind == b"zset":
-            value = repr(r.zrange(key, 0, -1, withscores=True)).encode()
-        elif kind == b"stream":
-            value = repr(r.xrange(key)).encode()
-        else:
-            value = b""
-        out.append((key, value))
-    return out
+    """Every key of the Redis database and its value, whatever its type (strings as stored)."""
+    return [(k, v if isinstance(v, bytes) else repr(v).encode()) for k, v in snapshot(r).items()]
 
 
 @pytest.fixture

@@ -356,3 +356,24 @@ def snapshot(rdb) -> dict[bytes, object]:
             read.append(key)
     values = pipe.execute()
     return {k: sorted(v) if isinstance(v, set) else v for k, v in zip(read, values, strict=True)}
+
+
+def everything_in(rdb) -> bytes:
+    """Every key and value in Redis (`snapshot`), whatever its type, as one text to search.
+    Stream ids and sorted-set scores are left out: they are times, whose digits could match by chance."""
+    parts: list[bytes] = []
+    for key, value in snapshot(rdb).items():
+        parts.append(key)
+        if isinstance(value, dict):                       # hash
+            parts += [k + b"=" + v for k, v in value.items()]
+        elif isinstance(value, list):                     # list, set, sorted set (with scores), stream
+            for item in value:
+                if not isinstance(item, tuple):
+                    parts.append(item)
+                elif isinstance(item[1], dict):           # a stream entry: (id, fields)
+                    parts += [k + b"=" + v for k, v in item[1].items()]
+                else:                                     # a sorted-set member: (member, score)
+                    parts.append(item[0])
+        else:                                             # string
+            parts.append(value)
+    return b"\n".join(parts)
