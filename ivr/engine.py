@@ -86,12 +86,13 @@ class Turn:
         spoken = self.services.prompts.spoken(pid, self.lang, **fields)
         self.say_text(spoken.text, target, audio=spoken.audio)
 
-    def say_text(self, text: str, target=None, audio: str | None = None) -> None:
+    def say_text(self, text: str, target=None, audio: str | None = None, lang: str | None = None) -> None:
+        """Say `text` (in the voice of `lang`, by default the caller's language), or play `audio`."""
         target = target if target is not None else self.target if self.target is not None else self.response
         if audio:
             target.play(audio)
         else:
-            voice = self.services.lines["voices"][self.lang]
+            voice = self.services.lines["voices"][lang or self.lang]
             target.say(text, voice=voice["voice"], language=voice["language"])
 
     def action_url(self) -> str:

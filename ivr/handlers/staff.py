@@ -42,8 +42,9 @@ def setup(app: Flask) -> None:
     mirror = Mirror(library, rt.prompts, rt.hours.now)
     rt.services.extra.update(library=library, published=mirror, staffdb=StaffDB(rt.redis),
                              announcements=mirror.announcements)
+    at = len(rt.extra_keys)         # where the revision comes back among the values read with a call's state
     rt.extra_keys += (REV,)
-    rt.refreshers.append(lambda values: mirror.refresh(values[rt.extra_keys.index(REV)]))
+    rt.refreshers.append(lambda values: mirror.refresh(values[at]))
     app.register_blueprint(audio_bp)
     _check_lines(rt.flows)
 
@@ -104,16 +105,6 @@ def _lang_name(turn: Turn, lang: str) -> str:
 
 def _line_name(turn: Turn, line: str) -> str:
     return turn.services.prompts.text(f"st.line.{line}", turn.lang)
-
-
-def _say_in(turn: Turn, lang: str, text: str = "", audio: str | None = None) -> None:
-    """Say `text` in the voice of `lang` (a Spanish prompt in the Spanish voice), or play `audio`."""
-    target = turn.target if turn.target is not None else turn.response
-    if audio:
-        target.play(audio)
-    elif text.strip():
-        voice = turn.services.lines["voices"][lang]
-        target.say(text, voice=voice["voice"], language=voice["language"])
 
 
 def _node_lines(turn: Turn) -> list[str]:
@@ -203,7 +194,7 @@ def staff_prompt(turn: Turn, value, staff: Staff) -> Outcome | None:
     lang = _work(turn)
     turn.say("st.prompt.about", code=say_digits(str(prompts.codes[pid])), work=_lang_name(turn, lang))
     words = prompts.texts[lang][pid].split()
-    _say_in(turn, lang, " ".join(words[:FIRST_WORDS]) + ("..." if len(words) > FIRST_WORDS else ""))
+    turn.say_text(" ".join(words[:FIRST_WORDS]) + ("..." if len(words) > FIRST_WORDS else ""), lang=lang)
     library: Library = _extra(turn, "library")
     current = library.published(pid, lang)
     if current:
@@ -224,7 +215,7 @@ def staff_hear(turn: Turn, value, staff: Staff) -> Outcome:
         return Outcome(goto="st_code")
     lang = _work(turn)
     spoken = turn.services.prompts.spoken(pid, lang)   # the system's copy, or the computer voice
-    _say_in(turn, lang, spoken.text, spoken.audio)
+    turn.say_text(spoken.text, audio=spoken.audio, lang=lang)   # a Spanish prompt in the Spanish voice
     turn.vars["_quiet"] = 1
     return Outcome(goto="st_prompt")
 
@@ -277,7 +268,7 @@ def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
         # sentence above, about two seconds) gives it that moment; a repeat with * plays at once.
         # MP3: smaller than the WAV the bare URL gives, so it starts sooner.
         (turn.target if turn.target is not None else turn.response).pause(length=REVIEW_PAUSE)
-    _say_in(turn, turn.lang, audio=url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3")
+    turn.say_text("", audio=url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3")
     return None
 
 
@@ -364,7 +355,7 @@ def staff_ann_hear(turn: Turn, value, staff: Staff) -> Outcome:
         rec = mirror.announcement(line, _work(turn))
         if rec is not None:
             turn.say("st.ann.hear.line", line=_line_name(turn, line))
-            _say_in(turn, _work(turn), audio=rec["url"])
+            turn.say_text("", audio=rec["url"])
             heard = True
     if not heard:
         turn.say("st.ann.hear.none")
