@@ -218,9 +218,9 @@ def test_guesses_sent_at_the_same_moment_to_two_workers_stay_within_the_limit(ma
     assert not sdu.app.extensions["sdu_stub"].locked(CASE)
 
 
-def test_a_lock_set_by_another_worker_between_check_and_count_stops_the_attempt(make_app, sdu, monkeypatch):
-    """The same race made certain: while one call's PIN is between the lock check and the count,
-    the other worker locks the case with its wrong PINs. That PIN must not reach the SDU."""
+def test_a_lock_set_by_another_worker_just_before_the_count_stops_the_attempt(make_app, sdu, monkeypatch):
+    """The same race made certain: just before one call's PIN is counted, the other worker locks the
+    case with its wrong PINs. That PIN must not reach the SDU."""
     from ivr.handlers import payments
 
     first, other = make_app(SDU_BASE_URL=sdu.url), make_app(SDU_BASE_URL=sdu.url)
@@ -228,17 +228,16 @@ def test_a_lock_set_by_another_worker_between_check_and_count_stops_the_attempt(
     numbers = caller_numbers(5554000)
     late = at_pin(first, numbers())
     others = [at_pin(other, numbers()) for _ in range(limit)]
-    check = payments.Guard.locked
+    count = payments.Guard.reserve
     pending = [True]
 
-    def locked_then_others_guess(self, case_number):
-        found = check(self, case_number)
-        if pending[0] and case_number:
+    def others_guess_then_count(self, case_number):
+        if pending[0]:
             pending[0] = False
             for phone in others:             # meanwhile, on the other worker
                 phone.press(WRONG_PIN)
-        return found
-    monkeypatch.setattr(payments.Guard, "locked", locked_then_others_guess)
+        return count(self, case_number)
+    monkeypatch.setattr(payments.Guard, "reserve", others_guess_then_count)
     late.press(PAYER_PIN)
     assert not pending[0]
     assert sdu.hits["pin"] == limit
