@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import redis
 
 from .sealing import Sealer
+from .store import Direct
 
 KEY = "ivr:call:{sid}"
 ENDED = "ivr:ended:{sid}"   # the status callback came: only a late <Record> action is still taken
@@ -56,12 +57,13 @@ class CallStore:
 
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
+        self.direct = Direct(client)   # what is sent here may be sent twice (store.Direct)
         self.ttl = ttl
 
     def load(self, sid: str, extra_keys: tuple[str, ...] = ()) -> tuple[CallState | None, list]:
         """The call's state and, in the same round trip, the values of `extra_keys`."""
         # One MGET rather than a pipeline of GETs: the same round trip, less client work (bench/RESULTS.md).
-        raw, ended, *extra = self.redis.mget([KEY.format(sid=sid), ENDED.format(sid=sid), *extra_keys])
+        raw, ended, *extra = self.direct.command("MGET", KEY.format(sid=sid), ENDED.format(sid=sid), *extra_keys)
         state = None
         if raw:
             try:
@@ -72,15 +74,12 @@ class CallStore:
         return state, extra
 
     def save(self, state: CallState) -> None:
-        self.redis.set(KEY.format(sid=state.sid), state.to_json(), ex=self.ttl)
+        self.direct.command("SET", KEY.format(sid=state.sid), state.to_json(), "EX", self.ttl)
 
     def end(self, sid: str, linger: int = 300) -> None:
         """The call ended. Its state is kept a few minutes, not deleted: Twilio may post a hung-up
         <Record>'s action after the status callback, and that message must still be taken."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.expire(KEY.format(sid=sid), linger)
-        pipe.set(ENDED.format(sid=sid), 1, ex=linger)
-        pipe.execute()
+        self.direct.pipeline([("EXPIRE", KEY.format(sid=sid), linger), ("SET", ENDED.format(sid=sid), 1, "EX", linger)])
 
     def live(self, sid: str) -> bool:
         """Is the caller still on the line (state kept, no end reported)?"""

@@ -76,12 +76,13 @@ def clock() -> Clock:
 
 @pytest.fixture
 def make_app(redis_client, clock, sdu_stub, tmp_path):
-    def make(**overrides):
+    def make(redis=None, **overrides):
+        """The app; `redis` another client for it (a dead server's, say) instead of the tests' own."""
         config = {"IVR_ENV": "test", "REDIS_URL": TEST_REDIS_URL, "SDU_BASE_URL": sdu_stub,
                   "SDU_API_KEY": "dev-sdu-key", "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
                   "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"}
         config.update(overrides)
-        return create_app(config, clock=clock, redis_client=redis_client)
+        return create_app(config, clock=clock, redis_client=redis if redis is not None else redis_client)
     return make
 
 

@@ -27,40 +27,48 @@ from ivr.simphone import SimPhone, Transport
 from tests.conftest import TEST_REDIS_URL
 
 
-def counting_client() -> tuple[redis.Redis, SimpleNamespace]:
-    """A real Redis client that counts round trips: each command sent on its own, each pipeline sent."""
+def counting_client(monkeypatch) -> tuple[redis.Redis, SimpleNamespace]:
+    """A real Redis client, and a count of the round trips sent on any connection of its kind: each
+    command or pipeline leaves in one write (redis-py's `send_packed_command`), whether it came
+    through the client or on a connection of a thread's own (ivr/store.py `Direct`)."""
     client = redis.Redis.from_url(TEST_REDIS_URL)
     counter = SimpleNamespace(n=0, trips=[])
-    execute_command, make_pipeline = client.execute_command, client.pipeline
+    connection_class = client.connection_pool.connection_class
+    send = connection_class.send_packed_command
 
-    def counted_command(*args, **options):
+    def counted_send(self, command, *args, **kwargs):
         counter.n += 1
-        counter.trips.append(_names([args]))
-        return execute_command(*args, **options)
+        counter.trips.append(_names(_commands_in(command)))
+        return send(self, command, *args, **kwargs)
 
-    def counted_pipeline(*args, **kwargs):
-        pipe = make_pipeline(*args, **kwargs)
-        execute = pipe.execute
-
-        def counted_execute(*a, **k):
-            if pipe.command_stack:
-                counter.n += 1
-                counter.trips.append(_names(args for args, _ in pipe.command_stack))
-            return execute(*a, **k)
-        pipe.execute = counted_execute
-        return pipe
-
-    client.execute_command, client.pipeline = counted_command, counted_pipeline
+    monkeypatch.setattr(connection_class, "send_packed_command", counted_send)
     return client, counter
+
+
+def _commands_in(packed) -> list[list[bytes]]:
+    """The commands in what redis-py writes to the socket (RESP arrays of bulk strings)."""
+    data = packed if isinstance(packed, bytes) else b"".join(bytes(p) for p in packed)
+    commands, i = [], 0
+    while i < len(data):
+        end = data.index(b"\r\n", i)
+        count, i = int(data[i + 1:end]), end + 2
+        args = []
+        for _ in range(count):
+            end = data.index(b"\r\n", i)
+            size, i = int(data[i + 1:end]), end + 2
+            args.append(data[i:i + size])
+            i += size + 2
+        commands.append(args)
+    return commands
 
 
 def _names(commands) -> str:
     """ "GET ivr:call:*" for a round trip's commands (call ids hidden), for the failure messages."""
     out = []
     for args in commands:
-        key = str(args[1], "utf-8", "replace") if len(args) > 1 and isinstance(args[1], bytes) else \
-            str(args[1]) if len(args) > 1 else ""
-        out.append(f"{args[0]} {key.split('CA')[0]}*" if "CA" in key else f"{args[0]} {key}")
+        name = str(args[0], "utf-8", "replace").upper()
+        key = str(args[1], "utf-8", "replace") if len(args) > 1 else ""
+        out.append(f"{name} {key.split('CA')[0]}*" if "CA" in key else f"{name} {key}")
     return " + ".join(out)
 
 
@@ -81,9 +89,9 @@ class CountingTransport(Transport):
 
 
 @pytest.fixture
-def counted(redis_client, clock, sdu_stub, tmp_path):
+def counted(redis_client, clock, sdu_stub, tmp_path, monkeypatch):
     """The app on a counting Redis client, and the benchmark paths its call tree has."""
-    client, counter = counting_client()
+    client, counter = counting_client(monkeypatch)
     app = create_app({"IVR_ENV": "test", "REDIS_URL": TEST_REDIS_URL, "SDU_BASE_URL": sdu_stub,
                       "SDU_API_KEY": "dev-sdu-key", "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
                       "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"},
@@ -143,13 +151,20 @@ def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(coun
 
 def test_the_round_trip_counter_counts(counted):
     client = counted.app.extensions["ivr"].redis
-    counted.counter.n = 0
+    client.ping()   # the connection made (its handshake is round trips too), then counted from here
+    counted.counter.n, counted.counter.trips = 0, []
     client.set("ivr:test:x", "1", ex=5)
     pipe = client.pipeline(transaction=False)
     pipe.get("ivr:test:x")
     pipe.ttl("ivr:test:x")
     pipe.execute()
     assert counted.counter.n == 2
+    assert counted.counter.trips == ["SET ivr:test:x", "GET ivr:test:x + TTL ivr:test:x"]
+    store = counted.app.extensions["ivr"].store
+    store.load("CA" + "0" * 32)
+    counted.counter.n, counted.counter.trips = 0, []
+    store.load("CA" + "0" * 32)
+    assert counted.counter.n == 1 and counted.counter.trips[0].startswith("MGET ivr:call:*")
 
 
 @pytest.fixture

@@ -102,8 +102,7 @@ def test_the_answers_without_redis_lost_state_and_a_failing_handler_are_valid(ma
             p.press(key)
         documents += p.documents
 
-    dead = make_app()
-    dead.extensions["ivr"].store.redis = store.connect(f"redis://127.0.0.1:{free_port()}/0", "test")
+    dead = make_app(redis=store.connect(f"redis://127.0.0.1:{free_port()}/0", "test"))
     for when in ("2026-11-24 10:00", SATURDAY_NIGHT):
         clock.set(when)
         d = Phone(dead, to=line_number(dead, "payments")).start()

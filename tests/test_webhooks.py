@@ -48,8 +48,7 @@ def test_health_needs_no_signature_and_reports_redis_and_sdu(client):
 
 
 def test_health_reports_a_dead_redis(make_app):
-    app = make_app()
-    app.extensions["ivr"].store.redis = store.connect("redis://127.0.0.1:1/0", "test")
+    app = make_app(redis=store.connect("redis://127.0.0.1:1/0", "test"))
     assert app.test_client().get("/health").get_json()["redis"] is False
 
 
@@ -91,8 +90,7 @@ def test_a_recording_posted_after_the_status_callback_is_still_taken(app, redis_
 
 
 def test_fallback_answers_without_redis_and_transfers_when_open(make_app, clock):
-    app = make_app()
-    app.extensions["ivr"].store.redis = store.connect("redis://127.0.0.1:1/0", "test")
+    app = make_app(redis=store.connect("redis://127.0.0.1:1/0", "test"))
     t = Transport(DEV_AUTH_TOKEN, app=app)
     for path in ("/voice/fallback", "/voice", "/voice/step?s=3"):
         status, body = t.post(path, PARAMS)
