@@ -255,6 +255,7 @@ class Bench:
             "schema": 1, "commit": commit(), "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {**machine(), "redis": self.redis.info("server").get("redis_version")},
             "settings": {"workers": args.workers, "warmup_s": args.warmup, "duration_s": args.duration,
+                         "rounds": args.rounds,
                          "sdu_delay_s": args.sdu_delay,
                          "max_requests": args.max_requests, "web_command": shlex.join(self.commands["system"]),
                          "paths": {p.name: {"line": p.line, "keys": list(p.keys), "weight": p.weight,
@@ -267,10 +268,7 @@ class Bench:
             if time.monotonic() > self.deadline:
                 self.say(f"!! --max-seconds reached: level {calls} and after not run")
                 break
-            level = {"calls": calls}
-            for target in ("system", "floor"):
-                self.reset()
-                level[target] = self.measure(target, paths, calls)
+            level = {"calls": calls, **self.measure_both(paths, calls)}
             s_rps, f_rps = level["system"]["rps"], level["floor"]["rps"]
             level["ratio"] = round(s_rps / f_rps, 3) if f_rps else None
             s_cpu, f_cpu = (level[t].get("server_cpu_ms_per_request") for t in ("system", "floor"))
@@ -278,10 +276,8 @@ class Bench:
             result["levels"].append(level)
             self.show_level(level)
         if args.paced_calls and time.monotonic() < self.deadline:
-            paced = {"calls": args.paced_calls, "pause_s": args.pause}
-            for target in ("system", "floor"):
-                self.reset()
-                paced[target] = self.measure(target, paths, args.paced_calls, pause=args.pause)
+            paced = {"calls": args.paced_calls, "pause_s": args.pause,
+                     **self.measure_both(paths, args.paced_calls, pause=args.pause)}
             result["paced"] = paced
             self.show_level(paced, f"{args.paced_calls} simultaneous calls, each pausing {args.pause:g} s "
                                    "before each step (latency without a queue)")
@@ -359,7 +355,26 @@ class Bench:
         self.reset()
         return ok, skipped
 
-    def measure(self, target: str, paths: list[Path], calls: int, pause: float = 0.0) -> dict:
+    def measure_both(self, paths: list[Path], calls: int, pause: float = 0.0) -> dict:
+        """The system and the floor, each measured in `--rounds` runs taken in turns (S F F S S F ...),
+        so that a change in this machine's speed during the level (a neighbour on the host, say)
+        falls on both alike rather than on whichever ran second. Each round's ratio is kept, to show
+        how much the machine moved."""
+        runs: dict[str, list] = {"system": [], "floor": []}
+        for i in range(self.args.rounds):
+            for target in ("system", "floor") if i % 2 == 0 else ("floor", "system"):
+                self.reset()
+                runs[target].append(self.measure(target, paths, calls, pause, profile=i == 0))
+        out = {target: combine(runs[target]) for target in runs}
+        def rps(run: dict) -> float:
+            return run["tally"].requests / run["window"] if run["window"] > 0 else 0.0
+        out["round_ratios"] = [round(rps(s) / rps(f), 3) if rps(f) else None
+                               for s, f in zip(runs["system"], runs["floor"], strict=True)]
+        return out
+
+    def measure(self, target: str, paths: list[Path], calls: int, pause: float = 0.0,
+                profile: bool = True) -> dict:
+        """One run against `target`: what the driver measured and the CPU each process used."""
         args = self.args
         pid = self.procs.procs[target].pid
         marks: dict[str, dict] = {}
@@ -370,7 +385,7 @@ class Bench:
                            "redis_cpu": cpu_seconds(self.procs.procs["redis"].pid),
                            "stub_cpu": cpu_seconds(self.procs.procs["sdu-stub"].pid),
                            "redis_cmds": sum(v.get("calls", 0) for v in self.redis.info("commandstats").values())}
-            if name == "t0" and args.profile and calls == args.profile_calls and not pause:
+            if name == "t0" and profile and args.profile and calls == args.profile_calls and not pause:
                 profiler.extend(self.start_profiler(pid, f"{target}-{calls}calls"))
 
         self.procs.check(target)
@@ -381,18 +396,11 @@ class Bench:
             self.say("   profile of the " + summarise_profiles(args.profile, f"{target}-{calls}calls"))
         self.procs.check(target)
         t0, t1 = marks.get("t0"), marks.get("t1")
-        n = tally.requests
-        per = {}
-        if t0 and t1 and n:
-            per = {"server_cpu_ms_per_request": round((t1["cpu"] - t0["cpu"]) * 1000 / n, 3),
-                   "redis_cpu_ms_per_request": round((t1["redis_cpu"] - t0["redis_cpu"]) * 1000 / n, 3),
-                   "sdu_stub_cpu_ms_per_request": round((t1["stub_cpu"] - t0["stub_cpu"]) * 1000 / n, 3),
-                   "driver_cpu_ms_per_request": round((t1["driver_cpu"] - t0["driver_cpu"]) * 1000 / n, 3),
-                   "redis_commands_per_request": round((t1["redis_cmds"] - t0["redis_cmds"] - 1) / n, 2)}
-        return {"rps": round(n / window, 1) if window > 0 else 0.0, "requests": n, "calls_completed": tally.calls,
-                "window_s": round(window, 2), "errors": dict(tally.errors), "error_total": sum(tally.errors.values()),
-                "error_examples": tally.examples,
-                "latency_ms": {k: driver.percentiles(v) for k, v in sorted(tally.latencies.items())}, **per}
+        used = {k: t1[k] - t0[k] for k in t0} if t0 and t1 else {}
+        if used:
+            used["redis_cmds"] -= 1   # the INFO that read the counter
+        return {"tally": tally, "window": window, "used": used}
+
 
     def start_profiler(self, master: int, label: str) -> list[subprocess.Popen]:
         """py-spy on each worker for the measured window: CPU samples (--gil), raw stacks per worker."""
@@ -475,6 +483,8 @@ class Bench:
         self.say(f"\n== {title or str(level['calls']) + ' simultaneous calls, no pauses'} ==")
         self.say(f"   {'':34}{'system':>12}{'floor':>12}")
         ratio = f"   ratio system/floor: {level['ratio']}" if "ratio" in level else ""
+        if len(level.get("round_ratios", [])) > 1:
+            ratio += f" (rounds: {' '.join(str(r) for r in level['round_ratios'])})"
         self.say(f"   {'requests/s':34}{s['rps']:>12}{f['rps']:>12}{ratio}")
         self.say(f"   {'errors':34}{s['error_total']:>12}{f['error_total']:>12}")
         for key, label in (("server_cpu_ms_per_request", "server CPU ms/request"),
@@ -500,6 +510,28 @@ class Bench:
         for name, t in result["targets"].items():
             mark = "ok  " if t["met"] else ("n/a " if t["met"] is None else "MISS")
             self.say(f"   [{mark}] {name}: {t['value']} (target {t['target']})")
+
+
+def combine(runs: list[dict]) -> dict:
+    """Runs of one target merged: requests per second over all their measured windows, latency over
+    all their requests, CPU per request from the sums (a round without its CPU marks leaves CPU out)."""
+    tally, window = driver.Tally(), 0.0
+    for r in runs:
+        tally.merge(r["tally"])
+        window += r["window"]
+    n = tally.requests
+    per = {}
+    if n and all(r["used"] for r in runs):
+        used = {k: sum(r["used"][k] for r in runs) for k in runs[0]["used"]}
+        per = {"server_cpu_ms_per_request": round(used["cpu"] * 1000 / n, 3),
+               "redis_cpu_ms_per_request": round(used["redis_cpu"] * 1000 / n, 3),
+               "sdu_stub_cpu_ms_per_request": round(used["stub_cpu"] * 1000 / n, 3),
+               "driver_cpu_ms_per_request": round(used["driver_cpu"] * 1000 / n, 3),
+               "redis_commands_per_request": round(used["redis_cmds"] / n, 2)}
+    return {"rps": round(n / window, 1) if window > 0 else 0.0, "requests": n, "calls_completed": tally.calls,
+            "window_s": round(window, 2), "errors": dict(tally.errors), "error_total": sum(tally.errors.values()),
+            "error_examples": tally.examples,
+            "latency_ms": {k: driver.percentiles(v) for k, v in sorted(tally.latencies.items())}, **per}
 
 
 def run_phase_marked(url: str, paths: list[Path], calls: int, args: argparse.Namespace,
@@ -672,8 +704,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--calls", type=levels, default=[10, 50, 200],
                         help="simultaneous calls to sweep, comma-separated (default: 10,50,200)")
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default: 8)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run (default: 2)")
+    parser.add_argument("--duration", type=float, default=4.0,
+                        help="measured seconds per run: per round, for each of system and floor (default: 4)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run (default: 1)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="runs of each of system and floor per level, taken in turns (default: 4)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per run at most (default: 200000)")
     parser.add_argument("--max-seconds", type=float, default=600,
                         help="start no new run after this many seconds (default: 600)")
@@ -700,13 +735,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     if args.quick:
-        args.calls, args.duration, args.warmup, args.hold = [4], 1.0, 0.3, 10
+        args.calls, args.duration, args.warmup, args.hold, args.rounds = [4], 1.0, 0.3, 10, 1
         args.paced_calls, args.pause, args.profile = 4, 0.05, None
     if args.duration <= 0 or args.warmup < 0 or args.max_requests < 1 or not 1 <= args.workers <= 64 \
+            or not 1 <= args.rounds <= 20 \
             or not 0 <= args.hold <= 5000 or args.max_seconds <= 0 or not 0 <= args.paced_calls <= 1000 \
             or not 0 <= args.pause <= 10 or not 0 <= args.sdu_delay <= 2:
         out("ivr bench: --duration, --max-requests and --max-seconds must be positive, --warmup not negative, "
-            "--workers 1-64, --hold 0-5000, --paced-calls 0-1000, --pause 0-10, --sdu-delay 0-2")
+            "--rounds 1-20, --workers 1-64, --hold 0-5000, --paced-calls 0-1000, --pause 0-10, --sdu-delay 0-2")
         return 2
     if args.profile:
         tool("py-spy")
