@@ -60,6 +60,15 @@ class Facility:
         return tuple("".join(KEYPAD[c] for c in w if c in KEYPAD) for w in self.words)
 
 
+def _e164(raw: str) -> str:
+    if not raw or not any(c.isdigit() for c in raw):
+        return ""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(raw, "US"), phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return ""
+
+
 class Facilities:
     def __init__(self, by_id: dict[str, Facility], numbers: dict[str, str | None]) -> None:
         self.by_id = by_id
@@ -69,13 +78,7 @@ class Facilities:
         """(is the caller ID an inmate phone, which facility). Never raises: prison phone systems send
         "anonymous", "Restricted", Twilio's withheld "+266696687", nothing, or other odd strings."""
         raw = (raw or "").strip()[:40]
-        if not raw or not any(c.isdigit() for c in raw):
-            return False, None
-        try:
-            number = phonenumbers.parse(raw, "US")
-        except phonenumbers.NumberParseException:
-            return False, None
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        e164 = raw if raw in self.numbers else _e164(raw)   # Twilio sends E.164: parsed only if not
         if e164 not in self.numbers:
             return False, None
         fid = self.numbers[e164]
