@@ -193,6 +193,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) ticks of all CPUs since boot: on a virtual machine, time the host gave to others."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = [int(x) for x in FsPath("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+    return 0, 0
+
+
 def children(pid: int) -> list[int]:
     out = []
     for stat in FsPath("/proc").glob("[0-9]*/stat"):
@@ -385,6 +393,7 @@ class Bench:
                            "redis_cpu": cpu_seconds(self.procs.procs["redis"].pid),
                            "stub_cpu": cpu_seconds(self.procs.procs["sdu-stub"].pid),
                            "redis_cmds": sum(v.get("calls", 0) for v in self.redis.info("commandstats").values())}
+            marks[name]["steal"], marks[name]["ticks"] = cpu_ticks()
             if name == "t0" and profile and args.profile and calls == args.profile_calls and not pause:
                 profiler.extend(self.start_profiler(pid, f"{target}-{calls}calls"))
 
@@ -491,7 +500,8 @@ class Bench:
                            ("redis_commands_per_request", "Redis commands/request"),
                            ("redis_cpu_ms_per_request", "redis-server CPU ms/request"),
                            ("sdu_stub_cpu_ms_per_request", "SDU stub CPU ms/request"),
-                           ("driver_cpu_ms_per_request", "driver CPU ms/request")):
+                           ("driver_cpu_ms_per_request", "driver CPU ms/request"),
+                           ("cpu_stolen_pct", "CPU taken by the host (steal) %")):
             extra = ""
             if key == "server_cpu_ms_per_request" and level.get("server_cpu_ratio"):
                 extra = f"   floor/system: {level['server_cpu_ratio']}"
@@ -527,7 +537,8 @@ def combine(runs: list[dict]) -> dict:
                "redis_cpu_ms_per_request": round(used["redis_cpu"] * 1000 / n, 3),
                "sdu_stub_cpu_ms_per_request": round(used["stub_cpu"] * 1000 / n, 3),
                "driver_cpu_ms_per_request": round(used["driver_cpu"] * 1000 / n, 3),
-               "redis_commands_per_request": round(used["redis_cmds"] / n, 2)}
+               "redis_commands_per_request": round(used["redis_cmds"] / n, 2),
+               "cpu_stolen_pct": round(100 * used["steal"] / used["ticks"], 1) if used["ticks"] else None}
     return {"rps": round(n / window, 1) if window > 0 else 0.0, "requests": n, "calls_completed": tally.calls,
             "window_s": round(window, 2), "errors": dict(tally.errors), "error_total": sum(tally.errors.values()),
             "error_examples": tally.examples,
