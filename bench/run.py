@@ -425,7 +425,8 @@ class Bench:
         return procs
 
     def memory(self, paths: list[Path], hold: int) -> dict:
-        """Redis memory per active call: hold `hold` calls mid-way and compare used_memory. Records kept
+        """Redis memory per active call: hold `hold` calls mid-way and compare what Redis stores
+        (`stored_bytes`: used_memory without connection buffers). Records kept
         for staff on purpose (DURABLE_KEYS: an inmate intake's request) are then deleted and measured
         apart, so the figure is what calls cost while they last. Every other key must expire."""
         leftover = key_ttls(self.redis)   # keys the sweep's calls (all ended) left behind
@@ -435,7 +436,7 @@ class Bench:
                     "keys_without_ttl_after_sweep": no_ttl(leftover)}
         time.sleep(0.2)
         seeded = set(key_ttls(self.redis, pipelined=False))   # the staff accounts the paths sign in with
-        before = self.redis.info("memory")["used_memory"]
+        before = stored_bytes(self.redis)
         url = self.urls["system"]
 
         def hold_one(i: int) -> tuple[driver.BenchTransport, str]:
@@ -445,7 +446,7 @@ class Bench:
         with ThreadPoolExecutor(8) as pool:
             held = list(pool.map(hold_one, range(hold)))
         time.sleep(0.2)
-        with_records = self.redis.info("memory")["used_memory"]
+        with_records = stored_bytes(self.redis)
         # One small command at a time: a big pipeline would grow this client's buffers, which Redis
         # counts in used_memory too.
         ttls = key_ttls(self.redis, pipelined=False)
@@ -453,7 +454,7 @@ class Bench:
         for key in durable:
             self.redis.delete(key)
         time.sleep(0.2)
-        after = self.redis.info("memory")["used_memory"]
+        after = stored_bytes(self.redis)
         call_keys = [k for k in ttls if k.startswith("ivr:call:")]
         usage = [self.redis.memory_usage(k) or 0 for k in call_keys[:200]]
         errors = sum(sum(t.tally.errors.values()) for t, _ in held)
@@ -563,6 +564,14 @@ def run_phase_marked(url: str, paths: list[Path], calls: int, args: argparse.Nam
                               max_requests=args.max_requests, pause=pause)
     thread.join(5)
     return result
+
+
+def stored_bytes(client: redis.Redis) -> int:
+    """Redis `used_memory` without its clients' connection buffers: Redis grows and frees those on its
+    own schedule (an idle connection's query buffer is freed after a while), and with a connection
+    per worker thread that moved the figure by tens of KB either way; they are not the calls'."""
+    info = client.info("memory")
+    return info["used_memory"] - info.get("mem_clients_normal", 0) - info.get("mem_clients_slaves", 0)
 
 
 def key_ttls(client: redis.Redis, pipelined: bool = True) -> dict[str, int]:
