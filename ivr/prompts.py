@@ -27,7 +27,12 @@ class Prompts:
     def __init__(self, texts: dict[str, dict[str, str]], codes: dict[str, int]) -> None:
         self.texts = texts          # lang -> id -> text
         self.codes = codes          # id -> short numeric code (staff line)
+        self._ids = {code: pid for pid, code in codes.items()}
         self.recordings: dict[tuple[str, str], str] = {}   # (id, lang) -> audio URL
+
+    def by_code(self, code: str) -> str | None:
+        """The prompt id a staff member keys in as digits ("201"), or None."""
+        return self._ids.get(int(code)) if code.isascii() and code.isdigit() else None
 
     @classmethod
     def load(cls, folder: Path) -> Prompts:

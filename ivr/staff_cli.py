@@ -170,11 +170,11 @@ def _prompts(config: dict) -> Prompts:
 
 
 def _prompt_id(prompts: Prompts, given: str) -> str:
-    if given.isdigit():
-        by_code = {code: pid for pid, code in prompts.codes.items()}
-        if int(given) not in by_code:
+    if given.isascii() and given.isdigit():
+        pid = prompts.by_code(given)
+        if pid is None:
             raise CliError(f"no prompt has the code {given}; `ivr prompts list` shows them")
-        return by_code[int(given)]
+        return pid
     if not prompts.has(given, "en"):
         raise CliError(f"there is no prompt {given!r}; `ivr prompts list` shows them")
     return given

@@ -282,7 +282,7 @@ def test_a_hang_up_after_the_inmate_number_keeps_what_was_given(call, staff):
     assert f"inmate number:       {INMATE}" in show and "York CI" in show
 
 
-def test_a_hang_up_halfway_through_the_facility_keeps_the_case_and_facility(call, staff):
+def test_a_hang_up_after_the_case_number_keeps_the_case_and_facility(call, staff):
     call("callcenter", ["-", "4", "1", "1", f"{INMATE}#", "1", "say York", "1", f"{CASE}#", "1"])
     ref, line = next(iter(listed(staff("list")[1]).items()))
     assert "INCOMPLETE (call ended after the case number)" in line

@@ -211,6 +211,7 @@ def test_ivr_prompts_history_and_rollback(cli, redis_client):
 @pytest.mark.parametrize("argv, message", [
     (["prompts", "history", "nope.prompt"], "there is no prompt 'nope.prompt'"),
     (["prompts", "history", "999"], "no prompt has the code 999"),
+    (["prompts", "history", "²"], "there is no prompt '²'"),   # a digit to str.isdigit, not to int()
     (["prompts", "rollback", "201", "--lang", "en", "--to", "4"], "has no version 4"),
 ])
 def test_ivr_prompts_bad_input(cli, argv, message):

@@ -170,8 +170,7 @@ def staff_switch(turn: Turn, value, staff: Staff) -> Outcome:
 @signed_in
 def staff_code(turn: Turn, value: str, staff: Staff) -> Outcome:
     prompts = turn.services.prompts
-    by_code = {code: pid for pid, code in prompts.codes.items()}
-    pid = by_code.get(int(value)) if value.isdigit() else None
+    pid = prompts.by_code(value)
     if pid is None or not prompts.has(pid, "en"):
         return Outcome(retry="st.code.unknown", fields={"code": say_digits(value)})
     if _fields(prompts.texts["en"][pid]):  # variable parts: always the computer voice
