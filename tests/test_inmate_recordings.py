@@ -148,6 +148,12 @@ def delete_url(url: str) -> str:
     return f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}.json"
 
 
+def twilio_serves(url: str, download: dict | None = None, delete: dict | None = None) -> None:
+    """Twilio's side of one recording, as `responses` answers it: the MP3, then its deletion."""
+    responses.get(url + ".mp3", **(download or {"body": AUDIO}))
+    responses.delete(delete_url(url), **(delete or {"status": 204}))
+
+
 def queued(r, kind: str) -> int:
     return sum(1 for _, f in r.xrange(jobs.STREAM) if f[b"kind"] == kind.encode())
 
@@ -164,8 +170,7 @@ def test_the_message_url_is_kept_only_sealed_before_and_after_the_download(live,
     assert b"ivr:req:" + ref.encode() in dump and queued(redis_client, RECORDING_JOB) == 1
     for plain in (url, "twilio.com", sid):
         assert plain.encode() not in dump, f"{plain} is readable in Redis"
-    responses.get(url + ".mp3", body=AUDIO)
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url)
     worker.run_once()
     worker.run_once()
     dump = everything_in(redis_client)
@@ -176,8 +181,7 @@ def test_the_message_url_is_kept_only_sealed_before_and_after_the_download(live,
 def test_twilios_copy_is_deleted_after_the_download_with_the_account_credentials(live, staff):
     app, worker = live
     ref, url = message_on(app)
-    responses.get(url + ".mp3", body=AUDIO, content_type="audio/mpeg")
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url, download=dict(body=AUDIO, content_type="audio/mpeg"))
     assert worker.run_once() == 1               # the download, which queues the deletion
     assert [c.request.method for c in responses.calls] == ["GET"]
     assert store_of(app).get(ref)["twilio_copy"] == "deleting"
@@ -203,8 +207,7 @@ def test_twilios_copy_is_deleted_after_the_download_with_the_account_credentials
 def test_nothing_is_deleted_when_the_download_fails(live, redis_client, status):
     app, worker = live
     ref, url = message_on(app)
-    responses.get(url + ".mp3", status=status)
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url, download=dict(status=status))
     worker.run_once()
     worker.retry_pending()
     assert {c.request.method for c in responses.calls} == {"GET"}
@@ -220,8 +223,7 @@ def test_a_failed_delete_keeps_the_file_and_the_request_says_so_and_is_tried_aga
     caplog.set_level(logging.INFO)
     app, worker = live
     ref, url = message_on(app)
-    responses.get(url + ".mp3", body=AUDIO)
-    responses.delete(delete_url(url), **failure)
+    twilio_serves(url, delete=failure)
     worker.run_once()
     worker.run_once()
     request = store_of(app).get(ref)
@@ -264,8 +266,7 @@ class CutOff(io.RawIOBase):
 def test_a_download_cut_off_mid_body_leaves_no_file_says_so_and_is_tried_again(live, redis_client):
     app, worker = live
     ref, url = message_on(app)
-    responses.get(url + ".mp3", body=io.BufferedReader(CutOff()))
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url, download=dict(body=io.BufferedReader(CutOff())))
     worker.run_once()
     request = store_of(app).get(ref)
     assert not request["recording_file"] and "during the download" in request["recording_error"]
@@ -309,8 +310,7 @@ def test_the_file_is_synced_to_disk_before_it_is_named_and_before_twilios_copy_g
 def test_a_404_on_delete_means_already_gone(live, redis_client):
     app, worker = live
     ref, url = message_on(app)
-    responses.get(url + ".mp3", body=AUDIO)
-    responses.delete(delete_url(url), status=404)
+    twilio_serves(url, delete=dict(status=404))
     worker.run_once()
     worker.run_once()
     assert [c.request.method for c in responses.calls] == ["GET", "DELETE"]     # not retried
@@ -322,8 +322,7 @@ def test_a_404_on_delete_means_already_gone(live, redis_client):
 def test_the_only_copy_is_never_deleted(live, redis_client, staff):
     app, worker = live
     ref, url = message_on(app)
-    responses.get(url + ".mp3", body=AUDIO)
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url)
     worker.run_once()
     Path(store_of(app).get(ref)["recording_file"]).unlink()          # the system's copy is lost
     worker.run_once()
@@ -373,8 +372,7 @@ def test_a_queued_message_of_the_older_version_is_still_fetched_then_sealed_and_
     url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE{'7' * 32}"
     ref = old_version_request(app, redis_client, url)
     jobs.enqueue(redis_client, RECORDING_JOB, {"ref": ref, "url": url})      # the job, with the plain URL
-    responses.get(url + ".mp3", body=AUDIO)
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url)
     worker.start_up()
     worker.run_once()
     worker.run_once()
@@ -416,8 +414,7 @@ def test_a_queued_message_of_the_older_version_handled_before_a_restart_leaves_n
     url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE{'6' * 32}"
     ref = old_version_request(app, redis_client, url)
     jobs.enqueue(redis_client, RECORDING_JOB, {"ref": ref, "url": url})
-    responses.get(url + ".mp3", body=AUDIO)
-    responses.delete(delete_url(url), status=204)
+    twilio_serves(url)
     worker.run_once()
     worker.run_once()
     worker.start_up()
