@@ -74,7 +74,10 @@ class CallStore:
         return state, extra
 
     def save(self, state: CallState) -> None:
-        self.direct.command("SET", KEY.format(sid=state.sid), state.to_json(), "EX", self.ttl)
+        # After the end (a hung-up <Record>'s late action) the state keeps the short expiry `end` gave it:
+        # a full TTL again would outlive the ENDED mark and show the call as live for hours.
+        expiry = ("KEEPTTL",) if state.ended else ("EX", self.ttl)
+        self.direct.command("SET", KEY.format(sid=state.sid), state.to_json(), *expiry)
 
     def end(self, sid: str, linger: int = 300) -> None:
         """The call ended. Its state is kept a few minutes, not deleted: Twilio may post a hung-up

@@ -17,19 +17,12 @@ from ivr import settings
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.conftest import LINES
-from tests.walk import everything_in
+from tests.walk import everything_in, spoken_ref
 
 YORK = "+19595550113"          # York CI's placeholder inmate-phone caller ID (config/facilities.yaml)
 SHARED = "+19595550120"        # an inmate phone that does not tell the facility
 INMATE = "7654321"
 CASE = "246813579"
-
-
-def spoken_ref(said: str) -> str:
-    """The reference the caller heard ("Your request number is 4 8 3, 9 2 0.")."""
-    m = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", said)
-    assert m, "no request number was said"
-    return "".join(m.groups())
 
 
 def listed(out: str) -> dict[str, str]:

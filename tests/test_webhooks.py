@@ -8,6 +8,7 @@ from twilio.request_validator import RequestValidator
 from ivr import store
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError, from_env
 from ivr.simphone import Transport
+from tests.walk import spoken_ref
 
 PARAMS = {"CallSid": "CA" + "a" * 32, "From": "+18605550100", "To": "+18002285437"}
 
@@ -87,6 +88,10 @@ def test_a_recording_posted_after_the_status_callback_is_still_taken(app, redis_
     status, body = t.post(f"/voice/step?s={seq}", {**base, "RecordingUrl": rec, "RecordingDuration": "40"})
     assert status == 200 and "lost your place" not in body
     assert "request number is" in body
+    assert redis_client.hexists(f"ivr:req:{spoken_ref(body)}", "recording_url")    # the message was taken
+    # The late action leaves the call ended: its state keeps the short expiry, so it is never shown as live.
+    assert 0 < redis_client.ttl("ivr:call:" + PARAMS["CallSid"]) <= 300
+    assert app.extensions["ivr"].store.live(PARAMS["CallSid"]) is False
 
 
 def test_fallback_answers_without_redis_and_transfers_when_open(make_app, clock):

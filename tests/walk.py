@@ -9,6 +9,7 @@ branch costs one request instead of a whole call from the start.
 
 from __future__ import annotations
 
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -377,3 +378,10 @@ def everything_in(rdb) -> bytes:
         else:                                             # string
             parts.append(value)
     return b"\n".join(parts)
+
+
+def spoken_ref(said: str) -> str:
+    """The reference the caller heard ("Your request number is 4 8 3, 9 2 0.")."""
+    m = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", said)
+    assert m, "no request number was said"
+    return "".join(m.groups())
