@@ -190,7 +190,8 @@ def test_an_inmate_phone_is_the_parent_and_is_not_asked(call, prompts, redis_cli
     ("en", "say no", b"for the parent"), ("en", "say I am calling about my husband", b"for the parent"),
     ("en", "say I am his wife", b"for the parent"), ("en", "say yes that's me", b"parent"),
     ("es", "say es para mi esposo", b"for the parent"), ("es", "say yo soy su esposa", b"for the parent"),
-    ("es", "say sí, soy yo", b"parent")])
+    ("es", "say sí, soy yo", b"parent"), ("en", "say I am calling for myself", b"parent"),
+    ("en", "say calling about my own order", b"parent"), ("es", "say llamo por mí mismo", b"parent")])
 def test_who_is_calling_can_be_said(call, redis_client, lang, said, who):
     call("callcenter", ["-" if lang == "en" else "2", "4", said, "1", f"{INMATE}#", "1"])
     ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
