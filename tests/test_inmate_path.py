@@ -416,6 +416,15 @@ def test_zero_on_the_prison_path_when_no_one_answers_offers_to_take_the_request(
     assert spoken_ref(c.said) and not c.dialed
 
 
+def test_zero_before_saying_who_is_calling_still_asks_it_before_the_request(call, prompts, clock, redis_client):
+    clock.set("2026-11-28 23:30")                       # Saturday night: no one to take the call
+    c = call("callcenter", ["-", "4", "0", "1", "2", "1", f"{INMATE}#", "1"])
+    assert prompts.text("inm.person.offer", "en") in c.said_after(3)
+    assert prompts.text("inm.who", "en") in c.said_after(4)       # asked now, not skipped
+    (ref,) = redis_client.zrange("ivr:req:all", 0, -1)           # stored once the number is confirmed
+    assert redis_client.hget(f"ivr:req:{ref.decode()}", "who_called") == b"for the parent"
+
+
 def test_zero_on_the_prison_path_in_open_hours_reaches_a_person(call, prompts):
     c = call("callcenter", ["-", "0"], caller=YORK)
     assert c.dialed and prompts.text("inm.person.offer", "en") not in c.said

@@ -233,6 +233,11 @@ def inm_person(turn, value: None) -> Outcome:
     return Outcome(goto="inm_person_closed")
 
 
+@handler("inm_start_now")
+def inm_start_now(turn, value: None) -> Outcome:
+    return Outcome(goto="inm_number" if "inm_for_parent" in turn.vars else "inm_who")
+
+
 @handler("inm_caller_for")
 def inm_caller_for(turn, value: None) -> Outcome:
     turn.vars["inm_for_parent"] = True
