@@ -168,9 +168,12 @@ class Engine:
         self.enter(turn, self.flows.lines[turn.state.line].home)
 
     def person(self, turn: Turn) -> None:
+        self.enter(turn, self._person_id(turn))
+
+    def _person_id(self, turn: Turn) -> str:
         # A node may name its own "person" (the prison path: when no one answers, its request can).
         node = self.flows.nodes.get(turn.state.node)
-        self.enter(turn, (node.get("person") if node else None) or self.flows.lines[turn.state.line].person)
+        return (node.get("person") if node else None) or self.flows.lines[turn.state.line].person
 
     def fail(self, turn: Turn, node: Node, reason: str, **fields) -> None:
         """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""
@@ -189,7 +192,7 @@ class Engine:
 
     def give_up(self, turn: Turn) -> None:
         hours = self.services.hours
-        person = self.flows.nodes[self.flows.lines[turn.state.line].person]
+        person = self.flows.nodes[self._person_id(turn)]
         # A line whose "person" is a message (the staff line) gets it once; giving up there again
         # hangs up, or a silent, off-hook phone would loop for ever.
         if hours.is_open("agents") and (person.type == "transfer" or person.id != turn.state.node):
