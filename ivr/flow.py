@@ -147,10 +147,9 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
         need_prompt(pid)
     for target in node.get("goes", []):
         need_node(target, "`goes`")
-    if node.get("home") is not None:
-        need_node(node.get("home"), "`home` (key 9)")
-    if node.get("person") is not None:
-        need_node(node.get("person"), "`person` (key 0)")
+    for key, what in (("home", "`home` (key 9)"), ("person", "`person` (key 0)")):
+        if node.get(key) is not None:
+            need_node(node.get(key), what)
     if node.get("optional") and node.get("skip") is None:
         errors.append(f"{where}: an optional question needs `skip` (where the call goes without an answer)")
     if node.get("handler") is not None and node.get("handler") not in handlers:
@@ -230,7 +229,7 @@ def _check_depth(flows: FlowSet) -> list[str]:
 
 def successors(node: Node) -> list[str]:
     out = [opt["goto"] for opt in node.options if "goto" in opt]
-    out += [node.get(k) for k in ("next",) if node.get(k)]
+    out += [node.get(k) for k in ("next", "skip") if node.get(k)]
     out += list(node.get("goes", []))  # where a handler may send the call, declared for the tree view
     return out
 
