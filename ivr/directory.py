@@ -43,6 +43,20 @@ def parse_phone(raw: str, where: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+ANONYMOUS = "anonymous"
+
+
+def caller_id(number: str | None) -> str:
+    """The caller's number in E.164, or "anonymous" when there is no usable caller ID."""
+    try:
+        parsed = phonenumbers.parse(number or "", "US")
+    except phonenumbers.NumberParseException:
+        return ANONYMOUS
+    if not phonenumbers.is_possible_number(parsed):
+        return ANONYMOUS  # "anonymous", "+266696687" (withheld) and the like share one value
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z ]", "", name.lower().replace("-", " ")).strip()
 

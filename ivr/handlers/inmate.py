@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import phonenumbers
 import redis
 import requests
 import yaml
 
 from .. import recordings
-from ..directory import DirectoryError, parse_phone
+from ..directory import DirectoryError, caller_id, parse_phone
 from ..jobs import GiveUp, JobContext, RetryLater, at_start, job
 from ..redact import mask_digits
 from ..requests_store import DELETE_JOB, RECORDING_JOB, WHO_CALLED, RequestStore
@@ -60,15 +59,6 @@ class Facility:
         return tuple("".join(KEYPAD[c] for c in w if c in KEYPAD) for w in self.words)
 
 
-def _e164(raw: str) -> str:
-    if not raw or not any(c.isdigit() for c in raw):
-        return ""
-    try:
-        return phonenumbers.format_number(phonenumbers.parse(raw, "US"), phonenumbers.PhoneNumberFormat.E164)
-    except phonenumbers.NumberParseException:
-        return ""
-
-
 class Facilities:
     def __init__(self, by_id: dict[str, Facility], numbers: dict[str, str | None]) -> None:
         self.by_id = by_id
@@ -78,7 +68,7 @@ class Facilities:
         """(is the caller ID an inmate phone, which facility). Never raises: prison phone systems send
         "anonymous", "Restricted", Twilio's withheld "+266696687", nothing, or other odd strings."""
         raw = (raw or "").strip()[:40]
-        e164 = raw if raw in self.numbers else _e164(raw)   # Twilio sends E.164: parsed only if not
+        e164 = raw if raw in self.numbers else caller_id(raw)   # Twilio sends E.164: parsed only if not
         if e164 not in self.numbers:
             return False, None
         fid = self.numbers[e164]

@@ -21,10 +21,10 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import phonenumbers
 import yaml
 from num2words import num2words
 
+from ..directory import ANONYMOUS, caller_id
 from ..flow import FlowError
 from ..redact import mask_digits, mask_phone
 from ..sdu.client import Payment, SDUError, SDULocked, Summary
@@ -36,7 +36,6 @@ log = logging.getLogger("ivr.payments")
 SDU_LOCK_AFTER = 5      # the SDU locks a case after this many consecutive wrong PINs (sdu-api.yaml)
 RECENT = 5              # "your last five payments" (pay.menu.opt.recent says five)
 EXTRA_BUDGET = 1.0      # seconds for a lookup that only adds a sentence (case status, withholding)
-ANONYMOUS = "anonymous"
 
 
 # --- settings (config/flows/payments.yaml, `settings:`) ------------------------------------------
@@ -120,17 +119,6 @@ def caller_keys(sealer, caller: str) -> tuple[str, str]:
     """(failure counter, lock) Redis keys of a caller number (E.164, or "anonymous")."""
     tag = sealer.tag("caller:" + caller)
     return f"ivr:pay:tries:caller:{tag}", f"ivr:pay:lock:caller:{tag}"
-
-
-def caller_id(number: str | None) -> str:
-    """The caller's number in E.164, or "anonymous" when there is no usable caller ID."""
-    try:
-        parsed = phonenumbers.parse(number or "", "US")
-    except phonenumbers.NumberParseException:
-        return ANONYMOUS
-    if not phonenumbers.is_possible_number(parsed):
-        return ANONYMOUS  # "anonymous", "+266696687" (withheld) and the like share one counter
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def caller_limit(turn, settings: PaySettings, caller: str) -> int | None:
