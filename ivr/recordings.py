@@ -104,11 +104,16 @@ def delete(url: str, account_sid: str, auth_token: str, http: requests.Session |
     return True
 
 
+def mp3_url(url: str) -> str:
+    """A Twilio recording's URL as MP3 (Twilio serves either; the bare URL gives a larger WAV)."""
+    return url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3"
+
+
 def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,
              http: requests.Session | None = None) -> Path:
     """Fetch the recording as MP3 into dest_dir (atomically) and return its path."""
     sid = check_url(url, account_sid)
-    media = url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3"
+    media = mp3_url(url)
     http = http or session()
     try:
         resp = http.get(media, auth=(account_sid, auth_token), timeout=(3, 20), stream=True,

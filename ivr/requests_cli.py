@@ -24,7 +24,7 @@ import redis
 
 from .callstate import CallStore
 from .redact import mask_digits
-from .requests_store import STATUSES, RequestError, RequestStore, check_name, check_ref
+from .requests_store import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
 from .sealing import Sealer
 
 TZ = ZoneInfo("America/New_York")
@@ -32,7 +32,7 @@ TZ = ZoneInfo("America/New_York")
 CSV_FIELDS = ["ref", "status", "created", "updated", "complete", "stage", "source", "who_called", "lang",
               "facility", "facility_how", "inmate_number", "case_number", "caller_id", "recording_file",
               "recording_error", "twilio_copy", "twilio_copy_error", "taken_by", "taken_at", "done_by", "done_at"]
-WHO_WORDS = {"parent": "the parent", "for the parent": "someone calling for the parent"}
+WHO_WORDS = dict(zip(WHO_CALLED, ("the parent", "someone calling for the parent"), strict=True))
 STAGE_WORDS = {"number": "after the inmate number", "facility": "after the facility",
                "case": "after the case number", "message": "after the message"}
 

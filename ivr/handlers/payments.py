@@ -5,8 +5,8 @@ and a 4-digit PIN (checked with the SDU in the PIN node's handler, never stored,
 Wrong PINs are limited three ways: per call (`tries_per_call`), per case and per caller number across
 calls and workers (Redis counters named by `sealer.tag()`, never by the number itself, with expiry).
 The phone system locks a case before the SDU's own lock (5 wrong PINs) would. A caller ID shared by
-many people (an inmate phone of config/facilities.yaml, or no usable caller ID) has its own limit,
-off as shipped: see the settings' comments in config/flows/payments.yaml.
+many people (an inmate phone of config/facilities.yaml, or no usable caller ID) has its own, higher
+limit (30 as shipped; 0 turns it off): see the settings' comments in config/flows/payments.yaml.
 
 Then the figures, read from the SDU through its client (ivr/sdu/client.py) each time a caller asks:
 nothing of them is stored. Every SDUError becomes a plain sentence and the call goes on.
@@ -175,7 +175,7 @@ class Guard:
         pipe = self.redis.pipeline()
         pipe.incr(case_tries)
         pipe.expire(case_tries, window)
-        # The locks again, in the same transaction: one set by a worker since `locked()` was asked
+        # The locks again, in the same transaction: one set by a worker since the caller was last checked
         # (its count deleted with it) must stop this attempt, or one more PIN reaches the SDU.
         pipe.exists(case_lock)
         if self.caller_limit:

@@ -11,7 +11,6 @@ from the request to the hash check and is never stored or logged.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import date, datetime
 
 from flask import Flask
@@ -267,7 +266,7 @@ def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
         # sentence above, about two seconds) gives it that moment; a repeat with * plays at once.
         # MP3: smaller than the WAV the bare URL gives, so it starts sooner.
         (turn.target if turn.target is not None else turn.response).pause(length=REVIEW_PAUSE)
-    turn.say_text("", audio=url if url.endswith(".mp3") else re.sub(r"\.wav$", "", url) + ".mp3")
+    turn.say_text("", audio=recordings.mp3_url(url))
     return None
 
 
