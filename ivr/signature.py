@@ -19,9 +19,7 @@ def public_base() -> str:
 def public_url() -> str:
     """The URL Twilio signed."""
     query = request.query_string.decode()   # as sent: request.url would decode "%24" to "$"
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if not base:
-        base = f"{request.scheme}://{request.host}{request.root_path}"
+    base = public_base() + ("" if current_app.config["PUBLIC_BASE_URL"] else request.root_path)
     return base + request.path + (f"?{query}" if query else "")
 
 
