@@ -374,8 +374,6 @@ class Bench:
                 self.reset()
                 runs[target].append(self.measure(target, paths, calls, pause, profile=i == 0))
         out = {target: combine(runs[target]) for target in runs}
-        def rps(run: dict) -> float:
-            return run["tally"].requests / run["window"] if run["window"] > 0 else 0.0
         out["round_ratios"] = [round(rps(s) / rps(f), 3) if rps(f) else None
                                for s, f in zip(runs["system"], runs["floor"], strict=True)]
         return out
@@ -435,7 +433,7 @@ class Bench:
             return {"held_calls": 0, "hold_errors": 0, "bytes_per_call": None, "all_keys_expire": not no_ttl(leftover),
                     "keys_without_ttl_after_sweep": no_ttl(leftover)}
         time.sleep(0.2)
-        seeded = set(key_ttls(self.redis, pipelined=False))   # the staff accounts the paths sign in with
+        seeded = set(key_ttls(self.redis))   # the staff accounts the paths sign in with
         before = stored_bytes(self.redis)
         url = self.urls["system"]
 
@@ -447,9 +445,7 @@ class Bench:
             held = list(pool.map(hold_one, range(hold)))
         time.sleep(0.2)
         with_records = stored_bytes(self.redis)
-        # One small command at a time: a big pipeline would grow this client's buffers, which Redis
-        # counts in used_memory too.
-        ttls = key_ttls(self.redis, pipelined=False)
+        ttls = key_ttls(self.redis)
         durable = [k for k, ttl in ttls.items() if ttl < 0 and DURABLE_KEYS.match(k) and k not in seeded]
         for key in durable:
             self.redis.delete(key)
@@ -523,6 +519,11 @@ class Bench:
             self.say(f"   [{mark}] {name}: {t['value']} (target {t['target']})")
 
 
+def rps(run: dict) -> float:
+    """Requests per second of one run (what `measure` returns)."""
+    return run["tally"].requests / run["window"] if run["window"] > 0 else 0.0
+
+
 def combine(runs: list[dict]) -> dict:
     """Runs of one target merged: requests per second over all their measured windows, latency over
     all their requests, CPU per request from the sums (a round without its CPU marks leaves CPU out)."""
@@ -540,7 +541,7 @@ def combine(runs: list[dict]) -> dict:
                "driver_cpu_ms_per_request": round(used["driver_cpu"] * 1000 / n, 3),
                "redis_commands_per_request": round(used["redis_cmds"] / n, 2),
                "cpu_stolen_pct": round(100 * used["steal"] / used["ticks"], 1) if used["ticks"] else None}
-    return {"rps": round(n / window, 1) if window > 0 else 0.0, "requests": n, "calls_completed": tally.calls,
+    return {"rps": round(rps({"tally": tally, "window": window}), 1), "requests": n, "calls_completed": tally.calls,
             "window_s": round(window, 2), "errors": dict(tally.errors), "error_total": sum(tally.errors.values()),
             "error_examples": tally.examples,
             "latency_ms": {k: driver.percentiles(v) for k, v in sorted(tally.latencies.items())}, **per}
@@ -574,10 +575,8 @@ def stored_bytes(client: redis.Redis) -> int:
     return info["used_memory"] - info.get("mem_clients_normal", 0) - info.get("mem_clients_slaves", 0)
 
 
-def key_ttls(client: redis.Redis, pipelined: bool = True) -> dict[str, int]:
-    keys = [k.decode() for k in client.scan_iter(count=1000 if pipelined else 50)]
-    if not pipelined:
-        return {k: client.ttl(k) for k in keys}
+def key_ttls(client: redis.Redis) -> dict[str, int]:
+    keys = [k.decode() for k in client.scan_iter(count=1000)]
     pipe = client.pipeline(transaction=False)
     for k in keys:
         pipe.ttl(k)
