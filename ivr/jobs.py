@@ -25,7 +25,6 @@ GROUP = "workers"
 # A failed job is tried again about every 5 minutes (its own worker, or another after a crash), so
 # MAX_DELIVERIES tries span ~25 minutes of a Twilio or network problem before a dead letter.
 CLAIM_IDLE_MS = 300_000
-RETRY_EVERY_S = 300
 MAX_DELIVERIES = 5
 HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
 STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
@@ -99,7 +98,8 @@ class Worker:
         return len(batch)
 
     def retry_pending(self) -> int:
-        """Run again the jobs this worker holds that failed earlier (tests, and a worker's idle time)."""
+        """Run again, now, the jobs this worker holds that failed earlier (tests; `run` waits for
+        XAUTOCLAIM's idle time instead)."""
         r = self.ctx.redis
         entries = r.xreadgroup(GROUP, self.name, {STREAM: "0"}, count=100)
         handled = 0
@@ -147,12 +147,11 @@ class Worker:
     def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = 5000) -> None:
         self.start_up()
         log.info("worker %s waiting for jobs on %s", self.name, STREAM)
-        next_retry = time.monotonic() + RETRY_EVERY_S
         while not stop():
             try:
-                if not self.run_once(block_ms=block_ms) and time.monotonic() >= next_retry:
-                    self.retry_pending()
-                    next_retry = time.monotonic() + RETRY_EVERY_S
+                # A failed job stays pending; XAUTOCLAIM in run_once hands it back, to this worker or
+                # another, once it has been idle CLAIM_IDLE_MS: that spacing is the retry schedule.
+                self.run_once(block_ms=block_ms)
             except redis.RedisError as exc:
                 log.error("Redis unavailable: %s; retrying in 2 s", exc)
                 time.sleep(2)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from .callstate import CallStore
+from .jobs import CLAIM_IDLE_MS, MAX_DELIVERIES
 from .redact import mask_digits
 from .requests_store import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
 from .sealing import Sealer
@@ -151,7 +152,8 @@ def twilio_copy(req: dict) -> str:
         return "to be deleted (ivr worker)"
     by_hand = f"delete the recording named like the file in the Twilio console (call {req.get('sid', '?')})"
     if state == "delete failed":
-        return (f"NOT DELETED: {error} ({at}). The worker tries again for about 25 minutes (then the job waits "
+        retrying = MAX_DELIVERIES * CLAIM_IDLE_MS // 60_000
+        return (f"NOT DELETED: {error} ({at}). The worker tries again for about {retrying} minutes (then the job waits "
                 f"in ivr:jobs:dead); if this stays, {by_hand}")
     if state == "not deleted":
         return f"NOT DELETED: {error} ({at}). The worker will not try again: {by_hand}"
