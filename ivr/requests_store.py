@@ -235,8 +235,12 @@ class RequestStore:
         deletion of Twilio's copy of messages already downloaded (the local file is there). Idempotent;
         returns (URLs sealed, deletions queued). The worker runs it when it starts."""
         sealed = queued = 0
-        for raw_ref in self.redis.zrange(ALL, 0, -1):
-            ref = raw_ref.decode()
+        # One round trip finds the few (if any) still in plain; only those are worked on, each watched.
+        refs = [raw.decode() for raw in self.redis.zrange(ALL, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hget(req_key(ref), "recording_url")
+        for ref in [ref for ref, url in zip(refs, pipe.execute(), strict=True) if _plain_url((url or b"").decode())]:
             key, audit = req_key(ref), audit_key(ref)
             try:
                 with self.redis.pipeline() as pipe:
