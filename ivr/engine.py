@@ -238,11 +238,11 @@ class Engine:
         """Announcements staff posted for the start of this line, in the caller's language, if any
         (the hook `extra["announcements"](line, lang) -> [Spoken]`, set by ivr/handlers/staff.py)."""
         hook = self.services.extra.get("announcements")
-        for spoken in hook(turn.state.line, turn.lang) if hook else ():
+        announcements = hook(turn.state.line, turn.lang) if hook else []
+        for spoken in announcements:
             turn.say_text(spoken.text, target, audio=spoken.audio)
-            heard = turn.vars.setdefault("_announced", [])
-            if turn.state.line not in heard:
-                heard.append(turn.state.line)
+        if announcements and turn.state.line not in (heard := turn.vars.setdefault("_announced", [])):
+            heard.append(turn.state.line)
 
     # --- menus and answers -----------------------------------------------------------------
     def _enter_menu(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
@@ -316,7 +316,7 @@ class Engine:
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
         elif key == "9":
             # A node may name its own "main menu" (the payment line's dead ends: the call center's).
-            self.enter(turn, node.get("home")) if node.get("home") else self.home(turn)
+            self.enter(turn, node.get("home") or self.flows.lines[turn.state.line].home)
         elif key == "0":
             self.person(turn)
         else:
