@@ -388,7 +388,7 @@ def test_silence_at_an_optional_question_goes_on_and_the_caller_still_gets_a_ref
     c = call("callcenter", ["-", "1", f"{INMATE}#", "1", "-", "-", "-", "-", "-"], caller=YORK)
     said = c.said
     assert prompts.text("collect.skipped", "en") in said
-    assert prompts.text("menu.giveup_closed", "en").split(".")[0] not in said
+    assert prompts.text("menu.giveup_open", "en") not in said        # the clock is in open hours
     ref = spoken_ref(said)
     assert redis_client.hget(f"ivr:req:{ref}", "status") is not None
     assert not c.dialed
