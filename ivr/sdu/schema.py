@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
@@ -75,11 +75,7 @@ def _validator(pointer: str) -> Draft202012Validator:
 
 
 def _resolve(pointer: str) -> Any:
-    node: Any = contract()
-    for part in pointer.lstrip("/").split("/"):
-        part = unquote(part).replace("~1", "/").replace("~0", "~")
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
+    return _registry().resolver().lookup(f"{_CONTRACT_URI}#{pointer}").contents
 
 
 def _inline(node: Any, path: tuple[str, ...]) -> Any:
