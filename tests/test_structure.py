@@ -20,7 +20,6 @@ from bench.driver import BROKEN  # what the system says when something broke, en
 from bench.paths import PATHS
 from bench.run import DURABLE_KEYS  # records kept for staff on purpose (inmate requests, jobs)
 from ivr import flow
-from ivr.app import create_app
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
 from ivr.simphone import SimPhone, Transport
@@ -89,13 +88,10 @@ class CountingTransport(Transport):
 
 
 @pytest.fixture
-def counted(redis_client, clock, sdu_stub, tmp_path, monkeypatch):
+def counted(make_app, redis_client, clock, monkeypatch):
     """The app on a counting Redis client, and the benchmark paths its call tree has."""
     client, counter = counting_client(monkeypatch)
-    app = create_app({"IVR_ENV": "test", "REDIS_URL": TEST_REDIS_URL, "SDU_BASE_URL": sdu_stub,
-                      "SDU_API_KEY": "dev-sdu-key", "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
-                      "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"},
-                     clock=clock, redis_client=client)
+    app = make_app(redis=client)
     nodes = app.extensions["ivr"].flows.nodes
     paths = [p for p in PATHS if all(n in nodes for n in p.needs)]
     for path in paths:
