@@ -70,6 +70,7 @@ def press_at_once(phones: list, keys: str, timeout: float) -> None:
         t.start()
     for t in threads:
         t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), f"a press took longer than {timeout} s"
     assert not errors, errors[:3]
 
 
