@@ -370,3 +370,45 @@ def test_api_key_from_argument_or_environment(monkeypatch):
                       headers={"Authorization": "Bearer k2"}).status_code == 200
     assert client.get("/v1/cases/123456789/summary?role=payer",
                       headers={"Authorization": f"Bearer {DEV_API_KEY}"}).status_code == 401
+
+
+def test_ivr_sdu_stub_keeps_connections_open_and_masks_case_numbers_in_its_log(tmp_path):
+    """`ivr sdu-stub` (the Procfile's sdu: line) answers several requests on one connection, as the real
+    SDU would, and its access log never shows a whole case number."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.redis_server import free_port
+
+    port, log_path = free_port(), tmp_path / "stub.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "sdu-stub", "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SDU_API_KEY": DEV_API_KEY})
+    try:
+        conn = None
+        for _ in range(100):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/v1/health")
+                break
+            except OSError:
+                conn = None
+                time.sleep(0.1)
+        assert conn is not None, log_path.read_text()
+        assert conn.getresponse().read() and conn.sock is not None
+        case = CASES[0]["case_number"]
+        for _ in range(3):   # on the same socket: werkzeug's server closed it after each answer
+            conn.request("GET", f"/v1/cases/{case}/summary?role=payer",
+                         headers={"Authorization": f"Bearer {DEV_API_KEY}"})
+            answer = conn.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["case_number"] == case
+            assert answer.getheader("Connection") != "close"
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    logged = log_path.read_text()
+    assert "/summary" in logged and case not in logged

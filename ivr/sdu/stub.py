@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -256,25 +258,49 @@ def serve_in_thread(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`ivr sdu-stub`: serve the stub SDU until interrupted."""
+    """`ivr sdu-stub`: serve the stub SDU until interrupted, under gunicorn (one process, since the PIN
+    lock counts live in it; threads for concurrent lookups; connections kept open between requests, as
+    a client keeps them to the real SDU: werkzeug's server closes each one after a single answer,
+    which cost both sides a TCP connection per lookup)."""
     parser = argparse.ArgumentParser(prog="ivr sdu-stub", description="Serve the stub SDU API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("SDU_STUB_PORT", DEFAULT_PORT)))
     parser.add_argument("--fixtures", default=None, help="fixture file (default: the bundled one)")
     parser.add_argument("--api-key", default=None, help="bearer key (default: $SDU_API_KEY or the dev key)")
+    parser.add_argument("--threads", type=int, default=16, help="requests served at once (default: 16)")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_stub_app(args.fixtures, args.api_key)
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=_MaskingRequestHandler)
-    log.info("stub SDU listening on http://%s:%d", args.host, server.server_port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    log.info("stub SDU listening on http://%s:%d", host, args.port)
+    _StubServer(app, {"bind": f"{host}:{args.port}", "workers": 1, "worker_class": "gthread",
+                      "threads": args.threads, "keepalive": 75, "accesslog": "-",
+                      "logger_class": _MaskingGunicornLogger, "graceful_timeout": 2}).run()
     return 0
+
+
+class _MaskingGunicornLogger(GunicornLogger):
+    """gunicorn's access log, with case numbers in request lines masked."""
+
+    def atoms(self, resp, req, environ, request_time):  # noqa: ANN001 - gunicorn's signature
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "q"):
+            atoms[key] = mask_case_numbers(atoms[key])
+        return atoms
+
+
+class _StubServer(BaseApplication):
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application, self.options = app, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
 
 
 if __name__ == "__main__":
