@@ -45,7 +45,7 @@ class CallState:
 
     def remember_response(self, twiml: str, sealer: Sealer) -> None:
         # Sealed: a read-back of a case or inmate number is in it, and Redis is no place for those.
-        self.last = sealer.seal_bytes(zlib.compress(twiml.encode(), 6))
+        self.last = sealer.seal_bytes(zlib.compress(twiml.encode(), 1))
 
     def replay(self, sealer: Sealer) -> str | None:
         data = sealer.unseal_bytes(self.last) if self.last else None
