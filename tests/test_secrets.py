@@ -43,6 +43,9 @@ OTHER_CASE = "901234567"     # another case of the stub: wrong PINs for it count
 SEP = r"[\s,.\-()/]*"        # how digits may be written apart: "4 8 2 6", "860-555-1234", "(860) 555"
 HEX = re.compile(r"\b[0-9a-f]{16,}\b")
 SIDS = re.compile(r"\b(CA|RE|AC)[0-9a-f]{32}\b")
+# How the logs name a call: the last six hex digits of its random SID, which may hold a PIN's digits by
+# chance next to a letter (all digits, they are one longer number, which the patterns already pass over).
+SID_ENDS = re.compile(r"\bcalls? (?=[0-9]*[a-f])[0-9a-f]{6}\b")
 
 
 def pattern(digits: str, prefix: str = "") -> re.Pattern:
@@ -68,7 +71,7 @@ NEVER_KEPT = {"payer PIN": PAYER_PIN, "payee PIN": PAYEE_PIN, "wrong PIN": WRONG
 
 def readable(text: str) -> str:
     """What a person with the data could read: sealed tokens, HMAC tags and Twilio SIDs removed."""
-    return HEX.sub(" ", SIDS.sub(" ", SEALED.sub(" ", text)))
+    return HEX.sub(" ", SIDS.sub(" ", SID_ENDS.sub(" ", SEALED.sub(" ", text))))
 
 
 def leaks(text: str) -> list[str]:
@@ -105,6 +108,8 @@ def test_the_checker_finds_secrets_however_they_are_written():
     assert leaks("from (860) 555-1234") == ["caller number"]
     assert leaks(f"from {CALLER}") == ["caller number"]
     assert leaks(f"pin={PAYER_PIN}") == ["payer PIN"]
+    assert leaks(f"call 6b{PAYER_PIN} ended") == [] and leaks(f"call 6b{PAYER_PIN}: pin {PAYER_PIN}") == ["payer PIN"]
+    assert leaks(f"call {STAFF_PIN} ended") == ["staff PIN"]
     assert leaks(f"number {INMATE}.") == ["inmate number"]
     assert leaks(f"case *******{CASE[-2:]} from +1********34, ref 1{PAYER_PIN}9 at 10:48:26") == []
     assert leaks("gAAAAABk" + CASE + "xyz") == []          # inside a sealed token: not readable
