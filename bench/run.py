@@ -283,6 +283,8 @@ class Bench:
             level["server_cpu_ratio"] = round(f_cpu / s_cpu, 3) if s_cpu and f_cpu else None
             result["levels"].append(level)
             self.show_level(level)
+        if args.per_path and time.monotonic() < self.deadline:
+            result["per_path"] = self.per_path(paths, args.per_path)
         if args.paced_calls and time.monotonic() < self.deadline:
             paced = {"calls": args.paced_calls, "pause_s": args.pause,
                      **self.measure_both(paths, args.paced_calls, pause=args.pause)}
@@ -376,6 +378,26 @@ class Bench:
         out = {target: combine(runs[target]) for target in runs}
         out["round_ratios"] = [round(rps(s) / rps(f), 3) if rps(f) else None
                                for s, f in zip(runs["system"], runs["floor"], strict=True)]
+        return out
+
+    def per_path(self, paths: list[Path], calls: int) -> dict:
+        """Each path alone, system and floor in rounds as for a level: which paths cost what the
+        mix's one ratio hides (a payment call's SDU lookups, a staff sign-in's scrypt)."""
+        out = {}
+        self.say(f"\n== each path alone, {calls} simultaneous calls, no pauses ==")
+        self.say(f"   {'path':18}{'system req/s':>14}{'floor req/s':>13}{'ratio':>8}"
+                 f"{'server CPU ms/req system / floor':>36}{'SDU stub':>10}")
+        for path in paths:
+            if time.monotonic() > self.deadline:
+                self.say("!! --max-seconds reached: the other paths not run")
+                break
+            level = self.measure_both([path], calls)
+            s, f = level["system"], level["floor"]
+            level["ratio"] = round(s["rps"] / f["rps"], 3) if f["rps"] else None
+            out[path.name] = level
+            self.say(f"   {path.name:18}{s['rps']:>14}{f['rps']:>13}{level['ratio']!s:>8}"
+                     f"{s.get('server_cpu_ms_per_request', '-')!s:>24} / {f.get('server_cpu_ms_per_request', '-')!s:<9}"
+                     f"{s.get('sdu_stub_cpu_ms_per_request', '-')!s:>10}")
         return out
 
     def measure(self, target: str, paths: list[Path], calls: int, pause: float = 0.0,
@@ -747,6 +769,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy the workers (system and floor) during one run, into DIR, and summarise")
     parser.add_argument("--profile-calls", type=int, default=50, help="the run to profile (default: 50 calls)")
+    parser.add_argument("--per-path", type=int, default=0, metavar="CALLS",
+                        help="also measure each path alone with this many calls (e.g. 50; ~40 s a path)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 4 calls, 1 s each for system and floor, 10 calls held; "
                              "writes JSON only with --out")
@@ -759,9 +783,11 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     if args.duration <= 0 or args.warmup < 0 or args.max_requests < 1 or not 1 <= args.workers <= 64 \
             or not 1 <= args.rounds <= 20 \
             or not 0 <= args.hold <= 5000 or args.max_seconds <= 0 or not 0 <= args.paced_calls <= 1000 \
-            or not 0 <= args.pause <= 10 or not 0 <= args.sdu_delay <= 2:
+            or not 0 <= args.pause <= 10 or not 0 <= args.sdu_delay <= 2 \
+            or not 0 <= args.per_path <= 1000:
         out("ivr bench: --duration, --max-requests and --max-seconds must be positive, --warmup not negative, "
-            "--rounds 1-20, --workers 1-64, --hold 0-5000, --paced-calls 0-1000, --pause 0-10, --sdu-delay 0-2")
+            "--rounds 1-20, --workers 1-64, --hold 0-5000, --paced-calls 0-1000, --pause 0-10, --sdu-delay 0-2, "
+            "--per-path 0-1000")
         return 2
     if args.profile:
         tool("py-spy")

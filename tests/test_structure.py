@@ -228,7 +228,7 @@ def test_the_benchmark_runs_and_reports(tmp_path):
     lines: list[str] = []
     parser = __import__("argparse").ArgumentParser()
     run.add_arguments(parser)
-    args = parser.parse_args(["--quick", "--out", str(out), "--paths", "faq_en,office_by_town"])
+    args = parser.parse_args(["--quick", "--out", str(out), "--paths", "faq_en,office_by_town", "--per-path", "2"])
     assert run.run(args, lines.append) == 0, "\n".join(lines)
     result = json.loads(out.read_text())
     assert {"commit", "machine", "settings", "levels", "memory", "targets"} <= set(result)
@@ -244,3 +244,8 @@ def test_the_benchmark_runs_and_reports(tmp_path):
     assert memory["held_calls"] == 10 and memory["bytes_per_call"] > 0
     assert memory["all_keys_expire"] is True
     assert any("ratio system/floor" in line for line in lines)
+    # Each path alone, as --per-path asks: both paths measured against the floor, without errors.
+    assert set(result["per_path"]) == {"faq_en", "office_by_town"}
+    for name, alone in result["per_path"].items():
+        assert alone["ratio"] is not None and alone["system"]["error_total"] == 0, name
+        assert any(line.lstrip().startswith(name) for line in lines), name
