@@ -142,7 +142,7 @@ def mask_case_numbers(text: str) -> str:
     return _NINE_DIGITS.sub(lambda m: mask_digits(m.group()), text)
 
 
-class _MaskCaseNumbers(logging.Filter):
+class MaskCaseNumbers(logging.Filter):
     """urllib3 logs request paths at DEBUG, and SDU paths hold case numbers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -156,8 +156,8 @@ class _MaskCaseNumbers(logging.Filter):
 
 def _install_log_filter() -> None:
     pool_log = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _MaskCaseNumbers) for f in pool_log.filters):
-        pool_log.addFilter(_MaskCaseNumbers())
+    if not any(isinstance(f, MaskCaseNumbers) for f in pool_log.filters):
+        pool_log.addFilter(MaskCaseNumbers())
 
 
 _install_log_filter()

@@ -36,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ivr.sdu import schema
-from ivr.sdu.client import DEV_API_KEY, mask_case_numbers
+from ivr.sdu.client import DEV_API_KEY, MaskCaseNumbers, mask_case_numbers
 
 FIXTURES_PATH = Path(__file__).with_name("fixtures.json")
 DEFAULT_PORT = 5001
@@ -281,7 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _MaskingGunicornLogger(GunicornLogger):
-    """gunicorn's access log, with case numbers in request lines masked."""
+    """gunicorn's logs with case numbers masked: request lines in the access log, and the request URI
+    its error log names when a request fails."""
+
+    def setup(self, cfg) -> None:  # noqa: ANN001 - gunicorn's signature
+        super().setup(cfg)
+        if not any(isinstance(f, MaskCaseNumbers) for f in self.error_log.filters):
+            self.error_log.addFilter(MaskCaseNumbers())
 
     def atoms(self, resp, req, environ, request_time):  # noqa: ANN001 - gunicorn's signature
         atoms = super().atoms(resp, req, environ, request_time)
