@@ -29,7 +29,7 @@ def _write(node: TwiML, out: list[str]) -> None:
     for name in sorted(attrs):
         value = attrs[name]
         value = str(value).lower() if isinstance(value, bool) else str(value)
-        out.append(f' {name}="{_escape_attribute(value)}"')
+        out.append(f' {name}="{_escape(value, _ATTRIBUTE)}"')
     # As TwiML.xml(): a string among the children is the text before the first child element, or the
     # tail of the element before it; a later string replaces an earlier one in the same place.
     text = node.value or None
@@ -48,32 +48,21 @@ def _write(node: TwiML, out: list[str]) -> None:
         return
     out.append(">")
     if text:
-        out.append(_escape_text(text))
+        out.append(_escape(text, _TEXT))
     for child, tail in children:
         _write(child, out)
         if tail:
-            out.append(_escape_text(tail))
+            out.append(_escape(tail, _TEXT))
     out.append(f"</{node.name}>")
 
 
-def _escape_text(text: str) -> str:
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
+# ElementTree's escaping, in its order ("&" first): character data, then attribute values.
+_TEXT = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+_ATTRIBUTE = (*_TEXT, ('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"), ("\t", "&#09;"))
 
 
-def _escape_attribute(text: str) -> str:
-    text = _escape_text(text)
-    if '"' in text:
-        text = text.replace('"', "&quot;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
-    if "\t" in text:
-        text = text.replace("\t", "&#09;")
+def _escape(text: str, table: tuple[tuple[str, str], ...]) -> str:
+    for char, entity in table:
+        if char in text:   # most strings have none: skip the copy
+            text = text.replace(char, entity)
     return text
