@@ -276,11 +276,7 @@ class Bench:
             if time.monotonic() > self.deadline:
                 self.say(f"!! --max-seconds reached: level {calls} and after not run")
                 break
-            level = {"calls": calls, **self.measure_both(paths, calls)}
-            s_rps, f_rps = level["system"]["rps"], level["floor"]["rps"]
-            level["ratio"] = round(s_rps / f_rps, 3) if f_rps else None
-            s_cpu, f_cpu = (level[t].get("server_cpu_ms_per_request") for t in ("system", "floor"))
-            level["server_cpu_ratio"] = round(f_cpu / s_cpu, 3) if s_cpu and f_cpu else None
+            level = with_ratios({"calls": calls, **self.measure_both(paths, calls)})
             result["levels"].append(level)
             self.show_level(level)
         if args.per_path and time.monotonic() < self.deadline:
@@ -391,10 +387,8 @@ class Bench:
             if time.monotonic() > self.deadline:
                 self.say("!! --max-seconds reached: the other paths not run")
                 break
-            level = self.measure_both([path], calls)
+            level = out[path.name] = with_ratios(self.measure_both([path], calls))
             s, f = level["system"], level["floor"]
-            level["ratio"] = round(s["rps"] / f["rps"], 3) if f["rps"] else None
-            out[path.name] = level
             self.say(f"   {path.name:18}{s['rps']:>14}{f['rps']:>13}{level['ratio']!s:>8}"
                      f"{s.get('server_cpu_ms_per_request', '-')!s:>24} / {f.get('server_cpu_ms_per_request', '-')!s:<9}"
                      f"{s.get('sdu_stub_cpu_ms_per_request', '-')!s:>10}")
@@ -539,6 +533,15 @@ class Bench:
         for name, t in result["targets"].items():
             mark = "ok  " if t["met"] else ("n/a " if t["met"] is None else "MISS")
             self.say(f"   [{mark}] {name}: {t['value']} (target {t['target']})")
+
+
+def with_ratios(level: dict) -> dict:
+    """A level measured without pauses, with system/floor throughput and floor/system server CPU."""
+    s_rps, f_rps = level["system"]["rps"], level["floor"]["rps"]
+    level["ratio"] = round(s_rps / f_rps, 3) if f_rps else None
+    s_cpu, f_cpu = (level[t].get("server_cpu_ms_per_request") for t in ("system", "floor"))
+    level["server_cpu_ratio"] = round(f_cpu / s_cpu, 3) if s_cpu and f_cpu else None
+    return level
 
 
 def rps(run: dict) -> float:
