@@ -398,14 +398,16 @@ def test_ivr_sdu_stub_keeps_connections_open_and_masks_case_numbers_in_its_log(t
                 conn = None
                 time.sleep(0.1)
         assert conn is not None, log_path.read_text()
-        assert conn.getresponse().read() and conn.sock is not None
+        assert conn.getresponse().read()
+        sock = conn.sock
+        assert sock is not None, "the stub closed the connection after one answer"
         case = CASES[0]["case_number"]
-        for _ in range(3):   # on the same socket: werkzeug's server closed it after each answer
+        for _ in range(3):   # http.client would quietly reconnect: the socket must stay the same one
             conn.request("GET", f"/v1/cases/{case}/summary?role=payer",
                          headers={"Authorization": f"Bearer {DEV_API_KEY}"})
             answer = conn.getresponse()
             assert answer.status == 200 and json.loads(answer.read())["case_number"] == case
-            assert answer.getheader("Connection") != "close"
+            assert conn.sock is sock and answer.getheader("Connection") != "close"
         conn.close()
     finally:
         proc.terminate()
