@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,17 @@ from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.redis_server import RedisServer, free_port
 from tests.sdu_faults import FaultySDU
-from tests.walk import CASE, PAYER_PIN, Phone, explore, known_values, line_number, snapshot, state_of
+from tests.walk import (
+    CASE,
+    PAYER_PIN,
+    Phone,
+    explore,
+    forget_summary,
+    known_values,
+    line_number,
+    snapshot,
+    state_of,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSED = "2026-11-28 23:30"      # a Saturday night
@@ -251,7 +262,7 @@ def test_sdu_failing_the_caller_hears_a_plain_message_quickly_and_the_call_goes_
     timer = SDUTimer(client, monkeypatch)
     phone = identified_payer(app)
     sdu.fail(mode, **kw)
-    client.summaries.clear()   # the summary fetched at sign-in would answer for a minute (one lookup per call)
+    forget_summary(app, phone.sid)   # the summary fetched at sign-in would answer for a minute
     down = first_sentence(app, "pay.sdu.down")
     keys = figure_options(app)
     assert len(keys) >= 3, "the payment menu reads nothing from the SDU?"
@@ -317,13 +328,43 @@ def test_a_call_looks_up_its_case_summary_once_and_keeps_the_figures_if_the_sdu_
     assert first_sentence(app, "pay.sdu.down") in other.said_since(mark)
 
 
+def test_a_call_answered_by_two_workers_looks_up_its_summary_once(make_app, sdu, clock):
+    """Gunicorn gives each webhook to whichever worker is free: the summary a call looked up travels
+    in its state, sealed, and the other worker answers from it with the same figures, for a minute."""
+    workers = [make_app(SDU_BASE_URL=sdu.url) for _ in range(2)]
+    keys = figure_options(workers[0])
+    phone = identified_payer(workers[0])
+    assert sdu.hits["summary"] == 1
+    heard = {}
+    for i, key in enumerate(keys):
+        phone.transport = Transport(DEV_AUTH_TOKEN, app=workers[(i + 1) % 2])
+        mark = len(phone.heard)
+        phone.press(key)
+        heard[key] = phone.said_since(mark)
+        phone.press("9")
+    assert sdu.hits["summary"] == 1
+    assert "dollar" in heard[keys[0]]
+    raw = workers[0].extensions["ivr"].redis.get(f"ivr:call:{phone.sid}")
+    assert b"_summary" in raw and CASE.encode() not in raw and b"arrears" not in raw and b".00" not in raw
+    # A call that asks the SDU itself hears the same words for the same option.
+    fresh = identified_payer(workers[1])
+    assert sdu.hits["summary"] == 2
+    mark = len(fresh.heard)
+    fresh.press(keys[0])
+    assert fresh.said_since(mark) == heard[keys[0]]
+    # A minute on, the first call's figures are asked for again.
+    clock.now += timedelta(seconds=61)
+    phone.press(keys[0])
+    assert sdu.hits["summary"] == 3
+
+
 def test_sdu_down_the_breaker_stops_further_waiting(make_app, sdu, monkeypatch, caplog):
     app = make_app(SDU_BASE_URL=sdu.url)
     client = app.extensions["ivr"].services.extra["sdu"]
     timer = SDUTimer(client, monkeypatch)
     phone = identified_payer(app)
     sdu.fail("500")
-    client.summaries.clear()
+    forget_summary(app, phone.sid)
     key = figure_options(app)[0]
     for _ in range(client.breaker.threshold):
         phone.press(key).press("9")

@@ -112,9 +112,7 @@ def rsps():
 
 @pytest.fixture
 def make(ft):
-    # No summary cache unless a test asks for one: most tests here count the requests a call makes.
     def _make(**kwargs) -> SDUClient:
-        kwargs.setdefault("summary_ttl", 0)
         return SDUClient(BASE, KEY, clock=ft.clock, sleep=ft.sleep, **kwargs)
 
     return _make
@@ -842,37 +840,3 @@ def test_wrong_key_against_the_stub_is_unavailable(stub_url, caplog):
     with pytest.raises(SDUUnavailable, match="401"):
         client.summary("123456789", "payer")
     assert "SDU_API_KEY" in caplog.text
-
-
-# --- the summary cache ------------------------------------------------------------------------------
-
-
-def test_a_summary_is_fetched_once_per_minute_for_one_call(rsps, make, ft):
-    rsps.add(responses.GET, SUMMARY_URL, json=SUMMARY)
-    client = make(summary_ttl=60)
-    first = client.summary(CASE, "payee", call="CA1")
-    ft.now += 59
-    assert client.summary(CASE, "payee", call="CA1") == first
-    assert len(rsps.calls) == 1                       # the menu, last payment and balance: one lookup
-    client.summary(CASE, "payee", call="CA2")
-    client.summary(CASE, "payee")
-    assert len(rsps.calls) == 3                       # another call, or no call named: asked again
-    ft.now += 2
-    client.summary(CASE, "payee", call="CA1")
-    assert len(rsps.calls) == 4                       # older than a minute: asked again
-
-
-def test_the_summary_cache_keeps_cases_and_roles_apart_and_never_keeps_failures(rsps, make):
-    other = {**SUMMARY, "case_number": "987654321"}
-    rsps.add(responses.GET, SUMMARY_URL, status=503)
-    rsps.add(responses.GET, SUMMARY_URL, json=SUMMARY)
-    rsps.add(responses.GET, BASE + "/v1/cases/987654321/summary", json=other)
-    client = make(summary_ttl=60, retries=0)
-    with pytest.raises(SDUUnavailable):
-        client.summary(CASE, "payee", call="CA1")
-    assert client.summary(CASE, "payee", call="CA1").case_number == CASE         # the failure was not kept
-    assert client.summary("987654321", "payee", call="CA1").case_number == "987654321"
-    with pytest.raises(SDUError):
-        client.summary(CASE, "payer", call="CA1")     # another role is never answered from the cache
-    assert [c.request.url.split("?")[0].rsplit("/", 2)[-2] for c in rsps.calls] == [
-        CASE, CASE, "987654321", CASE]

@@ -187,6 +187,15 @@ def state_of(app, sid: str) -> CallState | None:
     return app.extensions["ivr"].store.load(sid)[0]
 
 
+def forget_summary(app, sid: str) -> None:
+    """Drop the case summary a payment call keeps, as if its minute had passed: the next figure asks
+    the SDU again."""
+    store = app.extensions["ivr"].store
+    state = store.load(sid)[0]
+    assert state is not None and state.vars.pop("_summary", None), "the call kept no summary"
+    store.save(state)
+
+
 # --- the call tree as a graph, and the inputs that move a call on it ------------------------------
 
 def offered(flows, node, variables: dict) -> list[dict]:

@@ -8,13 +8,18 @@ The phone system locks a case before the SDU's own lock (5 wrong PINs) would. A 
 many people (an inmate phone of config/facilities.yaml, or no usable caller ID) has its own, higher
 limit (30 as shipped; 0 turns it off): see the settings' comments in config/flows/payments.yaml.
 
-Then the figures, read from the SDU through its client (ivr/sdu/client.py) each time a caller asks:
-nothing of them is stored. Every SDUError becomes a plain sentence and the call goes on.
+Then the figures, read from the SDU through its client (ivr/sdu/client.py). The case summary (the
+menu's status, the last payment, the balance, the next disbursement) is looked up once and kept in the
+call state, sealed, for `SUMMARY_KEPT` seconds: a caller going through the menu hears one set of
+figures, and a remote SDU is asked once rather than at every option (the call's webhooks land on any
+worker). Every SDUError becomes a plain sentence and the call goes on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -36,6 +41,7 @@ log = logging.getLogger("ivr.payments")
 SDU_LOCK_AFTER = 5      # the SDU locks a case after this many consecutive wrong PINs (sdu-api.yaml)
 RECENT = 5              # "your last five payments" (pay.menu.opt.recent says five)
 EXTRA_BUDGET = 1.0      # seconds for a lookup that only adds a sentence (case status, withholding)
+SUMMARY_KEPT = 60       # seconds a call's case summary answers it before the SDU is asked again
 
 
 # --- settings (config/flows/payments.yaml, `settings:`) ------------------------------------------
@@ -267,7 +273,7 @@ def identify(turn, value: str | None) -> Outcome:
 @handler("pay_case_entered")
 def case_entered(turn, value: str) -> Outcome:
     # A new case number starts identification over: nothing of an earlier one may be read to it.
-    for name in ("role", "welcomed", "lock"):
+    for name in ("role", "welcomed", "lock", "_summary"):
         turn.vars.pop(name, None)
     turn.vars["_case"] = turn.services.extra["sealer"].seal(value)
     return Outcome(goto="pay_case_confirm")
@@ -405,14 +411,41 @@ def _unreachable(turn, what: str, exc: SDUError) -> Outcome:
     return Outcome(goto="pay_sdu_down")
 
 
+def _kept_summary(turn, case: str, role: str) -> Summary | None:
+    """The summary this call already looked up, if it is for this case and role and recent enough."""
+    data = turn.services.extra["sealer"].unseal_bytes(turn.vars.get("_summary", ""))
+    if data is None:
+        return None
+    try:
+        kept = json.loads(zlib.decompress(data))
+        body = kept["body"]
+        age = turn.services.hours.now().timestamp() - kept["at"]
+        if body["case_number"] != case or body["role"] != role or not 0 <= age < SUMMARY_KEPT:
+            return None
+        return Summary.from_body(body)
+    except (zlib.error, ValueError, KeyError, TypeError):
+        return None  # another version's, or damaged: ask the SDU again
+
+
+def _lookup_summary(turn, sdu, case: str, role: str, budget: float | None) -> Summary:
+    kept = _kept_summary(turn, case, role)
+    if kept is not None:
+        return kept
+    with sdu.budget_scope(budget):
+        summary = sdu.summary(case, role)
+    # Sealed like the case number: figures and the case number are personal data.
+    kept = json.dumps({"at": turn.services.hours.now().timestamp(), "body": summary.body}, separators=(",", ":"))
+    turn.vars["_summary"] = turn.services.extra["sealer"].seal_bytes(zlib.compress(kept.encode(), 1))
+    return summary
+
+
 def _summary(turn) -> Summary | Outcome:
     who = _who(turn)
     if isinstance(who, Outcome):
         return who
     case, role, sdu = who
     try:
-        with sdu.budget_scope():
-            return sdu.summary(case, role, call=turn.state.sid)
+        return _lookup_summary(turn, sdu, case, role, None)
     except SDUError as exc:
         return _unreachable(turn, "summary", exc)
 
@@ -424,8 +457,7 @@ def _extra_summary(turn, case: str, role: str, what: str) -> Summary | None:
     try:
         if sdu is None:
             raise SDUError("no SDU client configured")
-        with sdu.budget_scope(EXTRA_BUDGET):
-            return sdu.summary(case, role, call=turn.state.sid)
+        return _lookup_summary(turn, sdu, case, role, EXTRA_BUDGET)
     except SDUError as exc:
         log.info("payments: call %s: %s not available: %s", _sid(turn), what, exc)
         return None

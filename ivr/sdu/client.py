@@ -22,9 +22,8 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -130,6 +129,34 @@ class Summary:
     last_payment: Payment | None
     next_disbursement: Disbursement | None
     income_withholding_active: bool | None
+    # The SDU's answer as the contract has it, to keep (sealed) and rebuild this from: from_body(body).
+    body: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Summary:
+        """A summary from the SDU's answer (already checked against the contract)."""
+        order = body["weekly_order"]
+        nd = body.get("next_disbursement")
+        return cls(
+            case_number=body["case_number"],
+            role=body["role"],
+            status=body["status"],
+            as_of=datetime.fromisoformat(body["as_of"]),
+            weekly_order=WeeklyOrder(
+                current_support=_money(order["current_support"]),
+                medical_support=_money(order["medical_support"]),
+                child_care=_money(order["child_care"]),
+                arrears_payment=_money(order["arrears_payment"]),
+                total=_money(order["total"]),
+            ),
+            arrears_balance=_money(body["arrears_balance"]),
+            last_payment=_payment(body["last_payment"]) if body.get("last_payment") else None,
+            next_disbursement=(
+                Disbursement(date.fromisoformat(nd["date"]), _money(nd["amount"]), nd["method"]) if nd else None
+            ),
+            income_withholding_active=body.get("income_withholding_active"),
+            body=body,
+        )
 
 
 # --- log hygiene ------------------------------------------------------------------------------------
@@ -161,45 +188,6 @@ def _install_log_filter() -> None:
 
 
 _install_log_filter()
-
-
-# --- a small cache of answers ----------------------------------------------------------------------
-
-SUMMARY_CACHE_SIZE = 2048
-
-
-class _TTLCache:
-    """Values kept `ttl` seconds, at most `size` of them (the oldest go first); thread-safe."""
-
-    def __init__(self, ttl: float, size: int, clock: Callable[[], float]) -> None:
-        self.ttl = ttl
-        self.size = size
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._items: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-
-    def get(self, key: Any) -> Any | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            if self._clock() >= item[0]:
-                del self._items[key]
-                return None
-            return item[1]
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.ttl <= 0:
-            return
-        with self._lock:
-            self._items[key] = (self._clock() + self.ttl, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 # --- circuit breaker --------------------------------------------------------------------------------
@@ -320,7 +308,6 @@ class SDUClient:
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        summary_ttl: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
@@ -330,7 +317,6 @@ class SDUClient:
         self._clock = clock
         self._sleep = sleep
         self.breaker = CircuitBreaker(breaker_threshold, breaker_reset, clock)
-        self.summaries = _TTLCache(summary_ttl, SUMMARY_CACHE_SIZE, clock)
         if session is None:
             session = requests.Session()
             # Retries are ours (they must respect the budget), so the adapter never retries.
@@ -381,52 +367,16 @@ class SDUClient:
         log.info("SDU PIN verification for case %s: match (%s)", mask_digits(case_number), body["role"])
         return PinResult(True, body["role"], body.get("preferred_language"))
 
-    def summary(self, case_number: str, role: str, call: str | None = None) -> Summary:
-        """The case's account summary as `role` (payer or payee) sees it.
-
-        With `call` (the phone call asking), a summary is kept `summary_ttl` seconds for that call only,
-        in this process: a caller going from the menu to the last payment to the balance hears one set
-        of figures, from one SDU lookup rather than three."""
+    def summary(self, case_number: str, role: str) -> Summary:
+        """The case's account summary as `role` (payer or payee) sees it."""
         self._check_case(case_number)
         self._check_role(role)
-        key = (call, case_number, role)
-        cached = self.summaries.get(key) if call else None
-        if cached is not None:
-            return cached
-        summary = self._fetch_summary(case_number, role)
-        if call:
-            self.summaries.put(key, summary)
-        return summary
-
-    def _fetch_summary(self, case_number: str, role: str) -> Summary:
         body = self._call(
             "summary", "GET", _SUMMARY_PATH, case_number, params={"role": role}, idempotent=True
         )
         self._check_echo("summary", case_number, body, role)
-        order = body["weekly_order"]
-        nd = body.get("next_disbursement")
         try:
-            return Summary(
-                case_number=body["case_number"],
-                role=body["role"],
-                status=body["status"],
-                as_of=datetime.fromisoformat(body["as_of"]),
-                weekly_order=WeeklyOrder(
-                    current_support=_money(order["current_support"]),
-                    medical_support=_money(order["medical_support"]),
-                    child_care=_money(order["child_care"]),
-                    arrears_payment=_money(order["arrears_payment"]),
-                    total=_money(order["total"]),
-                ),
-                arrears_balance=_money(body["arrears_balance"]),
-                last_payment=_payment(body["last_payment"]) if body.get("last_payment") else None,
-                next_disbursement=(
-                    Disbursement(date.fromisoformat(nd["date"]), _money(nd["amount"]), nd["method"])
-                    if nd
-                    else None
-                ),
-                income_withholding_active=body.get("income_withholding_active"),
-            )
+            return Summary.from_body(body)
         except (ValueError, KeyError, TypeError) as exc:  # the schema should have caught it already
             self._malformed("summary", case_number, type(exc).__name__)
 
