@@ -141,6 +141,18 @@ def caller_limit(turn, settings: PaySettings, caller: str) -> int | None:
     return limit or None
 
 
+# KEYS: attempt counters to give one attempt back to; a count at zero or below is deleted.
+# ARGV[1] "1": delete the first counter outright (a right PIN clears the case's count, as the SDU does).
+_GIVE_BACK = """
+for i, key in ipairs(KEYS) do
+  if (i == 1 and ARGV[1] == "1") or redis.call("DECR", key) <= 0 then
+    redis.call("DEL", key)
+  end
+end
+return 0
+"""
+
+
 class Guard:
     """Counts PIN attempts per case and per caller number, and locks either one for a while.
 
@@ -203,21 +215,17 @@ class Guard:
     def give_back(self, case_number: str, forget_case: bool = False) -> None:
         """Undo a reserved attempt (a right PIN, or no answer from the SDU)."""
         case_tries, caller_tries = case_keys(self.sealer, case_number)[0], caller_keys(self.sealer, self.caller)[0]
-        if forget_case:
-            self.redis.delete(case_tries)  # a right PIN clears the case's count, as the SDU does
-        elif self.redis.decr(case_tries) <= 0:
-            self.redis.delete(case_tries)
-        if self.caller_limit and self.redis.decr(caller_tries) <= 0:
-            self.redis.delete(caller_tries)
+        keys = [case_tries, caller_tries] if self.caller_limit else [case_tries]
+        # One script, so atomic: a DECR then a separate DEL of a count at zero would also delete an
+        # attempt another worker reserved in between, and give a guesser one PIN more.
+        self.redis.register_script(_GIVE_BACK)(keys=keys, args=[1 if forget_case else 0])
 
     def failed(self, case_number: str) -> str | None:
         """A wrong PIN (already counted): lock what reached its limit; returns "caller"/"case"/None."""
         lock_for = self.settings.lock_seconds
         kind = None
         if self.caller_limit and self.n_caller >= self.caller_limit:
-            tries, lock = caller_keys(self.sealer, self.caller)
-            self.redis.set(lock, 1, ex=lock_for)
-            self.redis.delete(tries)
+            self._lock(*caller_keys(self.sealer, self.caller), lock_for)
             log.warning("payments: caller %s locked for %ds after %d wrong PINs",
                         mask_phone(self.caller), lock_for, self.n_caller)
             kind = "caller"
@@ -225,13 +233,17 @@ class Guard:
             # The count starts again after the lock. The SDU still counts these wrong PINs (it only
             # forgets them on a right one), so one more wrong PIN after the lock ends makes the SDU
             # lock the case (423), which only SES lifts: guessing goes no further either way.
-            tries, lock = case_keys(self.sealer, case_number)
-            self.redis.set(lock, 1, ex=lock_for)
-            self.redis.delete(tries)
+            self._lock(*case_keys(self.sealer, case_number), lock_for)
             log.warning("payments: case %s locked for %ds after %d wrong PINs",
                         mask_digits(case_number), lock_for, self.n_case)
             kind = kind or "case"
         return kind
+
+    def _lock(self, tries: str, lock: str, seconds: int) -> None:
+        pipe = self.redis.pipeline()   # MULTI: never a lock without its count cleared, nor the reverse
+        pipe.set(lock, 1, ex=seconds)
+        pipe.delete(tries)
+        pipe.execute()
 
 
 # --- identification -------------------------------------------------------------------------------
