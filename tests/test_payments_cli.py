@@ -37,3 +37,13 @@ def test_ivr_call_in_spanish_as_the_payee(embedded, capsys):
     out = capsys.readouterr().out
     assert "Está retenido, así que no se le ha enviado." in out
     assert "trescientos noventa dólares" in out
+
+
+def test_ivr_call_signs_in_without_a_redis_server(embedded, monkeypatch, capsys):
+    # The README's first try needs no Redis: the embedded store must run the PIN guard's script too.
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["call", "--to", "payments", "--keys=-,123456789#,1,1234#,1,9,3"]) == 0
+    out = capsys.readouterr().out
+    assert "Your last payment, two hundred six dollars" in out
+    assert "three thousand four hundred twelve dollars" in out
+    assert "something went wrong" not in out.lower()

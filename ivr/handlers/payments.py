@@ -217,8 +217,9 @@ class Guard:
         case_tries, caller_tries = case_keys(self.sealer, case_number)[0], caller_keys(self.sealer, self.caller)[0]
         keys = [case_tries, caller_tries] if self.caller_limit else [case_tries]
         # One script, so atomic: a DECR then a separate DEL of a count at zero would also delete an
-        # attempt another worker reserved in between, and give a guesser one PIN more.
-        self.redis.register_script(_GIVE_BACK)(keys=keys, args=[1 if forget_case else 0])
+        # attempt another worker reserved in between, and give a guesser one PIN more. EVAL rather than
+        # EVALSHA: always one round trip, even on a Redis that restarted and forgot its scripts.
+        self.redis.eval(_GIVE_BACK, len(keys), *keys, 1 if forget_case else 0)
 
     def failed(self, case_number: str) -> str | None:
         """A wrong PIN (already counted): lock what reached its limit; returns "caller"/"case"/None."""
@@ -435,7 +436,7 @@ def _kept_summary(turn, case: str, role: str) -> Summary | None:
         if body["case_number"] != case or body["role"] != role or not 0 <= age < SUMMARY_KEPT:
             return None
         return Summary.from_body(body)
-    except (zlib.error, ValueError, KeyError, TypeError):
+    except (zlib.error, ValueError, KeyError, TypeError, ArithmeticError):
         return None  # another version's, or damaged: ask the SDU again
 
 

@@ -118,6 +118,10 @@ class Disbursement:
     method: str
 
 
+_SUMMARY_FIELDS = ("case_number", "role", "status", "as_of", "weekly_order", "arrears_balance", "last_payment",
+                   "next_disbursement", "income_withholding_active")
+
+
 @dataclass(frozen=True)
 class Summary:
     case_number: str
@@ -155,7 +159,7 @@ class Summary:
                 Disbursement(date.fromisoformat(nd["date"]), _money(nd["amount"]), nd["method"]) if nd else None
             ),
             income_withholding_active=body.get("income_withholding_active"),
-            body=body,
+            body={k: body[k] for k in _SUMMARY_FIELDS if k in body},   # what is kept: only what is read
         )
 
 
@@ -377,7 +381,7 @@ class SDUClient:
         self._check_echo("summary", case_number, body, role)
         try:
             return Summary.from_body(body)
-        except (ValueError, KeyError, TypeError) as exc:  # the schema should have caught it already
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # the schema should have caught it
             self._malformed("summary", case_number, type(exc).__name__)
 
     def payments(self, case_number: str, role: str, limit: int = 5) -> list[Payment]:
@@ -397,7 +401,7 @@ class SDUClient:
         self._check_echo("payments", case_number, body)
         try:
             return [_payment(p) for p in body["payments"]]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
             self._malformed("payments", case_number, type(exc).__name__)
 
     def health(self) -> bool:
