@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, field
 
 import redis
@@ -45,11 +44,10 @@ class CallState:
 
     def remember_response(self, twiml: str, sealer: Sealer) -> None:
         # Sealed: a read-back of a case or inmate number is in it, and Redis is no place for those.
-        self.last = sealer.seal_bytes(zlib.compress(twiml.encode(), 1))
+        self.last = sealer.seal_compressed(twiml)
 
     def replay(self, sealer: Sealer) -> str | None:
-        data = sealer.unseal_bytes(self.last) if self.last else None
-        return zlib.decompress(data).decode() if data else None
+        return sealer.unseal_compressed(self.last) if self.last else None
 
 
 class CallStore:

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 import re
+import zlib
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
@@ -61,6 +62,17 @@ class Sealer:
                 return self._aead.decrypt(raw[:NONCE], raw[NONCE:], PREFIX.encode())
             return self._fernet.decrypt(token.encode())
         except (InvalidTag, InvalidToken, ValueError, binascii.Error):
+            return None
+
+    def seal_compressed(self, text: str) -> str:
+        """`text` compressed, then sealed: for the larger values a call keeps (an answer, figures)."""
+        return self.seal_bytes(zlib.compress(text.encode(), 1))
+
+    def unseal_compressed(self, token: str) -> str | None:
+        data = self.unseal_bytes(token)
+        try:
+            return zlib.decompress(data).decode() if data else None
+        except (zlib.error, UnicodeDecodeError):
             return None
 
     def tag(self, value: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -426,17 +425,17 @@ def _unreachable(turn, what: str, exc: SDUError) -> Outcome:
 
 def _kept_summary(turn, case: str, role: str) -> Summary | None:
     """The summary this call already looked up, if it is for this case and role and recent enough."""
-    data = turn.services.extra["sealer"].unseal_bytes(turn.vars.get("_summary", ""))
-    if data is None:
+    text = turn.services.extra["sealer"].unseal_compressed(turn.vars.get("_summary", ""))
+    if text is None:
         return None
     try:
-        kept = json.loads(zlib.decompress(data))
+        kept = json.loads(text)
         body = kept["body"]
         age = turn.services.hours.now().timestamp() - kept["at"]
         if body["case_number"] != case or body["role"] != role or not 0 <= age < SUMMARY_KEPT:
             return None
         return Summary.from_body(body)
-    except (zlib.error, ValueError, KeyError, TypeError, ArithmeticError):
+    except (ValueError, KeyError, TypeError, ArithmeticError):
         return None  # another version's, or damaged: ask the SDU again
 
 
@@ -447,8 +446,8 @@ def _lookup_summary(turn, sdu, case: str, role: str, budget: float | None) -> Su
     with sdu.budget_scope(budget):
         summary = sdu.summary(case, role)
     # Sealed like the case number: figures and the case number are personal data.
-    kept = json.dumps({"at": turn.services.hours.now().timestamp(), "body": summary.body}, separators=(",", ":"))
-    turn.vars["_summary"] = turn.services.extra["sealer"].seal_bytes(zlib.compress(kept.encode(), 1))
+    record = {"at": turn.services.hours.now().timestamp(), "body": summary.body}
+    turn.vars["_summary"] = turn.services.extra["sealer"].seal_compressed(json.dumps(record, separators=(",", ":")))
     return summary
 
 
