@@ -44,7 +44,7 @@ class Runtime:
         self.redis = redis_client if redis_client is not None else store.connect(
             config["REDIS_URL"], config["IVR_ENV"])
         self.store = CallStore(self.redis, config["CALL_TTL"])
-        self.sealer = Sealer(config["IVR_SECRET_KEY"])
+        self.sealer = Sealer.from_config(config)
         extra = {"redis": self.redis, "sealer": self.sealer, "config": config}
         try:
             from .sdu.client import client_from_env

@@ -20,7 +20,9 @@ def cmd_call(args: argparse.Namespace) -> int:
     stop = None
     if args.url:
         from .settings import DEV_AUTH_TOKEN
-        transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url)
+        # Behind a proxy the server checks signatures against its public URL, not the one posted to.
+        sign_url = args.sign_url if args.sign_url is not None else os.environ.get("PUBLIC_BASE_URL", "")
+        transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url, sign_url=sign_url or None)
     else:
         logging.basicConfig(level=logging.WARNING, format="(log) %(levelname)s %(name)s: %(message)s")
         # The in-process stub's access log would drown the transcript (restored after the call).
@@ -53,8 +55,10 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from . import settings
     from .app import create_app
 
+    settings.check_listen(settings.from_env(), [args.host])
     create_app().run(host=args.host, port=args.port)
     return 0
 
@@ -98,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", help="comma-separated answers, one per prompt: digits ('123#'), "
                    "'say words' for speech, '-' for silence, 'dial:busy' for a transfer's result")
     p.add_argument("--url", help="a running server's base URL (default: the app in this process)")
+    p.add_argument("--sign-url", help="the base URL the server checks signatures against (default: "
+                   "$PUBLIC_BASE_URL, else --url): a production server behind a TLS proxy")
     p.add_argument("--dial-status", default="completed",
                    choices=["completed", "busy", "no-answer", "failed", "canceled"])
     p.set_defaults(func=cmd_call)

@@ -60,11 +60,23 @@ def add_commands(subparsers) -> None:
     s.add_argument("--output", "-o", help="write to this file instead of standard output")
     s.set_defaults(func=cmd_export)
 
+    s = sub.add_parser("reseal", help="seal with the current IVR_SECRET_KEY what only IVR_SECRET_KEY_PREVIOUS opens")
+    s.set_defaults(func=cmd_reseal)
+
     for name, text in (("take", "take an open request"), ("done", "mark a request done")):
         s = sub.add_parser(name, help=text)
         s.add_argument("ref")
         s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
         s.set_defaults(func=cmd_change, change=name)
+
+
+def cmd_reseal(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        count = store.reseal_rotated()
+        print(f"resealed {count} request(s); none is left sealed with the previous key: "
+              "IVR_SECRET_KEY_PREVIOUS can be removed once the worker's queue is empty")
+        return 0
+    return run(go)
 
 
 def open_store() -> RequestStore:
@@ -84,7 +96,7 @@ def open_store() -> RequestStore:
         parts = urlsplit(url)   # never print a password that may be in the URL
         raise Unreachable(f"cannot reach Redis at {parts.hostname}:{parts.port or 6379} "
                           f"(REDIS_URL): {exc}") from exc
-    return RequestStore(client, Sealer(config["IVR_SECRET_KEY"]))
+    return RequestStore(client, Sealer.from_config(config))
 
 
 def run(fn) -> int:

@@ -45,6 +45,7 @@ BY_CALL_TTL = 24 * 3600    # only needed while the call lasts (IVR_CALL_TTL, 4 h
 RECORDING_JOB = "inmate.recording"
 DELETE_JOB = "inmate.recording.delete"        # Twilio's copy, once the system has its own
 SEALED = ("inmate", "case", "caller")          # fields kept only sealed
+RESEALED = (*SEALED, "recording_url")           # every sealed field, for a key rotation
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
@@ -268,6 +269,33 @@ class RequestStore:
             log.info("sealed %d recording URL(s) kept in plain by an older version; %d deletion(s) queued",
                      sealed, queued)
         return sealed, queued
+
+    def reseal_rotated(self) -> int:
+        """Requests holding values only a previous IVR_SECRET_KEY opens: seal them with the current key
+        (each request watched, so a concurrent change wins). Idempotent; returns how many requests were
+        rewritten. The worker runs it when it starts; `ivr requests reseal` runs it on demand."""
+        rewritten = 0
+        for ref in (raw.decode() for raw in self.redis.zrange(ALL, 0, -1)):
+            key = req_key(ref)
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    values = pipe.hmget(key, *RESEALED)
+                    fresh = {name: self.sealer.reseal(v.decode()) for name, v in zip(RESEALED, values, strict=True)
+                             if v}
+                    fresh = {name: token for name, token in fresh.items() if token}
+                    if not fresh:
+                        continue
+                    pipe.multi()
+                    pipe.hset(key, mapping=fresh)
+                    pipe.execute()
+            except redis.WatchError:
+                continue        # changed meanwhile: the next run looks again
+            rewritten += 1
+        if rewritten:
+            self._sync()
+            log.info("resealed %d request(s) with the current IVR_SECRET_KEY", rewritten)
+        return rewritten
 
     # --- staff ----------------------------------------------------------------------------------
     def raw(self, ref: str) -> dict[str, str] | None:

@@ -17,6 +17,7 @@ import hmac
 import os
 import re
 import zlib
+from collections.abc import Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
@@ -29,11 +30,19 @@ TOKEN = re.compile(r"s1\.[A-Za-z0-9_\-]{38,}|gAAAAA[A-Za-z0-9_\-]+=*")
 
 
 class Sealer:
-    def __init__(self, secret: str) -> None:
+    """Seals with `secret`; opens what `secret` or any of `previous` sealed (a key rotation in progress)."""
+
+    def __init__(self, secret: str, previous: Sequence[str] = ()) -> None:
         key = hashlib.sha256(("seal:" + secret).encode()).digest()
         self._aead = AESGCM(key)
         self._fernet = Fernet(base64.urlsafe_b64encode(key))   # only to open older tokens
         self._mac_key = hashlib.sha256(("mac:" + secret).encode()).digest()
+        self._previous = [Sealer(old) for old in previous if old and old != secret]
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> Sealer:
+        previous = config.get("IVR_SECRET_KEY_PREVIOUS") or ""
+        return cls(config["IVR_SECRET_KEY"], [previous] if previous else [])
 
     def seal(self, value: str) -> str:
         return self.seal_bytes(value.encode())
@@ -53,6 +62,25 @@ class Sealer:
         return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
     def unseal_bytes(self, token: str) -> bytes | None:
+        data = self._open(token)
+        if data is None:
+            for old in self._previous:
+                data = old._open(token)
+                if data is not None:
+                    break
+        return data
+
+    def reseal(self, token: str) -> str | None:
+        """`token` sealed again with the current key when only a previous key opens it; else None."""
+        if not isinstance(token, str) or not token or self._open(token) is not None:
+            return None
+        for old in self._previous:
+            data = old._open(token)
+            if data is not None:
+                return self.seal_bytes(data)
+        return None
+
+    def _open(self, token: str) -> bytes | None:
         if not isinstance(token, str) or not token:
             return None
         try:

@@ -1,15 +1,26 @@
-"""Configuration from the environment (CONTRACT.md), with development defaults."""
+"""Configuration from the environment (CONTRACT.md), with development defaults that production refuses."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_ACCOUNT_SID = "AC00000000000000000000000000000000"
 DEV_SECRET_KEY = "dev-ivr-secret-key-not-for-production"
+DEV_SDU_KEY = "dev-sdu-key"          # the stub's key (ivr/sdu/client.py DEV_API_KEY)
+MIN_SECRET_LENGTH = 32
+
+ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-f]{32}$")
+AUTH_TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
+
+log = logging.getLogger("ivr.settings")
 
 
 class ConfigError(RuntimeError):
@@ -25,17 +36,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
     if validate not in ("0", "1"):
         raise ConfigError("IVR_VALIDATE_SIGNATURES must be 1 or 0")
     if ivr_env == "production":
-        if validate == "0":
-            raise ConfigError("IVR_VALIDATE_SIGNATURES=0 is refused when IVR_ENV=production")
-        for name in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "SDU_BASE_URL", "SDU_API_KEY",
-                     "IVR_SECRET_KEY"):
-            if not env.get(name):
-                raise ConfigError(f"{name} must be set when IVR_ENV=production")
-        if not env.get("PUBLIC_BASE_URL", "").startswith("https://"):
-            # Behind a TLS proxy Flask sees http://, Twilio signs https://: every webhook would be 403.
-            raise ConfigError("PUBLIC_BASE_URL must be the public https:// origin when IVR_ENV=production")
+        check_production(env)
+    elif env.get("DATA_DIR") and not env.get("IVR_DATA_DIR"):
+        log.warning("DATA_DIR is not read: set IVR_DATA_DIR (recordings go to %s)", ROOT / "var")
     return {
         "IVR_ENV": ivr_env,
+        # Stated, not defaulted: only an explicit IVR_ENV=development may listen beyond loopback.
+        "IVR_ENV_EXPLICIT": "IVR_ENV" in env,
         "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
         "SDU_BASE_URL": env.get("SDU_BASE_URL", ""),
         "SDU_API_KEY": env.get("SDU_API_KEY", ""),
@@ -44,8 +51,84 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         "VALIDATE_SIGNATURES": validate == "1",
         "IVR_SECRET_KEY": env.get("IVR_SECRET_KEY", DEV_SECRET_KEY),
+        # Still opens what was sealed before a key rotation, until `ivr reseal` has rewritten it.
+        "IVR_SECRET_KEY_PREVIOUS": env.get("IVR_SECRET_KEY_PREVIOUS", ""),
         "CONFIG_DIR": Path(env.get("IVR_CONFIG_DIR", ROOT / "config")),
         "PROMPTS_DIR": Path(env.get("IVR_PROMPTS_DIR", ROOT / "prompts")),
         "DATA_DIR": Path(env.get("IVR_DATA_DIR", ROOT / "var")),
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
     }
+
+
+def check_production(env: Mapping[str, str]) -> None:
+    """Every reason this environment must not serve real calls, named together (values never echoed)."""
+    problems: list[str] = []
+    if env.get("IVR_VALIDATE_SIGNATURES", "1") == "0":
+        problems.append("IVR_VALIDATE_SIGNATURES=0 is refused when IVR_ENV=production")
+    for name in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "SDU_BASE_URL", "SDU_API_KEY", "IVR_SECRET_KEY"):
+        if not env.get(name, "").strip():
+            problems.append(f"{name} must be set when IVR_ENV=production")
+    development = {"TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN, "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
+                   "IVR_SECRET_KEY": DEV_SECRET_KEY, "IVR_SECRET_KEY_PREVIOUS": DEV_SECRET_KEY,
+                   "SDU_API_KEY": DEV_SDU_KEY}
+    for name, value in development.items():
+        if env.get(name, "").strip() == value:
+            problems.append(f"{name} is the development value (it is in the public source)")
+    token = env.get("TWILIO_AUTH_TOKEN", "").strip()
+    if token and token != DEV_AUTH_TOKEN and not AUTH_TOKEN_RE.match(token):
+        problems.append("TWILIO_AUTH_TOKEN must be Twilio's 32 hexadecimal characters (Console > Account Info)")
+    sid = env.get("TWILIO_ACCOUNT_SID", "").strip()
+    if sid and sid != DEV_ACCOUNT_SID and not ACCOUNT_SID_RE.match(sid):
+        problems.append("TWILIO_ACCOUNT_SID must be AC followed by 32 hexadecimal characters")
+    for name in ("IVR_SECRET_KEY", "IVR_SECRET_KEY_PREVIOUS"):
+        secret = env.get(name, "")
+        if not secret or secret == DEV_SECRET_KEY:
+            continue
+        if len(secret) < MIN_SECRET_LENGTH:
+            problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters (e.g. `openssl rand -hex 32`)")
+        elif len(set(secret)) == 1:
+            problems.append(f"{name} must not be one character repeated")
+    if not _is_origin(env.get("PUBLIC_BASE_URL", ""), "https"):
+        # Behind a TLS proxy Flask sees http://, Twilio signs https://: every webhook would be 403.
+        problems.append("PUBLIC_BASE_URL must be the public https:// origin (https://host[:port], no path) "
+                        "when IVR_ENV=production")
+    sdu = urlsplit(env.get("SDU_BASE_URL", "").strip())
+    if env.get("SDU_BASE_URL", "").strip() and (sdu.scheme != "https" or not sdu.hostname):
+        problems.append("SDU_BASE_URL must be an https:// URL when IVR_ENV=production (PINs go to it)")
+    if env.get("DATA_DIR") and not env.get("IVR_DATA_DIR"):
+        problems.append("DATA_DIR is not read: set IVR_DATA_DIR to the shared volume for recordings")
+    if problems:
+        raise ConfigError("refusing to start with IVR_ENV=production:\n  - " + "\n  - ".join(problems))
+
+
+def _is_origin(url: str, scheme: str) -> bool:
+    try:
+        parts = urlsplit(url.strip().rstrip("/"))
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    return (parts.scheme == scheme and bool(parts.hostname) and not parts.path and not parts.query
+            and not parts.fragment and parts.username is None and parts.password is None)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable only from this machine."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(config: Mapping, hosts: list[str]) -> None:
+    """Development keys on a public address would let anyone sign as Twilio: only when stated outright."""
+    if config["IVR_ENV"] != "development" or config.get("IVR_ENV_EXPLICIT"):
+        return
+    public = [h for h in hosts if not is_loopback(h)]
+    if public:
+        raise ConfigError(
+            f"refusing to listen on {', '.join(public)} with development secrets: IVR_ENV is not set. "
+            "Set IVR_ENV=production (with its secrets) for a real deploy, or IVR_ENV=development to "
+            "serve development on this address anyway.")

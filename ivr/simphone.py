@@ -61,18 +61,21 @@ class Call:
 class Transport:
     """Posts signed form requests, either in process (Flask test client) or over HTTP."""
 
-    def __init__(self, auth_token: str, *, app=None, base_url: str = "http://localhost"):
+    def __init__(self, auth_token: str, *, app=None, base_url: str = "http://localhost",
+                 sign_url: str | None = None):
         self.validator = RequestValidator(auth_token)
         self.app = app
         self.base_url = base_url.rstrip("/")
+        self.sign_url = (sign_url or base_url).rstrip("/")   # what the server believes its URL is
         self.client = app.test_client() if app is not None else None
         if app is None:
             import requests
             self.session = requests.Session()
 
     def post(self, url: str, params: dict, sign: bool = True) -> tuple[int, str]:
+        signed_url = urljoin(self.sign_url + "/", url)
         url = urljoin(self.base_url + "/", url)
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, params)} if sign else {}
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(signed_url, params)} if sign else {}
         if self.client is not None:
             path = url[len(self.base_url):]
             resp = self.client.post(path, data=params, headers=headers, base_url=self.base_url)

@@ -133,9 +133,11 @@ def test_behind_a_proxy_every_webhook_checks_the_public_url(make_app):
 def test_the_factory_refuses_to_run_without_signatures_in_production(monkeypatch, tmp_path):
     from ivr.app import create_app
 
-    for name, value in {"IVR_ENV": "production", "IVR_VALIDATE_SIGNATURES": "0", "TWILIO_AUTH_TOKEN": "t",
+    for name, value in {"IVR_ENV": "production", "IVR_VALIDATE_SIGNATURES": "0",
+                        "TWILIO_AUTH_TOKEN": "0123456789abcdef" * 2,
                         "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "SDU_BASE_URL": "https://sdu.example",
-                        "SDU_API_KEY": "k", "IVR_SECRET_KEY": "s", "REDIS_URL": "redis://127.0.0.1:1/0",
+                        "SDU_API_KEY": "k",
+                        "IVR_SECRET_KEY": "a-production-secret-of-32-characters-or-more", "REDIS_URL": "redis://127.0.0.1:1/0",
                         "PUBLIC_BASE_URL": "https://ivr.example.org",
                         "IVR_DATA_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)

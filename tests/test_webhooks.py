@@ -108,8 +108,9 @@ def test_fallback_answers_without_redis_and_transfers_when_open(make_app, clock)
 
 
 def test_production_refuses_to_run_without_signature_checks():
-    env = {"IVR_ENV": "production", "IVR_VALIDATE_SIGNATURES": "0", "TWILIO_AUTH_TOKEN": "x",
-           "TWILIO_ACCOUNT_SID": "AC1", "SDU_BASE_URL": "https://sdu", "SDU_API_KEY": "k", "IVR_SECRET_KEY": "s",
+    env = {"IVR_ENV": "production", "IVR_VALIDATE_SIGNATURES": "0", "TWILIO_AUTH_TOKEN": "0123456789abcdef" * 2,
+           "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "SDU_BASE_URL": "https://sdu", "SDU_API_KEY": "k",
+           "IVR_SECRET_KEY": "a-production-secret-of-32-characters-or-more",
            "PUBLIC_BASE_URL": "https://ivr.example.org"}
     with pytest.raises(ConfigError, match="IVR_VALIDATE_SIGNATURES=0 is refused"):
         from_env(env)

@@ -354,7 +354,7 @@ def _join(names: list[str], lang: str) -> str:
 # --- background jobs: the caller's message, into the system's own storage, then off Twilio ----------------
 
 def _job_store(ctx: JobContext) -> RequestStore:
-    return RequestStore(ctx.redis, Sealer(ctx.config["IVR_SECRET_KEY"]))
+    return RequestStore(ctx.redis, Sealer.from_config(ctx.config))
 
 
 def _job_request(payload: dict, ctx: JobContext) -> tuple[RequestStore, str, dict[str, str], str | None]:
@@ -431,6 +431,11 @@ def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
 @at_start
 def reseal_legacy_requests(ctx: JobContext) -> None:
     _job_store(ctx).reseal_legacy()
+
+
+@at_start
+def reseal_rotated_requests(ctx: JobContext) -> None:
+    _job_store(ctx).reseal_rotated()
 
 
 _warned_no_account = False

@@ -36,10 +36,11 @@ from urllib3.util.retry import Retry
 
 from ivr.redact import mask_digits
 from ivr.sdu import schema
+from ivr.settings import DEV_SDU_KEY
 
 log = logging.getLogger("ivr.sdu")
 
-DEV_API_KEY = "dev-sdu-key"
+DEV_API_KEY = DEV_SDU_KEY
 DEV_BASE_URL = "http://127.0.0.1:5001"
 
 _CASE_RE = re.compile(r"^[0-9]{9}$")

@@ -276,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("stub SDU listening on http://%s:%d", host, args.port)
     _StubServer(app, {"bind": f"{host}:{args.port}", "workers": 1, "worker_class": "gthread",
                       "threads": args.threads, "keepalive": 75, "accesslog": "-",
-                      "logger_class": _MaskingGunicornLogger, "graceful_timeout": 2}).run()
+                      "logger_class": _MaskingGunicornLogger, "graceful_timeout": 2,
+                      # gunicorn's default control socket is per user: it would be the web server's too.
+                      "control_socket_disable": True}).run()
     return 0
 
 
