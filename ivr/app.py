@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+import redis
 import yaml
 from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
@@ -16,6 +17,7 @@ from .callstate import CallStore
 from .directory import Directory, parse_phone
 from .engine import Engine, Services, Turn
 from .handlers import load_all
+from .health import HealthCache
 from .hours import Hours
 from .prompts import Prompts
 from .sealing import Sealer
@@ -23,6 +25,7 @@ from .speech import say_phone
 
 log = logging.getLogger("ivr")
 DEV_SDU_URL = "http://127.0.0.1:5001"
+HEALTH_PROBE_SECONDS = 1.0
 
 
 class Runtime:
@@ -53,10 +56,25 @@ class Runtime:
             pass
         self.services = Services(self.prompts, self.directory, self.hours, self.lines_cfg, extra)
         self.engine = Engine(self.flows, self.services, handlers)
+        self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
+                                  ttl=float(config.get("HEALTH_TTL", 5.0)))
         # Keys read in the same round trip as a call's state, and what to do with their values.
         self.extra_keys: tuple[str, ...] = ()
         self.refreshers: list[Callable[[list], None]] = []
         self.entry_hooks: list[Callable[[Turn], str | None]] = []
+
+    def _redis_ok(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
+
+    def _sdu_ok(self) -> bool | None:
+        sdu = self.services.extra.get("sdu")
+        if sdu is None:
+            return None
+        with sdu.budget_scope(HEALTH_PROBE_SECONDS):   # a stalled SDU holds one thread this long, no more
+            return bool(sdu.health())
 
     def refresh(self, values: list) -> None:
         for fn in self.refreshers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import xml.etree.ElementTree as ET
 from contextlib import nullcontext
 from functools import lru_cache
@@ -174,13 +175,8 @@ def fallback():
 @bp.get("/health")
 def health():
     rt = runtime()
-    try:
-        redis_ok = bool(rt.store.redis.ping())
-    except redis.RedisError:
-        redis_ok = False
+    status = rt.health.status()
     sdu = rt.services.extra.get("sdu")
-    try:
-        sdu_ok = bool(sdu.health()) if sdu is not None else None
-    except Exception:  # the SDU client raises its own errors; health only reports them
-        sdu_ok = False
-    return jsonify(status="ok", redis=redis_ok, sdu=sdu_ok), 200
+    breaker = sdu.breaker.state if sdu is not None else None
+    age = round(time.monotonic() - status.at, 1) if status.at else None
+    return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age), 200
