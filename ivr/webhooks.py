@@ -166,10 +166,21 @@ def status():
 @bp.post("/voice/fallback")
 @signed
 def fallback():
-    # Twilio calls this when /voice failed: answer without Redis or the SDU.
+    # Twilio calls this when a webhook failed (a worker killed mid-request, a timeout): when the call's
+    # state is intact, the caller goes on where they were; otherwise an answer without Redis or the SDU.
     log.error("fallback URL used: %s %s", request.form.get("ErrorCode", "-")[:10],
               request.form.get("ErrorUrl", "-")[:200])
-    return twiml(runtime().fallback_response())
+    rt = runtime()
+    sid = request.form.get("CallSid", "")[:64]
+    state, failed = _load(rt, sid)
+    if failed or state is None or state.ended or state.line not in rt.flows.lines \
+            or state.node not in rt.flows.nodes or state.lang not in rt.lines_cfg["voices"]:
+        return failed or twiml(rt.fallback_response())
+
+    def resume(turn: Turn) -> VoiceResponse:
+        turn.say("sys.resume")
+        return rt.engine.repeat(turn)
+    return _answer(rt, state, resume)
 
 
 @bp.get("/health")

@@ -549,3 +549,30 @@ def test_a_worker_killed_mid_call_the_next_webhook_is_answered_with_the_state_in
     assert not errors, errors[:3]
     assert answered, "no load call got through"
     assert proc.poll() is None, "the gunicorn master died"
+
+
+# --- Twilio's Fallback URL mid-call -------------------------------------------------------------------
+
+@pytest.mark.parametrize("hours", ["open", "closed"])
+def test_the_fallback_returns_a_caller_whose_state_is_intact_to_where_they_were(app, clock, hours):
+    """A webhook lost with a killed worker: Twilio calls the Fallback URL. The call's state is still in
+    Redis, so the caller hears the same menu again and goes on, rather than a goodbye after hours."""
+    if hours == "closed":
+        clock.set(CLOSED)
+    phone = Phone(app, to=line_number(app, "callcenter")).start().press("-").press("2")   # "change your order"
+    mark = len(phone.heard)
+    phone.fallback()
+    again = phone.said_since(mark)
+    assert text(app, "sys.resume") in again
+    assert "Changing your order" in again and text(app, "sys.fallback_closed", number="x", hours="y")[:40] not in again
+    assert phone.waiting_for == "Gather" and not phone.ended
+    mark = len(phone.heard)
+    phone.press("2")                                          # the menu's own key still works
+    assert first_sentence(app, "faq.modify") in phone.said_since(mark)
+
+
+def test_the_fallback_without_a_known_call_still_gives_the_stateless_answer(app):
+    phone = Phone(app, to=line_number(app, "callcenter"))
+    phone.last_request = ("/voice", {})
+    phone.fallback()
+    assert text(app, "sys.resume") not in phone.said and "our phone system is having a problem" in phone.said

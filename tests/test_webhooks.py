@@ -45,7 +45,10 @@ def test_behind_a_tls_proxy_the_public_url_is_what_twilio_signed(make_app):
 def test_health_needs_no_signature_and_reports_redis_and_sdu(client):
     resp = client.get("/health")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "redis": True, "sdu": True}
+    body = resp.get_json()
+    assert {k: body[k] for k in ("status", "redis", "sdu", "sdu_breaker")} == \
+        {"status": "ok", "redis": True, "sdu": True, "sdu_breaker": "closed"}
+    assert body["checked_seconds_ago"] is not None
 
 
 def test_health_reports_a_dead_redis(make_app):

@@ -111,6 +111,11 @@ class Phone:
         self.transport.post("/voice/status", {**self.base, "CallStatus": "completed", "CallDuration": "60"})
         self.ended = True
 
+    def fallback(self, error_code: str = "11200") -> Phone:
+        """Twilio's Fallback URL in place of the last request (its worker died, or it timed out)."""
+        url, _ = self.last_request
+        return self._post("/voice/fallback", {"ErrorCode": error_code, "ErrorUrl": urljoin("http://localhost", url)})
+
     def repost(self) -> tuple[int, str]:
         """Send the last request again, as Twilio does when it did not get an answer in time."""
         url, params = self.last_request
