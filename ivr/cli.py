@@ -69,6 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_all()  # the handler modules register their jobs
+    __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
     config = settings.from_env()
     worker = jobs.Worker(jobs.JobContext(config, store.connect(config["REDIS_URL"], config["IVR_ENV"])))
     if args.once:
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in ("ivr.requests_cli", "ivr.staff_cli", "ivr.bench"):
+    for module in ("ivr.requests_cli", "ivr.staff_cli", "ivr.bench", "ivr.retention"):
         try:
             mod = __import__(module, fromlist=["add_commands"])
         except ModuleNotFoundError as exc:

@@ -28,6 +28,8 @@ CLAIM_IDLE_MS = 300_000
 MAX_DELIVERIES = 5
 HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
 STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
+PERIODIC: list[Callable[[JobContext], None]] = []    # run by each worker every PERIODIC_S (each decides if due)
+PERIODIC_S = 60
 
 
 class RetryLater(Exception):
@@ -57,6 +59,13 @@ def at_start(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
     return fn
 
 
+def periodic(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+    """Register a task every worker runs about once a minute; it decides itself (with a Redis key) whether
+    it is due, so that several workers do not all do it."""
+    PERIODIC.append(fn)
+    return fn
+
+
 def ensure_group(r: redis.Redis) -> None:
     try:
         r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
@@ -71,6 +80,8 @@ def enqueue(r: redis.Redis, kind: str, payload: dict, pipe=None) -> None:
 
 
 class Worker:
+    _periodic_at = 0.0      # time.monotonic() when the periodic tasks run next
+
     def __init__(self, ctx: JobContext, name: str | None = None) -> None:
         self.ctx = ctx
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -144,10 +155,22 @@ class Worker:
         pipe.xdel(STREAM, msg_id)
         pipe.execute()
 
+    def run_periodic(self) -> None:
+        """The periodic tasks, when a minute has passed since they last ran here; a failure is logged."""
+        if time.monotonic() < self._periodic_at:
+            return
+        self._periodic_at = time.monotonic() + PERIODIC_S
+        for fn in PERIODIC:
+            try:
+                fn(self.ctx)
+            except Exception as exc:  # a periodic task must not keep the queue from being worked
+                log.error("periodic task %s failed: %s", fn.__name__, exc)
+
     def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = 5000) -> None:
         self.start_up()
         log.info("worker %s waiting for jobs on %s", self.name, STREAM)
         while not stop():
+            self.run_periodic()
             try:
                 # A failed job stays pending; XAUTOCLAIM in run_once hands it back, to this worker or
                 # another, once it has been idle CLAIM_IDLE_MS: that spacing is the retry schedule.

@@ -7,7 +7,8 @@ SID), written completely before anything points at them. Redis holds the index:
 - `ivr:prompts:published` hash, field "id|lang" -> {"v": version, "file": name}: what callers hear;
 - `ivr:prompts:history:id|lang` list of events (publish / rollback: version, file, who, when);
 - `ivr:announcements` hash, field "line|lang" -> {"file", "until" (last day or null), "by", "name", "at"};
-- `ivr:audio:files` set: every file ever published, the only ones `GET /audio/<file>` serves;
+- `ivr:audio:files` set: every file published and not yet deleted at the end of its retention period
+  (`purge_audio`), the only ones `GET /audio/<file>` serves and rollback goes back to;
 - `ivr:prompts:rev`: bumped in the same MULTI as every change above.
 
 Every change is one MULTI (optimistic, WATCHing the revision), so a caller mid-call hears the old or
@@ -23,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import redis
@@ -153,6 +154,9 @@ class Library:
                 if to == cur_v:
                     raise NothingToRollBack(f"{pid} ({lang}) is already at version {to}")
                 target = to
+            if target and not pipe.sismember(FILES, versions[target]["file"]):
+                raise NothingToRollBack(f"{pid} ({lang}) version {target} was deleted at the end of its "
+                                        "retention period")
             pipe.multi()
             if target:
                 pipe.hset(PUBLISHED, _field(pid, lang), _dump({"v": target, "file": versions[target]["file"]}))
@@ -204,6 +208,95 @@ class Library:
 
     def announcement_log(self, n: int = 20) -> list[dict]:
         return [_load(x) for x in self.redis.lrange(ANN_LOG, 0, n - 1)]
+
+    # --- retention --------------------------------------------------------------------------
+    def purge_audio(self, folder: Path, unused_before: datetime, dry_run: bool = False) -> int:
+        """Delete the audio files no one has heard since `unused_before`: never one live, the version a
+        rollback goes back to, or an announcement still set. Files nothing names (a download whose
+        publish was given up) go by their age on disk. Returns how many files were (would be) deleted.
+
+        The index first, in one MULTI that bumps the revision (a rollback racing it looks again and
+        refuses the deleted version), then the files: a crash in between leaves files nothing names,
+        deleted by age at a later run."""
+        due: set[str] = set()
+
+        def txn(pipe) -> None:
+            due.clear()
+            files = {_text(f) for f in pipe.smembers(FILES)}
+            published, anns = _split(pipe.hgetall(PUBLISHED)), _split(pipe.hgetall(ANNOUNCEMENTS))
+            keep = {rec["file"] for rec in published.values()} | {rec["file"] for rec in anns.values()}
+            retired: dict[str, datetime] = {}
+            for key in pipe.scan_iter(match=HISTORY.format(pid="*", lang="*"), count=500):
+                events = [_load(x) for x in pipe.lrange(key, 0, -1)]
+                _retire(retired, [({"*": e.get("file")}, e.get("at")) for e in events])
+                versions = {e["v"]: e for e in events if e["action"] == "publish"}
+                name, _, lang = _text(key).removeprefix(HISTORY.split("{")[0]).rpartition("|")
+                live = published.get((name, lang))
+                if live and live["v"] in versions and versions[live["v"]]["prev"] in versions:
+                    keep.add(versions[versions[live["v"]]["prev"]]["file"])     # the rollback target
+            slots: dict[str, str | None] = {}
+            steps = []
+            for e in reversed([_load(x) for x in pipe.lrange(ANN_LOG, 0, -1)]):
+                for line in e.get("lines", []):
+                    slots[f"{line}|{e.get('lang')}"] = e.get("file") if e["action"] == "set" else None
+                steps.append((dict(slots), e.get("at")))
+            _retire(retired, steps)
+            for name in files - keep:
+                when = retired.get(name) or _mtime(folder / name)
+                if when is None or when <= unused_before:
+                    due.add(name)
+            if due and not dry_run:
+                pipe.multi()
+                pipe.srem(FILES, *due)
+                pipe.incr(REV)
+
+        self.redis.transaction(txn, REV)
+        deleted = len(due) if dry_run else sum(_unlink(folder / name) for name in due)
+        # Files on disk that nothing names any more.
+        if folder.is_dir():
+            named = {_text(f) for f in self.redis.smembers(FILES)} | due
+            for path in folder.iterdir():
+                if AUDIO_NAME.match(path.name) and path.name not in named:
+                    when = _mtime(path)
+                    if when is not None and when <= unused_before:
+                        deleted += 1 if dry_run else _unlink(path)
+        return deleted
+
+
+def _retire(retired: dict[str, datetime], steps: list[tuple[dict, str | None]]) -> None:
+    """`steps`: what each slot played after each event, and when. A file is retired when the last slot
+    playing it moves on; `retired` keeps the latest such time."""
+    playing: set[str] = set()
+    for slots, at in steps:
+        now = {f for f in slots.values() if f}
+        for name in playing - now:
+            try:
+                when = datetime.fromisoformat(at)
+            except (TypeError, ValueError):
+                continue
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            if name not in retired or retired[name] < when:
+                retired[name] = when
+        playing = now
+
+
+def _mtime(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        return None
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0        # another purge got there first
+    return 1
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _check_lines(lines: list[str]) -> list[str]:

@@ -5,6 +5,8 @@
     ivr requests export [--status S]   CSV on standard output (or --output FILE)
     ivr requests take REF --by NAME    take an open request (no one else can then mark it done)
     ivr requests done REF --by NAME    mark it done
+    ivr requests hold REF --by NAME [--reason TEXT]    legal hold: never deleted until released
+    ivr requests release REF --by NAME                 end the legal hold (retention applies again)
 
 They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal inmate and case numbers. Every change is
 written to the request's audit trail with who and when. A problem is one line on stderr and exit 1
@@ -22,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from . import retention, settings
 from .callstate import CallStore
 from .jobs import CLAIM_IDLE_MS, MAX_DELIVERIES
 from .redact import mask_digits
@@ -68,6 +71,16 @@ def add_commands(subparsers) -> None:
         s.add_argument("ref")
         s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
         s.set_defaults(func=cmd_change, change=name)
+
+    s = sub.add_parser("hold", help="put a request on legal hold: kept past any retention period")
+    s.add_argument("ref")
+    s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+    s.add_argument("--reason", default="", help="why (a case or subpoena number...), kept in the audit trail")
+    s.set_defaults(func=cmd_change, change="hold")
+    s = sub.add_parser("release", help="end a request's legal hold (its retention period applies again)")
+    s.add_argument("ref")
+    s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+    s.set_defaults(func=cmd_change, change="release")
 
 
 def cmd_reseal(args: argparse.Namespace) -> int:
@@ -176,6 +189,26 @@ def twilio_copy(req: dict) -> str:
     return "kept until the message is downloaded"
 
 
+def hold_text(req: dict) -> str:
+    if not req.get("hold_at"):
+        return "none"
+    reason = f": {req['hold_reason']}" if req.get("hold_reason") else ""
+    return f"yes, since {local(req['hold_at'])} by {req.get('hold_by', '?')}{reason}"
+
+
+def retention_text(req: dict, config: dict) -> str:
+    """When the request may be deleted (ivr/retention.py), in Connecticut's dates."""
+    if req.get("hold_at"):
+        return "on legal hold: kept until the hold is released"
+    dates = retention.due_dates(req, config)
+    if dates is None:
+        return f"kept while open or taken; deleted {config['RETAIN_REQUESTS_DAYS']} days after it is done"
+    message, request = (d.astimezone(TZ).date().isoformat() for d in dates)
+    message = "" if req.get("recording_deleted") or not req.get("recording_file") else \
+        f"message deleted from {message}, "
+    return f"{message}the request and its history from {request}"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     def go(store: RequestStore) -> int:
         refs = store.refs(STATUSES if args.all else ("open", "taken"))
@@ -199,10 +232,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         ref = check_ref(args.ref)
         req = store.get(ref)
         if req is None:
-            raise RequestError(f"no request {ref}")
+            raise store.missing(ref)
         # Only the system's own file: Twilio's URL stays sealed in Redis (and its copy is deleted).
         if req.get("recording_file"):
             recording = req["recording_file"]
+        elif req.get("recording_deleted"):
+            recording = f"deleted {local(req['recording_deleted'])} (retention period)"
         elif req.get("recording_url"):
             recording = f"download failed: {req['recording_error']}" if req.get("recording_error") else \
                 "not downloaded yet (ivr worker)"
@@ -228,6 +263,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("case/docket number", req.get("case") or "(not given)"),
             ("caller ID", req.get("caller") or "(withheld)"),
             ("message", recording),
+            ("legal hold", hold_text(req)),
+            ("retention", retention_text(req, settings.from_env())),
         ]
         if req.get("recording_url"):
             rows.append(("Twilio's copy", twilio_copy(req)))
@@ -265,7 +302,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_change(args: argparse.Namespace) -> int:
     def go(store: RequestStore) -> int:
         ref, by = check_ref(args.ref), check_name(args.by)
-        result = store.take(ref, by) if args.change == "take" else store.done(ref, by)
+        if args.change == "hold":
+            result = store.hold(ref, by, args.reason)
+        elif args.change == "release":
+            result = store.release(ref, by)
+        else:
+            result = store.take(ref, by) if args.change == "take" else store.done(ref, by)
         print(f"request {ref}: {result} ({by})")
         return 0
     return run(go)

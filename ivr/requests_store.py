@@ -11,10 +11,14 @@ Redis layout:
                           (expires a day later, like everything kept for a call).
   ivr:req:open            sorted set: references not done yet (open or taken), by creation time.
   ivr:req:all             sorted set: every reference, by creation time (export).
+  ivr:req:purged          sorted set: references deleted at the end of their retention period, by when.
+                          Only the 6 digits (no personal data): a reference is never given again, and
+                          staff asking for it hear that it was deleted rather than "no request".
 
-A request is never deleted or popped: `take` and `done` change its status in one WATCH/MULTI
-transaction, so nothing can be lost between "stored" and a person finishing it (this is the
-acknowledgement: `done` is the only thing that takes a request out of `ivr:req:open`). After each
+A request is never popped: `take` and `done` change its status in one WATCH/MULTI transaction, so
+nothing can be lost between "stored" and a person finishing it (this is the acknowledgement: `done` is
+the only thing that takes a request out of `ivr:req:open`). Only the retention purge deletes one
+(ivr/retention.py): a done request past its period and not on legal hold (`hold`/`release`). After each
 write the store waits for Redis to fsync its append-only file (WAITAOF, Redis >= 7.2) so that a
 reference is spoken only for a request that survives a crash; on older Redis run the server with
 `appendonly yes` and `appendfsync always` for the same guarantee.
@@ -40,6 +44,7 @@ log = logging.getLogger("ivr.requests")
 PREFIX = "ivr:req:"
 OPEN = PREFIX + "open"
 ALL = PREFIX + "all"
+PURGED = PREFIX + "purged"
 BY_CALL = PREFIX + "call:{sid}"
 BY_CALL_TTL = 24 * 3600    # only needed while the call lasts (IVR_CALL_TTL, 4 h): every key of a call expires
 RECORDING_JOB = "inmate.recording"
@@ -49,10 +54,13 @@ RESEALED = (*SEALED, "recording_url")           # every sealed field, for a key 
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
+REASON_MAX = 200
 WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
 # Field `stage` (how far a caller got): number, facility, case, message, finished.
 # Field `twilio_copy` (what became of Twilio's copy of the message; none on requests from before): deleting,
 # deleted, already gone, delete failed, not deleted, kept.
+# Fields `hold_by`, `hold_at`, `hold_reason`: a legal hold (no retention period applies while set);
+# `recording_deleted`: when the message file was deleted at the end of its retention period.
 KEPT = {"twilio_copy": "kept", "twilio_copy_error": "TWILIO_ACCOUNT_SID is not configured"}   # development
 _warned = False     # the WAITAOF warning is logged once per process, not once per request
 
@@ -82,6 +90,15 @@ def check_ref(ref: str) -> str:
     if not REF_RE.match(ref):
         raise RequestError(f"{ref!r} is not a request reference (6 digits)")
     return ref
+
+
+def check_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if len(reason) > REASON_MAX:
+        raise RequestError(f"--reason is at most {REASON_MAX} characters")
+    if not reason.isprintable():
+        raise RequestError("--reason must be one line of plain text")
+    return reason
 
 
 def check_name(name: str) -> str:
@@ -126,8 +143,8 @@ class RequestStore:
             try:
                 with self.redis.pipeline() as pipe:
                     pipe.watch(by_call, req_key(ref))
-                    if pipe.get(by_call) or pipe.exists(req_key(ref)):
-                        continue        # another webhook of this call won, or the reference is taken
+                    if pipe.get(by_call) or pipe.exists(req_key(ref)) or pipe.zscore(PURGED, ref) is not None:
+                        continue        # another webhook of this call won, or the reference is (was) taken
                     pipe.multi()
                     pipe.hset(req_key(ref), mapping=fields)
                     pipe.set(by_call, ref, ex=BY_CALL_TTL)
@@ -376,7 +393,104 @@ class RequestStore:
 
         return self._transition(ref, change) or "done"
 
+    # --- legal hold and retention (ivr/retention.py decides what is due) -------------------------
+    def hold(self, ref: str, by: str, reason: str = "") -> str:
+        """Keep a request (and its message) past any retention period until `release`."""
+        ref, by, reason = check_ref(ref), check_name(by), check_reason(reason)
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            held_by, held_at = (v.decode() if v else "" for v in pipe.hmget(req_key(ref), "hold_by", "hold_at"))
+            if held_at:
+                return f"already on legal hold (by {held_by} since {held_at[:10]})"
+            now = self._now()
+            pipe.multi()
+            pipe.hset(req_key(ref), mapping={"hold_by": by, "hold_at": now, "hold_reason": reason, "updated": now})
+            self._audit(pipe, ref, by, "legal hold placed", reason)
+            return None
+
+        return self._transition(ref, change) or "on legal hold"
+
+    def release(self, ref: str, by: str) -> str:
+        ref, by = check_ref(ref), check_name(by)
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            if not pipe.hget(req_key(ref), "hold_at"):
+                raise RequestError(f"request {ref} is not on legal hold")
+            pipe.multi()
+            pipe.hdel(req_key(ref), "hold_by", "hold_at", "hold_reason")
+            pipe.hset(req_key(ref), "updated", self._now())
+            self._audit(pipe, ref, by, "legal hold released")
+            return None
+
+        return self._transition(ref, change) or "legal hold released"
+
+    def missing(self, ref: str) -> RequestError:
+        """What staff are told about a reference with no request: never given, or deleted (when)."""
+        purged = self.redis.zscore(PURGED, ref)
+        if purged is None:
+            return RequestError(f"no request {ref}")
+        day = datetime.fromtimestamp(purged, UTC).date().isoformat()
+        return RequestError(f"request {ref} was deleted on {day} at the end of its retention period")
+
+    def retention_view(self) -> list[tuple[str, dict[str, str]]]:
+        """Every request's reference with the fields retention looks at, in two round trips."""
+        refs = [r.decode() for r in self.redis.zrange(ALL, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hmget(req_key(ref), *RETENTION_FIELDS)
+        return [(ref, {k: (v or b"").decode() for k, v in zip(RETENTION_FIELDS, values, strict=True)})
+                for ref, values in zip(refs, pipe.execute(), strict=True) if values[0] is not None]
+
+    def delete_message(self, ref: str, done_before: datetime, detail: str) -> str | None:
+        """Forget the caller's message of a request done before `done_before` and not on hold (the caller
+        deletes the file): its former path, or None when there is nothing to do (any more)."""
+        def change(pipe, req: dict[str, str]) -> str | None:
+            if not _past(req, done_before) or not req["recording_file"]:
+                return None
+            now = self._now()
+            pipe.multi()
+            pipe.hset(req_key(ref), mapping={"recording_file": "", "recording_deleted": now, "updated": now})
+            self._audit(pipe, ref, "retention", "message deleted (retention period)", detail)
+            return req["recording_file"]
+        return self._retention_change(ref, change)
+
+    def delete(self, ref: str, done_before: datetime) -> str | None:
+        """Delete a request done before `done_before` and not on hold, with its audit trail and index entries,
+        in one transaction, leaving its reference in PURGED. Returns the path of its message file ("" for
+        none: the caller deletes the folder), None when the request is not due (any more) or gone."""
+        def change(pipe, req: dict[str, str]) -> str | None:
+            if not _past(req, done_before):
+                return None
+            pipe.multi()
+            pipe.delete(req_key(ref), audit_key(ref))
+            pipe.zrem(OPEN, ref)
+            pipe.zrem(ALL, ref)
+            pipe.zadd(PURGED, {ref: self.clock().timestamp()})
+            return req["recording_file"]
+        return self._retention_change(ref, change)
+
     # --- internals ------------------------------------------------------------------------------
+    def _retention_change(self, ref: str, change) -> str | None:
+        """Check and change under WATCH: a hold placed, or a second purge, at the same moment wins or waits."""
+        key = req_key(ref)
+        for _ in range(20):
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    values = pipe.hmget(key, *RETENTION_FIELDS)
+                    if values[0] is None:
+                        return None         # gone: another purge got there first
+                    result = change(pipe, {k: (v or b"").decode()
+                                           for k, v in zip(RETENTION_FIELDS, values, strict=True)})
+                    if result is None:
+                        return None
+                    pipe.execute()
+            except redis.WatchError:
+                continue
+            self._sync()
+            return result
+        return None                         # changing all the time: the next purge looks again
+
     def _transition(self, ref: str, change) -> str | None:
         key = req_key(ref)
         for _ in range(20):
@@ -385,7 +499,7 @@ class RequestStore:
                     pipe.watch(key)
                     status, owner = pipe.hmget(key, "status", "taken_by")
                     if status is None:
-                        raise RequestError(f"no request {ref}")
+                        raise self.missing(ref)
                     result = change(pipe, status.decode(), (owner or b"").decode())
                     if result is None:
                         pipe.execute()
@@ -422,6 +536,19 @@ class RequestStore:
         self._waitaof = True
         if not local:
             log.error("Redis did not confirm the fsync of a request within 2 s")
+
+
+RETENTION_FIELDS = ("status", "done_at", "hold_at", "recording_file", "recording_deleted")
+
+
+def _past(req: dict[str, str], done_before: datetime) -> bool:
+    """Done before `done_before` and not on legal hold: open and taken requests are never due."""
+    if req.get("status") != "done" or req.get("hold_at") or not req.get("done_at"):
+        return False
+    try:
+        return datetime.fromisoformat(req["done_at"]) <= done_before
+    except ValueError:
+        return False        # unreadable: kept, rather than deleted on a guess
 
 
 def _drop_url_from_trail(pipe, audit: str, url: str, trail: list) -> None:

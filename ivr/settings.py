@@ -51,12 +51,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         "VALIDATE_SIGNATURES": validate == "1",
         "IVR_SECRET_KEY": env.get("IVR_SECRET_KEY", DEV_SECRET_KEY),
-        # Still opens what was sealed before a key rotation, until `ivr reseal` has rewritten it.
+        # Still opens what was sealed before a key rotation, until `ivr requests reseal` has rewritten it.
         "IVR_SECRET_KEY_PREVIOUS": env.get("IVR_SECRET_KEY_PREVIOUS", ""),
         "CONFIG_DIR": Path(env.get("IVR_CONFIG_DIR", ROOT / "config")),
         "PROMPTS_DIR": Path(env.get("IVR_PROMPTS_DIR", ROOT / "prompts")),
         "DATA_DIR": Path(env.get("IVR_DATA_DIR", ROOT / "var")),
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
+        **retention_days(env),
     }
 
 
@@ -132,3 +133,20 @@ def check_listen(config: Mapping, hosts: list[str]) -> None:
             f"refusing to listen on {', '.join(public)} with development secrets: IVR_ENV is not set. "
             "Set IVR_ENV=production (with its secrets) for a real deploy, or IVR_ENV=development to "
             "serve development on this address anyway.")
+
+
+# Days each kind is kept (ivr/retention.py); the defaults are in the README.
+RETENTION_DEFAULTS = {"REQUESTS": 1095, "RECORDINGS": 365, "PROMPT_AUDIO": 180, "DEAD_LETTERS": 90}
+
+
+def retention_days(env: Mapping[str, str]) -> dict[str, int]:
+    """`IVR_RETAIN_<KIND>_DAYS` -> {"RETAIN_<KIND>_DAYS": days}; a purge on a mistyped value could
+    delete what must be kept, so anything but a whole number of days, 1 or more, is refused."""
+    out = {}
+    for kind, default in RETENTION_DEFAULTS.items():
+        name = f"IVR_RETAIN_{kind}_DAYS"
+        raw = env.get(name, "").strip() or str(default)
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"{name} must be a whole number of days, 1 or more (not {raw!r})")
+        out[f"RETAIN_{kind}_DAYS"] = int(raw)
+    return out
