@@ -115,18 +115,23 @@ def audit(lock: Path, pyproject: Path, out=print) -> int:
                 break
             if vulns is None:
                 unchecked.append(f"{name}=={version}")
+            seen: set[str] = set()
             for vuln in vulns or []:
                 ids = [vuln["id"], *(vuln.get("aliases") or [])]
+                if seen & set(ids):   # the same advisory again, from another database (PYSEC, GHSA)
+                    continue
+                seen.update(ids)
                 reason = next((ignore[i] for i in ids if i in ignore), None)
                 if reason is not None:
                     used.update(i for i in ids if i in ignore)
                     out(f"ignored {vuln['id']} in {name}=={version}: {reason}")
                     continue
                 aliases = f" ({', '.join(ids[1:])})" if ids[1:] else ""
-                fixed = ", ".join(vuln.get("fixed_in") or []) or "no fixed release"
+                fixed = vuln.get("fixed_in") or []
+                fixed = f"fixed in {', '.join(fixed)}" if fixed else "no fixed release yet"
                 summary = " ".join((vuln.get("summary") or vuln.get("details") or "").split())[:160]
                 found.append(name)
-                out(f"{name}=={version}: {vuln['id']}{aliases}, fixed in {fixed}: {summary}")
+                out(f"{name}=={version}: {vuln['id']}{aliases}, {fixed}: {summary}")
     for key in sorted(set(ignore) - used):
         if unreachable is None:
             out(f"note: [tool.ivr.audit-ignore] {key} matched no advisory now: remove it when it is no longer needed")

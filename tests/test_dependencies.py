@@ -72,12 +72,14 @@ def audit(capsys, lock, pyproject=None) -> tuple[int, str]:
 def test_a_known_vulnerability_fails_the_audit(tmp_path, capsys):
     lock = lock_of(tmp_path, "flask==2.2.4", "six==1.17.0")
     with responses.RequestsMock() as mock:
-        pypi(mock, "flask", "2.2.4", [FLASK_VULN])
+        # PyPI lists an advisory once per database that has it (here OSV's PYSEC, and GitHub's): one finding.
+        pysec = dict(FLASK_VULN, id="PYSEC-2023-62", aliases=["CVE-2023-30861", "GHSA-m2qf-hxjv-5gpq"])
+        pypi(mock, "flask", "2.2.4", [pysec, FLASK_VULN])
         pypi(mock, "six", "1.17.0")
         code, out = audit(capsys, lock)
     assert code == 1
-    assert "flask==2.2.4: GHSA-m2qf-hxjv-5gpq (CVE-2023-30861), fixed in 2.2.5, 2.3.2" in out
-    assert "1 known vulnerability" in out and "scripts/lock --upgrade-package" in out
+    assert "flask==2.2.4: PYSEC-2023-62 (CVE-2023-30861, GHSA-m2qf-hxjv-5gpq), fixed in 2.2.5, 2.3.2" in out
+    assert "1 known vulnerability in 1 of the 2 packages" in out and "scripts/lock --upgrade-package" in out
 
 
 def test_no_known_vulnerability_passes(tmp_path, capsys):
