@@ -48,4 +48,16 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "PROMPTS_DIR": Path(env.get("IVR_PROMPTS_DIR", ROOT / "prompts")),
         "DATA_DIR": Path(env.get("IVR_DATA_DIR", ROOT / "var")),
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
+        "IVR_PIN_PEPPER": _pin_pepper(env, ivr_env),
     }
+
+
+PIN_PEPPER_MIN = 32
+
+
+def _pin_pepper(env: Mapping[str, str], ivr_env: str) -> str:
+    """IVR_PIN_PEPPER (optional: "" derives the staff PIN pepper from IVR_SECRET_KEY, ivr/staffdb.py)."""
+    pepper = env.get("IVR_PIN_PEPPER", "")
+    if ivr_env == "production" and pepper and len(pepper) < PIN_PEPPER_MIN:
+        raise ConfigError(f"IVR_PIN_PEPPER must be at least {PIN_PEPPER_MIN} characters when IVR_ENV=production")
+    return pepper
