@@ -5,7 +5,9 @@ from Twilio into the system's own storage and only then publishes it (ivr/publis
 served the system's copy (`GET /audio/<file>`, ivr/audio.py).
 
 Call state holds the staff ID and name (`_staff`, `_staff_name`) once signed in; the PIN goes straight
-from the request to the hash check and is never stored or logged.
+from the request to the hash check and is never stored or logged. The limits on guessing (per call here,
+per caller number and per ID in ivr/staffdb.py, whose docstring has the design) take the caller's number
+from Twilio's `From`.
 """
 
 from __future__ import annotations
