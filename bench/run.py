@@ -310,11 +310,12 @@ class Bench:
         self.redis.flushall()
         if self.seeded:
             try:
-                from ivr.staffdb import StaffDB
+                from ivr.staffdb import StaffDB, pepper_for
             except ImportError:
                 return   # no staff line yet: the probe leaves its path out
+            db = StaffDB(self.redis, pepper_for({"IVR_SECRET_KEY": BENCH_SECRET}))   # the server's pepper
             for staff_id, name, pin in self.seeded:
-                StaffDB(self.redis).add(staff_id, name, pin, datetime.now(UTC))
+                db.add(staff_id, name, pin, datetime.now(UTC))
 
     def chosen_paths(self) -> list[Path]:
         if not self.args.paths:

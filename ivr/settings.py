@@ -58,6 +58,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "DATA_DIR": Path(env.get("IVR_DATA_DIR", ROOT / "var")),
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
         **retention_days(env),
+        # "" derives the staff PIN pepper from IVR_SECRET_KEY (ivr/staffdb.py).
+        "IVR_PIN_PEPPER": env.get("IVR_PIN_PEPPER", ""),
     }
 
 
@@ -96,6 +98,9 @@ def check_production(env: Mapping[str, str]) -> None:
     sdu = urlsplit(env.get("SDU_BASE_URL", "").strip())
     if env.get("SDU_BASE_URL", "").strip() and (sdu.scheme != "https" or not sdu.hostname):
         problems.append("SDU_BASE_URL must be an https:// URL when IVR_ENV=production (PINs go to it)")
+    pepper = env.get("IVR_PIN_PEPPER", "")
+    if pepper and len(pepper) < MIN_SECRET_LENGTH:
+        problems.append(f"IVR_PIN_PEPPER must be at least {MIN_SECRET_LENGTH} characters when IVR_ENV=production")
     if env.get("DATA_DIR") and not env.get("IVR_DATA_DIR"):
         problems.append("DATA_DIR is not read: set IVR_DATA_DIR to the shared volume for recordings")
     if problems:

@@ -14,10 +14,12 @@ from datetime import datetime
 import redis
 
 from . import settings
+from .directory import ANONYMOUS, caller_id
 from .prompts import LANGS, Prompts
 from .published import ANN_LINES, Library, NothingToRollBack, Who
+from .redact import mask_phone
 from .speech import CT_TZ
-from .staffdb import StaffDB, StaffError, check_id
+from .staffdb import PIN_MIN, StaffDB, StaffError, check_id, pepper_for
 
 
 class CliError(Exception):
@@ -34,7 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="the staff member's name (said when they sign in)")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input (scripts)")
     p.set_defaults(func=_run(cmd_staff_add))
-    p = ssub.add_parser("reset-pin", help="set a new PIN (asks for it); also ends a lockout")
+    p = ssub.add_parser("reset-pin", help="set a new PIN (asks for it); also ends the ID's lock and its phones' locks")
     p.add_argument("staff_id", metavar="ID")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input (scripts)")
     p.set_defaults(func=_run(cmd_staff_reset))
@@ -44,8 +46,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("enable", help="let a disabled staff ID sign in again")
     p.add_argument("staff_id", metavar="ID")
     p.set_defaults(func=_run(cmd_staff_enable))
-    p = ssub.add_parser("list", help="list staff accounts")
+    p = ssub.add_parser("list", help="list staff accounts, with locks and PINs that must be reset")
     p.set_defaults(func=_run(cmd_staff_list))
+    p = ssub.add_parser("unlock-phone", help="end the sign-in lock of a caller number")
+    p.add_argument("number", help="the caller's number (8605550101, +18605550101), or `withheld` for the "
+                                  "bucket all callers without a usable caller ID share")
+    p.set_defaults(func=_run(cmd_staff_unlock_phone))
 
     prompts = sub.add_parser("prompts", help="prompt recordings: codes, version history, rollback")
     psub = prompts.add_subparsers(dest="prompts_command", required=True)
@@ -96,6 +102,11 @@ def _redis(config: dict) -> redis.Redis:
     return client
 
 
+def _db(config: dict) -> StaffDB:
+    """The accounts, with the PIN pepper the server uses (IVR_PIN_PEPPER, or from IVR_SECRET_KEY)."""
+    return StaffDB(_redis(config), pepper_for(config))
+
+
 def _now() -> datetime:
     return datetime.now(CT_TZ)
 
@@ -105,7 +116,7 @@ def _read_pin(args: argparse.Namespace, staff_id: str) -> str:
         return sys.stdin.readline().strip()
     if not sys.stdin.isatty():
         raise CliError("no terminal to ask for the PIN on; use --pin-stdin")
-    pin = getpass.getpass(f"PIN for staff ID {staff_id} (4 to 10 digits): ")
+    pin = getpass.getpass(f"PIN for staff ID {staff_id} ({PIN_MIN} to 10 digits): ")
     if getpass.getpass("The same PIN again: ") != pin:
         raise CliError("the two PINs differ; nothing was changed")
     return pin
@@ -114,7 +125,7 @@ def _read_pin(args: argparse.Namespace, staff_id: str) -> str:
 # --- ivr staff ------------------------------------------------------------------------------------
 def cmd_staff_add(args: argparse.Namespace) -> int:
     staff_id = check_id(args.staff_id)
-    db = StaffDB(_redis(_config()))
+    db = _db(_config())
     if db.get(staff_id) is not None:
         raise CliError(f"staff ID {staff_id} already exists; use `ivr staff reset-pin {staff_id}`", 1)
     staff = db.add(staff_id, args.name, _read_pin(args, staff_id), _now())
@@ -124,17 +135,18 @@ def cmd_staff_add(args: argparse.Namespace) -> int:
 
 def cmd_staff_reset(args: argparse.Namespace) -> int:
     staff_id = check_id(args.staff_id)
-    db = StaffDB(_redis(_config()))
+    db = _db(_config())
     if db.get(staff_id) is None:
         raise CliError(f"there is no staff ID {staff_id}", 1)
     staff = db.reset_pin(staff_id, _read_pin(args, staff_id))
-    print(f"new PIN set for staff ID {staff.id} ({staff.name}); any lockout is ended")
+    print(f"new PIN set for staff ID {staff.id} ({staff.name}); any lockout of the ID, and of the phones "
+          "it signed in from, is ended")
     return 0
 
 
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     staff_id = check_id(args.staff_id)
-    db = StaffDB(_redis(_config()))
+    db = _db(_config())
     if db.get(staff_id) is None:
         raise CliError(f"there is no staff ID {staff_id}", 1)
     staff = db.set_disabled(staff_id, disabled)
@@ -151,16 +163,33 @@ def cmd_staff_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_staff_list(args: argparse.Namespace) -> int:
-    db = StaffDB(_redis(_config()))
+    db = _db(_config())
     now = _now()
     accounts = db.all()
     for s in accounts:
         flags = ["disabled"] if s.disabled else []
-        if db.locked_until(s.id, now):
-            flags.append("locked")
-        print(f"{s.id:<10}  {s.name}{'  (' + ', '.join(flags) + ')' if flags else ''}")
+        until = db.locked_until(s.id, now)
+        if until:
+            flags.append(f"locked until {until:%Y-%m-%d %H:%M} for phones it has not signed in from")
+        problem = db.pin_problem(s.id)
+        if problem:
+            flags.append(problem)
+        print(f"{s.id:<10}  {s.name}{'  (' + '; '.join(flags) + ')' if flags else ''}")
     if not accounts:
         print("no staff accounts yet: `ivr staff add ID --name NAME`")
+    return 0
+
+
+def cmd_staff_unlock_phone(args: argparse.Namespace) -> int:
+    given = args.number.strip()
+    caller = ANONYMOUS if given.lower() in ("withheld", ANONYMOUS) else caller_id(given)
+    if caller == ANONYMOUS and given.lower() not in ("withheld", ANONYMOUS):
+        raise CliError(f"{given!r} is not a phone number; for callers without a caller ID, say `withheld`")
+    shown = "the withheld numbers' bucket" if caller == ANONYMOUS else mask_phone(caller)
+    if not _db(_config()).unlock_caller(caller):
+        print(f"{shown} was not locked and had no wrong PINs counted: nothing changed")
+        return 1
+    print(f"{shown} can sign in again on the staff line")
     return 0
 
 

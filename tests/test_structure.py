@@ -97,8 +97,7 @@ def counted(make_app, redis_client, clock, monkeypatch):
     paths = [p for p in PATHS if all(n in nodes for n in p.needs)]
     for path in paths:
         if path.staff:
-            from ivr.staffdb import StaffDB
-            StaffDB(redis_client).add(*path.staff, clock())
+            app.extensions["ivr"].services.extra["staffdb"].add(*path.staff, clock())
     yield SimpleNamespace(app=app, counter=counter, paths=paths, redis=redis_client)
     client.close()
 

@@ -5,7 +5,9 @@ from Twilio into the system's own storage and only then publishes it (ivr/publis
 served the system's copy (`GET /audio/<file>`, ivr/audio.py).
 
 Call state holds the staff ID and name (`_staff`, `_staff_name`) once signed in; the PIN goes straight
-from the request to the hash check and is never stored or logged.
+from the request to the hash check and is never stored or logged. The limits on guessing (per call here,
+per caller number and per ID in ivr/staffdb.py, whose docstring has the design) take the caller's number
+from Twilio's `From`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from flask import Flask
 
 from .. import jobs, recordings
 from ..audio import bp as audio_bp
+from ..directory import ANONYMOUS, caller_id
 from ..engine import Turn
 from ..flow import FlowError
 from ..prompts import _fields
 from ..published import ANN_LINES, REV, Library, Mirror, NothingToRollBack, Who, audio_dir
 from ..redact import mask_digits
 from ..speech import say_date, say_digits
-from ..staffdb import MAX_FAILS, Login, Staff, StaffDB
+from ..staffdb import TRIES_PER_CALL, Login, Staff, StaffDB, pepper_for
 from . import Outcome, handler
 
 log = logging.getLogger("ivr.staff")
@@ -39,7 +42,7 @@ def setup(app: Flask) -> None:
     rt = app.extensions["ivr"]
     library = Library(rt.redis)
     mirror = Mirror(library, rt.prompts, rt.hours.now)
-    rt.services.extra.update(library=library, published=mirror, staffdb=StaffDB(rt.redis),
+    rt.services.extra.update(library=library, published=mirror, staffdb=StaffDB(rt.redis, pepper_for(rt.config)),
                              announcements=mirror.announcements)
     at = len(rt.extra_keys)         # where the revision comes back among the values read with a call's state
     rt.extra_keys += (REV,)
@@ -114,10 +117,8 @@ def _node_lines(turn: Turn) -> list[str]:
 @handler("staff_id")
 def staff_id(turn: Turn, value: str) -> Outcome:
     turn.vars.pop("_staff", None)
-    if _extra(turn, "staffdb").locked_until(value, _now(turn)):
-        log.warning("staff line: staff ID %s is locked", mask_digits(value))
-        turn.say("st.login.locked")
-        return Outcome(hangup=True)
+    # No lock is looked at here: the PIN is always asked, and a lock said only after it, the same way
+    # for an unknown ID as for a known one (saying it now would tell a guesser which IDs exist).
     # Sealed: a staff member who keys the PIN at the ID prompt must not leave it in call state.
     turn.vars["_staff_try"] = turn.services.extra["sealer"].seal(value)
     return Outcome(goto="st_pin")
@@ -128,7 +129,8 @@ def staff_pin(turn: Turn, value: str) -> Outcome:
     staff_id = turn.services.extra["sealer"].unseal(turn.vars.pop("_staff_try", "")) or ""
     if not staff_id:
         return Outcome(goto="st_id")
-    result, staff = _extra(turn, "staffdb").login(staff_id, value, _now(turn))
+    caller = caller_id(turn.param("From"))
+    result, staff = _extra(turn, "staffdb").login(staff_id, value, caller, _now(turn))
     if result is Login.OK and staff is not None:
         turn.vars.pop("_fails", None)
         turn.vars.update(_staff=staff.id, _staff_name=staff.name, work_lang=turn.lang)
@@ -136,15 +138,18 @@ def staff_pin(turn: Turn, value: str) -> Outcome:
         turn.say("st.hello", name=staff.name)
         return Outcome(goto="st_main")
     log.warning("staff line: sign-in failed for staff ID %s (%s)", mask_digits(staff_id), result.value)
-    if result is Login.LOCKED:
-        turn.say("st.login.locked")
+    if result in (Login.LOCKED, Login.LOCKED_PHONE):
+        withheld = result is Login.LOCKED_PHONE and caller == ANONYMOUS
+        turn.say("st.login.locked_withheld" if withheld else "st.login.locked")
         return Outcome(hangup=True)
     fails = int(turn.vars.get("_fails", 0)) + 1
     turn.vars["_fails"] = fails
-    if fails >= MAX_FAILS:  # a cap per call too, whatever IDs were tried
+    if fails >= TRIES_PER_CALL:  # a cap per call too, whatever IDs were tried
+        if result is Login.SHORT:
+            turn.say("st.pin.short")
         turn.say("st.login.too_many")
         return Outcome(hangup=True)
-    turn.say("st.login.failed")
+    turn.say("st.pin.short" if result is Login.SHORT else "st.login.failed")
     return Outcome(goto="st_id")
 
 
