@@ -129,6 +129,7 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     app = Flask(__name__)
     app.config.update(config)
     app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
+    store.check_persistence(app.extensions["ivr"].redis, config)
     from .webhooks import bp
     app.register_blueprint(bp)
     for name in ("payments", "inmate", "staff"):  # optional blueprints of the other lines' parts

@@ -71,7 +71,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     load_all()  # the handler modules register their jobs
     __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
     config = settings.from_env()
-    worker = jobs.Worker(jobs.JobContext(config, store.connect(config["REDIS_URL"], config["IVR_ENV"])))
+    client = store.connect(config["REDIS_URL"], config["IVR_ENV"])
+    store.check_persistence(client, config)
+    worker = jobs.Worker(jobs.JobContext(config, client))
     if args.once:
         worker.start_up()
         print(f"handled {worker.run_once(block_ms=None) + worker.retry_pending()} job(s)")

@@ -60,6 +60,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         **retention_days(env),
         # "" derives the staff PIN pepper from IVR_SECRET_KEY (ivr/staffdb.py).
         "IVR_PIN_PEPPER": env.get("IVR_PIN_PEPPER", ""),
+        "ALLOW_NO_PERSISTENCE": _flag(env, "IVR_ALLOW_NO_PERSISTENCE", "0"),
     }
 
 
@@ -155,3 +156,10 @@ def retention_days(env: Mapping[str, str]) -> dict[str, int]:
             raise ConfigError(f"{name} must be a whole number of days, 1 or more (not {raw!r})")
         out[f"RETAIN_{kind}_DAYS"] = int(raw)
     return out
+
+
+def _flag(env: Mapping[str, str], name: str, default: str) -> bool:
+    value = env.get(name, default)
+    if value not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
+    return value == "1"

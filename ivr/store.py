@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
+
+from .settings import ConfigError
 
 log = logging.getLogger("ivr.store")
 
@@ -32,6 +34,43 @@ def connect(url: str, ivr_env: str) -> redis.Redis:
         log.warning("shared between workers. Development only; start redis-server for real use.")
         log.warning("=" * 72)
         return fakeredis.FakeRedis()
+
+
+def check_persistence(client: redis.Redis, config: Mapping) -> None:
+    """In production, refuse to start on a Redis that forgets on a restart (the request references
+    callers were told, the queued jobs), unless IVR_ALLOW_NO_PERSISTENCE=1 says to start anyway."""
+    if config["IVR_ENV"] != "production":
+        return
+    try:
+        aof = _aof_enabled(client)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return      # down now: the process starts and answers the fallback (connect logged the outage)
+    if aof:
+        return
+    problem = ("Redis keeps no append-only file" if aof is False else
+               "Redis refuses both CONFIG GET and INFO, so whether it keeps its data cannot be checked")
+    message = (f"{problem}: a restart of Redis would lose the request references callers were told and the "
+               "queued jobs. Set `appendonly yes` (with `appendfsync always`) on the Redis server "
+               "(RDB snapshots alone lose what was written since the last one), or set "
+               "IVR_ALLOW_NO_PERSISTENCE=1 to start without it")
+    if config.get("ALLOW_NO_PERSISTENCE"):
+        log.error("%s. Starting anyway: IVR_ALLOW_NO_PERSISTENCE=1 is set.", message)
+        return
+    raise ConfigError(message)
+
+
+def _aof_enabled(client: redis.Redis) -> bool | None:
+    """Whether Redis writes an append-only file; None when it will not say."""
+    try:
+        value = client.config_get("appendonly").get("appendonly")
+        if value is not None:
+            return (value.decode() if isinstance(value, bytes) else value) == "yes"
+    except redis.ResponseError:     # CONFIG renamed or forbidden (managed Redis): INFO says it too
+        pass
+    try:
+        return str(client.info("persistence").get("aof_enabled", 0)) == "1"
+    except redis.ResponseError:
+        return None
 
 
 class Direct:
