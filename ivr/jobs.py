@@ -26,6 +26,8 @@ GROUP = "workers"
 # MAX_DELIVERIES tries span ~25 minutes of a Twilio or network problem before a dead letter.
 CLAIM_IDLE_MS = 300_000
 MAX_DELIVERIES = 5
+BLOCK_MS = 5000          # how long an idle worker waits on the stream per read
+OUTAGE_PAUSE = 2.0       # seconds between tries while Redis does not answer
 HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
 STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
 PERIODIC: list[Callable[[JobContext], None]] = []    # run by each worker every PERIODIC_S (each decides if due)
@@ -95,8 +97,24 @@ class Worker:
             except Exception as exc:  # a data upgrade must not keep the queue from being worked
                 log.error("start-up task %s failed: %s", fn.__name__, exc)
 
+    def _regrouped(self, fn: Callable[[], int]) -> int:
+        """fn(), and once more after making the group again if Redis lost it (NOGROUP): a Redis restarted
+        without its data has neither the stream nor the group, and jobs queued since must still be done."""
+        try:
+            return fn()
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+            log.error("the job stream's consumer group was gone (Redis lost its data: restarted without "
+                      "persistence?); created again")
+            ensure_group(self.ctx.redis)
+            return fn()
+
     def run_once(self, block_ms: int | None = None, count: int = 10) -> int:
         """Handle what is waiting (and what a dead worker left); return how many jobs were handled."""
+        return self._regrouped(lambda: self._run_once(block_ms, count))
+
+    def _run_once(self, block_ms: int | None, count: int) -> int:
         r = self.ctx.redis
         # Its reply has 3 parts on Redis 7 and 2 on Redis 6.2: the claimed entries are the second.
         claimed = r.xautoclaim(STREAM, GROUP, self.name, min_idle_time=CLAIM_IDLE_MS, count=count)[1]
@@ -111,6 +129,9 @@ class Worker:
     def retry_pending(self) -> int:
         """Run again, now, the jobs this worker holds that failed earlier (tests; `run` waits for
         XAUTOCLAIM's idle time instead)."""
+        return self._regrouped(self._retry_pending)
+
+    def _retry_pending(self) -> int:
         r = self.ctx.redis
         entries = r.xreadgroup(GROUP, self.name, {STREAM: "0"}, count=100)
         handled = 0
@@ -166,18 +187,34 @@ class Worker:
             except Exception as exc:  # a periodic task must not keep the queue from being worked
                 log.error("periodic task %s failed: %s", fn.__name__, exc)
 
-    def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = 5000) -> None:
+    def run(self, stop: Callable[[], bool] = lambda: False, block_ms: int = BLOCK_MS) -> None:
         self.start_up()
+        block_ms = self._fit_block(block_ms)
         log.info("worker %s waiting for jobs on %s", self.name, STREAM)
+        down_since = None
         while not stop():
-            self.run_periodic()
+            if down_since is None:          # a purge during an outage would only add an error line a minute
+                self.run_periodic()
             try:
                 # A failed job stays pending; XAUTOCLAIM in run_once hands it back, to this worker or
                 # another, once it has been idle CLAIM_IDLE_MS: that spacing is the retry schedule.
                 self.run_once(block_ms=block_ms)
             except redis.RedisError as exc:
-                log.error("Redis unavailable: %s; retrying in 2 s", exc)
-                time.sleep(2)
+                if down_since is None:      # once per outage: a line every few seconds would be noise
+                    down_since = time.monotonic()
+                    log.error("Redis unavailable: %s; trying again every %g s", exc, OUTAGE_PAUSE)
+                time.sleep(OUTAGE_PAUSE)
+                continue
+            if down_since is not None:
+                log.info("Redis answers again after %.0f s", time.monotonic() - down_since)
+                down_since = None
+
+    def _fit_block(self, block_ms: int) -> int:
+        """A blocking read that outlives the client's socket timeout ends in a timeout error: an idle
+        queue would look like an outage. The read is shortened to end well within it."""
+        kwargs = getattr(getattr(self.ctx.redis, "connection_pool", None), "connection_kwargs", {})
+        timeout = kwargs.get("socket_timeout")
+        return max(1, min(block_ms, int(timeout * 750))) if timeout else block_ms
 
 
 def _text(value) -> str:

@@ -14,8 +14,8 @@ from .settings import ConfigError
 log = logging.getLogger("ivr.store")
 
 
-def connect(url: str, ivr_env: str) -> redis.Redis:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0,
+def connect(url: str, ivr_env: str, socket_timeout: float = 1.0) -> redis.Redis:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=socket_timeout,
                                   health_check_interval=30)
     try:
         client.ping()

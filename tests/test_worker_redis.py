@@ -4,16 +4,21 @@ job stream's group made again after Redis lost its data, and an idle worker that
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 import redis
+import responses
 
+from ivr import jobs, store
 from ivr.app import create_app
 from ivr.cli import main
-from ivr.settings import ConfigError
+from ivr.settings import DEV_ACCOUNT_SID, ConfigError
 from ivr.simphone import Transport
-from tests.conftest import LINES
+from tests.conftest import LINES, TEST_REDIS_URL
 from tests.redis_server import RedisServer
+from tests.test_inmate_recordings import AUDIO, message_on, store_of
 
 # Production settings that pass every other start-up check (none of them is a development value).
 PRODUCTION = {"IVR_ENV": "production", "TWILIO_ACCOUNT_SID": "AC" + "5a" * 16,
@@ -113,3 +118,60 @@ def test_production_with_redis_down_at_start_still_starts_and_answers_the_fallba
                                                        "AccountSid": PRODUCTION["TWILIO_ACCOUNT_SID"],
                                                        "From": "+18605550199"})
     assert status == 200 and "<Say" in twiml
+
+
+# --- the worker's consumer group, gone with Redis's data --------------------------------------------
+
+@responses.activate
+def test_a_worker_running_through_a_redis_restart_without_data_handles_the_next_job(volatile, clock, sdu_stub,
+                                                                                   tmp_path, caplog):
+    client = store.connect(volatile.url, "test")
+    app = create_app({"IVR_ENV": "test", "REDIS_URL": volatile.url, "SDU_BASE_URL": sdu_stub,
+                      "DATA_DIR": tmp_path / "var"}, clock=clock, redis_client=client)
+    worker = jobs.Worker(jobs.JobContext(app.config, client), name="survivor")
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, kwargs={"stop": stop.is_set, "block_ms": 200})
+    runner.start()
+    try:
+        volatile.restart()                          # no AOF: the stream and its group are gone
+        ref, url = message_on(app, DEV_ACCOUNT_SID)                # a caller leaves a message after the restart
+        responses.get(url + ".mp3", body=AUDIO)
+        deadline = time.monotonic() + 20
+        while not store_of(app).get(ref).get("recording_file") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join()
+    with open(store_of(app).get(ref)["recording_file"], "rb") as f:
+        assert f.read() == AUDIO                    # the worker carried on without a restart of its own
+    assert any("consumer group" in m and "created again" in m for m in errors(caplog, "ivr.jobs"))
+
+
+# --- what the worker logs ------------------------------------------------------------------------
+
+def test_an_idle_worker_logs_nothing(app, redis_client, caplog):
+    client = store.connect(TEST_REDIS_URL, "test")      # a socket timeout (1 s) shorter than the block
+    worker = jobs.Worker(jobs.JobContext(app.config, client), name="idle")
+    rounds = iter(range(3))
+    with caplog.at_level(logging.INFO, logger="ivr.jobs"):
+        worker.run(stop=lambda: next(rounds, None) is None, block_ms=2000)   # longer than the socket timeout
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_an_outage_is_logged_once_and_so_is_its_end(app, volatile, monkeypatch, caplog):
+    monkeypatch.setattr(jobs, "OUTAGE_PAUSE", 0.01, raising=False)
+    worker = jobs.Worker(jobs.JobContext(app.config, store.connect(volatile.url, "test")), name="outage")
+    rounds = iter(range(12))
+
+    def stop() -> bool:
+        n = next(rounds, None)
+        if n == 2:
+            volatile.stop()
+        elif n == 8:
+            volatile.start()
+        return n is None
+
+    with caplog.at_level(logging.INFO, logger="ivr.jobs"):
+        worker.run(stop=stop, block_ms=100)
+    assert len([m for m in errors(caplog, "ivr.jobs") if "unavailable" in m]) == 1
+    assert len([r for r in caplog.records if r.name == "ivr.jobs" and "answers again" in r.getMessage()]) == 1
