@@ -9,7 +9,11 @@ SID), written completely before anything points at them. Redis holds the index:
 - `ivr:announcements` hash, field "line|lang" -> {"file", "until" (last day or null), "by", "name", "at"};
 - `ivr:audio:files` set: every file published and not yet deleted at the end of its retention period
   (`purge_audio`), the only ones `GET /audio/<file>` serves and rollback goes back to;
-- `ivr:prompts:rev`: bumped in the same MULTI as every change above.
+- `ivr:prompts:rev`: bumped in the same MULTI as every change above;
+- `ivr:prompts:seq`: a counter; a recording takes its number when it is kept (`stamp`), a rollback or a
+  clear when it is done; `ivr:prompts:changed` hash, field "prompt:id|lang" or "ann:line|lang" -> the
+  number of the last change there. A publish job done late (its download retried) carries its number
+  and publishes nothing where a later change was made ("superseded" in the history or log).
 
 Every change is one MULTI (optimistic, WATCHing the revision), so a caller mid-call hears the old or
 the new version, never a half-made one. Web processes read the revision in the same round trip as a
@@ -41,6 +45,8 @@ ANNOUNCEMENTS = "ivr:announcements"
 ANN_LOG = "ivr:announcements:log"
 FILES = "ivr:audio:files"
 REV = "ivr:prompts:rev"
+SEQ = "ivr:prompts:seq"
+CHANGED = "ivr:prompts:changed"
 
 ANN_LINES = ("callcenter", "payments")      # the public lines an announcement can be put on
 AUDIO_NAME = re.compile(r"^RE[0-9a-fA-F]{32}\.mp3$")
@@ -109,18 +115,33 @@ class Library:
         return bool(AUDIO_NAME.match(name)) and bool(self.redis.sismember(FILES, name))
 
     # --- changing ---------------------------------------------------------------------------
-    def publish(self, pid: str, lang: str, file: str, who: Who, at: datetime) -> int:
+    def stamp(self) -> int:
+        """The number of a recording being kept: its publish job passes it back as `seq`."""
+        return int(self.redis.incr(SEQ))
+
+    def publish(self, pid: str, lang: str, file: str, who: Who, at: datetime, seq: int | None = None) -> int | None:
         """Make `file` (already complete in audio_dir) what callers hear; return its version number.
-        Publishing the same file again (a job run twice) changes nothing."""
+        Publishing the same file again (a job run twice) changes nothing. `seq`: the number the
+        recording was stamped with when kept (default: now); None, and nothing published, when the
+        prompt was changed after that (a newer recording, a rollback)."""
         if not AUDIO_NAME.match(file):
             raise ValueError(f"not a published audio file name: {file!r}")
         hkey = HISTORY.format(pid=pid, lang=lang)
+        seq = self.stamp() if seq is None else seq
+        changed = f"prompt:{_field(pid, lang)}"
 
-        def txn(pipe) -> int:
+        def txn(pipe) -> int | None:
             events = [_load(x) for x in pipe.lrange(hkey, 0, -1)]
-            done = [e for e in events if e["action"] == "publish" and e["file"] == file]
+            done = [e for e in events if e["action"] in ("publish", "superseded") and e["file"] == file]
             if done:
-                return done[0]["v"]
+                return done[0].get("v")
+            if seq < int(pipe.hget(CHANGED, changed) or 0):
+                log.warning("%s (%s): %s not published: the prompt was changed after it was recorded",
+                            pid, lang, file)
+                pipe.multi()
+                pipe.rpush(hkey, _dump({"action": "superseded", "file": file, "lang": lang, "at": at.isoformat(),
+                                        **who.as_dict()}))
+                return None
             current = pipe.hget(PUBLISHED, _field(pid, lang))
             prev = _load(current)["v"] if current else 0
             v = 1 + sum(1 for e in events if e["action"] == "publish")
@@ -128,6 +149,7 @@ class Library:
             pipe.rpush(hkey, _dump({"action": "publish", "v": v, "file": file, "prev": prev, "lang": lang,
                                     "at": at.isoformat(), **who.as_dict()}))
             pipe.hset(PUBLISHED, _field(pid, lang), _dump({"v": v, "file": file}))
+            pipe.hset(CHANGED, changed, seq)
             pipe.sadd(FILES, file)
             pipe.incr(REV)
             return v
@@ -138,6 +160,7 @@ class Library:
         """Go back to the version that was live before the current one (or to version `to`; 0 is the
         text-to-speech voice). Returns the version now live; NothingToRollBack when there is none."""
         hkey = HISTORY.format(pid=pid, lang=lang)
+        seq = self.stamp()      # a recording kept before now no longer goes live over this
 
         def txn(pipe) -> int:
             events = [_load(x) for x in pipe.lrange(hkey, 0, -1)]
@@ -162,6 +185,7 @@ class Library:
                 pipe.hset(PUBLISHED, _field(pid, lang), _dump({"v": target, "file": versions[target]["file"]}))
             else:
                 pipe.hdel(PUBLISHED, _field(pid, lang))
+            pipe.hset(CHANGED, f"prompt:{_field(pid, lang)}", seq)
             pipe.rpush(hkey, _dump({"action": "rollback", "v": target, "from": cur_v, "lang": lang,
                                     "file": versions[target]["file"] if target else None,
                                     "at": at.isoformat(), **who.as_dict()}))
@@ -171,35 +195,51 @@ class Library:
         return self.redis.transaction(txn, REV, hkey, value_from_callable=True)
 
     def set_announcement(self, lines: list[str], lang: str, file: str, until: date | None, who: Who,
-                         at: datetime) -> bool:
+                         at: datetime, seq: int | None = None) -> bool:
         """Put a recorded announcement on `lines` in `lang`; False if this file was already set once
-        (a job run twice must not bring back an announcement cleared since)."""
+        (a job run twice must not bring back an announcement cleared since). `seq`: the number the
+        recording was stamped with when kept (default: now); a line where an announcement was set or
+        cleared after that is left as it is."""
         lines = _check_lines(lines)
         if not AUDIO_NAME.match(file):
             raise ValueError(f"not a published audio file name: {file!r}")
+        seq = self.stamp() if seq is None else seq
+        changed = [f"ann:{_field(line, lang)}" for line in lines]
 
         def txn(pipe) -> bool:
             if any(_load(e).get("file") == file for e in pipe.lrange(ANN_LOG, 0, -1)):
                 return False
+            last = [int(n or 0) for n in pipe.hmget(CHANGED, changed)]
+            fresh = [line for line, n in zip(lines, last, strict=True) if seq >= n]
+            stale = [line for line in lines if line not in fresh]
             record = {"file": file, "until": until.isoformat() if until else None,
                       "at": at.isoformat(), **who.as_dict()}
             pipe.multi()
-            for line in lines:
-                pipe.hset(ANNOUNCEMENTS, _field(line, lang), _dump(record))
-            pipe.lpush(ANN_LOG, _dump({"action": "set", "lines": lines, "lang": lang, **record}))
+            if stale:
+                log.warning("announcement %s not put on %s (%s): changed there after it was recorded",
+                            file, ",".join(stale), lang)
+                pipe.lpush(ANN_LOG, _dump({"action": "superseded", "lines": stale, "lang": lang, **record}))
+            if fresh:
+                for line in fresh:
+                    pipe.hset(ANNOUNCEMENTS, _field(line, lang), _dump(record))
+                    pipe.hset(CHANGED, f"ann:{_field(line, lang)}", seq)
+                pipe.lpush(ANN_LOG, _dump({"action": "set", "lines": fresh, "lang": lang, **record}))
+                pipe.sadd(FILES, file)
+                pipe.incr(REV)
             pipe.ltrim(ANN_LOG, 0, LOG_KEEP - 1)
-            pipe.sadd(FILES, file)
-            pipe.incr(REV)
-            return True
+            return bool(fresh)
 
         return self.redis.transaction(txn, REV, ANN_LOG, value_from_callable=True)
 
     def clear_announcement(self, lines: list[str], lang: str, who: Who, at: datetime) -> int:
         """Take the announcement off `lines` in `lang`; return how many there were."""
         lines = _check_lines(lines)
+        seq = self.stamp()      # an announcement kept before now no longer goes on these lines
         pipe = self.redis.pipeline(transaction=True)
         for line in lines:
             pipe.hdel(ANNOUNCEMENTS, _field(line, lang))
+        for line in lines:
+            pipe.hset(CHANGED, f"ann:{_field(line, lang)}", seq)
         pipe.lpush(ANN_LOG, _dump({"action": "clear", "lines": lines, "lang": lang, "at": at.isoformat(),
                                    **who.as_dict()}))
         pipe.ltrim(ANN_LOG, 0, LOG_KEEP - 1)

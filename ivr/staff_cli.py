@@ -251,6 +251,8 @@ def cmd_prompts_history(args: argparse.Namespace) -> int:
             at = e.get("at", "")[:16].replace("T", " ")
             if e["action"] == "publish":
                 what = f"v{e['v']} published  {e['file']}"
+            elif e["action"] == "superseded":
+                what = f"not published  {e['file']} (the prompt was changed after it was recorded)"
             else:
                 to = f"v{e['v']}" if e["v"] else "the computer voice"
                 what = f"rolled back v{e.get('from', '?')} -> {to}"
@@ -301,8 +303,10 @@ def cmd_prompts_announcements(args: argparse.Namespace) -> int:
                 state = f"{rec['file']} until {rec.get('until') or 'cleared'}, by {_who_text(rec)}"
             print(f"{line:<11} {lang}  {state}")
     for e in library.announcement_log(10):
-        print(f"  {e.get('at', '')[:16].replace('T', ' ')}  {e['action']:<5} {','.join(e['lines'])} "
-              f"{e['lang']}  by {_who_text(e)}")
+        lines = ",".join(e["lines"])
+        what = (f"not put on {lines} {e['lang']} (changed there after it was recorded)"
+                if e["action"] == "superseded" else f"{e['action']:<5} {lines} {e['lang']}")
+        print(f"  {e.get('at', '')[:16].replace('T', ' ')}  {what}  by {_who_text(e)}")
     return 0
 
 

@@ -286,8 +286,10 @@ def staff_keep(turn: Turn, value, staff: Staff) -> Outcome:
     url = turn.vars.pop("_rec", None)
     if not url:
         return _back(turn)
+    # The stamp orders this recording among staff's changes: if its download is late, it does not go
+    # live over a newer recording, a rollback or a clear made after this moment.
     payload = {"url": url, "lang": _work(turn), "by": staff.id, "name": staff.name,
-               "at": _now(turn).isoformat()}
+               "at": _now(turn).isoformat(), "seq": _extra(turn, "library").stamp()}
     if turn.vars.get("_target") == "prompt" and turn.vars.get("_pid"):
         payload.update(what="prompt", pid=turn.vars["_pid"])
     elif turn.vars.get("_target") == "announcement" and turn.vars.get("_ann_lines"):
@@ -408,6 +410,7 @@ def publish_recording(payload: dict, ctx: jobs.JobContext) -> None:
         sid = recordings.check_url(url, cfg["TWILIO_ACCOUNT_SID"])
         who = Who(str(payload.get("by", "")), str(payload.get("name", "")))
         at = datetime.fromisoformat(payload["at"])
+        seq = int(payload.get("seq", 0))    # 0: queued by a version without stamps, older than any change
         what, lang = payload["what"], payload["lang"]
         if lang not in ("en", "es") or what not in ("prompt", "announcement"):
             raise ValueError(f"bad job payload: {what!r} {lang!r}")
@@ -422,11 +425,13 @@ def publish_recording(payload: dict, ctx: jobs.JobContext) -> None:
             if exc.permanent:
                 raise jobs.GiveUp(str(exc)) from exc
             raise jobs.RetryLater(str(exc)) from exc
+    # A refusal (something newer there) is logged and kept in the history by Library; the job is done.
     if what == "prompt":
-        version = library.publish(payload["pid"], lang, file, who, at)
-        log.info("published %s (%s) version %d by %s", payload["pid"], lang, version, who.by)
+        version = library.publish(payload["pid"], lang, file, who, at, seq=seq)
+        if version is not None:
+            log.info("published %s (%s) version %d by %s", payload["pid"], lang, version, who.by)
     else:
         until = date.fromisoformat(payload["until"]) if payload.get("until") else None
-        library.set_announcement(list(payload["lines"]), lang, file, until, who, at)
-        log.info("announcement on %s (%s) by %s, until %s", ",".join(payload["lines"]), lang, who.by,
-                 until or "cleared")
+        if library.set_announcement(list(payload["lines"]), lang, file, until, who, at, seq=seq):
+            log.info("announcement on %s (%s) by %s, until %s", ",".join(payload["lines"]), lang, who.by,
+                     until or "cleared")
