@@ -7,6 +7,7 @@ their choosing.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -25,6 +26,8 @@ log = logging.getLogger("ivr.recordings")
 TWILIO_HOST = re.compile(r"^api(\.[a-z0-9-]+)*\.twilio\.com$")
 RECORDING_PATH = re.compile(
     r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})(\.(mp3|wav))?$")
+# A download's temp file (this version's, with .part; older versions' without): only sweep_partial removes one.
+PARTIAL = re.compile(r"^\.RE[0-9a-fA-F]{32}\.\w+(\.part)?$")
 MAX_BYTES = 20 * 1024 * 1024   # a 2-minute recording is well under 2 MB as MP3
 RETRY_AFTER_MAX = 30.0         # seconds: the job queue retries later anyway; one answer must not stall the worker
 
@@ -125,10 +128,13 @@ def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,
                              permanent=resp.status_code in (401, 403))
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / f"{sid}.mp3"
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{sid}.")
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{sid}.", suffix=".part")
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:
+            # Locked until renamed, or until this process dies (kill -9 runs no `finally`): a starting
+            # worker's sweep_partial removes only the temp files no live download holds.
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX)
             try:
                 for chunk in resp.iter_content(64 * 1024):
                     size += len(chunk)
@@ -140,15 +146,41 @@ def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,
             # On disk before the name says it is there: Twilio's copy is deleted once it is (handlers/inmate.py).
             out.flush()
             os.fsync(out.fileno())
-        if size == 0:
-            raise RecordingError(f"recording {sid}: empty")
-        os.replace(tmp, target)
+            if size == 0:
+                raise RecordingError(f"recording {sid}: empty")
+            os.replace(tmp, target)     # while still locked: a sweep never takes a finished file
         _fsync_dir(dest_dir)        # the rename itself, so a crash cannot undo it
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     log.info("downloaded recording %s (%d bytes)", sid, size)
     return target
+
+
+def sweep_partial(folder: Path) -> int:
+    """Remove the temp files of downloads whose process died mid-way, in `folder` and below; return how
+    many. A download in progress holds its file's lock and is left alone (one that starts in the instant
+    between creating its file and locking it fails and is tried again: nothing partial is kept)."""
+    removed = 0
+    for path in folder.rglob(".RE*") if folder.is_dir() else ():
+        if not PARTIAL.match(path.name):
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR)   # writable: an exclusive lock over NFS needs it
+        except OSError:
+            continue                        # renamed or removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue                        # a live download's
+        else:
+            path.unlink(missing_ok=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    if removed:
+        log.warning("removed %d partial download(s) under %s left by a worker stopped mid-download", removed, folder)
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:

@@ -438,6 +438,12 @@ def reseal_rotated_requests(ctx: JobContext) -> None:
     _job_store(ctx).reseal_rotated()
 
 
+@at_start
+def sweep_partial_messages(ctx: JobContext) -> None:
+    """What a worker killed mid-download left (a part of a caller's message) is removed at the next start."""
+    recordings.sweep_partial(Path(ctx.config["DATA_DIR"]) / "requests")
+
+
 _warned_no_account = False
 
 

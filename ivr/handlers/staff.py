@@ -435,3 +435,9 @@ def publish_recording(payload: dict, ctx: jobs.JobContext) -> None:
         if library.set_announcement(list(payload["lines"]), lang, file, until, who, at, seq=seq):
             log.info("announcement on %s (%s) by %s, until %s", ",".join(payload["lines"]), lang, who.by,
                      until or "cleared")
+
+
+@jobs.at_start
+def sweep_partial_prompts(ctx: jobs.JobContext) -> None:
+    """What a worker killed mid-download left (a part of a staff recording) is removed at the next start."""
+    recordings.sweep_partial(audio_dir(ctx.config))
