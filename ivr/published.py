@@ -267,7 +267,8 @@ class Library:
             keep = {rec["file"] for rec in published.values()} | {rec["file"] for rec in anns.values()}
             retired: dict[str, datetime] = {}
             for key in pipe.scan_iter(match=HISTORY.format(pid="*", lang="*"), count=500):
-                events = [_load(x) for x in pipe.lrange(key, 0, -1)]
+                # A refused ("superseded") job changed nothing callers heard: not a moment a file retired.
+                events = [e for e in map(_load, pipe.lrange(key, 0, -1)) if e["action"] != "superseded"]
                 _retire(retired, [({"*": e.get("file")}, e.get("at")) for e in events])
                 versions = {e["v"]: e for e in events if e["action"] == "publish"}
                 name, _, lang = _text(key).removeprefix(HISTORY.split("{")[0]).rpartition("|")
@@ -277,6 +278,8 @@ class Library:
             slots: dict[str, str | None] = {}
             steps = []
             for e in reversed([_load(x) for x in pipe.lrange(ANN_LOG, 0, -1)]):
+                if e["action"] == "superseded":
+                    continue
                 for line in e.get("lines", []):
                     slots[f"{line}|{e.get('lang')}"] = e.get("file") if e["action"] == "set" else None
                 steps.append((dict(slots), e.get("at")))

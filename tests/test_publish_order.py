@@ -4,14 +4,15 @@ a newer recording stays live, a cleared announcement stays cleared."""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 import requests
 import responses
 
-from ivr import jobs
+from ivr import jobs, retention, settings
 from ivr.cli import main
-from ivr.published import Library, Who
+from ivr.published import Library, Who, audio_dir
 from ivr.staffdb import StaffDB
 from tests.conftest import OPEN, TEST_REDIS_URL
 from tests.test_prompt_publishing import put_file, sid
@@ -19,6 +20,7 @@ from tests.test_staff_line import MP3, PIN, SIGN_IN, copy_url, plays, record_pro
 
 BEN_SIGN_IN = ["-", "1002#", PIN + "#"]
 ANA = Who("1001", "Ana Ruiz")
+DAY = timedelta(days=1)
 
 
 @pytest.fixture
@@ -117,3 +119,26 @@ def test_a_job_queued_by_the_older_version_still_publishes_when_nothing_changed_
         twilio.get(url + ".mp3", body=MP3)
         worker.run_once()
     assert Library(redis_client).published("cc.welcome", "en") == {"v": 1, "file": f"{sid(9)}.mp3"}
+
+
+def test_a_refused_recording_does_not_cut_short_how_long_what_stayed_live_is_kept(redis_client, tmp_path, clock):
+    """Retention dates a file from when it stopped playing: a refused job's entry is not such a moment."""
+    config = settings.from_env({"IVR_DATA_DIR": str(tmp_path / "var")})
+    folder = audio_dir(config)
+    folder.mkdir(parents=True)
+    for n in range(1, 10):
+        (folder / f"{sid(n)}.mp3").write_bytes(MP3)
+    lib, start = Library(redis_client), clock()
+    lib.publish("cc.welcome", "en", f"{sid(1)}.mp3", ANA, start)
+    kept = lib.stamp()                                                     # sid(3) kept at `start`...
+    lib.publish("cc.welcome", "en", f"{sid(2)}.mp3", ANA, start + DAY)   # ...a newer one goes live first
+    assert lib.publish("cc.welcome", "en", f"{sid(3)}.mp3", ANA, start, seq=kept) is None
+    lib.publish("cc.welcome", "en", f"{sid(4)}.mp3", ANA, start + 100 * DAY)    # sid(2) off the line now
+    lib.publish("cc.welcome", "en", f"{sid(5)}.mp3", ANA, start + 100 * DAY)
+    kept = lib.stamp()                                                     # the same for an announcement
+    lib.set_announcement(["callcenter"], "en", f"{sid(6)}.mp3", None, ANA, start + DAY)
+    assert not lib.set_announcement(["callcenter"], "en", f"{sid(7)}.mp3", None, ANA, start, seq=kept)
+    lib.clear_announcement(["callcenter"], "en", ANA, start + 100 * DAY)      # sid(6) off the line now
+
+    assert retention.purge(redis_client, config, start + 181 * DAY).prompt_audio == 1     # sid(1) only
+    assert lib.is_published_file(f"{sid(2)}.mp3") and lib.is_published_file(f"{sid(6)}.mp3")
