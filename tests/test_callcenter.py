@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ivr.flow import successors
 from ivr.speech import say_phone
 
 # The 14 SES locations and their numbers as printed in the SES brochure (seeds, JDP-ES-211).
@@ -29,10 +30,10 @@ def paths_to(app, node_type: str):
             found.append((keys, node))
         if node.type not in ("menu",) and nid != home:
             continue
-        for opt in node.options:
-            if opt["goto"] not in seen and flows.node_line.get(opt["goto"]) == "callcenter":
-                seen.add(opt["goto"])
-                queue.append((opt["goto"], keys + [str(opt["key"])]))
+        for edge in successors(flows, node):
+            if edge.kind == "option" and edge.target not in seen and flows.node_line.get(edge.target) == "callcenter":
+                seen.add(edge.target)
+                queue.append((edge.target, keys + [edge.key]))
     return found
 
 
