@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from ivr.callstate import CallState
+from ivr.flow import successors, targets
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 
@@ -310,6 +311,34 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
             if not phone.ended:
                 phone.hang_up()
     return result
+
+
+LANGUAGE_KEYS = {"en": "1", "es": "2"}    # the answer to the language question that chooses each
+
+
+def explore_in(app, line: str, lang: str, *, skip: Callable[[object, str], bool] | None = None,
+               **kwargs) -> Exploration:
+    """`explore` for callers of one language: the language question only gets that language's key."""
+    def only_lang(node, answer: str) -> bool:
+        if node.type == "language":
+            return answer != LANGUAGE_KEYS[lang]
+        return skip is not None and skip(node, answer)
+    return explore(app, line, skip=only_lang, **kwargs)
+
+
+def settles(flows, node_id: str) -> set[str]:
+    """Where a call that enters `node_id` can be waiting next with no input from the caller: that node,
+    or, when it acts on its own (an action, a handover, a handler), wherever that may take it."""
+    out, todo = set(), [node_id]
+    while todo:
+        nid = todo.pop()
+        if nid in out:
+            continue
+        out.add(nid)
+        node = flows.nodes[nid]
+        if node.type in ("action", "handover") or node.get("handler"):
+            todo += targets(successors(flows, node), ("next", "goes", "handover"))
+    return out
 
 
 # --- known values: what a caller keys, and what must never leak --------------------------------
