@@ -204,8 +204,10 @@ def forget_summary(app, sid: str) -> None:
 
 # --- the call tree as a graph, and the inputs that move a call on it ------------------------------
 
-def offered(flows, node, variables: dict) -> list[dict]:
-    return [o for o in node.options if all(variables.get(k) == v for k, v in (o.get("when") or {}).items())]
+def offered(flows, node, variables: dict) -> list:
+    """The option edges of `node` a caller with `variables` is offered."""
+    return [e for e in successors(flows, node)
+            if e.kind == "option" and all(variables.get(k) == v for k, v in e.when)]
 
 
 def collect_inputs(node, pool: Iterable[str]) -> list[str]:
@@ -263,12 +265,12 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
         if node is None:
             continue
         options = offered(flows, node, state.vars)
-        keys = [str(o["key"]) for o in options]
+        keys = [e.key for e in options]
         # Where the call is, and the counts and flags among its variables (wrong PINs so far,
         # blocked ...): each combination is walked once.
         small = tuple(sorted((k, v) for k, v in state.vars.items()
                              if not k.startswith("_") and isinstance(v, (bool, int))))
-        mark = (state.node, state.phase, state.lang, tuple((o["key"], o.get("goto")) for o in options),
+        mark = (state.node, state.phase, state.lang, tuple((e.key, e.target) for e in options),
                 min(state.tries, 2), small)
         if mark in seen:
             continue
