@@ -214,8 +214,9 @@ def _check_depth(flows: FlowSet) -> list[str]:
         while queue:
             nid = queue.popleft()
             node = flows.nodes[nid]
-            for target in successors(node):
-                if target in depth or flows.node_line.get(target) != line.name:
+            for edge in successors(flows, node):
+                target = edge.target
+                if edge.kind in GLOBAL_KINDS or target in depth or flows.node_line.get(target) != line.name:
                     continue
                 target_node = flows.nodes[target]
                 d = depth[nid] + (1 if target_node.type == "menu" else 0)
@@ -227,11 +228,56 @@ def _check_depth(flows: FlowSet) -> list[str]:
     return errors
 
 
-def successors(node: Node) -> list[str]:
-    out = [opt["goto"] for opt in node.options if "goto" in opt]
-    out += [node.get(k) for k in ("next", "skip") if node.get(k)]
-    out += list(node.get("goes", []))  # where a handler may send the call, declared for the tree view
+@dataclass(frozen=True)
+class Edge:
+    """One way out of a node: where it leads and what takes a call there."""
+    kind: str                   # see EDGE_KINDS
+    target: str                 # a node id
+    key: str | None = None      # the key that takes it: an option's digit, "9" (home) or "0" (person)
+    prompt: str | None = None   # an option's words (a prompt id) ...
+    office: str | None = None   # ... or the office it names ("For the <office>, press 1.")
+    when: tuple = ()            # an option offered only to some callers: ((variable, value), ...)
+
+
+EDGE_KINDS = {
+    "option": "a menu's or an answer's option (`goto`)",
+    "next": "`next`, when the node is done",
+    "goes": "`goes`: where its handler may send the call",
+    "skip": "`skip`: star, or an optional question or message left unanswered",
+    "handover": "`line`: the other line's entry, in the same call",
+    "home": "key 9, the main menu: the node's own `home` or its line's",
+    "person": "key 0, a person: the node's own `person` or its line's",
+}
+GLOBAL_KINDS = ("home", "person")   # the keys that work the same in every menu
+
+
+def successors(flows: FlowSet, node: Node) -> list[Edge]:
+    """Every way out of `node`, in this order: its options, `next`, `goes`, `skip`, a handover's line,
+    then keys 9 and 0 where the engine (ivr/engine.py) takes them: menus and answers; a transfer's
+    choices after it is closed or fails (0 at the agents' own transfer stays there); a question
+    whose answer is never a lone digit (at least 2 digits) or that is read back for confirmation."""
+    out = [Edge("option", opt["goto"], str(opt.get("key")), opt.get("prompt"), opt.get("office"),
+                tuple(sorted((opt.get("when") or {}).items())))
+           for opt in node.options if "goto" in opt]
+    out += [Edge("next", node.get("next"))] if node.get("next") else []
+    out += [Edge("goes", target) for target in node.get("goes") or []]
+    out += [Edge("skip", node.get("skip"))] if node.get("skip") else []
+    if node.type == "handover" and node.get("line") in flows.lines:
+        out.append(Edge("handover", flows.lines[node.get("line")].entry))
+    line = flows.lines.get(flows.node_line.get(node.id, ""))
+    if line is None:
+        return out
+    lone_digit_is_an_answer = int((node.get("digits") or {}).get("min", 1)) <= 1 and not node.get("confirm")
+    if node.type in ("menu", "answer", "transfer") or (node.type == "collect" and not lone_digit_is_an_answer):
+        out.append(Edge("home", node.get("home") or line.home, "9"))
+        if not (node.type == "transfer" and node.get("to") == "agents"):
+            out.append(Edge("person", node.get("person") or line.person, "0"))
     return out
+
+
+def targets(edges: list[Edge], kinds: tuple[str, ...] | None = None) -> list[str]:
+    """The node ids `edges` lead to (those of `kinds`), each once, in order."""
+    return list(dict.fromkeys(e.target for e in edges if kinds is None or e.kind in kinds))
 
 
 def as_list(value) -> list:

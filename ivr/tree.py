@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import flow, settings
 from .directory import Directory
-from .flow import FlowSet, Node
+from .flow import Edge, FlowSet, Node, successors, targets
 from .handlers import load_all
 from .prompts import Prompts
 
@@ -51,10 +51,14 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
     return f"{node.type}: \"{first_words(prompts, node)}\""
 
 
-def option_label(opt: dict, prompts: Prompts, directory: Directory) -> str:
-    if "office" in opt:
-        return directory.offices[opt["office"]].name["en"]
-    return prompts.texts["en"][opt["prompt"]]
+# Drawn as plain arrows, each target once; the global keys 9 and 0 are left out of the drawings.
+PLAIN = ("next", "goes", "skip")
+
+
+def option_label(edge: Edge, prompts: Prompts, directory: Directory) -> str:
+    if edge.office:
+        return directory.offices[edge.office].name["en"]
+    return prompts.texts["en"][edge.prompt]
 
 
 def outline(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -> list[str]:
@@ -69,9 +73,11 @@ def outline(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -
             return
         seen.add(nid)
         out.append(f"{pad}{label}{nid}  {describe(node, prompts, directory)}")
-        for opt in node.options:
-            walk(opt["goto"], depth + 1, f"[{opt['key']}] ")
-        for target in ([node.get("next")] if node.get("next") else []) + list(node.get("goes", [])):
+        edges = successors(flows, node)
+        for edge in edges:
+            if edge.kind == "option":
+                walk(edge.target, depth + 1, f"[{edge.key}] ")
+        for target in targets(edges, PLAIN):
             walk(target, depth + 1, "-> ")
 
     walk(flows.lines[line].start, 1, "")
@@ -93,14 +99,15 @@ def mermaid(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -
         shape = ('{{"%s"}}' if node.type == "menu" else '["%s"]') % f"{nid}<br/>{label}"
         lines.append(f"  {mid(nid)}{shape}")
     for nid in ids:
-        node = flows.nodes[nid]
-        for opt in node.options:
-            lines.append(f"  {mid(nid)} -- \"{opt['key']}: {esc(option_label(opt, prompts, directory))}\" "
-                         f"--> {mid(opt['goto'])}")
-        for target in ([node.get("next")] if node.get("next") else []) + list(node.get("goes", [])):
+        edges = successors(flows, flows.nodes[nid])
+        for edge in edges:
+            if edge.kind == "option":
+                lines.append(f"  {mid(nid)} -- \"{edge.key}: {esc(option_label(edge, prompts, directory))}\" "
+                             f"--> {mid(edge.target)}")
+        for target in targets(edges, PLAIN):
             lines.append(f"  {mid(nid)} --> {mid(target)}")
-        if node.type == "handover":
-            lines.append(f"  {mid(nid)} -.-> {mid(flows.lines[node.get('line')].entry)}")
+        for target in targets(edges, ("handover",)):
+            lines.append(f"  {mid(nid)} -.-> {mid(target)}")
     return "\n".join(lines)
 
 

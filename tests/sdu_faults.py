@@ -2,8 +2,8 @@
 
 It serves the bundled stub (ivr/sdu/stub.py: the contract and fixtures) with its own state, so that
 wrong PINs sent by these tests never lock a case in the session-wide stub other tests use. `fail(...)`
-makes chosen endpoints slow, 5xx, 429/503 with Retry-After or garbage; `hits`
-counts the requests each endpoint got.
+makes chosen endpoints slow, 5xx, 429/503 with Retry-After or garbage (for good, or for the next
+`times` requests); `hits` counts the requests each endpoint got.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class FaultySDU:
         self.endpoints: set[str] = set()
         self.retry_after = "1"
         self.delay = 4.0
+        self.times: int | None = None      # failures left before it answers normally again; None: no end
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
         inner = self.app.wsgi_app
@@ -39,9 +40,12 @@ class FaultySDU:
         self.url, self._stop = serve_in_thread(app=self.app)
 
     def fail(self, mode: str | None, endpoints=("pin", "summary", "payments"), *,
-             retry_after: str = "1", delay: float = 4.0) -> None:
-        """mode: slow, 500, 502, 429, 503, garbage, bad_json, or None (answer normally)."""
-        self.mode, self.endpoints, self.retry_after, self.delay = mode, set(endpoints), retry_after, delay
+             retry_after: str = "1", delay: float = 4.0, times: int | None = None) -> None:
+        """mode: slow, 500, 502, 429, 503, garbage, bad_json, or None (answer normally); `times`: only
+        the next so many requests to `endpoints` fail."""
+        with self._lock:
+            self.mode, self.endpoints, self.retry_after, self.delay = mode, set(endpoints), retry_after, delay
+            self.times = times
 
     def stop(self) -> None:
         self._stop()
@@ -54,7 +58,10 @@ class FaultySDU:
         endpoint = endpoint_of(environ.get("PATH_INFO", ""))
         with self._lock:
             self.hits[endpoint] += 1
-        mode = self.mode if endpoint in self.endpoints else None
+            mode = self.mode if endpoint in self.endpoints else None
+            if mode is not None and self.times is not None:
+                mode = mode if self.times > 0 else None
+                self.times = max(self.times - 1, 0)
         if mode is None:
             return inner(environ, start_response)
         if mode == "slow":

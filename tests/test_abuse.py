@@ -15,6 +15,7 @@ import responses
 import yaml
 from twilio.request_validator import RequestValidator
 
+from ivr.flow import successors, targets
 from ivr.jobs import JobContext, Worker
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError
 from tests.sdu_faults import FaultySDU
@@ -311,9 +312,7 @@ def behind_home(flows, line_name: str) -> set[str]:
             if nid in seen or nid == stop or flows.node_line.get(nid) != line_name:
                 continue
             seen.add(nid)
-            node = flows.nodes[nid]
-            todo += [o["goto"] for o in node.options if "goto" in o]
-            todo += [node.get(k) for k in ("next", "skip") if node.get(k)] + list(node.get("goes") or [])
+            todo += targets(successors(flows, flows.nodes[nid]))
         return seen
     return reach(line.home, None) - reach(line.start, line.home) | {line.home}
 

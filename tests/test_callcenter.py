@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
+from ivr.flow import successors
 from ivr.speech import say_phone
+from tests.walk import caller_numbers, explore_in, known_values
 
 # The 14 SES locations and their numbers as printed in the SES brochure (seeds, JDP-ES-211).
 SEED_OFFICES = {
@@ -29,10 +33,10 @@ def paths_to(app, node_type: str):
             found.append((keys, node))
         if node.type not in ("menu",) and nid != home:
             continue
-        for opt in node.options:
-            if opt["goto"] not in seen and flows.node_line.get(opt["goto"]) == "callcenter":
-                seen.add(opt["goto"])
-                queue.append((opt["goto"], keys + [str(opt["key"])]))
+        for edge in successors(flows, node):
+            if edge.kind == "option" and edge.target not in seen and flows.node_line.get(edge.target) == "callcenter":
+                seen.add(edge.target)
+                queue.append((edge.target, keys + [edge.key]))
     return found
 
 
@@ -75,14 +79,41 @@ def test_every_office_transfer_dials_the_seed_number_after_saying_it(app, call, 
         assert len(keys) <= 3
 
 
-def test_spanish_holds_for_the_rest_of_the_call_including_transfers(call, prompts):
-    c = call("callcenter", ["2", "5", "2", "1"])
-    assert prompts.text("cc.main.intro", "es") in c.said
-    assert "Le comunico con la oficina principal de Hartford" in c.said
-    assert c.dialed == ["+18605668723"]
-    spoken_after_choice = [e for e in c.events if e.kind == "say"][2:]
-    assert all(e.attrs.get("language") == "es-US" for e in spoken_after_choice)
-    assert all(e.attrs.get("voice") == "Polly.Lupe" for e in spoken_after_choice)
+def test_spanish_holds_for_the_rest_of_the_call_including_transfers(app, redis_client, clock, prompts):
+    """A caller who presses 2 at the greeting: every menu and answer of the call center, the payment
+    line it hands over to, and the transfers (dialled, busy, unanswered, closed), walked in open and
+    in closed hours (tests/walk.explore): every sentence after the greeting is Spanish, in the
+    Spanish voice."""
+    flows = app.extensions["ivr"].flows
+    spanish = dict(app.extensions["ivr"].lines_cfg["voices"]["es"])
+    # The opening words of every English prompt that are not in its Spanish text.
+    english = {t.split("{")[0].strip() for pid, t in prompts.texts["en"].items()
+               if len(t.split("{")[0].strip()) >= 12 and t.split("{")[0].strip() not in prompts.texts["es"][pid]}
+    assert len(english) > 150
+    menus = {nid for nid, line in flows.node_line.items()
+             if line == "callcenter" and flows.nodes[nid].type in ("menu", "answer")}
+    waited, says, dials = set(), [], []
+    for when in ("2026-11-24 10:00", "2026-11-28 23:30"):     # a Tuesday morning; a Saturday night
+        clock.set(when)
+        redis_client.flushdb()
+        walk = explore_in(app, "callcenter", "es", pool=known_values(app), max_states=400,
+                          new_caller=caller_numbers())
+        waited |= walk.waits
+        greeting, *after_choice = walk.documents
+        assert 'language="es-US"' in greeting and 'language="en-US"' in greeting
+        for doc in after_choice:
+            verbs = list(ET.fromstring(doc))
+            says += [v for v in verbs if v.tag == "Say"] + [v for g in verbs if g.tag == "Gather"
+                                                           for v in g if v.tag == "Say"]
+            dials += [v for v in verbs if v.tag == "Dial"]
+    assert not menus - waited, f"not reached in Spanish: {sorted(menus - waited)}"
+    assert len(says) > 1000
+    wrong = {(v.get("voice"), v.get("language"), v.text) for v in says
+             if {"voice": v.get("voice"), "language": v.get("language")} != spanish
+             or any(words in (v.text or "") for words in english)}
+    assert not wrong, sorted(wrong)[:10]
+    offices = {office.phone for office in app.extensions["ivr"].directory.offices.values()}
+    assert {d.find("Number").text for d in dials} & offices, "no transfer to an office was dialled"
 
 
 def test_english_voice_is_the_configured_one(call):

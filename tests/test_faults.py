@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from ivr import store
+from ivr.flow import successors, targets
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
@@ -242,12 +243,11 @@ def sdu_down_node(app) -> str:
 def figure_options(app) -> list[str]:
     """The keys of a payer's payment menu whose answer is read from the SDU (the nodes that say so
     by declaring they may go to the "SDU down" node)."""
-    rt = app.extensions["ivr"]
-    home = rt.flows.nodes[rt.flows.lines["payments"].home]
+    flows = app.extensions["ivr"].flows
     down = sdu_down_node(app)
-    return [str(o["key"]) for o in home.options
-            if down in (rt.flows.nodes[o["goto"]].get("goes") or [])
-            and (o.get("when") or {}).get("role", "payer") == "payer"]
+    return [e.key for e in successors(flows, flows.nodes[flows.lines["payments"].home])
+            if e.kind == "option" and dict(e.when).get("role", "payer") == "payer"
+            and down in targets(successors(flows, flows.nodes[e.target]))]
 
 
 SDU_FAULTS = [("slow", {}), ("500", {}), ("502", {}), ("429", {"retry_after": "1"}),

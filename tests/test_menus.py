@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
+from ivr.flow import GLOBAL_KINDS, successors
+from ivr.prompts import LANGS
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.conftest import LINES
+from tests.sdu_faults import FaultySDU
+from tests.walk import caller_numbers, explore_in, known_values, settles, state_of
 
 
 def test_no_input_reprompts_saying_what_went_wrong_then_a_person_when_open(call, prompts):
@@ -45,12 +51,77 @@ def test_star_repeats_the_whole_menu(call, prompts):
     assert c.said_after(3).startswith(prompts.text("cc.enforce.intro", "en"))
 
 
-def test_nine_is_the_main_menu_and_zero_a_person_in_every_menu(call, prompts):
-    c = call("callcenter", ["-", "3", "5", "9"])
-    assert c.said_after(4).startswith(prompts.text("cc.main.intro", "en"))
-    c = call("callcenter", ["-", "3", "5", "0"])
-    assert c.dialed == ["+18605696233"]
-    assert "Connecting you to a child support specialist." in c.said
+MENU_TYPES = ("menu", "answer", "transfer")   # a transfer's choices, once it is closed or failed, are a menu
+SATURDAY_NIGHT = "2026-11-28 23:30"
+
+
+@pytest.fixture
+def sdu():
+    s = FaultySDU()
+    yield s
+    s.stop()
+
+
+def press_a_global_key(app, phone, node, lang: str, key: str, where: str):
+    """Press 9 or 0 on a copy of `phone`, waiting at `node`: the call goes where the tree says that
+    key goes from there (tests/walk.settles), in the caller's language, and dials a person's number."""
+    rt = app.extensions["ivr"]
+    edge = next(e for e in successors(rt.flows, node) if e.kind in GLOBAL_KINDS and e.key == key)
+    branch = phone.fork(app)
+    heard, dialed = len(branch.heard), len(branch.dialed)
+    branch.press(key)
+    after = state_of(app, branch.sid)
+    assert after is not None and after.node in settles(rt.flows, edge.target) and not after.tries, \
+        (where, edge.target, after and (after.node, after.tries), branch.said_since(heard))
+    languages = {language for language, _ in branch.heard[heard:] if language}
+    assert languages == {rt.lines_cfg["voices"][lang]["language"]}, (where, branch.said_since(heard))
+    target = rt.flows.nodes[after.node]
+    if target.type == "transfer" and after.phase == "dialed":
+        agents = rt.lines_cfg["agents"]["phone"]
+        assert branch.dialed[dialed:] == [agents if target.get("to") == "agents"
+                                          else rt.directory.offices[target.get("office")].phone], where
+    return branch
+
+
+def test_nine_is_the_main_menu_and_zero_a_person_in_every_menu(make_app, redis_client, clock, sdu):
+    """Every menu, answer and transfer choice of every line, in each language, reached by walking the
+    lines (tests/walk.explore) in open hours and in closed hours with the SDU down."""
+    app = make_app(SDU_BASE_URL=sdu.url)
+    flows = app.extensions["ivr"].flows
+    menus = {nid: node for nid, node in flows.nodes.items() if node.type in MENU_TYPES
+             and {e.key for e in successors(flows, node) if e.kind in GLOBAL_KINDS}}
+    assert len(menus) > 40
+
+    def skip(node, answer: str) -> bool:      # only what leads somewhere new, to keep the walk short
+        return node.type == "transfer" or (node.type in ("menu", "answer")
+                                           and answer not in {e.key for e in successors(flows, node)})
+    checked: set[tuple[str, str]] = set()
+    for hours in ("open", "closed"):
+        if hours == "closed":
+            clock.set(SATURDAY_NIGHT)
+            sdu.fail("503", retry_after="120")
+        for lang in LANGS:
+            redis_client.flushdb()       # one language's wrong PINs do not lock the other out
+            seen: set = set()
+            for line in flows.lines:
+                walk = explore_in(app, line, lang, pool=known_values(app), max_states=300, skip=skip,
+                                  new_caller=caller_numbers(), seen=seen, hang_up=False)
+                waiting = list(walk.phones)
+                while waiting:   # the walk's calls, and those the keys pressed here lead to
+                    phone = waiting.pop()
+                    state = state_of(app, phone.sid)
+                    if (state is None or state.node not in menus or (state.node, lang) in checked
+                            or phone.waiting_for != "Gather" or state.tries
+                            or state.phase not in (("closed", "failed") if menus[state.node].type == "transfer"
+                                                   else ("",))):
+                        continue
+                    for key in ("9", "0"):
+                        if any(e.key == key for e in successors(flows, menus[state.node]) if e.kind in GLOBAL_KINDS):
+                            waiting.append(press_a_global_key(app, phone, menus[state.node], lang, key,
+                                                              f"{key} at {state.node} ({lang}, {hours} hours)"))
+                    checked.add((state.node, lang))
+    missing = {(nid, lang) for nid in menus for lang in LANGS} - checked
+    assert not missing, f"no walk waited at {sorted(missing)}"
 
 
 def test_zero_after_hours_says_when_people_answer(call, clock):

@@ -9,6 +9,8 @@ import pytest
 import responses
 
 from ivr.handlers.payments import case_keys
+from tests.sdu_faults import FaultySDU
+from tests.walk import CASE, PAYER_PIN, Phone, forget_summary, line_number
 
 AGENTS = "+18605696233"
 
@@ -45,9 +47,29 @@ def test_busy_or_batch_window_during_figures_keeps_the_call(call, prompts, case,
     assert "dollars" not in c.said
 
 
-def test_a_retry_inside_the_budget_is_not_noticed(call):
-    c = call("payments", ["-", "999000200#", "1", "2001#", "1"])
-    assert "one hundred dollars, from an employer's paycheck withholding" in c.said
+@pytest.fixture
+def sdu():
+    """A stub SDU of this test's own, which fails on demand and counts what it is asked."""
+    s = FaultySDU()
+    yield s
+    s.stop()
+
+
+def test_a_retry_inside_the_budget_is_not_noticed(make_app, prompts, sdu):
+    app = make_app(SDU_BASE_URL=sdu.url)
+    phone = Phone(app, to=line_number(app, "payments")).start()
+    for answer in ("-", CASE + "#", "1", PAYER_PIN + "#"):
+        phone.press(answer)
+    assert prompts.text("pay.menu.intro", "en") in phone.said
+    forget_summary(app, phone.sid)          # the figure is looked up now, not read from the call
+    sdu.hits.clear()
+    sdu.fail("503", endpoints=("summary",), retry_after="0", times=1)
+    mark = len(phone.heard)
+    phone.press("1")                        # the last payment
+    assert sdu.hits["summary"] == 2         # the lookup failed once and was tried again ...
+    heard = phone.said_since(mark)          # ... and the caller heard the answer, not the failure
+    assert "one hundred eighty-four dollars and fifty cents, from unemployment benefits" in heard
+    assert prompts.text("pay.sdu.down", "en") not in heard
 
 
 SDU = "http://sdu.test"

@@ -11,6 +11,7 @@ import pytest
 import responses
 
 from ivr import jobs
+from ivr.flow import successors, targets
 from ivr.staffdb import StaffDB
 from tests.walk import everything_in
 
@@ -297,8 +298,7 @@ def test_the_staff_line_is_in_no_callers_menu(app):
     for nid, node in flows.nodes.items():
         if flows.node_line[nid] == "staff":
             continue
-        targets = [o["goto"] for o in node.options] + [node.get("next")] + list(node.get("goes", []))
-        assert not staff_nodes & set(targets), nid
+        assert not staff_nodes & set(targets(successors(flows, node))), nid
         if node.type == "handover":
             assert node.get("line") != "staff"
 

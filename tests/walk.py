@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from ivr.callstate import CallState
+from ivr.flow import successors, targets
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 
@@ -203,8 +204,10 @@ def forget_summary(app, sid: str) -> None:
 
 # --- the call tree as a graph, and the inputs that move a call on it ------------------------------
 
-def offered(flows, node, variables: dict) -> list[dict]:
-    return [o for o in node.options if all(variables.get(k) == v for k, v in (o.get("when") or {}).items())]
+def offered(flows, node, variables: dict) -> list:
+    """The option edges of `node` a caller with `variables` is offered."""
+    return [e for e in successors(flows, node)
+            if e.kind == "option" and all(variables.get(k) == v for k, v in e.when)]
 
 
 def collect_inputs(node, pool: Iterable[str]) -> list[str]:
@@ -262,12 +265,12 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
         if node is None:
             continue
         options = offered(flows, node, state.vars)
-        keys = [str(o["key"]) for o in options]
+        keys = [e.key for e in options]
         # Where the call is, and the counts and flags among its variables (wrong PINs so far,
         # blocked ...): each combination is walked once.
         small = tuple(sorted((k, v) for k, v in state.vars.items()
                              if not k.startswith("_") and isinstance(v, (bool, int))))
-        mark = (state.node, state.phase, state.lang, tuple((o["key"], o.get("goto")) for o in options),
+        mark = (state.node, state.phase, state.lang, tuple((e.key, e.target) for e in options),
                 min(state.tries, 2), small)
         if mark in seen:
             continue
@@ -310,6 +313,34 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
             if not phone.ended:
                 phone.hang_up()
     return result
+
+
+LANGUAGE_KEYS = {"en": "1", "es": "2"}    # the answer to the language question that chooses each
+
+
+def explore_in(app, line: str, lang: str, *, skip: Callable[[object, str], bool] | None = None,
+               **kwargs) -> Exploration:
+    """`explore` for callers of one language: the language question only gets that language's key."""
+    def only_lang(node, answer: str) -> bool:
+        if node.type == "language":
+            return answer != LANGUAGE_KEYS[lang]
+        return skip is not None and skip(node, answer)
+    return explore(app, line, skip=only_lang, **kwargs)
+
+
+def settles(flows, node_id: str) -> set[str]:
+    """Where a call that enters `node_id` can be waiting next with no input from the caller: that node,
+    or, when it acts on its own (an action, a handover, a handler), wherever that may take it."""
+    out, todo = set(), [node_id]
+    while todo:
+        nid = todo.pop()
+        if nid in out:
+            continue
+        out.add(nid)
+        node = flows.nodes[nid]
+        if node.type in ("action", "handover") or node.get("handler"):
+            todo += targets(successors(flows, node), ("next", "goes", "handover"))
+    return out
 
 
 # --- known values: what a caller keys, and what must never leak --------------------------------
