@@ -48,4 +48,20 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "PROMPTS_DIR": Path(env.get("IVR_PROMPTS_DIR", ROOT / "prompts")),
         "DATA_DIR": Path(env.get("IVR_DATA_DIR", ROOT / "var")),
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
+        "MAX_WEBHOOK_BYTES": _webhook_limit(env, "IVR_MAX_WEBHOOK_BYTES", 65536, at_least=8192),
+        "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
     }
+
+
+def _webhook_limit(env: Mapping[str, str], name: str, default: int, at_least: int) -> int:
+    """A request limit (ivr/limits.py). Twilio's webhooks are 1-8 KB of 30-45 fields; a limit below
+    `at_least` would refuse Twilio's own requests."""
+    raw = env.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < at_least:
+        raise ConfigError(f"{name} must be at least {at_least} (Twilio's own requests would be refused)")
+    return value
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from functools import wraps
 
-from flask import abort, current_app, request
+from flask import Flask, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
 
@@ -23,6 +23,23 @@ def public_url() -> str:
     return base + request.path + (f"?{query}" if query else "")
 
 
+def install(app: Flask) -> None:
+    app.before_request(refuse_unsigned)
+
+
+def refuse_unsigned() -> None:
+    """A webhook request without a signature is refused before anything of its body is read."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if getattr(view, "twilio_signed", False) and current_app.config["VALIDATE_SIGNATURES"] \
+            and not request.headers.get("X-Twilio-Signature"):
+        _reject()
+
+
+def _reject() -> None:
+    current_app.logger.warning("rejected %s %s: bad or missing Twilio signature", request.method, request.path)
+    abort(403)
+
+
 def signed(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -35,8 +52,7 @@ def signed(view):
             fast = signature and hmac.compare_digest(
                 validator.compute_signature(url, request.form).encode(), signature.encode())
             if not fast and (not signature or not validator.validate(url, request.form, signature)):
-                current_app.logger.warning("rejected %s %s: bad or missing Twilio signature",
-                                           request.method, request.path)
-                abort(403)
+                _reject()
         return view(*args, **kwargs)
+    wrapper.twilio_signed = True
     return wrapper
