@@ -1,12 +1,16 @@
-"""Twilio request signatures: every webhook but /health must prove it comes from Twilio."""
+"""Twilio request signatures: every webhook but /health must prove it comes from Twilio, for our account."""
 
 from __future__ import annotations
 
 import hmac
+import re
 from functools import wraps
 
 from flask import Flask, abort, current_app, request
 from twilio.request_validator import RequestValidator
+
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 
 
 def public_base() -> str:
@@ -40,6 +44,18 @@ def _reject() -> None:
     abort(403)
 
 
+def _names_our_call() -> bool:
+    """AccountSid is ours and CallSid (when there is one) a call SID. Twilio signs names and values run
+    together, so a signed request can be re-cut (`CallSid=CA..&CallStatus=x` into `CallSid=CA..CallStatusx`,
+    an AccountSid swallowing the CallSid after it): such a cut never leaves both SIDs well-formed."""
+    accounts, calls = request.form.getlist("AccountSid"), request.form.getlist("CallSid")
+    ours = current_app.config["TWILIO_ACCOUNT_SID"]
+    if len(accounts) != 1 or not ACCOUNT_SID.fullmatch(accounts[0]) or (ours and accounts[0] != ours):
+        return False
+    # No CallSid at all: the view answers with the fallback, as before.
+    return len(calls) <= 1 and (not calls or not calls[0] or CALL_SID.fullmatch(calls[0]) is not None)
+
+
 def signed(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -52,6 +68,8 @@ def signed(view):
             fast = signature and hmac.compare_digest(
                 validator.compute_signature(url, request.form).encode(), signature.encode())
             if not fast and (not signature or not validator.validate(url, request.form, signature)):
+                _reject()
+            if not _names_our_call():
                 _reject()
         return view(*args, **kwargs)
     wrapper.twilio_signed = True

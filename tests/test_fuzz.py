@@ -4,8 +4,8 @@ Requests are signed like Twilio's (RequestValidator with the app's token and the
 random, missing, oversized, non-ASCII and out-of-order parameters, for calls that exist (at many
 places of every line), calls that do not, steps of another call, and call state that names a node
 or a line the tree does not have. Every answer must be 2xx and, when it is TwiML, TwiML Twilio takes
-(tests/twiml_check.py); 403 only for a bad signature, 413 only for a body beyond the limits
-(ivr/limits.py); nothing may log an exception.
+(tests/twiml_check.py); 403 only for a bad signature or a request that does not name our account and
+a well-formed call, 413 only for a body beyond the limits (ivr/limits.py); nothing may log an exception.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import EnvironBuilder
 
 from ivr.settings import DEV_AUTH_TOKEN
+from ivr.signature import CALL_SID
 from tests.twiml_check import Voices, check, url_checker
-from tests.walk import explore, known_values
+from tests.walk import ACCOUNT_SID, explore, known_values
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
@@ -58,9 +59,13 @@ def too_big(app, params: dict) -> bool:
 
 
 def expected(app, path: str, params: dict) -> int:
-    """What a request signed with our token gets: 413 beyond the body limit, else the route's own answer."""
+    """What a request signed with our token gets: 413 beyond the body limit, 403 unless it names our
+    account and (if any) a well-formed CallSid, else the route's own answer."""
     if too_big(app, params):
         return 413
+    sid = params.get("CallSid")
+    if params.get("AccountSid") != ACCOUNT_SID or (sid and not CALL_SID.fullmatch(sid)):
+        return 403
     return 204 if path == "/voice/status" else 200
 
 
@@ -167,7 +172,7 @@ def test_fuzz_every_post_webhook_with_random_parameters(app, caplog, live_calls)
            extra=st.dictionaries(st.text(min_size=1, max_size=10), text, max_size=3),
            sid=st.one_of(st.sampled_from(live_calls), text, st.none()))
     def run(path, s, fields, extra, sid):
-        params = {**extra, **fields}
+        params = {"AccountSid": ACCOUNT_SID, **extra, **fields}
         if sid is not None:
             params["CallSid"] = sid
         status = checker.post(url_of(path, s), params)
@@ -191,7 +196,8 @@ def test_fuzz_steps_of_live_calls_in_and_out_of_order(app, caplog, live_calls, r
     def run(sid, other, offset, digits, speech, recording, dial, swap):
         state = store.load(sid)[0]
         seq = (state.seq if state else 1) + offset
-        params = {"CallSid": other if swap else sid, "From": "+18605550199", "To": "+18002285437"}
+        params = {"AccountSid": ACCOUNT_SID, "CallSid": other if swap else sid, "From": "+18605550199",
+                  "To": "+18002285437"}
         for name, value in (("Digits", digits), ("SpeechResult", speech), ("RecordingUrl", recording),
                             ("DialCallStatus", dial)):
             if value is not None:
@@ -216,7 +222,8 @@ def test_call_state_naming_an_unknown_node_or_line_or_unreadable_is_answered(app
     sid = "CA" + "d" * 32
     for s in ("1", "2", "0"):
         redis_client.set(f"ivr:call:{sid}", raw)
-        params = {"CallSid": sid, "From": "+18605550199", "To": "+18002285437", "Digits": "1"}
+        params = {"AccountSid": ACCOUNT_SID, "CallSid": sid, "From": "+18605550199", "To": "+18002285437",
+                  "Digits": "1"}
         assert checker.post(url_of("/voice/step", s), params) == 200
         redis_client.set(f"ivr:call:{sid}", raw)
         assert checker.post("/voice", params) == 200
