@@ -9,6 +9,8 @@ from functools import wraps
 from flask import Flask, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
+from .redact import printable
+
 ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 
@@ -40,7 +42,8 @@ def refuse_unsigned() -> None:
 
 
 def _reject() -> None:
-    current_app.logger.warning("rejected %s %s: bad or missing Twilio signature", request.method, request.path)
+    current_app.logger.warning("rejected %s %s: bad or missing Twilio signature", request.method,
+                               printable(request.path, 100))
     abort(403)
 
 

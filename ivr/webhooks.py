@@ -15,7 +15,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from .callstate import CallState
 from .engine import Turn
-from .redact import mask_phone
+from .redact import mask_phone, printable
 from .signature import signed
 
 bp = Blueprint("voice", __name__)
@@ -107,7 +107,7 @@ def voice():
         return twiml(replay)  # Twilio retried the first request of this call
     line = line_for(request.form.get("To", ""))
     state = CallState(sid=sid, line=line, new=True)
-    log.info("call %s on %s from %s", sid[-6:], line, mask_phone(request.form.get("From")))
+    log.info("call %s on %s from %s", printable(sid[-6:]), line, mask_phone(request.form.get("From")))
     return _answer(rt, state, lambda turn: rt.engine.start(turn, rt.first_node(turn)))
 
 
@@ -186,8 +186,8 @@ def status():
         log.error("Redis unavailable on /voice/status: %s", exc)
         first = True
     if first:   # a retry (Twilio's, or a copy) changes nothing, and is not logged twice either
-        log.info("call %s ended: %s after %ss", sid[-6:], request.form.get("CallStatus", "?")[:20],
-                 request.form.get("CallDuration", "?")[:8])
+        log.info("call %s ended: %s after %ss", printable(sid[-6:]), printable(request.form.get("CallStatus", "?"), 20),
+                 printable(request.form.get("CallDuration", "?"), 8))
     return "", 204
 
 
@@ -195,8 +195,8 @@ def status():
 @signed
 def fallback():
     # Twilio calls this when /voice failed: answer without Redis or the SDU.
-    log.error("fallback URL used: %s %s", request.form.get("ErrorCode", "-")[:10],
-              request.form.get("ErrorUrl", "-")[:200])
+    log.error("fallback URL used: %s %s", printable(request.form.get("ErrorCode", "-"), 10),
+              printable(request.form.get("ErrorUrl", "-"), 200))
     return twiml(runtime().fallback_response())
 
 
