@@ -50,6 +50,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
         "MAX_WEBHOOK_BYTES": _webhook_limit(env, "IVR_MAX_WEBHOOK_BYTES", 65536, at_least=8192),
         "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
+        "TWILIO_AUTH_TOKEN_PREVIOUS": _previous_token(env, ivr_env),
     }
 
 
@@ -65,3 +66,10 @@ def _webhook_limit(env: Mapping[str, str], name: str, default: int, at_least: in
         raise ConfigError(f"{name} must be at least {at_least} (Twilio's own requests would be refused)")
     return value
 
+
+def _previous_token(env: Mapping[str, str], ivr_env: str) -> str:
+    """The auth token Twilio may still sign with while a new one is rolled out (ivr/signature.py)."""
+    token = env.get("IVR_TWILIO_AUTH_TOKEN_PREVIOUS", "")
+    if ivr_env == "production" and token == DEV_AUTH_TOKEN:
+        raise ConfigError("IVR_TWILIO_AUTH_TOKEN_PREVIOUS is the development token: refused when IVR_ENV=production")
+    return token
