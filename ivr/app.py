@@ -12,7 +12,7 @@ import yaml
 from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
-from . import flow, settings, store
+from . import flow, limits, settings, signature, store
 from .callstate import CallStore
 from .directory import Directory, parse_phone
 from .engine import Engine, Services, Turn
@@ -128,6 +128,10 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config.update(config)
+    # In this order: a request without a signature is refused before its body is read; a body beyond the
+    # limits before it is parsed (ivr/limits.py).
+    signature.install(app)
+    limits.install(app)
     app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
     store.check_persistence(app.extensions["ivr"].redis, config)
     from .webhooks import bp

@@ -27,20 +27,23 @@ class CallState:
     last: str = ""        # compressed TwiML answered at step seq-1, replayed to a Twilio retry
     new: bool = False     # not stored yet
     ended: bool = False   # Twilio reported the end of the call
+    token: str = ""       # the request answered last (`last`): webhooks.retry_digest of its idempotency token
 
     def to_json(self) -> str:
         data = {"l": self.line, "g": self.lang, "n": self.node, "s": self.seq, "t": self.tries,
                 "p": self.phase, "v": self.vars, "r": self.last}
+        if self.token:
+            data["k"] = self.token
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, sid: str, raw: bytes | str) -> CallState:
         d = json.loads(raw)
         if not (all(isinstance(d[k], str) for k in "lgnp") and type(d["s"]) is int and type(d["t"]) is int
-                and isinstance(d["v"], dict) and isinstance(d.get("r", ""), str)):
+                and isinstance(d["v"], dict) and isinstance(d.get("r", ""), str) and isinstance(d.get("k", ""), str)):
             raise ValueError("call state of the wrong shape")   # tampered with, or another version's
         return cls(sid=sid, line=d["l"], lang=d["g"], node=d["n"], seq=d["s"], tries=d["t"],
-                   phase=d["p"], vars=d["v"], last=d.get("r", ""))
+                   phase=d["p"], vars=d["v"], last=d.get("r", ""), token=d.get("k", ""))
 
     def remember_response(self, twiml: str, sealer: Sealer) -> None:
         # Sealed: a read-back of a case or inmate number is in it, and Redis is no place for those.
@@ -77,10 +80,13 @@ class CallStore:
         expiry = ("KEEPTTL",) if state.ended else ("EX", self.ttl)
         self.direct.command("SET", KEY.format(sid=state.sid), state.to_json(), *expiry)
 
-    def end(self, sid: str, linger: int = 300) -> None:
+    def end(self, sid: str, linger: int = 300) -> bool:
         """The call ended. Its state is kept a few minutes, not deleted: Twilio may post a hung-up
-        <Record>'s action after the status callback, and that message must still be taken."""
-        self.direct.pipeline([("EXPIRE", KEY.format(sid=sid), linger), ("SET", ENDED.format(sid=sid), 1, "EX", linger)])
+        <Record>'s action after the status callback, and that message must still be taken. False when its
+        end was already recorded: a repeated status callback keeps nothing longer (LT, NX)."""
+        _, first = self.direct.pipeline([("EXPIRE", KEY.format(sid=sid), linger, "LT"),
+                                         ("SET", ENDED.format(sid=sid), 1, "EX", linger, "NX")])
+        return first is not None
 
     def live(self, sid: str) -> bool:
         """Is the caller still on the line (state kept, no end reported)?"""

@@ -19,10 +19,11 @@ def cmd_call(args: argparse.Namespace) -> int:
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     stop = None
     if args.url:
-        from .settings import DEV_AUTH_TOKEN
+        from .settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
         # Behind a proxy the server checks signatures against its public URL, not the one posted to.
         sign_url = args.sign_url if args.sign_url is not None else os.environ.get("PUBLIC_BASE_URL", "")
-        transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url, sign_url=sign_url or None)
+        transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url, sign_url=sign_url or None,
+                              account_sid=os.environ.get("TWILIO_ACCOUNT_SID") or DEV_ACCOUNT_SID)
     else:
         logging.basicConfig(level=logging.WARNING, format="(log) %(levelname)s %(name)s: %(message)s")
         # The in-process stub's access log would drown the transcript (restored after the call).
@@ -36,7 +37,8 @@ def cmd_call(args: argparse.Namespace) -> int:
             os.environ["SDU_BASE_URL"] = base
         from .app import create_app
         app = create_app()
-        transport = Transport(app.config["TWILIO_AUTH_TOKEN"], app=app)
+        transport = Transport(app.config["TWILIO_AUTH_TOKEN"], app=app,
+                              account_sid=app.config["TWILIO_ACCOUNT_SID"])
     to = LINE_NUMBERS.get(args.to, args.to)
     interactive = keys is None and sys.stdin.isatty()
     phone = SimPhone(transport, to=to, caller=args.caller, keys=keys if keys is not None else [],

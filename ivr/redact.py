@@ -10,7 +10,7 @@ def mask_digits(value: str | None, keep: int = 2) -> str:
     value = str(value)
     if len(value) <= keep:
         return "*" * len(value)
-    return "*" * (len(value) - keep) + value[-keep:]
+    return "*" * (len(value) - keep) + printable(value[-keep:])
 
 
 def mask_phone(number: str | None) -> str:
@@ -21,3 +21,13 @@ def mask_phone(number: str | None) -> str:
     if number.startswith("+1") and len(number) > 4:
         return "+1" + mask_digits(number[2:], keep=2)
     return mask_digits(number, keep=2)
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """Text from a request made safe for a log line: at most `limit` characters, and every character that
+    is not printable (newlines, NUL, terminal escapes, bidi marks, line separators) written as its escape
+    (`\\n`, `\\x00`, `\\u202e`), so a field can neither forge a log line nor reorder one."""
+    text = str(value)[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -61,6 +61,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         # "" derives the staff PIN pepper from IVR_SECRET_KEY (ivr/staffdb.py).
         "IVR_PIN_PEPPER": env.get("IVR_PIN_PEPPER", ""),
         "ALLOW_NO_PERSISTENCE": _flag(env, "IVR_ALLOW_NO_PERSISTENCE", "0"),
+        "MAX_WEBHOOK_BYTES": _webhook_limit(env, "IVR_MAX_WEBHOOK_BYTES", 65536, at_least=8192),
+        "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
+        # The auth token Twilio may still sign with while a new one is rolled out (ivr/signature.py).
+        "TWILIO_AUTH_TOKEN_PREVIOUS": env.get("IVR_TWILIO_AUTH_TOKEN_PREVIOUS", "").strip(),
     }
 
 
@@ -72,15 +76,17 @@ def check_production(env: Mapping[str, str]) -> None:
     for name in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "SDU_BASE_URL", "SDU_API_KEY", "IVR_SECRET_KEY"):
         if not env.get(name, "").strip():
             problems.append(f"{name} must be set when IVR_ENV=production")
-    development = {"TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN, "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
+    development = {"TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN, "IVR_TWILIO_AUTH_TOKEN_PREVIOUS": DEV_AUTH_TOKEN,
+                   "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
                    "IVR_SECRET_KEY": DEV_SECRET_KEY, "IVR_SECRET_KEY_PREVIOUS": DEV_SECRET_KEY,
                    "SDU_API_KEY": DEV_SDU_KEY}
     for name, value in development.items():
         if env.get(name, "").strip() == value:
             problems.append(f"{name} is the development value (it is in the public source)")
-    token = env.get("TWILIO_AUTH_TOKEN", "").strip()
-    if token and token != DEV_AUTH_TOKEN and not AUTH_TOKEN_RE.match(token):
-        problems.append("TWILIO_AUTH_TOKEN must be Twilio's 32 hexadecimal characters (Console > Account Info)")
+    for name in ("TWILIO_AUTH_TOKEN", "IVR_TWILIO_AUTH_TOKEN_PREVIOUS"):
+        token = env.get(name, "").strip()
+        if token and token != DEV_AUTH_TOKEN and not AUTH_TOKEN_RE.match(token):
+            problems.append(f"{name} must be Twilio's 32 hexadecimal characters (Console > Account Info)")
     sid = env.get("TWILIO_ACCOUNT_SID", "").strip()
     if sid and sid != DEV_ACCOUNT_SID and not ACCOUNT_SID_RE.match(sid):
         problems.append("TWILIO_ACCOUNT_SID must be AC followed by 32 hexadecimal characters")
@@ -163,3 +169,16 @@ def _flag(env: Mapping[str, str], name: str, default: str) -> bool:
     if value not in ("0", "1"):
         raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
     return value == "1"
+
+
+def _webhook_limit(env: Mapping[str, str], name: str, default: int, at_least: int) -> int:
+    """A request limit (ivr/limits.py). Twilio's webhooks are 1-8 KB of 30-45 fields; a limit below
+    `at_least` would refuse Twilio's own requests."""
+    raw = env.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < at_least:
+        raise ConfigError(f"{name} must be at least {at_least} (Twilio's own requests would be refused)")
+    return value

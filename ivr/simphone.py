@@ -15,6 +15,8 @@ from urllib.parse import urljoin
 
 from twilio.request_validator import RequestValidator
 
+from .settings import DEV_ACCOUNT_SID
+
 MAX_REQUESTS = 300
 SILENCE = ("", "-")
 
@@ -59,11 +61,13 @@ class Call:
 
 
 class Transport:
-    """Posts signed form requests, either in process (Flask test client) or over HTTP."""
+    """Posts signed form requests, either in process (Flask test client) or over HTTP. Like every request
+    of Twilio's, each names the account (`AccountSid`), unless it names one itself."""
 
     def __init__(self, auth_token: str, *, app=None, base_url: str = "http://localhost",
-                 sign_url: str | None = None):
+                 sign_url: str | None = None, account_sid: str = DEV_ACCOUNT_SID):
         self.validator = RequestValidator(auth_token)
+        self.account_sid = account_sid
         self.app = app
         self.base_url = base_url.rstrip("/")
         self.sign_url = (sign_url or base_url).rstrip("/")   # what the server believes its URL is
@@ -75,6 +79,7 @@ class Transport:
     def post(self, url: str, params: dict, sign: bool = True) -> tuple[int, str]:
         signed_url = urljoin(self.sign_url + "/", url)
         url = urljoin(self.base_url + "/", url)
+        params = {"AccountSid": self.account_sid, **params}
         headers = {"X-Twilio-Signature": self.validator.compute_signature(signed_url, params)} if sign else {}
         if self.client is not None:
             path = url[len(self.base_url):]
@@ -88,7 +93,7 @@ class SimPhone:
     def __init__(self, transport: Transport, *, to: str, caller: str = "+18605550199",
                  keys: Iterable[str] | None = None, dial_status: str = "completed",
                  show: Callable[[str], None] | None = None, ask: Callable[[str], str] | None = None,
-                 account_sid: str = "AC00000000000000000000000000000000"):
+                 account_sid: str | None = None):
         self.transport = transport
         self.to = to
         self.caller = caller
@@ -96,7 +101,7 @@ class SimPhone:
         self.dial_status = dial_status
         self.show = show or (lambda line: None)
         self.ask = ask
-        self.account_sid = account_sid
+        self.account_sid = account_sid or getattr(transport, "account_sid", DEV_ACCOUNT_SID)
 
     def _next_input(self, prompt: str) -> str | None:
         """The caller's next action; None means the caller hangs up."""

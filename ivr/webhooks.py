@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -15,7 +16,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from .callstate import CallState
 from .engine import Turn
-from .redact import mask_phone
+from .redact import mask_phone, printable
 from .signature import signed
 
 bp = Blueprint("voice", __name__)
@@ -58,6 +59,27 @@ def _step_url(seq: int) -> str:
     return f"{request.script_root}/voice/step?s={seq}"
 
 
+RETRY_HEADER = "I-Twilio-Idempotency-Token"
+
+
+def retry_digest(ended: bool) -> str:
+    """What a call's state keeps of this request's idempotency token ("" without one). Bound to whether
+    the call had ended: an answer given before the end is never replayed after it (as with step numbers),
+    while a hung-up <Record>'s late action, answered after the end, is replayed to Twilio's retry."""
+    token = request.headers.get(RETRY_HEADER)
+    if not token:
+        return ""
+    return hashlib.blake2b(f"{int(ended)}:{token}".encode(), digest_size=8).hexdigest()
+
+
+def _retried(rt, state: CallState | None) -> str | None:
+    """The answer already given to this very request, when Twilio retries it (the same token): sent
+    again, and nothing changed. No Redis round trip: the token came with the call's state."""
+    if state is None or not state.token or state.token != retry_digest(state.ended):
+        return None
+    return state.replay(rt.sealer)
+
+
 def _load(rt, sid: str) -> tuple[CallState | None, Response | None]:
     """The call's state (None if it has none) in one round trip, or the fallback answer to give instead."""
     if not sid:
@@ -79,12 +101,14 @@ def voice():
     state, failed = _load(rt, sid)
     if failed:
         return failed
-    replay = state.replay(rt.sealer) if state is not None and state.seq == 1 and not state.ended else None
+    replay = _retried(rt, state)
+    if replay is None and state is not None and state.seq == 1 and not state.ended:
+        replay = state.replay(rt.sealer)
     if replay:
         return twiml(replay)  # Twilio retried the first request of this call
     line = line_for(request.form.get("To", ""))
     state = CallState(sid=sid, line=line, new=True)
-    log.info("call %s on %s from %s", sid[-6:], line, mask_phone(request.form.get("From")))
+    log.info("call %s on %s from %s", printable(sid[-6:]), line, mask_phone(request.form.get("From")))
     return _answer(rt, state, lambda turn: rt.engine.start(turn, rt.first_node(turn)))
 
 
@@ -97,6 +121,9 @@ def step():
     state, failed = _load(rt, sid)
     if failed:
         return failed
+    replay = _retried(rt, state)
+    if replay:
+        return twiml(replay)  # Twilio retried this request (its idempotency token): the same answer
     if state is not None and (state.line not in rt.flows.lines or state.lang not in rt.lines_cfg["voices"]):
         state = None  # a line or language this tree does not have (tampered with, an old deploy): lost
     if state is not None and state.ended:
@@ -140,6 +167,7 @@ def _answer(rt, state: CallState, run) -> Response:
     body = render(response)
     state.seq += 1
     state.remember_response(body, rt.sealer)
+    state.token = retry_digest(state.ended)
     try:
         rt.store.save(state)
     except redis.RedisError as exc:
@@ -153,13 +181,14 @@ def _answer(rt, state: CallState, run) -> Response:
 def status():
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
-    log.info("call %s ended: %s after %ss", sid[-6:], request.form.get("CallStatus", "?")[:20],
-             request.form.get("CallDuration", "?")[:8])
     try:
-        if sid:
-            rt.store.end(sid)
+        first = rt.store.end(sid) if sid else True
     except redis.RedisError as exc:
         log.error("Redis unavailable on /voice/status: %s", exc)
+        first = True
+    if first:   # a retry (Twilio's, or a copy) changes nothing, and is not logged twice either
+        log.info("call %s ended: %s after %ss", printable(sid[-6:]), printable(request.form.get("CallStatus", "?"), 20),
+                 printable(request.form.get("CallDuration", "?"), 8))
     return "", 204
 
 
@@ -168,8 +197,8 @@ def status():
 def fallback():
     # Twilio calls this when a webhook failed (a worker killed mid-request, a timeout): when the call's
     # state is intact, the caller goes on where they were; otherwise an answer without Redis or the SDU.
-    log.error("fallback URL used: %s %s", request.form.get("ErrorCode", "-")[:10],
-              request.form.get("ErrorUrl", "-")[:200])
+    log.error("fallback URL used: %s %s", printable(request.form.get("ErrorCode", "-"), 10),
+              printable(request.form.get("ErrorUrl", "-"), 200))
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
     state, failed = _load(rt, sid)

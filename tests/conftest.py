@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from ivr.app import create_app
-from ivr.settings import DEV_AUTH_TOKEN
+from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from ivr.simphone import SimPhone, Transport
 
 TZ = ZoneInfo("America/New_York")
@@ -80,7 +80,7 @@ def make_app(redis_client, clock, sdu_stub, tmp_path):
         """The app; `redis` another client for it (a dead server's, say) instead of the tests' own."""
         config = {"IVR_ENV": "test", "REDIS_URL": TEST_REDIS_URL, "SDU_BASE_URL": sdu_stub,
                   "SDU_API_KEY": "dev-sdu-key", "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN,
-                  "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"}
+                  "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID, "VALIDATE_SIGNATURES": True, "DATA_DIR": tmp_path / "var"}
         config.update(overrides)
         return create_app(config, clock=clock, redis_client=redis if redis is not None else redis_client)
     return make

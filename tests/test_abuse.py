@@ -34,7 +34,8 @@ from tests.walk import (
     state_of,
 )
 
-PARAMS = {"CallSid": "CA" + "a" * 32, "From": "+18605550100", "To": "+18002285437", "Digits": "1"}
+PARAMS = {"AccountSid": ACCOUNT_SID, "CallSid": "CA" + "a" * 32, "From": "+18605550100", "To": "+18002285437",
+          "Digits": "1"}
 
 
 def sign(url: str, params: dict, token: str = DEV_AUTH_TOKEN) -> dict:

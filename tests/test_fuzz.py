@@ -4,7 +4,8 @@ Requests are signed like Twilio's (RequestValidator with the app's token and the
 random, missing, oversized, non-ASCII and out-of-order parameters, for calls that exist (at many
 places of every line), calls that do not, steps of another call, and call state that names a node
 or a line the tree does not have. Every answer must be 2xx and, when it is TwiML, TwiML Twilio takes
-(tests/twiml_check.py); 403 only for a bad signature; nothing may log an exception.
+(tests/twiml_check.py); 403 only for a bad signature or a request that does not name our account and
+a well-formed call, 413 only for a body beyond the limits (ivr/limits.py); nothing may log an exception.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
+from werkzeug.test import EnvironBuilder
 
 from ivr.settings import DEV_AUTH_TOKEN
+from ivr.signature import CALL_SID
 from tests.twiml_check import Voices, check, url_checker
-from tests.walk import explore, known_values
+from tests.walk import ACCOUNT_SID, explore, known_values
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
@@ -49,6 +52,23 @@ def sign(url: str, params: dict) -> dict:
     return {"X-Twilio-Signature": RequestValidator(DEV_AUTH_TOKEN).compute_signature(url, params)}
 
 
+def too_big(app, params: dict) -> bool:
+    """Is the body the test client sends for `params` beyond the app's byte limit?"""
+    size = int(EnvironBuilder(method="POST", data=params).get_environ().get("CONTENT_LENGTH", 0))
+    return size > app.config["MAX_WEBHOOK_BYTES"]
+
+
+def expected(app, path: str, params: dict) -> int:
+    """What a request signed with our token gets: 413 beyond the body limit, 403 unless it names our
+    account and (if any) a well-formed CallSid, else the route's own answer."""
+    if too_big(app, params):
+        return 413
+    sid = params.get("CallSid")
+    if params.get("AccountSid") != ACCOUNT_SID or (sid and not CALL_SID.fullmatch(sid)):
+        return 403
+    return 204 if path == "/voice/status" else 200
+
+
 def url_of(path: str, s: str | None, extra: dict | None = None) -> str:
     from urllib.parse import urlencode
 
@@ -76,7 +96,7 @@ class Checker:
     def verify(self, resp, path: str, params) -> None:
         status = resp.status_code
         assert status < 500, f"HTTP {status} for {path} with {params!r}"
-        assert status in (200, 204, 403, 404, 405), f"HTTP {status} for {path}"
+        assert status in (200, 204, 403, 404, 405, 413), f"HTTP {status} for {path}"
         if status == 200 and resp.mimetype in ("text/xml", "application/xml"):
             body = resp.get_data(as_text=True)
             root = ET.fromstring(body)
@@ -152,11 +172,11 @@ def test_fuzz_every_post_webhook_with_random_parameters(app, caplog, live_calls)
            extra=st.dictionaries(st.text(min_size=1, max_size=10), text, max_size=3),
            sid=st.one_of(st.sampled_from(live_calls), text, st.none()))
     def run(path, s, fields, extra, sid):
-        params = {**extra, **fields}
+        params = {"AccountSid": ACCOUNT_SID, **extra, **fields}
         if sid is not None:
             params["CallSid"] = sid
         status = checker.post(url_of(path, s), params)
-        assert status in ((204,) if path == "/voice/status" else (200,)), (path, status)
+        assert status == expected(app, path, params), (path, status)
 
     run()
     assert checker.requests >= 200
@@ -176,12 +196,13 @@ def test_fuzz_steps_of_live_calls_in_and_out_of_order(app, caplog, live_calls, r
     def run(sid, other, offset, digits, speech, recording, dial, swap):
         state = store.load(sid)[0]
         seq = (state.seq if state else 1) + offset
-        params = {"CallSid": other if swap else sid, "From": "+18605550199", "To": "+18002285437"}
+        params = {"AccountSid": ACCOUNT_SID, "CallSid": other if swap else sid, "From": "+18605550199",
+                  "To": "+18002285437"}
         for name, value in (("Digits", digits), ("SpeechResult", speech), ("RecordingUrl", recording),
                             ("DialCallStatus", dial)):
             if value is not None:
                 params[name] = value
-        assert checker.post(url_of("/voice/step", str(seq)), params) == 200
+        assert checker.post(url_of("/voice/step", str(seq)), params) == expected(app, "/voice/step", params)
         raw = app.extensions["ivr"].redis.get(f"ivr:call:{params['CallSid']}")
         assert raw is None or store.load(params["CallSid"])[0] is not None    # never left unreadable
 
@@ -201,10 +222,15 @@ def test_call_state_naming_an_unknown_node_or_line_or_unreadable_is_answered(app
     sid = "CA" + "d" * 32
     for s in ("1", "2", "0"):
         redis_client.set(f"ivr:call:{sid}", raw)
-        params = {"CallSid": sid, "From": "+18605550199", "To": "+18002285437", "Digits": "1"}
+        params = {"AccountSid": ACCOUNT_SID, "CallSid": sid, "From": "+18605550199", "To": "+18002285437",
+                  "Digits": "1"}
         assert checker.post(url_of("/voice/step", s), params) == 200
         redis_client.set(f"ivr:call:{sid}", raw)
         assert checker.post("/voice", params) == 200
+
+
+def header_value(text: str) -> bool:
+    return "\n" not in text and "\r" not in text      # no HTTP server hands on others (nor takes the test client)
 
 
 def test_fuzz_signatures_only_the_right_one_is_let_in(app, caplog):
@@ -213,7 +239,8 @@ def test_fuzz_signatures_only_the_right_one_is_let_in(app, caplog):
 
     @SETTINGS
     @given(path=st.sampled_from(routes), fields=st.dictionaries(st.sampled_from(FIELDS), text, max_size=5),
-           signature=st.one_of(st.none(), st.text(max_size=60), st.binary(max_size=30).map(lambda b: b.hex())),
+           signature=st.one_of(st.none(), st.text(max_size=60).filter(header_value),
+                               st.binary(max_size=30).map(lambda b: b.hex())),
            tamper=st.sampled_from(["none", "url", "param", "token"]))
     def run(path, fields, signature, tamper):
         url = url_of(path, "1")
@@ -227,7 +254,9 @@ def test_fuzz_signatures_only_the_right_one_is_let_in(app, caplog):
             headers = {} if signature is None else {"X-Twilio-Signature": signature}
         resp = checker.client.post(url, data=fields, headers=headers, base_url=BASE)
         checker.verify(resp, url, fields)
-        assert resp.status_code == 403
+        # Refused either way: for its size before its signature is checked, if it has one to check.
+        signed_ = bool(headers.get("X-Twilio-Signature"))
+        assert resp.status_code == (413 if signed_ and too_big(app, fields) else 403)
 
     run()
 

@@ -75,7 +75,7 @@ def test_the_readme_names_data_dir_as_the_code_reads_it():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "IVR_DATA_DIR" in readme
-    assert " `DATA_DIR`" not in readme and "One `DATA_DIR`" not in readme
+    assert "One `DATA_DIR`" not in readme and "`DATA_DIR/" not in readme and "Back up `DATA_DIR`" not in readme
 
 
 def test_data_dir_without_its_ivr_prefix_is_refused_in_production_and_warned_about_elsewhere(caplog):

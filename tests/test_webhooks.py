@@ -6,11 +6,11 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from ivr import store
-from ivr.settings import DEV_AUTH_TOKEN, ConfigError, from_env
+from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ConfigError, from_env
 from ivr.simphone import Transport
 from tests.walk import spoken_ref
 
-PARAMS = {"CallSid": "CA" + "a" * 32, "From": "+18605550100", "To": "+18002285437"}
+PARAMS = {"AccountSid": DEV_ACCOUNT_SID, "CallSid": "CA" + "a" * 32, "From": "+18605550100", "To": "+18002285437"}
 
 
 def sign(url: str, params: dict, token: str = DEV_AUTH_TOKEN) -> str:
