@@ -1,4 +1,4 @@
-"""The WSGI factory: `ivr.app:create_app()` (CONTRACT.md). Everything is loaded and checked here, once."""
+"""The WSGI factory: `ivr.app:create_app()` (docs/interface.md). Everything is loaded and checked here, once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`ivr`: the one command for people (CONTRACT.md): serve, place a simulated call, see the tree,
+"""`ivr`: the one command for people (docs/interface.md): serve, place a simulated call, see the tree,
 run the SDU stub, and the staff commands."""
 
 from __future__ import annotations

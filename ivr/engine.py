@@ -2,7 +2,7 @@
 
 A `Turn` is one request of one call. `Engine.start` answers a new call; `Engine.step` takes the
 caller's input for the node the call is at and moves it on. Node types are described in
-config/flows/callcenter.yaml; every menu behaves the same way (CONTRACT.md, "What a caller hears").
+config/flows/callcenter.yaml; every menu behaves the same way (docs/interface.md, "What a caller hears").
 """
 
 from __future__ import annotations
@@ -461,7 +461,7 @@ class Engine:
                 return self._enter_collect(turn, node)
             if key == "*":
                 return self._ask_confirm(turn, node)
-            if key in ("0", "9"):   # the keys that work in every menu (CONTRACT.md)
+            if key in ("0", "9"):   # the keys that work in every menu (docs/interface.md)
                 turn.vars.pop("_pending", None)
                 turn.state.phase = ""
                 return self._global_key(turn, node, key)

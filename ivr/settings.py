@@ -1,4 +1,4 @@
-"""Configuration from the environment (CONTRACT.md), with development defaults that production refuses."""
+"""Configuration from the environment (docs/interface.md), with development defaults that production refuses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The webhooks Twilio calls (CONTRACT.md): /voice, /voice/step, /voice/status, /voice/fallback, /health."""
+"""The webhooks Twilio calls (docs/interface.md): /voice, /voice/step, /voice/status, /voice/fallback, /health."""
 
 from __future__ import annotations
 

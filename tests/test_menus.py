@@ -225,7 +225,7 @@ def test_call_state_expires_and_is_removed_at_the_end_of_the_call(app, call, red
 
 
 def test_every_option_is_worded_as_the_contract_says(app):
-    """CONTRACT.md: "For <topic>, press <digit>." or "To <do something>, press <digit>."; Spanish "Para"."""
+    """docs/interface.md: "For <topic>, press <digit>." or "To <do something>, press <digit>."; Spanish "Para"."""
     rt = app.extensions["ivr"]
     wrong = []
     for nid, node in rt.flows.nodes.items():

@@ -1,4 +1,4 @@
-"""The outside interface (CONTRACT.md): signatures, line selection, status, fallback and health."""
+"""The outside interface (docs/interface.md): signatures, line selection, status, fallback and health."""
 
 from __future__ import annotations
 
