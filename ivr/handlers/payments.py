@@ -2,11 +2,10 @@
 
 Who is calling: a 9-digit case number (kept in the call state only sealed, read back digit by digit)
 and a 4-digit PIN (checked with the SDU in the PIN node's handler, never stored, never read back).
-Wrong PINs are limited three ways: per call (`tries_per_call`), per case and per caller number across
-calls and workers (Redis counters named by `sealer.tag()`, never by the number itself, with expiry).
-The phone system locks a case before the SDU's own lock (5 wrong PINs) would. A caller ID shared by
-many people (an inmate phone of config/facilities.yaml, or no usable caller ID) has its own, higher
-limit (30 as shipped; 0 turns it off): see the settings' comments in config/flows/payments.yaml.
+Wrong PINs are limited per call, per case and per caller number across calls and workers (Redis keys
+named by `sealer.tag()`, never by a number itself, with expiry), so that a guesser is stopped, the
+SDU's own lock (5 wrong PINs) is never reached from this line, and a stranger with made-up or withheld
+caller IDs cannot lock a family out: see the Guard's docstring and config/flows/payments.yaml.
 
 Then the figures, read from the SDU through its client (ivr/sdu/client.py). The case summary (the
 menu's status, the last payment, the balance, the next disbursement) is looked up once and kept in the
