@@ -8,6 +8,7 @@ disturb the session's stub."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 
@@ -333,3 +334,36 @@ def test_a_locked_caller_hears_how_the_case_gets_unlocked(call, lock_app, lang, 
     c = call("payments", [first, CASE + "#", "1", "4444#"], caller=numbers(), target_app=lock_app)
     for words in expected:
         assert words in c.said, words
+
+
+def test_a_pin_the_sdu_may_have_counted_without_answering_stays_counted(make_app, call):
+    """A wrong PIN whose answer timed out may be counted by the SDU all the same: were it given back
+    here, the strangers after it could get the SDU to its fifth."""
+    from tests.sdu_faults import FaultySDU
+
+    sdu = FaultySDU()
+    finished = []
+    inner = sdu.app.wsgi_app
+
+    def noting(environ, start_response):        # the stub's answers, as they finish (after the sleep)
+        try:
+            return inner(environ, start_response)
+        finally:
+            finished.append(1)
+    sdu.app.wsgi_app = noting
+    try:
+        app = make_app(SDU_BASE_URL=sdu.url)
+        numbers = caller_numbers(5556000)
+        sdu.fail("slow", endpoints=("pin",), delay=2.0)    # over the client's 1.5 s read timeout
+        for _ in range(2):
+            c = call("payments", ["-", CASE + "#", "1", "1111#"], caller=numbers(), target_app=app)
+            assert app.extensions["ivr"].prompts.text("pay.sdu.down", "en") in c.said
+        for _ in range(100):                               # the stub checks them after its sleep
+            if len(finished) >= sdu.hits["pin"]:
+                break
+            threading.Event().wait(0.1)
+        sdu.fail(None)
+        strangers_guess(call, app, numbers)
+        assert not sdu.app.extensions["sdu_stub"].locked(CASE)
+    finally:
+        sdu.stop()

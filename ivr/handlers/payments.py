@@ -30,7 +30,7 @@ from num2words import num2words
 from ..directory import ANONYMOUS, caller_id
 from ..flow import FlowError
 from ..redact import mask_digits, mask_phone
-from ..sdu.client import Payment, SDUError, SDULocked, Summary
+from ..sdu.client import Payment, SDUError, SDULocked, SDUNoAnswer, Summary
 from ..speech import CT_TZ, say_date, say_digits, say_method, say_money, say_phone, say_source
 from . import Outcome, handler
 
@@ -187,14 +187,19 @@ return {"", n, m, known}
 """
 
 # KEYS: the case's count, the caller number's count, the known-phone mark.
-# ARGV: "1" for a right PIN (the case's count is cleared, as the SDU clears its own, and the number
-# marked known for ARGV[2] seconds, 0: not marked); "1" when the caller number is counted.
+# ARGV[1]: "right" (a right PIN: the case's count is cleared, as the SDU clears its own, and the number
+# marked known for ARGV[2] seconds, 0: not marked), "back" (the attempt given back to both counts) or
+# "caller" (to the caller number's only); ARGV[3] "1" when the caller number is counted.
 # One script, so atomic: a DECR then a separate DEL of a count at zero would also delete an attempt
 # another worker reserved in between. EVAL rather than EVALSHA: always one round trip.
 _GIVE_BACK = """
-if ARGV[1] == "1" or redis.call("DECR", KEYS[1]) <= 0 then redis.call("DEL", KEYS[1]) end
+if ARGV[1] == "right" then
+  redis.call("DEL", KEYS[1])
+elseif ARGV[1] == "back" and redis.call("DECR", KEYS[1]) <= 0 then
+  redis.call("DEL", KEYS[1])
+end
 if ARGV[3] == "1" and redis.call("DECR", KEYS[2]) <= 0 then redis.call("DEL", KEYS[2]) end
-if ARGV[1] == "1" and tonumber(ARGV[2]) > 0 then redis.call("SET", KEYS[3], "1", "EX", ARGV[2]) end
+if ARGV[1] == "right" and tonumber(ARGV[2]) > 0 then redis.call("SET", KEYS[3], "1", "EX", ARGV[2]) end
 return 0
 """
 
@@ -225,8 +230,9 @@ class Guard:
     - Across the line, `alert_wrong_pins_per_hour` wrong PINs log an error (once an hour) instead of
       locking anyone: guessing spread over many cases and numbers is seen, not obeyed.
 
-    An attempt is counted *before* the SDU is asked, in one script that also checks the limits;
-    an SDU that could not answer gives it back."""
+    An attempt is counted *before* the SDU is asked, in one script that also checks the limits.
+    An SDU that surely did not act (no connection, 503, 429, an open breaker) gives it back; one that
+    may have (a timeout after sending, a 500, a broken answer: SDUNoAnswer) leaves it counted."""
 
     def __init__(self, turn) -> None:
         self.redis = turn.services.extra["redis"]
@@ -282,12 +288,14 @@ class Guard:
             return self._case_kind(self.n_case)
         return kind or None
 
-    def give_back(self, case_number: str, right_pin: bool = False) -> None:
-        """Undo a reserved attempt (the SDU did not answer), or clear the case's count (a right PIN)."""
+    def give_back(self, case_number: str, right_pin: bool = False, case_too: bool = True) -> None:
+        """Undo a reserved attempt (the SDU did not answer; `case_too` False: it may have counted it, so
+        the case keeps it), or clear the case's count (a right PIN)."""
+        how = "right" if right_pin else "back" if case_too else "caller"
         keep_mark = self.settings.known_phone_seconds if right_pin and self.personal else 0
         self.redis.eval(_GIVE_BACK, 3, case_key(self.sealer, case_number),
                         caller_keys(self.sealer, self.caller)[0], self._known_key(case_number),
-                        1 if right_pin else 0, keep_mark, 1 if self.caller_limit else 0)
+                        how, keep_mark, 1 if self.caller_limit else 0)
 
     def failed(self, case_number: str) -> str | None:
         """A wrong PIN (already counted): lock what reached its limit; "caller"/"case"/"case_all"/None."""
@@ -404,6 +412,12 @@ def pin_entered(turn, pin: str) -> Outcome:
         guard.give_back(case)
         log.warning("payments: call %s: the SDU has locked case %s", _sid(turn), mask_digits(case))
         return _locked(turn, "sdu")
+    except SDUNoAnswer as exc:
+        # The SDU may have checked the PIN and counted it wrong: it stays counted for the case (not for
+        # the caller number, nor as one of the call's tries: the caller did nothing wrong).
+        guard.give_back(case, case_too=False)
+        log.warning("payments: call %s: PIN check not answered (counted for the case): %s", _sid(turn), exc)
+        return Outcome(goto="pay_sdu_down")
     except SDUError as exc:
         guard.give_back(case)
         log.warning("payments: call %s: PIN check not possible: %s", _sid(turn), exc)
