@@ -525,3 +525,22 @@ def test_a_facility_phone_has_its_own_higher_cap(make_app, tmp_path, redis_clien
     assert len(refs(redis_client)) == 8
     home = [call("callcenter", FROM_MENU, caller="+18605550155", target_app=app).said for _ in range(3)]
     assert CAPPED["en"] in home[2] and len(refs(redis_client)) == 10
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("per_caller: 5 ", "per_caller: -1 ", "request_caps.per_caller must be a whole number"),
+    ("withheld: 100 ", "withheld: many ", "request_caps.withheld must be a whole number"),
+    ("per_caller: 5 ", "per_callers: 5 ", "request_caps takes per_caller, per_facility and withheld"),
+    ('numbers: ["+19595550113"]', 'numbers: ["+19595550113"]\n    requests_per_day: 2.5',
+     "'york': requests_per_day must be a whole number"),
+])
+def test_a_bad_request_cap_stops_start_up_naming_the_file(make_app, tmp_path, old, new, message):
+    config_dir = tmp_path / "config"
+    shutil.copytree(settings.from_env()["CONFIG_DIR"], config_dir)
+    path = config_dir / "facilities.yaml"
+    text = path.read_text().replace(old, new, 1)
+    assert text != path.read_text()
+    path.write_text(text)
+    with pytest.raises(RuntimeError) as err:
+        make_app(CONFIG_DIR=config_dir)
+    assert str(path) in str(err.value) and message in str(err.value)
