@@ -367,3 +367,17 @@ def test_a_pin_the_sdu_may_have_counted_without_answering_stays_counted(make_app
         assert not sdu.app.extensions["sdu_stub"].locked(CASE)
     finally:
         sdu.stop()
+
+
+def test_wrong_pins_across_the_line_raise_one_alert_rather_than_a_lock(call, lock_app, caplog):
+    """Guessing spread over many cases and made-up numbers locks no one as a group: it is reported."""
+    rt = lock_app.extensions["ivr"]
+    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], alert_per_hour=4)
+    numbers = caller_numbers(5557000)
+    for case in ("111111111", "222222222", "333333333"):
+        call("payments", ["-", case + "#", "1"] + WRONG, caller=numbers(), target_app=lock_app)
+    alerts = [r for r in caplog.records
+              if r.levelname == "ERROR" and "wrong PINs on the payment line" in r.getMessage()]
+    assert len(alerts) == 1 and "4 wrong PINs" in alerts[0].getMessage()
+    c = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller=numbers(), target_app=lock_app)
+    assert "two hundred six dollars" in c.said
