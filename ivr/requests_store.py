@@ -14,6 +14,8 @@ Redis layout:
   ivr:req:purged          sorted set: references deleted at the end of their retention period, by when.
                           Only the 6 digits (no personal data): a reference is never given again, and
                           staff asking for it hear that it was deleted rather than "no request".
+  ivr:req:cap:{tag}:{day} the new requests one caller ID (or a facility's phones) left that day (`Quota`;
+                          the tag names it, never the number); expires two days later.
 
 A request is never popped: `take` and `done` change its status in one WATCH/MULTI transaction, so
 nothing can be lost between "stored" and a person finishing it (this is the acknowledgement: `done` is
@@ -33,6 +35,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import redis
 
@@ -47,6 +50,7 @@ ALL = PREFIX + "all"
 PURGED = PREFIX + "purged"
 BY_CALL = PREFIX + "call:{sid}"
 BY_CALL_TTL = 24 * 3600    # only needed while the call lasts (IVR_CALL_TTL, 4 h): every key of a call expires
+CAP_TTL = 2 * 24 * 3600    # a day's count of new requests per caller ID outlives its day, then expires
 RECORDING_JOB = "inmate.recording"
 DELETE_JOB = "inmate.recording.delete"        # Twilio's copy, once the system has its own
 SEALED = ("inmate", "case", "caller")          # fields kept only sealed
@@ -67,6 +71,19 @@ _warned = False     # the WAITAOF warning is logged once per process, not once p
 
 class RequestError(Exception):
     """What a staff command tells a person (unknown reference, taken by someone else ...)."""
+
+
+class RequestCapped(Exception):
+    """The caller ID has left as many new requests today as its `Quota` allows: none was stored."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """How many new requests one source may leave per day: `bucket` names it (a tag, never a phone
+    number), `who` says it in the alert (a masked number or a facility), `limit` 0 means no cap."""
+    bucket: str
+    limit: int
+    who: str
 
 
 @dataclass
@@ -120,13 +137,18 @@ class RequestStore:
 
     # --- the caller's side ----------------------------------------------------------------------
     def open_request(self, sid: str, inmate: str, *, lang: str, source: str, caller: str = "",
-                     facility: str = "", facility_how: str = "", who: str = "") -> str:
+                     facility: str = "", facility_how: str = "", who: str = "",
+                     quota: Quota | None = None) -> str:
         """Store a new request for this call, or update the one it already has; return its reference.
 
         Called as soon as the inmate number is confirmed, so a caller who hangs up later still leaves
-        a request staff can work on (flagged incomplete). `who`: one of WHO_CALLED.
+        a request staff can work on (flagged incomplete). `who`: one of WHO_CALLED. A new request
+        counts against `quota` (a call's own request again, as Twilio retries or replays, does not);
+        RequestCapped when it is used up, with nothing stored.
         """
         by_call = BY_CALL.format(sid=sid)
+        capped = quota is not None and quota.limit > 0
+        cap_key = f"{PREFIX}cap:{quota.bucket}:{self.clock().date().isoformat()}" if capped else ""
         for _ in range(50):
             existing = self.redis.get(by_call)
             if existing:
@@ -142,10 +164,18 @@ class RequestStore:
                       "facility": facility, "facility_how": facility_how, "who_called": who}
             try:
                 with self.redis.pipeline() as pipe:
-                    pipe.watch(by_call, req_key(ref))
+                    # The day's count is watched with the call's key: requests made at the same moment on
+                    # other workers cannot together pass the cap.
+                    pipe.watch(by_call, req_key(ref), *([cap_key] if capped else []))
                     if pipe.get(by_call) or pipe.exists(req_key(ref)) or pipe.zscore(PURGED, ref) is not None:
                         continue        # another webhook of this call won, or the reference is (was) taken
+                    if capped and int(pipe.get(cap_key) or 0) >= quota.limit:
+                        pipe.unwatch()
+                        self._capped(quota, cap_key)
                     pipe.multi()
+                    if capped:
+                        pipe.incr(cap_key)
+                        pipe.expire(cap_key, CAP_TTL)
                     pipe.hset(req_key(ref), mapping=fields)
                     pipe.set(by_call, ref, ex=BY_CALL_TTL)
                     score = self.clock().timestamp()
@@ -160,6 +190,15 @@ class RequestStore:
             self._sync()
             return ref
         raise RuntimeError("could not find a free request reference")
+
+    def _capped(self, quota: Quota, cap_key: str) -> NoReturn:
+        # The first refusal of the day raises the alert; later ones only say so at info level.
+        if self.redis.set(cap_key + ":alerted", 1, nx=True, ex=CAP_TTL):
+            log.error("inmate requests: %s reached its cap of %d new requests today: further requests are "
+                      "refused until tomorrow (a flood, or a cap too low?)", quota.who, quota.limit)
+        else:
+            log.info("inmate requests: %s is at its cap of %d today: request refused", quota.who, quota.limit)
+        raise RequestCapped(f"{quota.who}: {quota.limit} new requests today")
 
     def update(self, ref: str, action: str, by: str = "caller", detail: str = "", **fields: str) -> None:
         """Change fields of a request (sealing the personal ones) and write the change to its audit."""

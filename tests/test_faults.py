@@ -26,6 +26,7 @@ import yaml
 
 from ivr import store
 from ivr.flow import successors, targets
+from ivr.handlers.payments import case_key
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
@@ -283,7 +284,7 @@ def test_sdu_failing_the_caller_hears_a_plain_message_quickly_and_the_call_goes_
 
 
 @pytest.mark.parametrize("mode", ["slow", "500", "garbage"])
-def test_sdu_failing_at_sign_in_the_caller_hears_a_plain_message_and_the_pin_is_not_counted(
+def test_sdu_failing_at_sign_in_the_caller_hears_a_plain_message_and_the_pin_counts_only_for_the_case(
         make_app, sdu, monkeypatch, caplog, mode):
     app = make_app(SDU_BASE_URL=sdu.url)
     timer = SDUTimer(app.extensions["ivr"].services.extra["sdu"], monkeypatch)
@@ -296,10 +297,14 @@ def test_sdu_failing_at_sign_in_the_caller_hears_a_plain_message_and_the_pin_is_
     assert timer.spent <= 3.0
     assert phone.waiting_for == "Gather"
     assert state_of(app, phone.sid).vars.get("role") is None
-    # Nothing but the call's own state changed: the PIN the SDU could not check counts for nothing.
+    # Nothing but the call's own state and the case's count changed: the SDU may have checked (and
+    # counted) the PIN without answering, so the case keeps it (issue 13); the caller number does not.
     after = snapshot(app.extensions["ivr"].redis)
     call_key = f"ivr:call:{phone.sid}".encode()
-    assert {k: v for k, v in after.items() if k != call_key} == {k: v for k, v in before.items() if k != call_key}
+    case = case_key(app.extensions["ivr"].services.extra["sealer"], CASE).encode()
+    assert after.get(case) == b"1" and not before.get(case)
+    assert ({k: v for k, v in after.items() if k not in (call_key, case)}
+            == {k: v for k, v in before.items() if k != call_key})
     # The SDU answers again: the same caller signs in with the same PIN.
     sdu.fail(None)
     second = identified_payer(app)

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from ivr import settings
+from ivr.redact import mask_phone
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.conftest import LINES
@@ -444,3 +445,102 @@ def test_leaving_after_the_request_is_stored_says_its_reference_first(call, prom
         assert prompts.text("cc.main.intro", "en") in after.split("Again,")[1]
     else:
         assert c.dialed                                  # open hours: a person
+
+
+# --- how many requests one caller ID may leave (issue 13) -------------------------------------------------
+
+FROM_MENU = ["-", "4", "1", "1", f"{INMATE}#", "1"]      # main menu -> prison or jail -> the request is stored
+CAPPED = {"en": "we cannot take another request from this phone today",
+          "es": "hoy no podemos recibir otra solicitud desde este teléfono"}
+
+
+def refs(redis_client) -> list[str]:
+    return [r.decode() for r in redis_client.zrange("ivr:req:all", 0, -1)]
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_one_caller_id_cannot_flood_the_queue_and_hears_what_to_do_instead(call, redis_client, staff, caplog,
+                                                                            clock, lang):
+    caplog.set_level(logging.INFO)
+    me = "+18605550177"
+    keys = (["2"] if lang == "es" else ["-"]) + FROM_MENU[1:]
+    heard = [call("callcenter", keys, caller=me).said for _ in range(8)]
+    assert len(refs(redis_client)) == 5                      # config/facilities.yaml: 5 a day per caller ID
+    assert not any(CAPPED[lang] in said for said in heard[:5])
+    for said in heard[5:]:
+        assert CAPPED[lang] in said
+        assert "1, 8 0 0, 2 2 8, 5 4 3 7" in said and ("Monday through Friday" in said or "lunes a viernes" in said)
+    # Nothing already stored is lost: staff see the five, each with its inmate number.
+    listing = listed(staff("list")[1])
+    assert sorted(listing) == sorted(refs(redis_client))
+    assert all(INMATE in staff("show", ref)[1] for ref in listing)
+    # One alert, at error level, without the number in full.
+    alerts = [r for r in caplog.records if r.levelno >= logging.ERROR and "cap" in r.getMessage()]
+    assert len(alerts) == 1 and mask_phone(me) in alerts[0].getMessage()
+    assert "5550177" not in caplog.text
+    # Another caller ID is not affected; nor is the next day.
+    assert CAPPED[lang] not in call("callcenter", keys, caller="+18605550188").said
+    assert len(refs(redis_client)) == 6
+    clock.set("2026-11-25 10:00")
+    assert CAPPED[lang] not in call("callcenter", keys, caller=me).said
+    assert len(refs(redis_client)) == 7
+
+
+def test_replayed_webhooks_and_a_replayed_call_count_once(app, call, redis_client):
+    me, sid = "+18605550166", "CA" + "7" * 32
+    transport = Transport(DEV_AUTH_TOKEN, app=app)
+    base = {"CallSid": sid, "To": LINES["callcenter"], "From": me}
+    transport.post("/voice", base)
+    for seq, digits in enumerate(["", "4", "1", "1", INMATE], start=1):
+        transport.post(f"/voice/step?s={seq}", {**base, "Digits": digits})
+    for _ in range(4):                                       # the confirmation, and Twilio's retries of it
+        transport.post("/voice/step?s=6", {**base, "Digits": "1"})
+    call("callcenter", FROM_MENU, caller=me, sid=sid)        # the same CallSid walking the path again
+    assert len(refs(redis_client)) == 1
+    for _ in range(4):                                       # four more calls: five in all
+        assert CAPPED["en"] not in call("callcenter", FROM_MENU, caller=me).said
+    assert CAPPED["en"] in call("callcenter", FROM_MENU, caller=me).said
+    assert len(refs(redis_client)) == 5
+
+
+def test_a_facility_phone_has_its_own_higher_cap(make_app, tmp_path, redis_client, call):
+    """A whole prison calls from its inmate phones: its cap is per facility (all its numbers together),
+    set per facility or by the default; other facilities and ordinary callers keep their own."""
+    config_dir = tmp_path / "config"
+    shutil.copytree(settings.from_env()["CONFIG_DIR"], config_dir)
+    path = config_dir / "facilities.yaml"
+    text = path.read_text()
+    text = text.replace('numbers: ["+19595550113"]        # PLACEHOLDER',
+                        'numbers: ["+19595550113"]        # PLACEHOLDER\n    requests_per_day: 7')
+    text = text.replace("per_caller: 5", "per_caller: 2")
+    assert "requests_per_day: 7" in text and "per_caller: 2" in text
+    path.write_text(text)
+    app = make_app(CONFIG_DIR=config_dir)
+    york = ["-", "1", f"{INMATE}#", "1"]
+    heard = [call("callcenter", york, caller=YORK, target_app=app).said for _ in range(8)]
+    assert not any(CAPPED["en"] in said for said in heard[:7]) and CAPPED["en"] in heard[7]
+    assert len(refs(redis_client)) == 7
+    cheshire = call("callcenter", york, caller="+19595550103", target_app=app)   # another facility
+    assert CAPPED["en"] not in cheshire.said
+    assert len(refs(redis_client)) == 8
+    home = [call("callcenter", FROM_MENU, caller="+18605550155", target_app=app).said for _ in range(3)]
+    assert CAPPED["en"] in home[2] and len(refs(redis_client)) == 10
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("per_caller: 5 ", "per_caller: -1 ", "request_caps.per_caller must be a whole number"),
+    ("withheld: 100 ", "withheld: many ", "request_caps.withheld must be a whole number"),
+    ("per_caller: 5 ", "per_callers: 5 ", "request_caps takes per_caller, per_facility and withheld"),
+    ('numbers: ["+19595550113"]', 'numbers: ["+19595550113"]\n    requests_per_day: 2.5',
+     "'york': requests_per_day must be a whole number"),
+])
+def test_a_bad_request_cap_stops_start_up_naming_the_file(make_app, tmp_path, old, new, message):
+    config_dir = tmp_path / "config"
+    shutil.copytree(settings.from_env()["CONFIG_DIR"], config_dir)
+    path = config_dir / "facilities.yaml"
+    text = path.read_text().replace(old, new, 1)
+    assert text != path.read_text()
+    path.write_text(text)
+    with pytest.raises(RuntimeError) as err:
+        make_app(CONFIG_DIR=config_dir)
+    assert str(path) in str(err.value) and message in str(err.value)

@@ -63,7 +63,7 @@ def test_no_pin_case_number_or_caller_number_in_logs_or_plain_redis(make_app, ca
         assert not any(e.kind == "error" for e in c.events)
         heard.append(c.said)
     assert "two hundred six dollars" in heard[0] and "trescientos noventa dólares" in heard[1]
-    assert "locked for thirty minutes" in heard[3]
+    assert "this line cannot check a PIN for this case for now" in heard[3]
     assert "cannot reach payment information" in heard[4]
 
     snapshots.append(dump(redis_client))      # and after the calls: counters and locks remain
@@ -92,7 +92,7 @@ def test_no_pin_case_number_or_caller_number_in_logs_or_plain_redis(make_app, ca
                 assert not secrets_in(value.decode(errors="replace")), (key, value)
     assert sealed_seen == set(CASES)         # the snapshots did see the calls while they went on
     assert readbacks >= len(calls)
-    assert [k for k, _ in snapshots[-1] if k.startswith(b"ivr:pay:lock:case:")]
+    assert [k for k, _ in snapshots[-1] if k.startswith(b"ivr:pay:tries:case:")]
 
     lines = [r.getMessage() for r in caplog.records]
     assert any("payments:" in line for line in lines)          # the line did log what it did

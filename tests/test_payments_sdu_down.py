@@ -8,7 +8,7 @@ import re
 import pytest
 import responses
 
-from ivr.handlers.payments import case_keys
+from ivr.handlers.payments import case_key
 from tests.sdu_faults import FaultySDU
 from tests.walk import CASE, PAYER_PIN, Phone, forget_summary, line_number
 
@@ -26,7 +26,7 @@ def test_no_sdu_at_sign_in_is_said_plainly_and_counts_no_wrong_pin(make_app, cal
     assert prompts.text("pay.pin.wrong", "en") not in c.said
     assert c.dialed == [AGENTS] and not c.statuses.count(500)
     sealer = dead.extensions["ivr"].services.extra["sealer"]
-    assert not redis_client.exists(case_keys(sealer, "123456789")[0])   # not the caller's fault
+    assert not redis_client.exists(case_key(sealer, "123456789"))   # not the caller's fault
 
 
 def test_pin_check_503_offers_the_call_center(call, prompts):

@@ -23,10 +23,10 @@ import requests
 import yaml
 
 from .. import recordings
-from ..directory import DirectoryError, caller_id, parse_phone
+from ..directory import ANONYMOUS, DirectoryError, caller_id, parse_phone
 from ..jobs import GiveUp, JobContext, RetryLater, at_start, job
-from ..redact import mask_digits
-from ..requests_store import DELETE_JOB, RECORDING_JOB, WHO_CALLED, RequestStore
+from ..redact import mask_digits, mask_phone
+from ..requests_store import DELETE_JOB, RECORDING_JOB, WHO_CALLED, Quota, RequestCapped, RequestStore
 from ..sealing import Sealer
 from ..speech import say_phone
 from . import Outcome, handler
@@ -52,6 +52,7 @@ class Facility:
     name: str
     short: str
     words: tuple[str, ...]
+    requests_per_day: int | None = None     # None: the default cap for a facility (RequestCaps)
 
     @property
     def keypad(self) -> tuple[str, ...]:
@@ -59,10 +60,20 @@ class Facility:
         return tuple("".join(KEYPAD[c] for c in w if c in KEYPAD) for w in self.words)
 
 
+@dataclass(frozen=True)
+class RequestCaps:
+    """New requests per day (config/facilities.yaml `request_caps`); 0: no cap."""
+    per_caller: int = 5        # one ordinary caller ID
+    per_facility: int = 200    # one facility's inmate phones together, or one shared number
+    withheld: int = 100        # every caller without a usable caller ID, together
+
+
 class Facilities:
-    def __init__(self, by_id: dict[str, Facility], numbers: dict[str, str | None]) -> None:
+    def __init__(self, by_id: dict[str, Facility], numbers: dict[str, str | None],
+                 caps: RequestCaps | None = None) -> None:
         self.by_id = by_id
         self.numbers = numbers          # E.164 -> facility id, or None for a facility line shared by several
+        self.caps = caps or RequestCaps()
 
     def for_caller(self, raw: str | None) -> tuple[bool, Facility | None]:
         """(is the caller ID an inmate phone, which facility). Never raises: prison phone systems send
@@ -133,17 +144,28 @@ def load_facilities(path: Path) -> Facilities:
             raise FacilityError(f"{where}: {value!r} is listed twice")
         numbers[e164] = fid
 
+    def cap(value, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FacilityError(f"{where} must be a whole number of requests a day (0: no cap), not {value!r}")
+        return value
+
     for fid, f in raw.items():
         where = f"{path}: facility {fid!r}"
         if not isinstance(f, dict) or not f.get("name") or not f.get("words"):
             raise FacilityError(f"{where}: needs `name` and `words`")
         words = tuple(str(w) for w in f["words"])
-        by_id[str(fid)] = Facility(str(fid), str(f["name"]), str(f.get("short") or f["name"]), words)
+        per_day = f.get("requests_per_day")
+        by_id[str(fid)] = Facility(str(fid), str(f["name"]), str(f.get("short") or f["name"]), words,
+                                   None if per_day is None else cap(per_day, f"{where}: requests_per_day"))
         for value in f.get("numbers") or []:
             add_number(value, str(fid), where)
     for value in doc.get("shared_numbers") or []:
         add_number(value, None, f"{path}: shared_numbers")
-    return Facilities(by_id, numbers)
+    given = doc.get("request_caps") or {}
+    if not isinstance(given, dict) or set(given) - {"per_caller", "per_facility", "withheld"}:
+        raise FacilityError(f"{path}: request_caps takes per_caller, per_facility and withheld")
+    caps = RequestCaps(**{k: cap(v, f"{path}: request_caps.{k}") for k, v in given.items()})
+    return Facilities(by_id, numbers, caps)
 
 
 # --- wiring --------------------------------------------------------------------------------------------
@@ -177,6 +199,26 @@ def entry_hook(turn) -> str | None:
 
 def _store(turn) -> RequestStore:
     return turn.services.extra["requests"]
+
+
+def quota(turn) -> Quota:
+    """Whose day's count a new request of this call counts against: a facility's inmate phones share
+    one (a whole prison calls from them: its own, higher cap), a shared inmate line has its own, so do
+    all withheld callers together, and any other caller ID its own."""
+    facilities: Facilities = turn.services.extra["facilities"]
+    caps, raw = facilities.caps, turn.param("From")
+    is_facility, facility = facilities.for_caller(raw)
+    number = caller_id(raw)
+    if facility is not None:
+        bucket, who = "facility:" + facility.id, facility.short
+        limit = caps.per_facility if facility.requests_per_day is None else facility.requests_per_day
+    elif is_facility:
+        bucket, who, limit = "caller:" + number, "inmate line " + mask_phone(number), caps.per_facility
+    elif number == ANONYMOUS:
+        bucket, who, limit = "withheld", "callers without a caller ID", caps.withheld
+    else:
+        bucket, who, limit = "caller:" + number, "caller " + mask_phone(number), caps.per_caller
+    return Quota(turn.services.extra["sealer"].tag("requests:" + bucket), limit, who)
 
 
 def _stored_failed(turn, exc: Exception) -> Outcome:
@@ -254,12 +296,21 @@ def inm_number(turn, value: str) -> Outcome:
             source="facility caller ID" if turn.vars.get("inm_from_facility") else "main menu",
             caller=turn.param("From")[:40], facility=known_facility,
             facility_how=turn.vars.get("inm_facility_how", "") if known_facility else "",
-            who=_who(turn))
+            who=_who(turn), quota=quota(turn))
+    except RequestCapped:
+        return Outcome(goto="inm_capped")
     except redis.RedisError as exc:
         return _stored_failed(turn, exc)
     log.info("call %s: request %s for inmate %s", turn.state.sid[-6:], ref, mask_digits(value))
     turn.vars["inm_ref"] = ref
     return Outcome(goto="inm_case" if known_facility else "inm_facility")
+
+
+@handler("inm_say_capped")
+def inm_say_capped(turn, value: None) -> None:
+    """What a caller whose caller ID is at its day's cap can do instead (a person, or another day)."""
+    turn.say("inm.capped", hours=turn.services.hours.describe(turn.lang),
+             number=say_phone(turn.services.lines["callback_number"], turn.lang))
 
 
 @handler("inm_facility")

@@ -2,11 +2,10 @@
 
 Who is calling: a 9-digit case number (kept in the call state only sealed, read back digit by digit)
 and a 4-digit PIN (checked with the SDU in the PIN node's handler, never stored, never read back).
-Wrong PINs are limited three ways: per call (`tries_per_call`), per case and per caller number across
-calls and workers (Redis counters named by `sealer.tag()`, never by the number itself, with expiry).
-The phone system locks a case before the SDU's own lock (5 wrong PINs) would. A caller ID shared by
-many people (an inmate phone of config/facilities.yaml, or no usable caller ID) has its own, higher
-limit (30 as shipped; 0 turns it off): see the settings' comments in config/flows/payments.yaml.
+Wrong PINs are limited per call, per case and per caller number across calls and workers (Redis keys
+named by `sealer.tag()`, never by a number itself, with expiry), so that a guesser is stopped, the
+SDU's own lock (5 wrong PINs) is never reached from this line, and a stranger with made-up or withheld
+caller IDs cannot lock a family out: see the Guard's docstring and config/flows/payments.yaml.
 
 Then the figures, read from the SDU through its client (ivr/sdu/client.py). The case summary (the
 menu's status, the last payment, the balance, the next disbursement) is looked up once and kept in the
@@ -31,13 +30,14 @@ from num2words import num2words
 from ..directory import ANONYMOUS, caller_id
 from ..flow import FlowError
 from ..redact import mask_digits, mask_phone
-from ..sdu.client import Payment, SDUError, SDULocked, Summary
+from ..sdu.client import Payment, SDUError, SDULocked, SDUNoAnswer, Summary
 from ..speech import CT_TZ, say_date, say_digits, say_method, say_money, say_phone, say_source
 from . import Outcome, handler
 
 log = logging.getLogger("ivr.payments")
 
 SDU_LOCK_AFTER = 5      # the SDU locks a case after this many consecutive wrong PINs (sdu-api.yaml)
+CASE_CAP = SDU_LOCK_AFTER - 1   # the most wrong PINs in a row this line ever sends the SDU for a case
 RECENT = 5              # "your last five payments" (pay.menu.opt.recent says five)
 EXTRA_BUDGET = 1.0      # seconds for a lookup that only adds a sentence (case status, withholding)
 SUMMARY_KEPT = 60       # seconds a call's case summary answers it before the SDU is asked again
@@ -48,13 +48,15 @@ SUMMARY_KEPT = 60       # seconds a call's case summary answers it before the SD
 @dataclass(frozen=True)
 class PaySettings:
     tries_per_call: int = 3
-    case_lock_after: int = 4
+    case_lock_after: int = 3
+    case_memory_seconds: int = 30 * 24 * 3600
+    known_phone_seconds: int = 365 * 24 * 3600
     caller_lock_after: int = 6
-    # 0: no per-number lock for caller IDs many people share (see config/flows/payments.yaml)
+    # 0: no per-number lock for an inmate phone's caller ID (see config/flows/payments.yaml)
     facility_lock_after: int = 30
-    anonymous_lock_after: int = 30
     lock_seconds: int = 30 * 60
     window_seconds: int = 24 * 3600
+    alert_per_hour: int = 100
     mail_to: Mapping[str, str] = field(default_factory=dict)
     website: Mapping[str, str] = field(default_factory=dict)
 
@@ -78,20 +80,26 @@ def load_settings(path: Path) -> PaySettings:
         return value
 
     defaults = PaySettings()
+    day = 24 * 3600
     settings = PaySettings(
         tries_per_call=count("tries_per_call", defaults.tries_per_call),
         case_lock_after=count("case_lock_after", defaults.case_lock_after),
+        case_memory_seconds=count("case_memory_days", defaults.case_memory_seconds // day) * day,
+        known_phone_seconds=count("known_phone_days", defaults.known_phone_seconds // day, least=0) * day,
         caller_lock_after=count("caller_lock_after", defaults.caller_lock_after),
         facility_lock_after=count("facility_lock_after", defaults.facility_lock_after, least=0),
-        anonymous_lock_after=count("anonymous_lock_after", defaults.anonymous_lock_after, least=0),
         lock_seconds=count("lock_minutes", defaults.lock_seconds // 60) * 60,
         window_seconds=count("window_hours", defaults.window_seconds // 3600) * 3600,
+        alert_per_hour=count("alert_wrong_pins_per_hour", defaults.alert_per_hour, least=0),
         mail_to=how.get("mail_to") or {},
         website=how.get("website") or {},
     )
-    if settings.case_lock_after >= SDU_LOCK_AFTER:
+    if settings.case_lock_after > CASE_CAP:
         errors.append(f"settings.identification.case_lock_after must be below {SDU_LOCK_AFTER}, "
-                      "so that the phone system locks a case before the SDU does")
+                      "so that the phone system never sends the PIN that makes the SDU lock a case")
+    if "anonymous_lock_after" in ident:
+        errors.append("settings.identification.anonymous_lock_after is gone: callers without a caller ID "
+                      "are no longer locked as a group (see the Guard in ivr/handlers/payments.py)")
     for name in ("mail_to", "website"):
         value = getattr(settings, name)
         if not isinstance(value, Mapping) or not all(isinstance(value.get(lg), str) and value.get(lg)
@@ -114,51 +122,117 @@ def _settings(turn) -> PaySettings:
 
 # --- PIN-guessing limits, shared by every worker through Redis ------------------------------------
 
-def case_keys(sealer, case_number: str) -> tuple[str, str]:
-    """(failure counter, lock) Redis keys of a case number: named by its tag, never the number."""
-    tag = sealer.tag("case:" + case_number)
-    return f"ivr:pay:tries:case:{tag}", f"ivr:pay:lock:case:{tag}"
+def case_key(sealer, case_number: str) -> str:
+    """The Redis key counting the wrong PINs sent to the SDU for a case: named by its tag, never the number."""
+    return "ivr:pay:tries:case:" + sealer.tag("case:" + case_number)
+
+
+def known_key(sealer, case_number: str, caller: str) -> str:
+    """The mark of a caller number that gave a case's right PIN (a tag of both, never either)."""
+    return "ivr:pay:known:" + sealer.tag(f"known:{case_number}:{caller}")
 
 
 def caller_keys(sealer, caller: str) -> tuple[str, str]:
-    """(failure counter, lock) Redis keys of a caller number (E.164, or "anonymous")."""
+    """(failure counter, lock) Redis keys of a caller number (E.164)."""
     tag = sealer.tag("caller:" + caller)
     return f"ivr:pay:tries:caller:{tag}", f"ivr:pay:lock:caller:{tag}"
+
+
+LINE_KEY = "ivr:pay:tries:line"     # wrong PINs on the whole line this hour, for the alert
 
 
 def caller_limit(turn, settings: PaySettings, caller: str) -> int | None:
     """Wrong PINs allowed from this caller number across calls, or None for no per-number lock.
 
-    An inmate phone's caller ID (config/facilities.yaml) and a withheld one are shared by many people:
-    a lock on them would shut out everyone behind that number for the wrong PINs of a few."""
+    A withheld caller ID is everyone's: no lock at all (one guesser would lock out every caller who
+    withholds their number). An inmate phone's (config/facilities.yaml) is a whole prison's: a much
+    higher limit, so only heavy misuse locks it."""
     if caller == ANONYMOUS:
-        limit = settings.anonymous_lock_after
-    else:
-        facilities = turn.services.extra.get("facilities")
-        shared = facilities is not None and facilities.for_caller(caller)[0]
-        limit = settings.facility_lock_after if shared else settings.caller_lock_after
-    return limit or None
+        return None
+    facilities = turn.services.extra.get("facilities")
+    shared = facilities is not None and facilities.for_caller(caller)[0]
+    return (settings.facility_lock_after if shared else settings.caller_lock_after) or None
 
 
-# KEYS: attempt counters to give one attempt back to; a count at zero or below is deleted.
-# ARGV[1] "1": delete the first counter outright (a right PIN clears the case's count, as the SDU does).
-_GIVE_BACK = """
-for i, key in ipairs(KEYS) do
-  if (i == 1 and ARGV[1] == "1") or redis.call("DECR", key) <= 0 then
-    redis.call("DEL", key)
+def _personal(turn, caller: str) -> bool:
+    """A caller ID one household uses (not withheld, not an inmate phone): one that can be "known"."""
+    facilities = turn.services.extra.get("facilities")
+    return caller != ANONYMOUS and not (facilities is not None and facilities.for_caller(caller)[0])
+
+
+# KEYS: the case's count, the known-phone mark, the caller number's count and lock.
+# ARGV: the case's limit for any phone, for a known phone; the case count's lifetime (s); the caller
+# number's limit (0: not counted) and its count's lifetime (s); "1" when the mark may be looked at.
+# Checks both limits and counts the attempt in one step, so that workers answering at the same moment
+# cannot together send more PINs than the limit, and a refused attempt changes nothing.
+_RESERVE = """
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  if redis.call("EXISTS", KEYS[4]) == 1 or tonumber(redis.call("GET", KEYS[3]) or "0") >= limit then
+    return {"caller", 0, 0, 0}
   end
 end
+local cap, known = tonumber(ARGV[1]), 0
+if ARGV[6] == "1" and redis.call("EXISTS", KEYS[2]) == 1 then cap, known = tonumber(ARGV[2]), 1 end
+local n = tonumber(redis.call("GET", KEYS[1]) or "0")
+if n >= cap then return {"case", n, 0, known} end
+n = redis.call("INCR", KEYS[1])
+redis.call("EXPIRE", KEYS[1], ARGV[3])
+local m = 0
+if limit > 0 then
+  m = redis.call("INCR", KEYS[3])
+  redis.call("EXPIRE", KEYS[3], ARGV[5])
+end
+return {"", n, m, known}
+"""
+
+# KEYS: the case's count, the caller number's count, the known-phone mark.
+# ARGV[1]: "right" (a right PIN: the case's count is cleared, as the SDU clears its own, and the number
+# marked known for ARGV[2] seconds, 0: not marked), "back" (the attempt given back to both counts) or
+# "caller" (to the caller number's only); ARGV[3] "1" when the caller number is counted.
+# One script, so atomic: a DECR then a separate DEL of a count at zero would also delete an attempt
+# another worker reserved in between. EVAL rather than EVALSHA: always one round trip.
+_GIVE_BACK = """
+if ARGV[1] == "right" then
+  redis.call("DEL", KEYS[1])
+elseif ARGV[1] == "back" and redis.call("DECR", KEYS[1]) <= 0 then
+  redis.call("DEL", KEYS[1])
+end
+if ARGV[3] == "1" and redis.call("DECR", KEYS[2]) <= 0 then redis.call("DEL", KEYS[2]) end
+if ARGV[1] == "right" and tonumber(ARGV[2]) > 0 then redis.call("SET", KEYS[3], "1", "EX", ARGV[2]) end
 return 0
 """
 
 
 class Guard:
-    """Counts PIN attempts per case and per caller number, and locks either one for a while.
+    """The limits on PIN attempts, designed so that a guesser is stopped and a stranger cannot lock
+    a family out of their case.
 
-    An attempt is counted *before* the SDU is asked (INCR is atomic), so workers answering calls at
-    the same moment cannot together get more tries than the limit; a right PIN or an SDU that could
-    not answer gives the attempt back. A caller number without a limit (`caller_limit` None) is
-    neither counted nor locked."""
+    The SDU locks a case at its 5th wrong PIN in a row (`SDU_LOCK_AFTER`); only a right PIN resets its
+    count (sdu-api.yaml names no expiry), and only SES lifts its lock. Caller IDs cost a guesser nothing
+    to make up. So:
+
+    - Per case, the system counts the wrong PINs it has *sent* to the SDU since the last right PIN,
+      and never sends more than `CASE_CAP` (the SDU's 5 less one): the SDU's lock is out of reach
+      from this line, whatever the numbers, workers or timing. From phones not known for the case the
+      limit is lower (`case_lock_after`, 3 as shipped); the rest (one) is kept for a phone that gave
+      this case's right PIN before (a mark in Redis named by a tag of both numbers, kept
+      `known_phone_days`), so the family calling from home gets in at once after a stranger's
+      guesses. The count lasts `case_memory_days` after the last wrong PIN (the SDU's lasts until a
+      right PIN: a long window rather than forever, so a family without a known phone is not shut
+      out for good; after it, the first wrong PIN may be the SDU's fifth if nobody gave the right PIN
+      anywhere meanwhile). A right PIN clears it. The SDU may also count PINs keyed elsewhere (its
+      website, agents): its lock can still come from there (423: `pay.locked.sdu`).
+    - Per call, `tries_per_call` wrong PINs end identification.
+    - Per caller number, `caller_lock_after` wrong PINs (any cases) in `window_hours` lock the number
+      for `lock_minutes` (an inmate phone: `facility_lock_after`). Callers without a caller ID share
+      one value, so they are not counted as a group at all: a lock there would be everyone's.
+    - Across the line, `alert_wrong_pins_per_hour` wrong PINs log an error (once an hour) instead of
+      locking anyone: guessing spread over many cases and numbers is seen, not obeyed.
+
+    An attempt is counted *before* the SDU is asked, in one script that also checks the limits.
+    An SDU that surely did not act (no connection, 503, 429, an open breaker) gives it back; one that
+    may have (a timeout after sending, a 500, a broken answer: SDUNoAnswer) leaves it counted."""
 
     def __init__(self, turn) -> None:
         self.redis = turn.services.extra["redis"]
@@ -166,84 +240,90 @@ class Guard:
         self.settings = _settings(turn)
         self.caller = caller_id(turn.param("From"))
         self.caller_limit = caller_limit(turn, self.settings, self.caller)
+        self.personal = _personal(turn, self.caller)
+        self.known = False
         self.n_case = self.n_caller = 0
 
+    def _known_key(self, case_number: str) -> str:
+        return known_key(self.sealer, case_number, self.caller)
+
+    def _case_kind(self, n_case: int) -> str | None:
+        """"case" (a known phone may still try), "case_all" (no phone may), or None (not locked)."""
+        if n_case >= CASE_CAP:
+            return "case_all"
+        if n_case >= self.settings.case_lock_after and not self.known:
+            return "case"
+        return None
+
     def locked(self, case_number: str | None) -> str | None:
-        """"caller" or "case" when either is locked now, else None."""
+        """"caller", "case" or "case_all" when locked now, else None."""
         keys = []
         if self.caller_limit:
             keys.append(caller_keys(self.sealer, self.caller)[1])
         if case_number:
-            keys.append(case_keys(self.sealer, case_number)[1])
+            keys.append(case_key(self.sealer, case_number))
+            if self.personal:
+                keys.append(self._known_key(case_number))
         if not keys:
             return None
         found = self.redis.mget(keys)
         if self.caller_limit and found.pop(0):
             return "caller"
-        if case_number and found[0]:
-            return "case"
-        return None
+        if not case_number:
+            return None
+        self.known = self.personal and bool(found[1])
+        return self._case_kind(int(found[0] or 0))
 
     def reserve(self, case_number: str) -> str | None:
-        """Count one attempt; "case"/"caller" when it is over a limit (and must not be made)."""
-        window = self.settings.window_seconds
-        case_tries, case_lock = case_keys(self.sealer, case_number)
+        """Count one attempt; "caller"/"case"/"case_all" when a limit stops it (then nothing is counted)."""
+        s = self.settings
         caller_tries, caller_lock = caller_keys(self.sealer, self.caller)
-        pipe = self.redis.pipeline()
-        pipe.incr(case_tries)
-        pipe.expire(case_tries, window)
-        # The locks again, in the same transaction: one set by a worker since the caller was last checked
-        # (its count deleted with it) must stop this attempt, or one more PIN reaches the SDU.
-        pipe.exists(case_lock)
-        if self.caller_limit:
-            pipe.incr(caller_tries)
-            pipe.expire(caller_tries, window)
-            pipe.exists(caller_lock)
-        found = pipe.execute()
-        n_case, _, case_locked = found[:3]
-        n_caller, _, caller_locked = found[3:] if self.caller_limit else (0, None, 0)
-        self.n_case, self.n_caller = n_case, n_caller
-        if self.caller_limit and (caller_locked or n_caller > self.caller_limit):
-            self.give_back(case_number)
-            return "caller"
-        if case_locked or n_case > self.settings.case_lock_after:
-            self.give_back(case_number)
-            return "case"
-        return None
+        kind, n_case, n_caller, known = self.redis.eval(
+            _RESERVE, 4, case_key(self.sealer, case_number), self._known_key(case_number), caller_tries,
+            caller_lock, s.case_lock_after, CASE_CAP, s.case_memory_seconds, self.caller_limit or 0,
+            s.window_seconds, 1 if self.personal else 0)
+        self.n_case, self.n_caller, self.known = int(n_case), int(n_caller), bool(known)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "case":
+            return self._case_kind(self.n_case)
+        return kind or None
 
-    def give_back(self, case_number: str, forget_case: bool = False) -> None:
-        """Undo a reserved attempt (a right PIN, or no answer from the SDU)."""
-        case_tries, caller_tries = case_keys(self.sealer, case_number)[0], caller_keys(self.sealer, self.caller)[0]
-        keys = [case_tries, caller_tries] if self.caller_limit else [case_tries]
-        # One script, so atomic: a DECR then a separate DEL of a count at zero would also delete an
-        # attempt another worker reserved in between, and give a guesser one PIN more. EVAL rather than
-        # EVALSHA: always one round trip, even on a Redis that restarted and forgot its scripts.
-        self.redis.eval(_GIVE_BACK, len(keys), *keys, 1 if forget_case else 0)
+    def give_back(self, case_number: str, right_pin: bool = False, case_too: bool = True) -> None:
+        """Undo a reserved attempt (the SDU did not answer; `case_too` False: it may have counted it, so
+        the case keeps it), or clear the case's count (a right PIN)."""
+        how = "right" if right_pin else "back" if case_too else "caller"
+        keep_mark = self.settings.known_phone_seconds if right_pin and self.personal else 0
+        self.redis.eval(_GIVE_BACK, 3, case_key(self.sealer, case_number),
+                        caller_keys(self.sealer, self.caller)[0], self._known_key(case_number),
+                        how, keep_mark, 1 if self.caller_limit else 0)
 
     def failed(self, case_number: str) -> str | None:
-        """A wrong PIN (already counted): lock what reached its limit; returns "caller"/"case"/None."""
-        lock_for = self.settings.lock_seconds
+        """A wrong PIN (already counted): lock what reached its limit; "caller"/"case"/"case_all"/None."""
+        s = self.settings
         kind = None
-        if self.caller_limit and self.n_caller >= self.caller_limit:
-            self._lock(*caller_keys(self.sealer, self.caller), lock_for)
-            log.warning("payments: caller %s locked for %ds after %d wrong PINs",
-                        mask_phone(self.caller), lock_for, self.n_caller)
-            kind = "caller"
-        if self.n_case >= self.settings.case_lock_after:
-            # The count starts again after the lock. The SDU still counts these wrong PINs (it only
-            # forgets them on a right one), so one more wrong PIN after the lock ends makes the SDU
-            # lock the case (423), which only SES lifts: guessing goes no further either way.
-            self._lock(*case_keys(self.sealer, case_number), lock_for)
-            log.warning("payments: case %s locked for %ds after %d wrong PINs",
-                        mask_digits(case_number), lock_for, self.n_case)
-            kind = kind or "case"
-        return kind
-
-    def _lock(self, tries: str, lock: str, seconds: int) -> None:
         pipe = self.redis.pipeline()   # MULTI: never a lock without its count cleared, nor the reverse
-        pipe.set(lock, 1, ex=seconds)
-        pipe.delete(tries)
-        pipe.execute()
+        if self.caller_limit and self.n_caller >= self.caller_limit:
+            tries, lock = caller_keys(self.sealer, self.caller)
+            pipe.set(lock, 1, ex=s.lock_seconds)
+            pipe.delete(tries)
+            log.warning("payments: caller %s locked for %ds after %d wrong PINs",
+                        mask_phone(self.caller), s.lock_seconds, self.n_caller)
+            kind = "caller"
+        if s.alert_per_hour:
+            pipe.set(LINE_KEY, 0, ex=3600, nx=True)
+            pipe.incr(LINE_KEY)
+        line_count = pipe.execute()[-1] if len(pipe) else 0
+        if s.alert_per_hour and line_count == s.alert_per_hour:
+            log.error("payments: ALERT: %d wrong PINs on the payment line within the hour (alert at %d): "
+                      "PIN guessing across cases or caller numbers?", line_count, s.alert_per_hour)
+        case_kind = self._case_kind(self.n_case)
+        if case_kind:
+            # The count itself is the lock: no more PINs for this case until a right one clears it
+            # (from a known phone, while the case's last try is left) or `case_memory_days` pass.
+            log.warning("payments: case %s: %d wrong PINs sent to the SDU; no more from %s",
+                        mask_digits(case_number), self.n_case,
+                        "any phone" if case_kind == "case_all" else "phones not known for the case")
+        return kind or case_kind
 
 
 # --- identification -------------------------------------------------------------------------------
@@ -332,12 +412,18 @@ def pin_entered(turn, pin: str) -> Outcome:
         guard.give_back(case)
         log.warning("payments: call %s: the SDU has locked case %s", _sid(turn), mask_digits(case))
         return _locked(turn, "sdu")
+    except SDUNoAnswer as exc:
+        # The SDU may have checked the PIN and counted it wrong: it stays counted for the case (not for
+        # the caller number, nor as one of the call's tries: the caller did nothing wrong).
+        guard.give_back(case, case_too=False)
+        log.warning("payments: call %s: PIN check not answered (counted for the case): %s", _sid(turn), exc)
+        return Outcome(goto="pay_sdu_down")
     except SDUError as exc:
         guard.give_back(case)
         log.warning("payments: call %s: PIN check not possible: %s", _sid(turn), exc)
         return Outcome(goto="pay_sdu_down")
     if result.match:
-        guard.give_back(case, forget_case=True)
+        guard.give_back(case, right_pin=True)
         turn.vars["role"] = result.role
         turn.vars.pop("pin_fails", None)
         # The caller chose a language at the start (or on the call center line): that choice wins
@@ -364,9 +450,12 @@ def pin_entered(turn, pin: str) -> Outcome:
 @handler("pay_say_locked")
 def say_locked(turn, value: str | None) -> None:
     kind = turn.vars.get("lock", "case")
-    pid = {"caller": "pay.locked.caller", "sdu": "pay.locked.sdu"}.get(kind, "pay.locked.case")
-    minutes = _settings(turn).lock_seconds // 60
-    turn.say(pid, minutes=num2words(minutes, lang=turn.lang), hours=turn.services.hours.describe(turn.lang),
+    pid = {"caller": "pay.locked.caller", "sdu": "pay.locked.sdu",
+           "case_all": "pay.locked.case_all"}.get(kind, "pay.locked.case")
+    settings = _settings(turn)
+    turn.say(pid, minutes=num2words(settings.lock_seconds // 60, lang=turn.lang),
+             days=num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.lang),
+             website=settings.website.get(turn.lang, ""), hours=turn.services.hours.describe(turn.lang),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return None
 

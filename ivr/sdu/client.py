@@ -70,6 +70,12 @@ class SDUUnavailable(SDUError):
     or an answer that breaks the contract."""
 
 
+class SDUNoAnswer(SDUUnavailable):
+    """The request may have reached the SDU, which may have acted on it, but no usable answer came
+    back: a timeout or a broken connection after sending, a 5xx other than 503, or an answer that
+    breaks the contract. (A wrong PIN sent this way may count towards the SDU's lock.)"""
+
+
 class SDULocked(SDUError):
     """423: the SDU has locked the case after too many wrong PINs."""
 
@@ -458,7 +464,7 @@ class SDUClient:
         # `detail` names the broken field or rule, never its value (it may be personal data); `from
         # None` keeps the decoder's or validator's exception, which may hold the body, out of tracebacks.
         log.error("SDU %s answer for case %s breaks the contract: %s", op, mask_digits(case_number), detail)
-        raise SDUUnavailable(f"SDU {op} answer breaks the contract ({detail})") from None
+        raise SDUNoAnswer(f"SDU {op} answer breaks the contract ({detail})") from None
 
     def _check_echo(
         self, op: str, case_number: str, body: Mapping[str, Any], role: str | None = None
@@ -528,6 +534,7 @@ class SDUClient:
                 # Exception texts hold the URL, hence the case number: log and raise the type only,
                 # and drop the chained exception (`from None`) so no traceback carries it either.
                 reason = type(exc).__name__
+                reached = not _failed_before_send(exc)
                 if isinstance(exc, requests.exceptions.ReadTimeout):
                     retryable = idempotent  # the SDU may have acted on it
                 elif isinstance(exc, requests.ConnectionError):
@@ -537,6 +544,8 @@ class SDUClient:
             else:
                 status = resp.status_code
                 reason = f"HTTP {status}"
+                # 429 and 503: the SDU did not act (the contract); 401: it refused us.
+                reached = status >= 500 and status != 503
                 if 200 <= status < 300:
                     log.debug(
                         "SDU %s for case %s: %d after %.3fs (attempt %d)",
@@ -565,7 +574,7 @@ class SDUClient:
                         retry_after = None
             log.warning("SDU %s for case %s failed: %s (attempt %d)", op, masked, reason, attempt + 1)
             if not retryable or attempt >= self.retries:
-                raise SDUUnavailable(f"SDU {op} failed: {reason}") from None
+                raise (SDUNoAnswer if reached else SDUUnavailable)(f"SDU {op} failed: {reason}") from None
             wait = retry_after if retry_after is not None else _BACKOFF * 2**attempt
             if wait + _MIN_ATTEMPT > deadline - self._clock():
                 # Sleeping would blow the budget: give up now rather than keep the caller waiting.
