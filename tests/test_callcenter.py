@@ -8,7 +8,7 @@ import pytest
 
 from ivr.flow import successors
 from ivr.speech import say_phone
-from tests.walk import caller_numbers, explore_in, known_values
+from tests.walk import caller_numbers, capped_calls, explore_in, known_values, state_of
 
 # The 14 SES locations and their numbers as printed in the SES brochure (seeds, JDP-ES-211).
 SEED_OFFICES = {
@@ -106,6 +106,13 @@ def test_spanish_holds_for_the_rest_of_the_call_including_transfers(app, redis_c
             says += [v for v in verbs if v.tag == "Say"] + [v for g in verbs if g.tag == "Gather"
                                                            for v in g if v.tag == "Say"]
             dials += [v for v in verbs if v.tag == "Dial"]
+    # A caller ID at its day's cap of inmate requests: fresh callers never get there.
+    for phone in capped_calls(app, redis_client, lang_keys=("2", "2"))[1:]:
+        waited.add(state_of(app, phone.sid).node)
+        for doc in phone.documents[1:]:
+            verbs = list(ET.fromstring(doc))
+            says += [v for v in verbs if v.tag == "Say"] + [v for g in verbs if g.tag == "Gather"
+                                                           for v in g if v.tag == "Say"]
     assert not menus - waited, f"not reached in Spanish: {sorted(menus - waited)}"
     assert len(says) > 1000
     wrong = {(v.get("voice"), v.get("language"), v.text) for v in says

@@ -9,8 +9,6 @@ hours, plus the answers given when Redis is down, when state was lost and when a
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import yaml
 
@@ -89,21 +87,11 @@ def test_every_document_of_every_line_is_twiml_twilio_takes(make_app, redis_clie
 
 
 def capped_walk(app, redis_client) -> tuple[list[str], set[str]]:
-    """The one place walks from fresh caller IDs never get to: the inmate path of a caller ID at its
-    day's cap of new requests (config/facilities.yaml `request_caps`), in each language."""
-    from tests.walk import state_of
+    """The inmate path of a caller ID at its day's cap, in each language (tests/walk.capped_calls)."""
+    from tests.walk import capped_calls, state_of
 
-    facilities = app.extensions["ivr"].services.extra["facilities"]
-    facilities.caps = dataclasses.replace(facilities.caps, per_caller=1)
-    redis_client.flushdb()
-    documents, reached = [], set()
-    for lang_key in ("1", "2", "2"):             # the first call's request uses the day's one up
-        phone = Phone(app, to=line_number(app, "callcenter"), caller="+18605550144").start()
-        for key in (lang_key, "4", "1", "1", "7654321#", "1"):
-            phone.press(key)
-        documents += phone.documents
-        reached.add(state_of(app, phone.sid).node)
-    return documents, reached
+    phones = capped_calls(app, redis_client)
+    return [d for p in phones for d in p.documents], {state_of(app, p.sid).node for p in phones}
 
 
 def test_the_answers_without_redis_lost_state_and_a_failing_handler_are_valid(make_app, app, clock):

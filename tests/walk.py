@@ -430,3 +430,21 @@ def spoken_ref(said: str) -> str:
     m = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", said)
     assert m, "no request number was said"
     return "".join(m.groups())
+
+
+def capped_calls(app, redis_client, lang_keys=("1", "2", "2")) -> list[Phone]:
+    """The one place walks from fresh caller IDs never get to: the inmate path of a caller ID at its
+    day's cap of new requests (config/facilities.yaml `request_caps`). The cap is set to 1 for the app,
+    so the first call's request uses the day's one up; each key of `lang_keys` places one call."""
+    import dataclasses
+
+    facilities = app.extensions["ivr"].services.extra["facilities"]
+    facilities.caps = dataclasses.replace(facilities.caps, per_caller=1)
+    redis_client.flushdb()
+    phones = []
+    for lang_key in lang_keys:
+        phone = Phone(app, to=line_number(app, "callcenter"), caller="+18605550144").start()
+        for key in (lang_key, "4", "1", "1", "7654321#", "1"):
+            phone.press(key)
+        phones.append(phone)
+    return phones
