@@ -120,6 +120,7 @@ def test_the_web_line_refuses_a_public_bind_when_ivr_env_was_forgotten(ivr_env, 
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_", "SDU_", "PUBLIC_"))}
     env["REDIS_URL"] = "redis://127.0.0.1:1/0"     # nothing answers: the app starts on its fallback
+    env["TMPDIR"] = str(tmp_path)
     if ivr_env:
         env["IVR_ENV"] = ivr_env
     port = _free_port()
@@ -140,10 +141,42 @@ def test_the_web_line_refuses_a_public_bind_when_ivr_env_was_forgotten(ivr_env, 
                 except requests.RequestException:
                     time.sleep(0.2)
             assert proc.poll() is None, proc.stdout.read()
+            # Its own control socket, named by its master: a second web host or the stub never shares it.
+            assert (tmp_path / f"ivr-web-{proc.pid}.ctl").exists()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=15)
+
+
+def test_the_sdu_stub_opens_no_control_socket_of_its_own(tmp_path):
+    """gunicorn's default control socket is one path per user: the stub took the web server's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    port = _free_port()
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ivr"), "sdu-stub", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert proc.poll() is None
+        assert not (tmp_path / ".gunicorn").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
 
 
 def test_ivr_serve_refuses_a_public_host_unless_development_is_stated(monkeypatch, capsys):
