@@ -74,6 +74,11 @@ class Turn:
     def services(self) -> Services:
         return self.engine.services
 
+    @property
+    def args(self) -> Mapping:
+        """The current node's own parameters for its handler (`args:` in the flow file)."""
+        return self.engine.flows.nodes[self.state.node].get("args") or {}
+
     def public_vars(self) -> dict:
         """Variables a prompt may speak (a leading underscore keeps one out)."""
         return {k: v for k, v in self.state.vars.items() if not k.startswith("_")}
@@ -208,6 +213,9 @@ class Engine:
             turn.response.hangup()
         elif outcome.retry:
             self.fail(turn, node, outcome.retry, **outcome.fields)
+        elif outcome.event:
+            # The loader checked that `on` maps every event the handler declares.
+            self.enter(turn, node.get("on")[outcome.event])
         elif outcome.goto:
             self.enter(turn, outcome.goto)
         else:
@@ -259,7 +267,7 @@ class Engine:
                     outcome = self.handlers[node.get("handler")](turn, None)
                 finally:
                     turn.target = None
-                if outcome is not None and (outcome.goto or outcome.hangup):
+                if outcome is not None and (outcome.event or outcome.goto or outcome.hangup):
                     for verb in gather.verbs:  # keep what the handler said before moving on
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)

@@ -6,8 +6,9 @@ configuration is found by whoever deploys it, not by a caller.
 
 from __future__ import annotations
 
+import re
 from collections import deque
-from collections.abc import Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,18 @@ NODE_TYPES = {
 
 class FlowError(RuntimeError):
     pass
+
+
+class FlowLoader(yaml.SafeLoader):
+    """YAML as version 1.2 reads booleans: only true and false. YAML 1.1 (PyYAML's default) reads `on`,
+    `off`, `yes` and `no` as booleans, which would turn a node's `on:` into `True:`."""
+
+
+FlowLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+FlowLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
 
 
 @dataclass
@@ -67,14 +80,19 @@ class FlowSet:
     node_line: dict[str, str] = field(default_factory=dict)
 
 
-def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Container[str],
+def read(path: Path) -> object:
+    """One flow file, read as the loader reads it (FlowLoader)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=FlowLoader)
+
+
+def load(flow_dir: Path, prompts: Prompts, handlers: Mapping[str, Callable], offices: Container[str],
          hint_sets: Container[str] = ("towns", "facilities")) -> FlowSet:
     flows = FlowSet()
     errors: list[str] = []
     docs = []
     for path in sorted(flow_dir.glob("*.yaml")):
         try:
-            docs.append((path, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+            docs.append((path, read(path) or {}))
         except yaml.YAMLError as exc:
             errors.append(f"{path}: not valid YAML: {exc}")
     # A line's main file (the one with `start`) first, then the files that add nodes to it.
@@ -123,7 +141,7 @@ def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Co
     return flows
 
 
-def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Container[str],
+def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[str, Callable],
                 offices: Container[str], hint_sets: Container[str]) -> list[str]:
     where = f"{node.file}: node {node.id!r}"
     errors = []
@@ -154,6 +172,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
         errors.append(f"{where}: an optional question needs `skip` (where the call goes without an answer)")
     if node.get("handler") is not None and node.get("handler") not in handlers:
         errors.append(f"{where}: handler {node.get('handler')!r} is not a registered handler")
+    elif node.get("handler") is not None:
+        errors += _check_events(where, node, handlers[node.get("handler")], need_node)
     if node.get("hints") is not None and node.get("hints") not in hint_sets:
         errors.append(f"{where}: hints {node.get('hints')!r} is not one of {sorted(hint_sets)}")
     if node.type in ("menu", "answer") and not node.get("prompt") and not node.get("handler"):
@@ -205,6 +225,26 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
     return errors
 
 
+def _check_events(where: str, node: Node, fn: Callable, need_node: Callable) -> list[str]:
+    """Every event the node's handler declares is mapped by `on`, to a node; nothing else is."""
+    declared = getattr(fn, "events", None)
+    on = node.get("on")
+    if declared is None:
+        return [] if on is None else [f"{where}: handler {node.get('handler')!r} declares no events, "
+                                      "so `on` cannot map any"]
+    if on is None:
+        on = {}
+    if not isinstance(on, dict):
+        return [f"{where}: `on` must map events to nodes"]
+    errors = [f"{where}: `on` does not say where event {event!r} of handler {node.get('handler')!r} goes"
+              for event in sorted(declared - set(on))]
+    errors += [f"{where}: `on` maps {event!r}, which handler {node.get('handler')!r} never names "
+               f"(it names {', '.join(sorted(declared)) or 'none'})" for event in sorted(set(on) - declared)]
+    for event, target in on.items():
+        need_node(target, f"event {event!r}")
+    return errors
+
+
 def _check_depth(flows: FlowSet) -> list[str]:
     """No answer may be more than MAX_MENU_DEPTH menus away from its line's main menu."""
     errors = []
@@ -242,6 +282,7 @@ class Edge:
 EDGE_KINDS = {
     "option": "a menu's or an answer's option (`goto`)",
     "next": "`next`, when the node is done",
+    "on": "`on`: an event its handler names, and the node it leads to",
     "goes": "`goes`: where its handler may send the call",
     "skip": "`skip`: star, or an optional question or message left unanswered",
     "handover": "`line`: the other line's entry, in the same call",
@@ -252,7 +293,7 @@ GLOBAL_KINDS = ("home", "person")   # the keys that work the same in every menu
 
 
 def successors(flows: FlowSet, node: Node) -> list[Edge]:
-    """Every way out of `node`, in this order: its options, `next`, `goes`, `skip`, a handover's line,
+    """Every way out of `node`, in this order: its options, `next`, `on`, `goes`, `skip`, a handover's line,
     then keys 9 and 0 where the engine (ivr/engine.py) takes them: menus and answers; a transfer's
     choices after it is closed or fails (0 at the agents' own transfer stays there); a question
     whose answer is never a lone digit (at least 2 digits) or that is read back for confirmation."""
@@ -260,6 +301,7 @@ def successors(flows: FlowSet, node: Node) -> list[Edge]:
                 tuple(sorted((opt.get("when") or {}).items())))
            for opt in node.options if "goto" in opt]
     out += [Edge("next", node.get("next"))] if node.get("next") else []
+    out += [Edge("on", target, key=str(event)) for event, target in (node.get("on") or {}).items()]
     out += [Edge("goes", target) for target in node.get("goes") or []]
     out += [Edge("skip", node.get("skip"))] if node.get("skip") else []
     if node.type == "handover" and node.get("line") in flows.lines:

@@ -61,6 +61,15 @@ def option_label(edge: Edge, prompts: Prompts, directory: Directory) -> str:
     return prompts.texts["en"][edge.prompt]
 
 
+def named_events(edges: list[Edge]) -> dict[str, str]:
+    """The nodes a handler's events lead to, each with the events that lead there ("a / b")."""
+    out: dict[str, list[str]] = {}
+    for edge in edges:
+        if edge.kind == "on":
+            out.setdefault(edge.target, []).append(edge.key)
+    return {target: " / ".join(events) for target, events in out.items()}
+
+
 def outline(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -> list[str]:
     out = [f"{line} line (starts at {flows.lines[line].start})"]
     seen: set[str] = set()
@@ -77,6 +86,8 @@ def outline(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -
         for edge in edges:
             if edge.kind == "option":
                 walk(edge.target, depth + 1, f"[{edge.key}] ")
+        for target, events in named_events(edges).items():
+            walk(target, depth + 1, f"({events}) ")
         for target in targets(edges, PLAIN):
             walk(target, depth + 1, "-> ")
 
@@ -104,6 +115,8 @@ def mermaid(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -
             if edge.kind == "option":
                 lines.append(f"  {mid(nid)} -- \"{edge.key}: {esc(option_label(edge, prompts, directory))}\" "
                              f"--> {mid(edge.target)}")
+        for target, events in named_events(edges).items():
+            lines.append(f"  {mid(nid)} -- \"{events}\" --> {mid(target)}")
         for target in targets(edges, PLAIN):
             lines.append(f"  {mid(nid)} --> {mid(target)}")
         for target in targets(edges, ("handover",)):

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import responses
-import yaml
 from twilio.request_validator import RequestValidator
 
+from ivr import flow
 from ivr.flow import successors, targets
 from ivr.jobs import JobContext, Worker
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError
@@ -160,7 +160,7 @@ def test_the_factory_refuses_to_run_without_signatures_in_production(monkeypatch
 def limits() -> dict:
     from ivr.settings import ROOT
 
-    doc = yaml.safe_load((ROOT / "config" / "flows" / "payments.yaml").read_text())
+    doc = flow.read(ROOT / "config" / "flows" / "payments.yaml")
     return doc["settings"]["identification"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ivr import flow
 from ivr.app import create_app
 from ivr.directory import DirectoryError
 from ivr.flow import FlowError
@@ -30,7 +31,7 @@ def tree(tmp_path, redis_client):
 
 
 def edit(path: Path, fn) -> None:
-    data = yaml.safe_load(path.read_text())
+    data = flow.read(path) if "flows" in path.parts else yaml.safe_load(path.read_text())
     fn(data)
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
 
@@ -189,3 +190,28 @@ def test_ivr_tree_draws_every_way_out_a_node_names(tree):
     at = next(i for i, text in enumerate(lines) if "inm_message  record" in text)
     assert lines[at + 1].strip().startswith("-> inm_finish  action"), lines[at:at + 2]
     assert "  inm_message --> inm_finish" in markdown(rt.flows, rt.prompts, rt.directory).splitlines()
+
+
+# --- events: every way out of a handler's node is named in the flow file -------------------------------
+
+def test_an_event_the_node_does_not_map_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_town_route"]["on"].pop("no_town"))
+    assert (f"{flow}: node 'cc_town_route': `on` does not say where event 'no_town' of handler 'route_town' goes"
+            in refused(start))
+
+
+def test_an_event_mapped_to_no_node_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_town_route"]["on"].update(routed="xfer_nowhere"))
+    assert f"{flow}: node 'cc_town_route': event 'routed' goes to 'xfer_nowhere', which is not a node" in refused(start)
+
+
+def test_an_event_the_handler_never_names_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_town"]["on"].update(lost="cc_main"))
+    assert (f"{flow}: node 'cc_town': `on` maps 'lost', which handler 'office_by_town' never names (it names found)"
+            in refused(start))
