@@ -18,18 +18,86 @@ from .prompts import LANGS, Prompts
 
 MAX_OPTIONS = 5
 MAX_MENU_DEPTH = 3
-NODE_TYPES = {
-    # type: (required fields, fields naming another node)
-    "language": ({"prompt", "next"}, ("next",)),
-    "menu": ({"options"}, ()),
-    "answer": (set(), ("next",)),
-    "transfer": (set(), ("next",)),
-    "collect": ({"prompt"}, ("next", "skip")),
-    "record": ({"prompt"}, ("next", "skip")),
-    "action": ({"handler"}, ("next",)),
-    "handover": ({"line"}, ()),
-    "hangup": ({"prompt"}, ()),
+# Every field a node may have. The loader refuses any other, naming the file and the node; `ivr tree
+# --node-types` prints this guide.
+FIELDS = {
+    "type": "the node type (below)",
+    "prompt": "a prompt id, or a list of them, said on entering the node",
+    "next": "the node the call goes to when this one is done",
+    "options": "a menu's or an answer's choices, each with `key` (1-8), `prompt` or `office`, `goto`, "
+               "and optionally `words` {en: [...], es: [...]} a caller may say and `when` {variable: value}",
+    "handler": "a step in code (ivr/handlers/): said inside a menu or answer, or deciding at a question",
+    "on": "where each event its handler names leads: {event: node}; every event mapped, nothing else",
+    "args": "the handler's own parameters at this node (never a node id)",
+    "goes": "where the handler may send the call (being replaced by `on`)",
+    "lines": "the lines an announcement step works on (moving to `args`)",
+    "skip": "where star goes, or an optional question or message left unanswered",
+    "optional": "true: three tries without an answer go to `skip` rather than giving up",
+    "digits": "{min: N, max: M}: how many digits an answer has",
+    "input": "[dtmf] (default) or [speech, dtmf]",
+    "hints": "words for speech recognition: `towns` or `facilities`",
+    "confirm": "true: the digits are read back, 1 to keep them, 2 to key them again",
+    "confirm_prompt": "the prompt that reads the digits back (default collect.confirm)",
+    "short_prompt": "said instead of `prompt` when asking again",
+    "timeout": "seconds of silence before the question is asked again (default 8)",
+    "var": "the call variable that keeps the answer, when there is no handler",
+    "max_length": "a recording's longest, in seconds (default 120)",
+    "office": "the office to dial (config/offices.yaml)",
+    "office_var": "the call variable that holds the office to dial",
+    "to": "`agents`: dial the call center's agents",
+    "line": "the line a handover continues on, in the same call",
+    "home": "where 9 goes from this node (default: the line's `home`)",
+    "person": "where 0 goes from this node (default: the line's `person`)",
 }
+ANYWHERE = {"type", "home", "person"}
+
+
+@dataclass(frozen=True)
+class NodeType:
+    doc: str
+    required: frozenset[str]
+    optional: frozenset[str]
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return self.required | self.optional | ANYWHERE
+
+
+def _type(doc: str, required: str, optional: str) -> NodeType:
+    return NodeType(doc, frozenset(required.split()), frozenset(optional.split()))
+
+
+NODE_TYPES = {
+    "language": _type("the greeting, with the offer of Spanish; then `next`", "prompt next", ""),
+    "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
+                  "prompt handler on args goes"),
+    "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
+                    "prompt options handler on args goes next"),
+    "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when", "",
+                      "office office_var to next"),
+    "collect": _type("a question answered with digits (and speech); the answer goes to `handler` or `var`",
+                     "prompt", "next skip optional digits input hints confirm confirm_prompt short_prompt timeout "
+                               "var handler on args goes"),
+    "record": _type("a message recorded after the tone, to `handler` or `var`", "prompt",
+                    "next skip max_length var handler on args goes"),
+    "action": _type("a step in code with nothing said first; its events lead on", "handler",
+                    "on args goes next lines"),
+    "handover": _type("the same call continues on another line, at its `entry`", "line", "prompt"),
+    "hangup": _type("say `prompt`, then hang up", "prompt", ""),
+}
+LINKS = ("next", "skip")   # fields naming another node, besides options, `on`, `home` and `person`
+
+
+def guide() -> str:
+    """The node types and their fields, as `ivr tree --node-types` prints them."""
+    out = ["Node types (config/flows/*.yaml; checked by ivr/flow.py):"]
+    for name, kind in NODE_TYPES.items():
+        needs = ", ".join(sorted(kind.required)) or "nothing"
+        out.append(f"  {name:9} {kind.doc}\n            needs: {needs}; may have: "
+                   f"{', '.join(sorted(kind.optional | (ANYWHERE - {'type'}))) }")
+    out.append("Fields:")
+    out += [f"  {name:15} {doc}" for name, doc in FIELDS.items()]
+    return "\n".join(out)
 
 
 class FlowError(RuntimeError):
@@ -145,9 +213,12 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
                 offices: Container[str], hint_sets: Container[str]) -> list[str]:
     where = f"{node.file}: node {node.id!r}"
     errors = []
-    required, links = NODE_TYPES[node.type]
-    for key in sorted(required - set(node.data)):
+    kind = NODE_TYPES[node.type]
+    for key in sorted(kind.required - set(node.data)):
         errors.append(f"{where}: {node.type} needs `{key}`")
+    for key in sorted(set(node.data) - kind.fields, key=str):
+        errors.append(f"{where}: unknown field `{key}` for a node of type {node.type} "
+                      f"(it may have: {', '.join(sorted(kind.fields))})")
 
     def need_node(target, what):
         if target not in flows.nodes:
@@ -158,7 +229,7 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
             if not prompts.has(pid, lang):
                 errors.append(f"{where}: {what} {pid!r} is missing in {lang}")
 
-    for key in links:
+    for key in LINKS:
         if node.get(key) is not None:
             need_node(node.get(key), f"`{key}`")
     for pid in as_list(node.get("prompt")):

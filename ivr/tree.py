@@ -143,6 +143,9 @@ def splice(existing: str, block: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "node_types", False):
+        print(flow.guide())
+        return 0
     flows, prompts, directory = load_tree()
     lines = [args.line] if args.line else list(flows.lines)
     for line in lines:

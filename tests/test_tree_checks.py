@@ -215,3 +215,19 @@ def test_an_event_the_handler_never_names_is_refused(tree):
     edit(flow, lambda d: d["nodes"]["cc_town"]["on"].update(lost="cc_main"))
     assert (f"{flow}: node 'cc_town': `on` maps 'lost', which handler 'office_by_town' never names (it names found)"
             in refused(start))
+
+
+def test_an_unknown_field_in_a_node_is_refused(tree):
+    """A misspelt field (`skp:`) used to load silently, and the call then went nowhere the author meant."""
+    root, start = tree
+    flow_file = root / "config/flows/callcenter.yaml"
+    edit(flow_file, lambda d: d["nodes"]["cc_town"].update(skp="cc_office_menu"))
+    assert f"{flow_file}: node 'cc_town': unknown field `skp` for a node of type collect" in refused(start)
+
+
+def test_every_field_of_every_node_type_is_described_in_the_guide():
+    guide = flow.guide()
+    for name, kind in flow.NODE_TYPES.items():
+        assert f"  {name} " in guide
+        for field in kind.fields:
+            assert field in flow.FIELDS, f"{name}.{field} has no description"
