@@ -180,15 +180,14 @@ def test_a_person_that_is_not_a_node(tree):
 
 
 def test_ivr_tree_draws_every_way_out_a_node_names(tree):
-    # A `skip` that no `goes` repeats (an unanswered message goes on to the goodbye) is drawn too.
+    # A `skip` (an unanswered message goes on to the goodbye) is drawn too, beside its handler's events.
     from ivr.tree import markdown, outline
 
     root, start = tree
-    edit(root / "config/flows/inmate.yaml", lambda d: d["nodes"]["inm_message"].pop("goes"))
     rt = start().extensions["ivr"]
     lines = outline(rt.flows, "callcenter", rt.prompts, rt.directory)
     at = next(i for i, text in enumerate(lines) if "inm_message  record" in text)
-    assert lines[at + 1].strip().startswith("-> inm_finish  action"), lines[at:at + 2]
+    assert lines[at + 1].strip().startswith("(recorded) inm_finish  action"), lines[at:at + 2]
     assert "  inm_message --> inm_finish" in markdown(rt.flows, rt.prompts, rt.directory).splitlines()
 
 
