@@ -15,7 +15,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from . import flow, limits, settings, signature, store
 from .callstate import CallStore
 from .directory import Directory, parse_phone
-from .engine import Engine, Services, Turn
+from .engine import Engine, Services
 from .handlers import load_all
 from .health import HealthCache
 from .hours import Hours
@@ -61,7 +61,6 @@ class Runtime:
         # Keys read in the same round trip as a call's state, and what to do with their values.
         self.extra_keys: tuple[str, ...] = ()
         self.refreshers: list[Callable[[list], None]] = []
-        self.entry_hooks: list[Callable[[Turn], str | None]] = []
 
     def _redis_ok(self) -> bool:
         try:
@@ -79,13 +78,6 @@ class Runtime:
     def refresh(self, values: list) -> None:
         for fn in self.refreshers:
             fn(values)
-
-    def first_node(self, turn: Turn) -> str | None:
-        for hook in self.entry_hooks:
-            node = hook(turn)
-            if node:
-                return node
-        return None
 
     def fallback_response(self) -> VoiceResponse:
         """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""

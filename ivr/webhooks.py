@@ -109,7 +109,7 @@ def voice():
     line = line_for(request.form.get("To", ""))
     state = CallState(sid=sid, line=line, new=True)
     log.info("call %s on %s from %s", printable(sid[-6:]), line, mask_phone(request.form.get("From")))
-    return _answer(rt, state, lambda turn: rt.engine.start(turn, rt.first_node(turn)))
+    return _answer(rt, state, rt.engine.start)
 
 
 @bp.post("/voice/step")

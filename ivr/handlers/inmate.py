@@ -178,27 +178,22 @@ def setup(app) -> None:
     rt.services.extra["facilities"] = facilities
     rt.services.extra["requests"] = RequestStore(rt.redis, rt.services.extra["sealer"], clock=rt.hours.now)
     rt.engine.hints["facilities"] = facilities.hints()
-    rt.entry_hooks.append(entry_hook)
 
 
-def entry_hook(turn) -> str | None:
-    """A call center call from an inmate phone starts on this path (language offer first)."""
-    if turn.state.line != "callcenter":
-        return None
+@handler("inm_caller_kind", events=("facility_phone", "other"))
+def caller_kind(turn, value: str | None) -> Outcome:
+    """At the start of a call: an inmate phone's call (config/facilities.yaml) is told apart, and the
+    facility it names is kept, so the flow can start it on the prison path."""
     facilities: Facilities | None = turn.services.extra.get("facilities")
-    if facilities is None:
-        return None
-    is_facility, facility = facilities.for_caller(turn.param("From"))
+    is_facility, facility = facilities.for_caller(turn.param("From")) if facilities else (False, None)
     if not is_facility:
-        return None
+        return Outcome(event="other")
     turn.vars["inm_from_facility"] = True
     if facility is not None:
         turn.vars["inm_facility"] = facility.id
         turn.vars["inm_facility_name"] = facility.name
         turn.vars["inm_facility_how"] = "caller ID"
-    # The one node id left in code: an entry hook names the node a call starts at (app.entry_hooks),
-    # which the flow files cannot say yet.
-    return "inm_welcome"
+    return Outcome(event="facility_phone")
 
 
 def _store(turn) -> RequestStore:
