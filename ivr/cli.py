@@ -13,7 +13,7 @@ LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from .simphone import SimPhone, Transport
+    from .simphone import Phone, Transport
 
     keys = None if args.keys is None else [k.strip() for k in args.keys.split(",")]
     token = os.environ.get("TWILIO_AUTH_TOKEN")
@@ -41,13 +41,9 @@ def cmd_call(args: argparse.Namespace) -> int:
                               account_sid=app.config["TWILIO_ACCOUNT_SID"])
     to = LINE_NUMBERS.get(args.to, args.to)
     interactive = keys is None and sys.stdin.isatty()
-    phone = SimPhone(transport, to=to, caller=args.caller, keys=keys if keys is not None else [],
-                     dial_status=args.dial_status, show=print,
-                     ask=input if interactive else None)
-    if interactive:
-        phone.keys = None
+    phone = Phone(transport=transport, to=to, caller=args.caller, dial_status=args.dial_status, show=print)
     try:
-        call = phone.place()
+        call = phone.place(keys, ask=input if interactive else None)
     finally:
         if stop:
             stop()

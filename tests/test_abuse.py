@@ -18,6 +18,7 @@ from ivr import flow
 from ivr.flow import successors, targets
 from ivr.jobs import JobContext, Worker
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError
+from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     ACCOUNT_SID,
@@ -26,7 +27,6 @@ from tests.walk import (
     STAFF_ID,
     STAFF_PIN,
     WRONG_PIN,
-    Phone,
     caller_numbers,
     explore,
     known_values,

@@ -29,13 +29,12 @@ from ivr.flow import successors, targets
 from ivr.handlers.payments import case_key
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Transport
+from ivr.simphone import Phone, Transport
 from tests.redis_server import RedisServer, free_port
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CASE,
     PAYER_PIN,
-    Phone,
     explore,
     forget_summary,
     known_values,

@@ -17,7 +17,8 @@ from ivr.handlers.payments import ANONYMOUS, PaySettings, caller_id, caller_keys
 from ivr.sdu.client import SDUClient, SDULocked
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 from ivr.settings import ROOT
-from tests.walk import Phone, caller_numbers, line_number
+from ivr.simphone import Phone
+from tests.walk import caller_numbers, line_number
 
 CASE, PAYER_PIN = "123456789", "1234"
 WRONG = ["1111#", "2222#", "3333#"]

@@ -9,8 +9,9 @@ import pytest
 import responses
 
 from ivr.handlers.payments import case_key
+from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
-from tests.walk import CASE, PAYER_PIN, Phone, forget_summary, line_number
+from tests.walk import CASE, PAYER_PIN, forget_summary, line_number
 
 AGENTS = "+18605696233"
 

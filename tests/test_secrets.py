@@ -21,6 +21,7 @@ import responses
 
 from ivr.jobs import JobContext, Worker
 from ivr.sealing import TOKEN as SEALED
+from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CALLER,
@@ -31,7 +32,6 @@ from tests.walk import (
     STAFF_ID,
     STAFF_PIN,
     WRONG_PIN,
-    Phone,
     explore,
     known_values,
     line_number,

@@ -22,7 +22,7 @@ from bench.run import DURABLE_KEYS  # records kept for staff on purpose (inmate 
 from ivr import flow
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -105,7 +105,7 @@ def counted(make_app, redis_client, clock, monkeypatch):
 def walk(counted, path, hold: bool = False):
     transport = CountingTransport(counted.app, counted.counter, hold=hold)
     keys = list(path.keys[:-1] if hold else path.keys)
-    call = SimPhone(transport, to=path.to, caller=path.caller, keys=keys).place()
+    call = Phone(transport=transport, to=path.to, caller=path.caller).place(keys)
     assert not any(b in call.said for b in BROKEN), f"{path.name}: {call.said[-300:]}"
     assert all(status in (200, 204) for _, _, status, _ in transport.log), (path.name, transport.log)
     return call, transport.log
