@@ -357,3 +357,25 @@ def test_an_account_disabled_during_the_call_is_asked_for_the_staff_id_at_its_ne
     assert phone.said_since(mark).startswith("Please enter your staff ID"), (step, phone.said_since(mark))
     assert redis_client.xlen(jobs.STREAM) == 0, step     # nothing was kept for a signed-out caller
     assert "_staff" not in state_of(app, phone.sid).vars
+
+
+def test_announcement_lines_named_outside_args_stop_start_up(tmp_path, redis_client):
+    # A node's parameters for its handler go under `args`; lines left beside it would be ignored.
+    import shutil
+    from pathlib import Path
+
+    from ivr.app import create_app
+    from ivr.flow import FlowError
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "config", tmp_path / "config")
+    flow = tmp_path / "config/flows/staff.yaml"
+    text = flow.read_text()
+    node = text.index("  st_clear_both:")
+    flow.write_text(text[:node] + text[node:].replace("args: {lines: [callcenter, payments]}",
+                                                      "lines: [callcenter, payments]", 1))
+    with pytest.raises(FlowError) as err:
+        create_app({"IVR_ENV": "test", "CONFIG_DIR": tmp_path / "config", "SDU_BASE_URL": "http://127.0.0.1:9",
+                    "DATA_DIR": tmp_path / "var"}, redis_client=redis_client)
+    assert f"{flow}: node 'st_clear_both': `lines` must list some of" in str(err.value)
+    assert "`args: {lines: [...]}`" in str(err.value)

@@ -68,12 +68,15 @@ def _check_sign_out() -> None:
 
 
 def _check_lines(flows) -> None:
-    """Announcement nodes name their lines in the flow file: a wrong name stops start-up."""
+    """Announcement nodes name their lines in the flow file (`args: {lines: [...]}`): a wrong name
+    stops start-up."""
     for node in flows.nodes.values():
         if node.get("handler") in ("staff_ann_new", "staff_ann_clear"):
-            lines = node.get("lines")
+            args = node.get("args")
+            lines = args.get("lines") if isinstance(args, dict) else None
             if not isinstance(lines, list) or not lines or any(ln not in ANN_LINES for ln in lines):
-                raise FlowError(f"{node.file}: node {node.id!r}: `lines` must list some of {list(ANN_LINES)}")
+                raise FlowError(f"{node.file}: node {node.id!r}: `lines` must list some of {list(ANN_LINES)}, "
+                                "as `args: {lines: [...]}`")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -128,7 +131,7 @@ def _line_name(turn: Turn, line: str) -> str:
 
 
 def _node_lines(turn: Turn) -> list[str]:
-    return list(turn.engine.flows.nodes[turn.state.node].get("lines"))
+    return list(turn.args["lines"])     # checked at start-up (_check_lines)
 
 
 # --- signing in ----------------------------------------------------------------------------------
