@@ -30,7 +30,6 @@ FIELDS = {
     "on": "where each event its handler names leads: {event: node}; every event mapped, nothing else",
     "args": "the handler's own parameters at this node (never a node id)",
     "goes": "where the handler may send the call (being replaced by `on`)",
-    "lines": "the lines an announcement step works on (moving to `args`)",
     "skip": "where star goes, or an optional question or message left unanswered",
     "optional": "true: three tries without an answer go to `skip` rather than giving up",
     "digits": "{min: N, max: M}: how many digits an answer has",
@@ -80,8 +79,7 @@ NODE_TYPES = {
                                "var handler on args goes"),
     "record": _type("a message recorded after the tone, to `handler` or `var`", "prompt",
                     "next skip max_length var handler on args goes"),
-    "action": _type("a step in code with nothing said first; its events lead on", "handler",
-                    "on args goes next lines"),
+    "action": _type("a step in code with nothing said first; its events lead on", "handler", "on args goes next"),
     "handover": _type("the same call continues on another line, at its `entry`", "line", "prompt"),
     "hangup": _type("say `prompt`, then hang up", "prompt", ""),
 }
