@@ -121,9 +121,18 @@ def test_a_lock_set_while_the_caller_keys_the_pin_stops_that_pin(lock_app, promp
     assert not redis_client.exists(caller_tries)
 
 
-def test_a_right_pin_clears_the_cases_count(call, lock_app, redis_client, sealer):
-    call("payments", ["-", CASE + "#", "1", "1111#", PAYER_PIN + "#"], target_app=lock_app)
-    assert not redis_client.exists(case_key(sealer, CASE))
+def test_a_right_pin_clears_the_cases_count(lock_app, prompts, redis_client, sealer):
+    tries = case_key(sealer, CASE)
+    phone = Phone(lock_app, to=line_number(lock_app, "payments")).start()
+    for key in ["-", CASE + "#", "1"] + WRONG[:2]:
+        phone.press(key)
+    # Two wrong PINs sent to the SDU: the case's count holds them.
+    assert phone.said.count(prompts.text("pay.pin.wrong", "en")) == 2
+    assert int(redis_client.get(tries)) == 2
+    phone.press(PAYER_PIN + "#")
+    assert prompts.text("pay.menu.intro", "en") in phone.said
+    # The right PIN cleared it, as the SDU clears its own: a stranger later gets their full tries again.
+    assert not redis_client.exists(tries)
 
 
 def test_one_caller_number_guessing_across_cases_is_locked(call, lock_app, prompts, redis_client, sealer):

@@ -346,57 +346,60 @@ def _sid(turn) -> str:
 
 
 def _locked(turn, kind: str) -> Outcome:
-    turn.vars["lock"] = kind
-    return Outcome(goto="pay_locked")
+    turn.vars["lock"] = kind   # which lock pay_say_locked explains
+    return Outcome(event="locked")
 
 
-@handler("pay_identify")
+@handler("pay_identify", events=("identified", "tries_used_up", "locked", "not_identified"))
 def identify(turn, value: str | None) -> Outcome:
-    """The line's entry: skip what is done, stop what is not allowed, else ask for the case number."""
+    """The line's entry: skip what is done (identified earlier in this call), stop what is not allowed
+    (this call's tries used up, this caller number locked), else not identified yet."""
     if _identified(turn):
-        return Outcome(goto="pay_menu")
+        return Outcome(event="identified")
     if turn.vars.get("ident_blocked"):
-        return Outcome(goto="pay_ident_failed")
+        return Outcome(event="tries_used_up")
     if Guard(turn).locked(None):
         return _locked(turn, "caller")
-    return Outcome(goto="pay_case")
+    return Outcome(event="not_identified")
 
 
-@handler("pay_case_entered")
+@handler("pay_case_entered", events=("entered",))
 def case_entered(turn, value: str) -> Outcome:
     # A new case number starts identification over: nothing of an earlier one may be read to it.
     for name in ("role", "welcomed", "lock", "_summary"):
         turn.vars.pop(name, None)
     turn.vars["_case"] = turn.services.extra["sealer"].seal(value)
-    return Outcome(goto="pay_case_confirm")
+    return Outcome(event="entered")
 
 
-@handler("pay_read_case")
+@handler("pay_read_case", events=("no_case",))
 def read_case(turn, value: str | None) -> Outcome | None:
     case = _case(turn)
     if case is None:
-        return Outcome(goto="pay_case")
+        return Outcome(event="no_case")
     turn.say("pay.case.confirm", digits=say_digits(case))
     return None
 
 
-@handler("pay_case_check")
-def case_check(turn, value: str | None) -> Outcome:
+@handler("pay_check_locks", events=("not_locked", "locked", "no_case"))
+def check_locks(turn, value: str | None) -> Outcome:
+    """Stop a locked case or caller number before the PIN is asked for."""
     case = _case(turn)
     if case is None:
-        return Outcome(goto="pay_case")
+        return Outcome(event="no_case")
     kind = Guard(turn).locked(case)
-    return _locked(turn, kind) if kind else Outcome(goto="pay_pin")
+    return _locked(turn, kind) if kind else Outcome(event="not_locked")
 
 
-@handler("pay_pin_entered")
+@handler("pay_pin_entered",
+         events=("identified", "wrong_pin", "locked", "tries_used_up", "sdu_down", "no_case"))
 def pin_entered(turn, pin: str) -> Outcome:
     """Check the PIN with the SDU now; the PIN lives only in this function."""
     if turn.vars.get("ident_blocked"):
-        return Outcome(goto="pay_ident_failed")
+        return Outcome(event="tries_used_up")
     case = _case(turn)
     if case is None:
-        return Outcome(goto="pay_case")
+        return Outcome(event="no_case")
     settings = _settings(turn)
     guard = Guard(turn)
     kind = guard.reserve(case)  # it reads both locks too, in its one round trip
@@ -417,11 +420,11 @@ def pin_entered(turn, pin: str) -> Outcome:
         # the caller number, nor as one of the call's tries: the caller did nothing wrong).
         guard.give_back(case, case_too=False)
         log.warning("payments: call %s: PIN check not answered (counted for the case): %s", _sid(turn), exc)
-        return Outcome(goto="pay_sdu_down")
+        return Outcome(event="sdu_down")
     except SDUError as exc:
         guard.give_back(case)
         log.warning("payments: call %s: PIN check not possible: %s", _sid(turn), exc)
-        return Outcome(goto="pay_sdu_down")
+        return Outcome(event="sdu_down")
     if result.match:
         guard.give_back(case, right_pin=True)
         turn.vars["role"] = result.role
@@ -429,7 +432,7 @@ def pin_entered(turn, pin: str) -> Outcome:
         # The caller chose a language at the start (or on the call center line): that choice wins
         # over the SDU's preferred_language.
         log.info("payments: call %s identified as %s of case %s", _sid(turn), result.role, mask_digits(case))
-        return Outcome(goto="pay_menu")
+        return Outcome(event="identified")
     fails = int(turn.vars.get("pin_fails", 0)) + 1
     turn.vars["pin_fails"] = fails
     log.info("payments: call %s: wrong PIN for case %s (%d in this call, %d for the case, %s from %s)",
@@ -442,12 +445,12 @@ def pin_entered(turn, pin: str) -> Outcome:
     if kind:
         return _locked(turn, kind)
     if turn.vars.get("ident_blocked"):
-        return Outcome(goto="pay_ident_failed")
+        return Outcome(event="tries_used_up")
     turn.say("pay.pin.wrong")
-    return Outcome(goto="pay_pin")
+    return Outcome(event="wrong_pin")
 
 
-@handler("pay_say_locked")
+@handler("pay_say_locked", events=())
 def say_locked(turn, value: str | None) -> None:
     kind = turn.vars.get("lock", "case")
     pid = {"caller": "pay.locked.caller", "sdu": "pay.locked.sdu",
@@ -495,21 +498,21 @@ def _payee_kind(p: Payment) -> str:
 
 
 def _who(turn) -> tuple[str, str, object] | Outcome:
-    """(case number, role, SDU client) of an identified caller, or where to send the call instead."""
+    """(case number, role, SDU client) of an identified caller, or the event that leaves the node instead."""
     case = _identified(turn)
     if case is None:
-        return Outcome(goto="pay_ident")
+        return Outcome(event="not_identified")
     sdu = turn.services.extra.get("sdu")
     if sdu is None:
         log.error("payments: no SDU client configured")
-        return Outcome(goto="pay_sdu_down")
+        return Outcome(event="sdu_down")
     return case, turn.vars["role"], sdu
 
 
 def _unreachable(turn, what: str, exc: SDUError) -> Outcome:
     # SDUError messages never hold personal data (ivr/sdu/client.py).
     log.warning("payments: call %s: %s not available: %s", _sid(turn), what, exc)
-    return Outcome(goto="pay_sdu_down")
+    return Outcome(event="sdu_down")
 
 
 def _kept_summary(turn, case: str, role: str) -> Summary | None:
@@ -564,12 +567,17 @@ def _extra_summary(turn, case: str, role: str, what: str) -> Summary | None:
         return None
 
 
-@handler("pay_menu_intro")
+# A figure's ways out besides saying it: the caller is not (or no longer) identified in this call
+# (a forged or replayed step), or the SDU cannot answer.
+_FIGURE = ("not_identified", "sdu_down")
+
+
+@handler("pay_menu_intro", events=("not_identified",))
 def menu_intro(turn, value: str | None) -> Outcome | None:
     """The payment menu: only for an identified caller; the first time, say what state the case is in."""
     case = _identified(turn)
     if case is None:
-        return Outcome(goto="pay_ident")
+        return Outcome(event="not_identified")
     if not turn.vars.get("welcomed"):
         turn.vars["welcomed"] = True
         turn.say("pay.signed_in")
@@ -582,7 +590,7 @@ def menu_intro(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_last")
+@handler("pay_say_last", events=_FIGURE)
 def say_last(turn, value: str | None) -> Outcome | None:
     summary = _summary(turn)
     if isinstance(summary, Outcome):
@@ -601,7 +609,7 @@ def say_last(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_recent")
+@handler("pay_say_recent", events=_FIGURE)
 def say_recent(turn, value: str | None) -> Outcome | None:
     who = _who(turn)
     if isinstance(who, Outcome):
@@ -641,7 +649,7 @@ def _join(items: list[str], lang: str) -> str:
     return ", ".join(items[:-1]) + _AND.get(lang, " and ") + items[-1]
 
 
-@handler("pay_say_balance")
+@handler("pay_say_balance", events=_FIGURE)
 def say_balance(turn, value: str | None) -> Outcome | None:
     summary = _summary(turn)
     if isinstance(summary, Outcome):
@@ -673,10 +681,10 @@ def say_balance(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_next")
+@handler("pay_say_next", events=(*_FIGURE, "not_offered"))
 def say_next(turn, value: str | None) -> Outcome | None:
-    if turn.vars.get("role") == "payer":  # a payer is never offered this; a forged step goes home
-        return Outcome(goto="pay_menu")
+    if turn.vars.get("role") == "payer":  # a payer is never offered this: a forged step
+        return Outcome(event="not_offered")
     summary = _summary(turn)
     if isinstance(summary, Outcome):
         return summary
@@ -690,7 +698,7 @@ def say_next(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_how")
+@handler("pay_say_how", events=())
 def say_how(turn, value: str | None) -> None:
     settings = _settings(turn)
     lang = turn.lang
