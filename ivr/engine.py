@@ -216,8 +216,6 @@ class Engine:
         elif outcome.event:
             # The loader checked that `on` maps every event the handler declares.
             self.enter(turn, node.get("on")[outcome.event])
-        elif outcome.goto:
-            self.enter(turn, outcome.goto)
         else:
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=True)
 
@@ -267,7 +265,7 @@ class Engine:
                     outcome = self.handlers[node.get("handler")](turn, None)
                 finally:
                     turn.target = None
-                if outcome is not None and (outcome.event or outcome.goto or outcome.hangup):
+                if outcome is not None and (outcome.event or outcome.hangup):
                     for verb in gather.verbs:  # keep what the handler said before moving on
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from .handlers import events_of
 from .prompts import LANGS, Prompts
 
 MAX_OPTIONS = 5
@@ -29,7 +30,6 @@ FIELDS = {
     "handler": "a step in code (ivr/handlers/): said inside a menu or answer, or deciding at a question",
     "on": "where each event its handler names leads: {event: node}; every event mapped, nothing else",
     "args": "the handler's own parameters at this node (never a node id)",
-    "goes": "where the handler may send the call (being replaced by `on`)",
     "skip": "where star goes, or an optional question or message left unanswered",
     "optional": "true: three tries without an answer go to `skip` rather than giving up",
     "digits": "{min: N, max: M}: how many digits an answer has",
@@ -69,17 +69,17 @@ def _type(doc: str, required: str, optional: str) -> NodeType:
 NODE_TYPES = {
     "language": _type("the greeting, with the offer of Spanish; then `next`", "prompt next", ""),
     "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
-                  "prompt handler on args goes"),
+                  "prompt handler on args"),
     "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
-                    "prompt options handler on args goes next"),
+                    "prompt options handler on args next"),
     "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when", "",
                       "office office_var to next"),
     "collect": _type("a question answered with digits (and speech); the answer goes to `handler` or `var`",
                      "prompt", "next skip optional digits input hints confirm confirm_prompt short_prompt timeout "
-                               "var handler on args goes"),
+                               "var handler on args"),
     "record": _type("a message recorded after the tone, to `handler` or `var`", "prompt",
-                    "next skip max_length var handler on args goes"),
-    "action": _type("a step in code with nothing said first; its events lead on", "handler", "on args goes next"),
+                    "next skip max_length var handler on args"),
+    "action": _type("a step in code with nothing said first; its events lead on", "handler", "on args next"),
     "handover": _type("the same call continues on another line, at its `entry`", "line", "prompt"),
     "hangup": _type("say `prompt`, then hang up", "prompt", ""),
 }
@@ -232,8 +232,6 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
             need_node(node.get(key), f"`{key}`")
     for pid in as_list(node.get("prompt")):
         need_prompt(pid)
-    for target in node.get("goes", []):
-        need_node(target, "`goes`")
     for key, what in (("home", "`home` (key 9)"), ("person", "`person` (key 0)")):
         if node.get(key) is not None:
             need_node(node.get(key), what)
@@ -296,13 +294,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
 
 def _check_events(where: str, node: Node, fn: Callable, need_node: Callable) -> list[str]:
     """Every event the node's handler declares is mapped by `on`, to a node; nothing else is."""
-    declared = getattr(fn, "events", None)
-    on = node.get("on")
-    if declared is None:
-        return [] if on is None else [f"{where}: handler {node.get('handler')!r} declares no events, "
-                                      "so `on` cannot map any"]
-    if on is None:
-        on = {}
+    declared = events_of(fn)
+    on = node.get("on") or {}
     if not isinstance(on, dict):
         return [f"{where}: `on` must map events to nodes"]
     errors = [f"{where}: `on` does not say where event {event!r} of handler {node.get('handler')!r} goes"
@@ -352,7 +345,6 @@ EDGE_KINDS = {
     "option": "a menu's or an answer's option (`goto`)",
     "next": "`next`, when the node is done",
     "on": "`on`: an event its handler names, and the node it leads to",
-    "goes": "`goes`: where its handler may send the call",
     "skip": "`skip`: star, or an optional question or message left unanswered",
     "handover": "`line`: the other line's entry, in the same call",
     "home": "key 9, the main menu: the node's own `home` or its line's",
@@ -362,7 +354,7 @@ GLOBAL_KINDS = ("home", "person")   # the keys that work the same in every menu
 
 
 def successors(flows: FlowSet, node: Node) -> list[Edge]:
-    """Every way out of `node`, in this order: its options, `next`, `on`, `goes`, `skip`, a handover's line,
+    """Every way out of `node`, in this order: its options, `next`, `on`, `skip`, a handover's line,
     then keys 9 and 0 where the engine (ivr/engine.py) takes them: menus and answers; a transfer's
     choices after it is closed or fails (0 at the agents' own transfer stays there); a question
     whose answer is never a lone digit (at least 2 digits) or that is read back for confirmation."""
@@ -371,7 +363,6 @@ def successors(flows: FlowSet, node: Node) -> list[Edge]:
            for opt in node.options if "goto" in opt]
     out += [Edge("next", node.get("next"))] if node.get("next") else []
     out += [Edge("on", target, key=str(event)) for event, target in (node.get("on") or {}).items()]
-    out += [Edge("goes", target) for target in node.get("goes") or []]
     out += [Edge("skip", node.get("skip"))] if node.get("skip") else []
     if node.type == "handover" and node.get("line") in flows.lines:
         out.append(Edge("handover", flows.lines[node.get("line")].entry))

@@ -52,7 +52,7 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
 
 
 # Drawn as plain arrows, each target once; the global keys 9 and 0 are left out of the drawings.
-PLAIN = ("next", "goes", "skip")
+PLAIN = ("next", "skip")
 
 
 def option_label(edge: Edge, prompts: Prompts, directory: Directory) -> str:

@@ -4,6 +4,7 @@ leaves every call the same."""
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -34,8 +35,6 @@ def renamed_copy(dest: Path) -> dict[str, str]:
             for key in NODE_FIELDS:
                 if key in node:
                     node[key] = new[node[key]]
-            if "goes" in node:
-                node["goes"] = [new[t] for t in node["goes"]]
             if "on" in node:
                 node["on"] = {event: new[t] for event, t in node["on"].items()}
             for option in node.get("options") or []:
@@ -73,7 +72,8 @@ def test_renaming_every_node_id_leaves_every_call_the_same(make_app, redis_clien
             documents.append(walk.documents)
         finally:
             sdu.stop()
-    original, after = documents
+    # The simulated phone's recordings get random Twilio ids: the only thing two walks may not share.
+    original, after = ([re.sub(r"RE[0-9a-f]{32}", "RE…", doc) for doc in docs] for docs in documents)
     assert len(original) > 50
     for i, (a, b) in enumerate(zip(original, after, strict=True)):
         assert a == b, f"answer {i} differs after renaming the nodes"

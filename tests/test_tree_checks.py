@@ -230,3 +230,16 @@ def test_every_field_of_every_node_type_is_described_in_the_guide():
         assert f"  {name} " in guide
         for field in kind.fields:
             assert field in flow.FIELDS, f"{name}.{field} has no description"
+
+
+def test_goes_is_gone_every_route_is_an_event():
+    """`goes:` was a hand-written list nothing checked; a node that still has one is refused."""
+    assert "goes" not in flow.FIELDS
+    assert all("goes" not in kind.fields for kind in flow.NODE_TYPES.values())
+
+
+def test_every_handler_declares_its_events():
+    from ivr.handlers import load_all
+
+    for name, fn in load_all().items():
+        assert isinstance(getattr(fn, "events", None), frozenset), f"handler {name} declares no events"

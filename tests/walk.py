@@ -176,7 +176,7 @@ def settles(flows, node_id: str) -> set[str]:
         out.add(nid)
         node = flows.nodes[nid]
         if node.type in ("action", "handover") or node.get("handler"):
-            todo += targets(successors(flows, node), ("next", "on", "goes", "handover"))
+            todo += targets(successors(flows, node), ("next", "on", "handover"))
     return out
 
 

@@ -21,20 +21,19 @@ class Outcome:
     retry: str | None = None              # a prompt id: count a failed try and ask again
     hangup: bool = False
     fields: dict = field(default_factory=dict)   # values for the retry prompt
-    goto: str | None = None               # a node id: being replaced by events (issue 14)
 
 
-def handler(name: str, events: tuple[str, ...] | None = None) -> Callable[[Callable], Callable]:
-    """Register `fn` under `name`; `events` are the ways out it may name (None: not yet declared)."""
+def handler(name: str, events: tuple[str, ...]) -> Callable[[Callable], Callable]:
+    """Register `fn` under `name`; `events` are the ways out of its node it may name (maybe none)."""
     def register(fn: Callable) -> Callable:
-        fn.events = None if events is None else frozenset(events)
+        fn.events = frozenset(events)
         REGISTRY[name] = fn
         return fn
     return register
 
 
-def events_of(fn: Callable) -> frozenset[str] | None:
-    return getattr(fn, "events", None)
+def events_of(fn: Callable) -> frozenset[str]:
+    return getattr(fn, "events", frozenset())
 
 
 def load_all() -> dict[str, Callable]:
