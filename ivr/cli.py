@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import bench, requests_cli, retention, staff_cli
+
 LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
 
@@ -130,14 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in ("ivr.requests_cli", "ivr.staff_cli", "ivr.bench", "ivr.retention"):
-        try:
-            mod = __import__(module, fromlist=["add_commands"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.add_commands(sub)
+    for module in (requests_cli, staff_cli, bench, retention):
+        module.add_commands(sub)
     return parser
 
 

@@ -11,7 +11,6 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
@@ -19,7 +18,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from .callstate import CallState
 from .flow import FlowSet, Node, as_list
 from .handlers import Outcome
-from .prompts import Prompts
+from .services import Services
 from .speech import say_digits, say_phone
 
 log = logging.getLogger("ivr.engine")
@@ -37,16 +36,6 @@ SPOKEN_DIGITS = {
     "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
     "es": ["cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"],
 }
-
-
-@dataclass
-class Services:
-    """What the engine and the handlers may use besides the tree itself."""
-    prompts: Prompts
-    directory: object
-    hours: object
-    lines: Mapping
-    extra: Mapping       # sdu client, redis, sealer, queues ...: handlers' own needs
 
 
 class Turn:
@@ -131,8 +120,9 @@ class Engine:
         self.flows = flows
         self.services = services
         self.handlers = handlers
-        self.hints = {"towns": ", ".join(sorted(services.directory.towns))}
-        self._sealer = services.extra["sealer"]
+        self.hints = {"towns": ", ".join(sorted(services.directory.towns)),
+                      "facilities": services.facilities.hints()}
+        self._sealer = services.sealer
 
     # --- entry points --------------------------------------------------------------------
     def start(self, turn: Turn, node_id: str | None = None) -> VoiceResponse:
@@ -241,10 +231,8 @@ class Engine:
         self.enter(turn, node.get("next"))
 
     def _announce(self, turn: Turn, target) -> None:
-        """Announcements staff posted for the start of this line, in the caller's language, if any
-        (the hook `extra["announcements"](line, lang) -> [Spoken]`, set by ivr/handlers/staff.py)."""
-        hook = self.services.extra.get("announcements")
-        announcements = hook(turn.state.line, turn.lang) if hook else []
+        """Announcements staff posted for the start of this line, in the caller's language, if any."""
+        announcements = self.services.published.announcements(turn.state.line, turn.lang)
         for spoken in announcements:
             turn.say_text(spoken.text, target, audio=spoken.audio)
         if announcements and turn.state.line not in (heard := turn.vars.setdefault("_announced", [])):

@@ -148,7 +148,7 @@ def step():
 
 def _answer(rt, state: CallState, run) -> Response:
     turn = Turn(rt.engine, state, request.form, _step_url)
-    sdu = rt.services.extra.get("sdu")
+    sdu = rt.services.sdu
     try:
         # One SDU time budget for the whole webhook, however many lookups its handlers make.
         with sdu.budget_scope() if sdu is not None else nullcontext():
@@ -216,7 +216,7 @@ def fallback():
 def health():
     rt = runtime()
     status = rt.health.status()
-    sdu = rt.services.extra.get("sdu")
+    sdu = rt.services.sdu
     breaker = sdu.breaker.state if sdu is not None else None
     age = round(time.monotonic() - status.at, 1) if status.at else None
     return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age), 200

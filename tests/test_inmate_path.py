@@ -306,7 +306,7 @@ def test_a_caller_still_on_the_line_is_shown_as_such(app, staff):
 
 
 def test_the_reference_is_never_said_when_the_request_could_not_be_stored(app, call, prompts, monkeypatch):
-    store = app.extensions["ivr"].services.extra["requests"]
+    store = app.extensions["ivr"].services.requests
 
     def down(ref):
         raise redis.ConnectionError("Redis went away")
@@ -336,7 +336,7 @@ def test_a_replayed_webhook_or_a_replayed_call_makes_no_second_request(app, redi
     call("callcenter", ["-", "1", "1111111#", "1", "*", "-", "-"], caller=YORK, sid=sid)
     assert redis_client.zcard("ivr:req:all") == 1
     ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
-    store = app.extensions["ivr"].services.extra["requests"]
+    store = app.extensions["ivr"].services.requests
     assert store.get(ref)["inmate"] == "1111111"          # the newer number, with the change audited
     assert [e.action for e in store.history(ref)].count("inmate number given again") == 1
 
@@ -375,7 +375,7 @@ def test_a_bad_facility_number_stops_start_up_naming_the_file(make_app, tmp_path
 
 
 def test_every_facility_can_be_said_and_spelled_and_its_number_is_recognised(app):
-    facilities = app.extensions["ivr"].services.extra["facilities"]
+    facilities = app.extensions["ivr"].services.facilities
     assert len(facilities.by_id) >= 13
     for f in facilities.by_id.values():
         assert facilities.match_speech(f"I am at {f.words[0]}") == [f]
@@ -572,7 +572,7 @@ def test_where_a_caller_goes_when_the_request_cannot_be_stored_is_set_in_the_flo
 
     def down(ref):
         raise redis.ConnectionError("Redis went away")
-    monkeypatch.setattr(app.extensions["ivr"].services.extra["requests"], "finish", down)
+    monkeypatch.setattr(app.extensions["ivr"].services.requests, "finish", down)
     c = call("callcenter", ["-", "1", f"{INMATE}#", "1", "*", "record"], caller=YORK, target_app=app)
     failed = prompts.text("inm.store_failed", "en", number="1, 8 0 0, 2 2 8, 5 4 3 7")
     assert failed in c.said and "request number" not in c.said

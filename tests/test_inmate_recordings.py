@@ -54,7 +54,7 @@ def message_on(app, account: str = ACCOUNT) -> tuple[str, str]:
 
 
 def store_of(app):
-    return app.extensions["ivr"].services.extra["requests"]
+    return app.extensions["ivr"].services.requests
 
 
 @responses.activate

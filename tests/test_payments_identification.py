@@ -41,7 +41,7 @@ def lock_app(make_app, own_stub):
 
 @pytest.fixture
 def sealer(lock_app):
-    return lock_app.extensions["ivr"].services.extra["sealer"]
+    return lock_app.extensions["ivr"].services.sealer
 
 
 def test_three_wrong_pins_end_identification_and_offer_a_person(call, lock_app, prompts, redis_client, sealer):
@@ -199,7 +199,7 @@ def test_the_same_wrong_pins_from_an_ordinary_number_still_lock_it(call, lock_ap
 
 def test_a_limit_for_shared_phones_can_be_set_and_counts_each_number(call, lock_app, redis_client, sealer):
     rt = lock_app.extensions["ivr"]
-    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], facility_lock_after=4)
+    rt.services.payments = dataclasses.replace(rt.services.payments, facility_lock_after=4)
     call("payments", ["-", "111111111#", "1"] + WRONG, caller=YORK_CI, target_app=lock_app)
     c = call("payments", ["-", "222222222#", "1"] + WRONG[:1], caller=YORK_CI, target_app=lock_app)
     assert CALLER_LOCKED in c.said                                         # the 4th from York CI
@@ -382,7 +382,7 @@ def test_a_pin_the_sdu_may_have_counted_without_answering_stays_counted(make_app
 def test_wrong_pins_across_the_line_raise_one_alert_rather_than_a_lock(call, lock_app, caplog):
     """Guessing spread over many cases and made-up numbers locks no one as a group: it is reported."""
     rt = lock_app.extensions["ivr"]
-    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], alert_per_hour=4)
+    rt.services.payments = dataclasses.replace(rt.services.payments, alert_per_hour=4)
     numbers = caller_numbers(5557000)
     for case in ("111111111", "222222222", "333333333"):
         call("payments", ["-", case + "#", "1"] + WRONG, caller=numbers(), target_app=lock_app)

@@ -68,7 +68,7 @@ def test_no_pin_case_number_or_caller_number_in_logs_or_plain_redis(make_app, ca
 
     snapshots.append(dump(redis_client))      # and after the calls: counters and locks remain
     assert len(snapshots) > 40
-    sealer = app.extensions["ivr"].services.extra["sealer"]
+    sealer = app.extensions["ivr"].services.sealer
     for snap in snapshots:
         for key, value in snap:
             assert not secrets_in(key.decode(errors="replace")), key

@@ -65,7 +65,7 @@ def test_a_done_request_is_purged_with_its_message_file_and_audit_trail_once_pas
     with responses.RequestsMock() as twilio:
         twilio.get(url + ".mp3", body=AUDIO)
         jobs.Worker(jobs.JobContext(app.config, redis_client)).run_once()
-    store = app.extensions["ivr"].services.extra["requests"]
+    store = app.extensions["ivr"].services.requests
     file = Path(store.get(ref)["recording_file"])
     assert file.read_bytes() == AUDIO
     store.done(ref, "A. Ruiz")

@@ -204,7 +204,7 @@ def known_values(app) -> list[str]:
     the app has a staff line, so that its menus can be walked too."""
     from ivr.sdu.stub import load_fixtures
 
-    staffdb = app.extensions["ivr"].services.extra.get("staffdb")
+    staffdb = app.extensions["ivr"].services.staffdb
     pool = []
     if staffdb is not None:
         if staffdb.get(STAFF_ID) is None:
@@ -275,7 +275,7 @@ def capped_calls(app, redis_client, lang_keys=("1", "2", "2")) -> list[Phone]:
     so the first call's request uses the day's one up; each key of `lang_keys` places one call."""
     import dataclasses
 
-    facilities = app.extensions["ivr"].services.extra["facilities"]
+    facilities = app.extensions["ivr"].services.facilities
     caps = facilities.caps
     facilities.caps = dataclasses.replace(caps, per_caller=1)
     redis_client.flushdb()

@@ -38,12 +38,6 @@ def events_of(fn: Callable) -> frozenset[str]:
 
 def load_all() -> dict[str, Callable]:
     """Import every handler module so that their names are registered."""
-    from . import offices  # noqa: F401
+    from . import inmate, offices, payments, staff  # noqa: F401
 
-    for optional in ("payments", "inmate", "staff"):
-        try:
-            __import__(f"{__name__}.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{optional}":
-                raise
     return REGISTRY

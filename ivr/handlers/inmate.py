@@ -172,19 +172,11 @@ def load_facilities(path: Path) -> Facilities:
 
 # --- wiring --------------------------------------------------------------------------------------------
 
-def setup(app) -> None:
-    rt = app.extensions["ivr"]
-    facilities = load_facilities(Path(rt.config["CONFIG_DIR"]) / "facilities.yaml")
-    rt.services.extra["facilities"] = facilities
-    rt.services.extra["requests"] = RequestStore(rt.redis, rt.services.extra["sealer"], clock=rt.hours.now)
-    rt.engine.hints["facilities"] = facilities.hints()
-
-
 @handler("inm_caller_kind", events=("facility_phone", "other"))
 def caller_kind(turn, value: str | None) -> Outcome:
     """At the start of a call: an inmate phone's call (config/facilities.yaml) is told apart, and the
     facility it names is kept, so the flow can start it on the prison path."""
-    facilities: Facilities | None = turn.services.extra.get("facilities")
+    facilities: Facilities | None = turn.services.facilities
     is_facility, facility = facilities.for_caller(turn.param("From")) if facilities else (False, None)
     if not is_facility:
         return Outcome(event="other")
@@ -197,14 +189,14 @@ def caller_kind(turn, value: str | None) -> Outcome:
 
 
 def _store(turn) -> RequestStore:
-    return turn.services.extra["requests"]
+    return turn.services.requests
 
 
 def quota(turn) -> Quota:
     """Whose day's count a new request of this call counts against: a facility's inmate phones share
     one (a whole prison calls from them: its own, higher cap), a shared inmate line has its own, so do
     all withheld callers together, and any other caller ID its own."""
-    facilities: Facilities = turn.services.extra["facilities"]
+    facilities: Facilities = turn.services.facilities
     caps, raw = facilities.caps, turn.param("From")
     is_facility, facility = facilities.for_caller(raw)
     number = caller_id(raw)
@@ -217,7 +209,7 @@ def quota(turn) -> Quota:
         bucket, who, limit = "withheld", "callers without a caller ID", caps.withheld
     else:
         bucket, who, limit = "caller:" + number, "caller " + mask_phone(number), caps.per_caller
-    return Quota(turn.services.extra["sealer"].tag("requests:" + bucket), limit, who)
+    return Quota(turn.services.sealer.tag("requests:" + bucket), limit, who)
 
 
 def _stored_failed(turn, exc: Exception) -> Outcome:
@@ -321,7 +313,7 @@ def inm_say_capped(turn, value: None) -> None:
 def inm_match_facility(turn, value: str) -> Outcome:
     """A facility said by name, or spelled with the keypad's letters; after FACILITY_MISSES names not
     found the caller is moved on (they can say it in the message)."""
-    facilities: Facilities = turn.services.extra["facilities"]
+    facilities: Facilities = turn.services.facilities
     found = facilities.match_keys(value) if value.isdigit() else facilities.match_speech(value)
     if len(found) == 1:
         turn.vars.pop("inm_facility_misses", None)

@@ -110,14 +110,8 @@ def load_settings(path: Path) -> PaySettings:
     return settings
 
 
-def setup(app) -> None:
-    """Called by create_app: load the settings once, for the handlers."""
-    rt = app.extensions["ivr"]
-    rt.services.extra["payments"] = load_settings(rt.config["CONFIG_DIR"] / "flows" / "payments.yaml")
-
-
 def _settings(turn) -> PaySettings:
-    return turn.services.extra.get("payments") or PaySettings()
+    return turn.services.payments
 
 
 # --- PIN-guessing limits, shared by every worker through Redis ------------------------------------
@@ -149,14 +143,14 @@ def caller_limit(turn, settings: PaySettings, caller: str) -> int | None:
     higher limit, so only heavy misuse locks it."""
     if caller == ANONYMOUS:
         return None
-    facilities = turn.services.extra.get("facilities")
+    facilities = turn.services.facilities
     shared = facilities is not None and facilities.for_caller(caller)[0]
     return (settings.facility_lock_after if shared else settings.caller_lock_after) or None
 
 
 def _personal(turn, caller: str) -> bool:
     """A caller ID one household uses (not withheld, not an inmate phone): one that can be "known"."""
-    facilities = turn.services.extra.get("facilities")
+    facilities = turn.services.facilities
     return caller != ANONYMOUS and not (facilities is not None and facilities.for_caller(caller)[0])
 
 
@@ -235,8 +229,8 @@ class Guard:
     may have (a timeout after sending, a 500, a broken answer: SDUNoAnswer) leaves it counted."""
 
     def __init__(self, turn) -> None:
-        self.redis = turn.services.extra["redis"]
-        self.sealer = turn.services.extra["sealer"]
+        self.redis = turn.services.redis
+        self.sealer = turn.services.sealer
         self.settings = _settings(turn)
         self.caller = caller_id(turn.param("From"))
         self.caller_limit = caller_limit(turn, self.settings, self.caller)
@@ -331,7 +325,7 @@ class Guard:
 def _case(turn) -> str | None:
     """The case number of this call (unsealed), or None."""
     sealed = turn.vars.get("_case")
-    return turn.services.extra["sealer"].unseal(sealed) if sealed else None
+    return turn.services.sealer.unseal(sealed) if sealed else None
 
 
 def _identified(turn) -> str | None:
@@ -368,7 +362,7 @@ def case_entered(turn, value: str) -> Outcome:
     # A new case number starts identification over: nothing of an earlier one may be read to it.
     for name in ("role", "welcomed", "lock", "_summary"):
         turn.vars.pop(name, None)
-    turn.vars["_case"] = turn.services.extra["sealer"].seal(value)
+    turn.vars["_case"] = turn.services.sealer.seal(value)
     return Outcome(event="entered")
 
 
@@ -405,7 +399,7 @@ def pin_entered(turn, pin: str) -> Outcome:
     kind = guard.reserve(case)  # it reads both locks too, in its one round trip
     if kind:
         return _locked(turn, kind)
-    sdu = turn.services.extra.get("sdu")
+    sdu = turn.services.sdu
     try:
         if sdu is None:
             raise SDUError("no SDU client configured")
@@ -502,7 +496,7 @@ def _who(turn) -> tuple[str, str, object] | Outcome:
     case = _identified(turn)
     if case is None:
         return Outcome(event="not_identified")
-    sdu = turn.services.extra.get("sdu")
+    sdu = turn.services.sdu
     if sdu is None:
         log.error("payments: no SDU client configured")
         return Outcome(event="sdu_down")
@@ -517,7 +511,7 @@ def _unreachable(turn, what: str, exc: SDUError) -> Outcome:
 
 def _kept_summary(turn, case: str, role: str) -> Summary | None:
     """The summary this call already looked up, if it is for this case and role and recent enough."""
-    text = turn.services.extra["sealer"].unseal_compressed(turn.vars.get("_summary", ""))
+    text = turn.services.sealer.unseal_compressed(turn.vars.get("_summary", ""))
     if text is None:
         return None
     try:
@@ -539,7 +533,7 @@ def _lookup_summary(turn, sdu, case: str, role: str, budget: float | None) -> Su
         summary = sdu.summary(case, role)
     # Sealed like the case number: figures and the case number are personal data.
     record = {"at": turn.services.hours.now().timestamp(), "body": summary.body}
-    turn.vars["_summary"] = turn.services.extra["sealer"].seal_compressed(json.dumps(record, separators=(",", ":")))
+    turn.vars["_summary"] = turn.services.sealer.seal_compressed(json.dumps(record, separators=(",", ":")))
     return summary
 
 
@@ -557,7 +551,7 @@ def _summary(turn) -> Summary | Outcome:
 def _extra_summary(turn, case: str, role: str, what: str) -> Summary | None:
     """The summary for a sentence the caller can do without: a short budget, and None (logged) when
     the SDU cannot answer in it."""
-    sdu = turn.services.extra.get("sdu")
+    sdu = turn.services.sdu
     try:
         if sdu is None:
             raise SDUError("no SDU client configured")

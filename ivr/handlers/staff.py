@@ -19,18 +19,15 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from flask import Flask
-
 from .. import jobs, recordings
-from ..audio import bp as audio_bp
 from ..directory import ANONYMOUS, caller_id
 from ..engine import Turn
 from ..flow import FlowError
 from ..prompts import _fields
-from ..published import ANN_LINES, REV, Library, Mirror, NothingToRollBack, Who, audio_dir
+from ..published import ANN_LINES, Library, Mirror, NothingToRollBack, Who, audio_dir
 from ..redact import mask_digits
 from ..speech import say_date, say_digits
-from ..staffdb import TRIES_PER_CALL, Login, Staff, StaffDB, pepper_for
+from ..staffdb import TRIES_PER_CALL, Login, Staff
 from . import REGISTRY, Outcome, events_of, handler
 
 log = logging.getLogger("ivr.staff")
@@ -41,20 +38,10 @@ REVIEW_PAUSE = 1      # seconds before a fresh recording is first played back (s
 SIGNED_OUT = "signed_out"
 
 
-def setup(app: Flask) -> None:
-    """Wire the staff line into the app: storage, the published-index refresher, the announcement
-    hook of the engine's `language` node, and the audio route."""
-    rt = app.extensions["ivr"]
-    library = Library(rt.redis)
-    mirror = Mirror(library, rt.prompts, rt.hours.now)
-    rt.services.extra.update(library=library, published=mirror, staffdb=StaffDB(rt.redis, pepper_for(rt.config)),
-                             announcements=mirror.announcements)
-    at = len(rt.extra_keys)         # where the revision comes back among the values read with a call's state
-    rt.extra_keys += (REV,)
-    rt.refreshers.append(lambda values: mirror.refresh(values[at]))
-    app.register_blueprint(audio_bp)
+def check_flows(flows) -> None:
+    """The staff steps' own checks of the call tree, at start-up (create_app)."""
     _check_sign_out()
-    _check_lines(rt.flows)
+    _check_lines(flows)
 
 
 def _check_sign_out() -> None:
@@ -80,10 +67,6 @@ def _check_lines(flows) -> None:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _extra(turn: Turn, name: str):
-    return turn.services.extra[name]
-
-
 def _now(turn: Turn) -> datetime:
     return turn.services.hours.now()
 
@@ -93,7 +76,7 @@ def _staff(turn: Turn) -> Staff | None:
     staff_id = turn.vars.get("_staff")
     if not staff_id:
         return None
-    staff = _extra(turn, "staffdb").get(staff_id)
+    staff = turn.services.staffdb.get(staff_id)
     return staff if staff is not None and not staff.disabled else None
 
 
@@ -141,17 +124,17 @@ def staff_id(turn: Turn, value: str) -> Outcome:
     # No lock is looked at here: the PIN is always asked, and a lock said only after it, the same way
     # for an unknown ID as for a known one (saying it now would tell a guesser which IDs exist).
     # Sealed: a staff member who keys the PIN at the ID prompt must not leave it in call state.
-    turn.vars["_staff_try"] = turn.services.extra["sealer"].seal(value)
+    turn.vars["_staff_try"] = turn.services.sealer.seal(value)
     return Outcome(event="id_entered")
 
 
 @handler("staff_pin", events=("identified", "login_failed", "no_id"))
 def staff_pin(turn: Turn, value: str) -> Outcome:
-    staff_id = turn.services.extra["sealer"].unseal(turn.vars.pop("_staff_try", "")) or ""
+    staff_id = turn.services.sealer.unseal(turn.vars.pop("_staff_try", "")) or ""
     if not staff_id:     # no staff ID to check the PIN against: ask for it again
         return Outcome(event="no_id")
     caller = caller_id(turn.param("From"))
-    result, staff = _extra(turn, "staffdb").login(staff_id, value, caller, _now(turn))
+    result, staff = turn.services.staffdb.login(staff_id, value, caller, _now(turn))
     if result is Login.OK and staff is not None:
         turn.vars.pop("_fails", None)
         turn.vars.update(_staff=staff.id, _staff_name=staff.name, work_lang=turn.lang)
@@ -219,7 +202,7 @@ def staff_prompt(turn: Turn, value, staff: Staff) -> Outcome | None:
     turn.say("st.prompt.about", code=say_digits(str(prompts.codes[pid])), work=_lang_name(turn, lang))
     words = prompts.texts[lang][pid].split()
     turn.say_text(" ".join(words[:FIRST_WORDS]) + ("..." if len(words) > FIRST_WORDS else ""), lang=lang)
-    library: Library = _extra(turn, "library")
+    library: Library = turn.services.library
     current = library.published(pid, lang)
     if current:
         event = library.version(pid, lang, current["v"]) or {}
@@ -252,7 +235,7 @@ def staff_rollback(turn: Turn, value, staff: Staff) -> Outcome:
         return Outcome(event="no_prompt")
     lang = _work(turn)
     try:
-        version = _extra(turn, "library").rollback(pid, lang, _who(staff), _now(turn))
+        version = turn.services.library.rollback(pid, lang, _who(staff), _now(turn))
     except NothingToRollBack:
         turn.say("st.rollback.none")
         turn.vars["_quiet"] = 1
@@ -271,7 +254,7 @@ def staff_rollback(turn: Turn, value, staff: Staff) -> Outcome:
 @signed_in
 def staff_recorded(turn: Turn, url: str, staff: Staff) -> Outcome:
     try:
-        recordings.check_url(url, _extra(turn, "config")["TWILIO_ACCOUNT_SID"])
+        recordings.check_url(url, turn.services.config["TWILIO_ACCOUNT_SID"])
     except recordings.RecordingError:
         return Outcome(retry="st.record.bad")
     turn.vars["_rec"] = url
@@ -313,14 +296,14 @@ def staff_keep(turn: Turn, value, staff: Staff) -> Outcome:
     # The stamp orders this recording among staff's changes: if its download is late, it does not go
     # live over a newer recording, a rollback or a clear made after this moment.
     payload = {"url": url, "lang": _work(turn), "by": staff.id, "name": staff.name,
-               "at": _now(turn).isoformat(), "seq": _extra(turn, "library").stamp()}
+               "at": _now(turn).isoformat(), "seq": turn.services.library.stamp()}
     if turn.vars.get("_target") == "prompt" and turn.vars.get("_pid"):
         payload.update(what="prompt", pid=turn.vars["_pid"])
     elif turn.vars.get("_target") == "announcement" and turn.vars.get("_ann_lines"):
         payload.update(what="announcement", lines=turn.vars["_ann_lines"], until=turn.vars.get("_until"))
     else:  # not knowing what the recording is for, publish nothing
         return Outcome(event="purpose_unknown")
-    jobs.enqueue(_extra(turn, "redis"), JOB, payload)
+    jobs.enqueue(turn.services.redis, JOB, payload)
     log.info("staff line: %s kept a recording (%s %s)", staff.id, payload["what"],
              payload.get("pid") or ",".join(payload["lines"]))
     turn.say("st.kept")
@@ -343,7 +326,7 @@ def staff_ann_status(turn: Turn, value, staff: Staff) -> Outcome | None:
     if turn.vars.pop("_quiet", None):
         return None
     turn.say("st.ann.intro")
-    mirror: Mirror = _extra(turn, "published")
+    mirror: Mirror = turn.services.published
     for line in ANN_LINES:
         rec = mirror.announcement(line, _work(turn))
         name = _line_name(turn, line)
@@ -378,7 +361,7 @@ def staff_ann_until(turn: Turn, value: str, staff: Staff) -> Outcome:
 @handler("staff_ann_hear", events=("heard", SIGNED_OUT))
 @signed_in
 def staff_ann_hear(turn: Turn, value, staff: Staff) -> Outcome:
-    mirror: Mirror = _extra(turn, "published")
+    mirror: Mirror = turn.services.published
     heard = False
     for line in ANN_LINES:
         rec = mirror.announcement(line, _work(turn))
@@ -396,7 +379,7 @@ def staff_ann_hear(turn: Turn, value, staff: Staff) -> Outcome:
 @signed_in
 def staff_ann_clear(turn: Turn, value, staff: Staff) -> Outcome:
     lines, lang = _node_lines(turn), _work(turn)
-    cleared = _extra(turn, "library").clear_announcement(lines, lang, _who(staff), _now(turn))
+    cleared = turn.services.library.clear_announcement(lines, lang, _who(staff), _now(turn))
     log.info("staff line: %s cleared the %s announcement on %s", staff.id, lang, ",".join(lines))
     turn.say("st.ann.cleared" if cleared else "st.ann.cleared_none")
     return Outcome(event="cleared")
