@@ -13,6 +13,7 @@ from ivr import flow
 from ivr.prompts import PromptError
 from ivr.simphone import Phone
 from tests.conftest import LINES
+from tests.walk import spoken_ref
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "Zork"                                 # begins every sentence of the toy language
@@ -162,3 +163,18 @@ def test_a_wrong_language_file_is_refused_naming_it(make_app, tmp_path, change, 
     with pytest.raises(PromptError) as err:
         make_app(CONFIG_DIR=config, PROMPTS_DIR=prompts)
     assert str(path) in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_the_staff_tools_know_a_third_language(toy, staff, monkeypatch, capsys):
+    app, place = toy
+    monkeypatch.setenv("IVR_PROMPTS_DIR", str(app.config["PROMPTS_DIR"]))
+    monkeypatch.setenv("IVR_CONFIG_DIR", str(app.config["CONFIG_DIR"]))
+    # A relative leaves a request for a parent in prison, in the toy language.
+    call = place("callcenter", ["3", "4", "2", "1", "7654321#", "1", "say York", "1", "*", "record"])
+    ref = spoken_ref(call.said)
+    rc, out, _ = staff("show", ref)
+    assert rc == 0 and "language:            Zorkish" in out
+    from ivr.cli import main
+    capsys.readouterr()
+    assert main(["prompts", "history", "cc.welcome", "--lang", "xx"]) == 0
+    assert "cc.welcome  xx  live now: the computer voice" in capsys.readouterr().out
