@@ -43,9 +43,11 @@ class Runtime:
         self.config = config
         self.lines_cfg = load_lines(cfg_dir / "lines.yaml")
         self.numbers = {line["number"]: name for name, line in self.lines_cfg["lines"].items()}
-        self.prompts = Prompts.load(config["PROMPTS_DIR"])
-        self.directory = Directory.load(cfg_dir)
-        self.hours = Hours.load(cfg_dir / "hours.yaml", clock=clock)
+        self.prompts = Prompts.load(config["PROMPTS_DIR"], cfg_dir / "lines.yaml")
+        languages = self.prompts.languages
+        check_agents_name(self.lines_cfg, cfg_dir / "lines.yaml", languages)
+        self.directory = Directory.load(cfg_dir, languages)
+        self.hours = Hours.load(cfg_dir / "hours.yaml", clock=clock, languages=languages)
         handlers = load_all()
         self.flows = flow.load(cfg_dir / "flows", self.prompts, handlers, self.directory.offices)
         missing = set(self.lines_cfg["lines"]) - set(self.flows.lines)
@@ -61,7 +63,7 @@ class Runtime:
             lines=self.lines_cfg, redis=self.redis, sealer=self.sealer, sdu=client_from_env(config),
             facilities=load_facilities(cfg_dir / "facilities.yaml"),
             requests=RequestStore(self.redis, self.sealer, clock=self.hours.now),
-            payments=load_settings(cfg_dir / "flows" / "payments.yaml"),
+            payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
             library=library, published=Mirror(library, self.prompts, self.hours.now),
             staffdb=StaffDB(self.redis, pepper_for(config)))
         staff.check_flows(self.flows)
@@ -92,7 +94,7 @@ class Runtime:
         # Asked once: what is said and whether a person is dialed must agree, even at closing time.
         is_open = self.hours.is_open("agents")
         key = "sys.fallback_open" if is_open else "sys.fallback_closed"
-        for lang in ("en", "es"):
+        for lang in self.prompts.languages:
             voice = self.lines_cfg["voices"][lang]
             response.say(self.prompts.text(key, lang, number=say_phone(number, lang),
                                            hours=self.hours.describe(lang)),
@@ -112,6 +114,15 @@ def load_lines(path: Path) -> dict:
     if cfg.get("default_line") not in cfg.get("lines", {}):
         raise flow.FlowError(f"{path}: default_line {cfg.get('default_line')!r} is not a line")
     return cfg
+
+
+def check_agents_name(cfg: Mapping, path: Path, languages: Mapping) -> None:
+    """The agents' name is said in every language (a transfer to them names them)."""
+    names = (cfg.get("agents") or {}).get("name")
+    missing = [lang for lang in languages if not isinstance(names, Mapping) or not names.get(lang)]
+    if missing:
+        raise flow.FlowError(f"{path}: agents.name must be given in {' and '.join(languages)} "
+                             f"(missing: {', '.join(missing)})")
 
 
 def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime] | None = None,

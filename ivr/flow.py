@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .handlers import events_of
-from .prompts import LANGS, Prompts
+from .prompts import Prompts
 
 MAX_OPTIONS = 5
 MAX_MENU_DEPTH = 3
@@ -26,7 +26,7 @@ FIELDS = {
     "prompt": "a prompt id, or a list of them, said on entering the node",
     "next": "the node the call goes to when this one is done",
     "options": "a menu's or an answer's choices, each with `key` (1-8), `prompt` or `office`, `goto`, "
-               "and optionally `words` {en: [...], es: [...]} a caller may say and `when` {variable: value}",
+               "and optionally `words` {<lang>: [...]} (every language) a caller may say and `when` {variable: value}",
     "handler": "a step in code (ivr/handlers/): said inside a menu or answer, or deciding at a question",
     "on": "where each event its handler names leads: {event: node}; every event mapped, nothing else",
     "args": "the handler's own parameters at this node (never a node id)",
@@ -67,7 +67,8 @@ def _type(doc: str, required: str, optional: str) -> NodeType:
 
 
 NODE_TYPES = {
-    "language": _type("the greeting, with the offer of Spanish; then `next`", "prompt next", ""),
+    "language": _type("the greeting, then each other language's `lang.offer` in its voice; then `next`",
+                      "prompt next", ""),
     "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
                   "prompt handler on args"),
     "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
@@ -223,7 +224,7 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
             errors.append(f"{where}: {what} goes to {target!r}, which is not a node")
 
     def need_prompt(pid, what="prompt"):
-        for lang in LANGS:
+        for lang in prompts.languages:
             if not prompts.has(pid, lang):
                 errors.append(f"{where}: {what} {pid!r} is missing in {lang}")
 
@@ -273,8 +274,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
             else:
                 errors.append(f"{where}: option {i} needs a prompt or an office")
             words = opt.get("words")
-            if words is not None and set(words) != set(LANGS):
-                errors.append(f"{where}: option {i} words must be given in {' and '.join(LANGS)}")
+            if words is not None and set(words) != set(prompts.languages):
+                errors.append(f"{where}: option {i} words must be given in {' and '.join(prompts.languages)}")
     if node.type == "transfer":
         office = node.get("office")
         if office is not None and office not in offices:

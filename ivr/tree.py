@@ -17,8 +17,8 @@ START, END = "<!-- call-tree:start -->", "<!-- call-tree:end -->"
 
 def load_tree() -> tuple[FlowSet, Prompts, Directory]:
     config = settings.from_env({})
-    prompts = Prompts.load(config["PROMPTS_DIR"])
-    directory = Directory.load(config["CONFIG_DIR"])
+    prompts = Prompts.load(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml")
+    directory = Directory.load(config["CONFIG_DIR"], prompts.languages)
     flows = flow.load(config["CONFIG_DIR"] / "flows", prompts, load_all(), directory.offices)
     return flows, prompts, directory
 
@@ -29,7 +29,7 @@ def first_words(prompts: Prompts, node: Node | None = None, pid: str | None = No
         pid = pid[0]
     if not pid:
         return ""
-    words = re.sub(r"\{\w+\}", "…", prompts.texts["en"][pid]).split()
+    words = re.sub(r"\{\w+\}", "…", prompts.texts[prompts.default][pid]).split()
     return " ".join(words[:n]) + (" …" if len(words) > n else "")
 
 
@@ -40,7 +40,7 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
         if node.get("office_var"):
             return f"transfer: the office in `{node.get('office_var')}`"
         office = directory.offices[node.get("office")]
-        return f"transfer: {office.name['en']} ({office.phone})"
+        return f"transfer: {office.name[prompts.default]} ({office.phone})"
     if node.type == "handover":
         return f"handover: the {node.get('line')} line"
     if node.type == "action":
@@ -57,8 +57,8 @@ PLAIN = ("next", "skip")
 
 def option_label(edge: Edge, prompts: Prompts, directory: Directory) -> str:
     if edge.office:
-        return directory.offices[edge.office].name["en"]
-    return prompts.texts["en"][edge.prompt]
+        return directory.offices[edge.office].name[prompts.default]
+    return prompts.texts[prompts.default][edge.prompt]
 
 
 def named_events(edges: list[Edge]) -> dict[str, str]:

@@ -107,7 +107,7 @@ def voice():
     if replay:
         return twiml(replay)  # Twilio retried the first request of this call
     line = line_for(request.form.get("To", ""))
-    state = CallState(sid=sid, line=line, new=True)
+    state = CallState(sid=sid, line=line, lang=rt.prompts.default, new=True)
     log.info("call %s on %s from %s", printable(sid[-6:]), line, mask_phone(request.form.get("From")))
     return _answer(rt, state, rt.engine.start)
 
@@ -132,7 +132,7 @@ def step():
             state = None  # after the end only the hung-up <Record>'s own action is taken: no replays
     if state is None:
         # Expired, flushed or never stored: say so, and start the caller's line again.
-        state = CallState(sid=sid, line=line_for(request.form.get("To", "")), new=True)
+        state = CallState(sid=sid, line=line_for(request.form.get("To", "")), lang=rt.prompts.default, new=True)
 
         def lost(turn):
             turn.say("sys.state_lost")

@@ -326,7 +326,7 @@ def inm_match_facility(turn, value: str) -> Outcome:
         turn.say("inm.facility.later")
         return Outcome(event="too_many_misses")
     if found:
-        names = _join([f.name for f in found[:3]], turn.lang)
+        names = turn.language.join([f.name for f in found[:3]], "or")
         return Outcome(retry="inm.facility.ambiguous", fields={"names": names})
     return Outcome(retry="inm.facility.not_found")
 
@@ -382,16 +382,6 @@ def inm_leave(turn, value: None) -> Outcome:
 def say_ref(ref: str) -> str:
     """"483920" -> "4 8 3, 9 2 0": digit by digit, in two groups the caller can write down."""
     return " ".join(ref[:3]) + ", " + " ".join(ref[3:])
-
-
-def _join(names: list[str], lang: str) -> str:
-    if len(names) < 2:
-        return "".join(names)
-    if lang == "es":   # "o" becomes "u" before an o- sound: "Hartford u Osborn"
-        word = " u " if re.match(r"h?o", names[-1].lower()) else " o "
-    else:
-        word = " or "
-    return ", ".join(names[:-1]) + word + names[-1]
 
 
 # --- background jobs: the caller's message, into the system's own storage, then off Twilio ----------------

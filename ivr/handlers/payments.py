@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -29,6 +29,7 @@ from num2words import num2words
 
 from ..directory import ANONYMOUS, caller_id
 from ..flow import FlowError
+from ..prompts import bundled_languages
 from ..redact import mask_digits, mask_phone
 from ..sdu.client import Payment, SDUError, SDULocked, SDUNoAnswer, Summary
 from ..speech import CT_TZ, say_date, say_digits, say_method, say_money, say_phone, say_source
@@ -61,8 +62,10 @@ class PaySettings:
     website: Mapping[str, str] = field(default_factory=dict)
 
 
-def load_settings(path: Path) -> PaySettings:
-    """The line's settings; a wrong value stops start-up with a message naming the file."""
+def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings:
+    """The line's settings; a wrong value stops start-up with a message naming the file. `langs`: the
+    languages its texts are given in (by default the shipped ones)."""
+    langs = list(langs if langs is not None else bundled_languages())
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -103,8 +106,8 @@ def load_settings(path: Path) -> PaySettings:
     for name in ("mail_to", "website"):
         value = getattr(settings, name)
         if not isinstance(value, Mapping) or not all(isinstance(value.get(lg), str) and value.get(lg)
-                                                     for lg in ("en", "es")):
-            errors.append(f"settings.how_to_pay.{name} needs `en` and `es` texts")
+                                                     for lg in langs):
+            errors.append(f"settings.how_to_pay.{name} needs {' and '.join(f'`{lg}`' for lg in langs)} texts")
     if errors:
         raise FlowError(f"{path}: " + "; ".join(errors))
     return settings
@@ -450,8 +453,8 @@ def say_locked(turn, value: str | None) -> None:
     pid = {"caller": "pay.locked.caller", "sdu": "pay.locked.sdu",
            "case_all": "pay.locked.case_all"}.get(kind, "pay.locked.case")
     settings = _settings(turn)
-    turn.say(pid, minutes=num2words(settings.lock_seconds // 60, lang=turn.lang),
-             days=num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.lang),
+    turn.say(pid, minutes=num2words(settings.lock_seconds // 60, lang=turn.language.locale),
+             days=num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.language.locale),
              website=settings.website.get(turn.lang, ""), hours=turn.services.hours.describe(turn.lang),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return None
@@ -463,7 +466,7 @@ class _Words:
     """Amounts, dates, sources and methods in words, in the caller's language."""
 
     def __init__(self, turn) -> None:
-        self.lang = turn.lang
+        self.lang = turn.language
         self.today = turn.services.hours.now().date()
         self.callback = say_phone(turn.services.lines["callback_number"], turn.lang)
 
@@ -621,7 +624,7 @@ def say_recent(turn, value: str | None) -> Outcome | None:
     if len(payments) == 1:
         turn.say("pay.recent.intro_one")
     else:
-        turn.say("pay.recent.intro", count=num2words(len(payments), lang=turn.lang))
+        turn.say("pay.recent.intro", count=num2words(len(payments), lang=turn.language.locale))
     for p in payments:
         pid = "pay.recent.item" if role == "payer" else f"pay.recent.item.{_payee_kind(p)}"
         turn.say(pid, **words.payment(p))
@@ -633,14 +636,6 @@ def say_recent(turn, value: str | None) -> Outcome | None:
 
 _PARTS = (("current_support", "pay.part.current"), ("medical_support", "pay.part.medical"),
           ("child_care", "pay.part.child_care"), ("arrears_payment", "pay.part.arrears"))
-_AND = {"en": " and ", "es": " y "}
-
-
-def _join(items: list[str], lang: str) -> str:
-    """"a, b and c" / "a, b y c"."""
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + _AND.get(lang, " and ") + items[-1]
 
 
 @handler("pay_say_balance", events=_FIGURE)
@@ -661,7 +656,7 @@ def say_balance(turn, value: str | None) -> Outcome | None:
         if len(parts) == 1:
             turn.say("pay.balance.order_one", part=parts[0])
         else:
-            turn.say("pay.balance.order", total=words.money(order.total), parts=_join(parts, turn.lang))
+            turn.say("pay.balance.order", total=words.money(order.total), parts=turn.language.join(parts))
     arrears = summary.arrears_balance
     if arrears > 0:
         turn.say("pay.balance.arrears", amount=words.money(arrears))
@@ -688,7 +683,7 @@ def say_next(turn, value: str | None) -> Outcome | None:
     else:
         words = _Words(turn)
         turn.say("pay.next.scheduled", amount=words.money(nd.amount), date=words.date(nd.date),
-                 method=say_method(nd.method, turn.lang))
+                 method=say_method(nd.method, turn.language))
     return None
 
 

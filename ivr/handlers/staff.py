@@ -23,7 +23,7 @@ from .. import jobs, recordings
 from ..directory import ANONYMOUS, caller_id
 from ..engine import Turn
 from ..flow import FlowError
-from ..prompts import _fields
+from ..prompts import _fields, language_codes
 from ..published import ANN_LINES, Library, Mirror, NothingToRollBack, Who, audio_dir
 from ..redact import mask_digits
 from ..speech import say_date, say_digits
@@ -102,11 +102,13 @@ def _who(staff: Staff) -> Who:
 def _work(turn: Turn) -> str:
     """The language of the recordings being worked on (not the language the staff line speaks)."""
     lang = turn.vars.get("work_lang")
-    return lang if lang in ("en", "es") else turn.lang
+    return lang if lang in turn.services.prompts.languages else turn.lang
 
 
 def _lang_name(turn: Turn, lang: str) -> str:
-    return turn.services.prompts.text(f"st.lang.{lang}", turn.lang)
+    prompts = turn.services.prompts   # a language added without its st.lang prompt: its own file's name
+    pid = f"st.lang.{lang}"
+    return prompts.text(pid, turn.lang) if prompts.has(pid, turn.lang) else prompts.language(lang).name
 
 
 def _line_name(turn: Turn, line: str) -> str:
@@ -169,7 +171,8 @@ def staff_main(turn: Turn, value, staff: Staff) -> Outcome | None:
 @handler("staff_switch", events=("switched", SIGNED_OUT))
 @signed_in
 def staff_switch(turn: Turn, value, staff: Staff) -> Outcome:
-    turn.vars["work_lang"] = "es" if _work(turn) == "en" else "en"
+    langs = list(turn.services.prompts.languages)   # the next language, round
+    turn.vars["work_lang"] = langs[(langs.index(_work(turn)) + 1) % len(langs)]
     return Outcome(event="switched")
 
 
@@ -179,9 +182,9 @@ def staff_switch(turn: Turn, value, staff: Staff) -> Outcome:
 def staff_code(turn: Turn, value: str, staff: Staff) -> Outcome:
     prompts = turn.services.prompts
     pid = prompts.by_code(value)
-    if pid is None or not prompts.has(pid, "en"):
+    if pid is None or not prompts.has(pid, prompts.default):
         return Outcome(retry="st.code.unknown", fields={"code": say_digits(value)})
-    if _fields(prompts.texts["en"][pid]):  # variable parts: always the computer voice
+    if _fields(prompts.texts[prompts.default][pid]):  # variable parts: always the computer voice
         return Outcome(retry="st.code.fields", fields={"code": say_digits(value)})
     turn.vars["_pid"] = pid
     return Outcome(event="prompt_chosen")
@@ -193,7 +196,7 @@ def staff_prompt(turn: Turn, value, staff: Staff) -> Outcome | None:
     """Which prompt this is (its first words, in its own voice) and what callers hear now."""
     pid = turn.vars.get("_pid")
     prompts = turn.services.prompts
-    if not pid or not prompts.has(pid, "en"):
+    if not pid or not prompts.has(pid, prompts.default):
         return Outcome(event="no_prompt")
     turn.vars["_target"] = "prompt"
     if turn.vars.pop("_quiet", None):
@@ -208,7 +211,7 @@ def staff_prompt(turn: Turn, value, staff: Staff) -> Outcome | None:
         event = library.version(pid, lang, current["v"]) or {}
         when = datetime.fromisoformat(event["at"]).date() if event.get("at") else _now(turn).date()
         turn.say("st.prompt.live", version=current["v"], name=event.get("name") or event.get("by", ""),
-                 date=say_date(when, turn.lang, today=_now(turn).date()))
+                 date=say_date(when, turn.language, today=_now(turn).date()))
     else:
         turn.say("st.prompt.tts")
     return None
@@ -403,7 +406,7 @@ def last_day(mmdd: str, today: date) -> date | None:
 
 
 def _say_until(turn: Turn, iso: str) -> str:
-    return say_date(date.fromisoformat(iso), turn.lang, today=_now(turn).date())
+    return say_date(date.fromisoformat(iso), turn.language, today=_now(turn).date())
 
 
 # --- the background job: download, then publish -------------------------------------------------
@@ -419,7 +422,7 @@ def publish_recording(payload: dict, ctx: jobs.JobContext) -> None:
         at = datetime.fromisoformat(payload["at"])
         seq = int(payload.get("seq", 0))    # 0: queued by a version without stamps, older than any change
         what, lang = payload["what"], payload["lang"]
-        if lang not in ("en", "es") or what not in ("prompt", "announcement"):
+        if lang not in language_codes(cfg["PROMPTS_DIR"]) or what not in ("prompt", "announcement"):
             raise ValueError(f"bad job payload: {what!r} {lang!r}")
     except (recordings.RecordingError, KeyError, ValueError) as exc:
         raise jobs.GiveUp(str(exc)) from exc
