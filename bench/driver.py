@@ -1,6 +1,6 @@
-"""The load driver: many simulated calls at once, each a `SimPhone` walking one path, over HTTP.
+"""The load driver: many simulated calls at once, each a simulated `Phone` walking one path, over HTTP.
 
-`ivr.simphone.SimPhone` acts out the TwiML as Twilio would (Gather, Redirect, Dial, Record, Hangup);
+`ivr.simphone.Phone` acts out the TwiML as Twilio would (Gather, Redirect, Dial, Record, Hangup);
 this module gives it a lean transport (one keep-alive socket per call, signed as Twilio signs) that
 times every request by kind, and runs calls back to back on threads, without the pauses a real
 caller makes (or, for the paced run, with a short fixed pause), so that the numbers are the
@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from ivr.simphone import SimPhone
+from ivr.simphone import Phone
 
 from .paths import Path
 
@@ -165,7 +165,7 @@ class Tally:
 
 
 class BenchTransport:
-    """The `Transport` interface SimPhone uses (`post(url, params)`), for one call, timed by kind."""
+    """The `Transport` interface the phone uses (`post(url, params)`), for one call, timed by kind."""
 
     def __init__(self, base_url: str, auth_token: str, path: Path, *, phase: Phase | None = None,
                  tally: Tally | None = None, hold_at: int | None = None, timeout: float = 20.0,
@@ -180,14 +180,15 @@ class BenchTransport:
         self.hold_at = hold_at     # stop (without hanging up) before answering the key at this index
         self.pause = pause         # seconds the caller waits before each request after the first
         self.posted = 0
-        self.remaining: list[str] | None = None
+        self.phone: Phone | None = None
 
-    def bind(self, phone: SimPhone) -> None:
-        self.remaining = phone.keys   # SimPhone pops the keys it uses from this list
+    def bind(self, phone: Phone) -> None:
+        self.phone = phone   # its `keys` are the path's keys not pressed yet
 
     def _key_index(self) -> int:
         """The index of the key the next request answers (-1: none yet, the call's first request)."""
-        return len(self.path.keys) - len(self.remaining or []) - 1
+        remaining = self.phone.keys if self.phone is not None else None
+        return len(self.path.keys) - len(remaining or []) - 1
 
     def kind(self, url: str) -> str:
         route = url.split("?", 1)[0]
@@ -237,16 +238,16 @@ def status_params(path: Path, sid: str) -> dict[str, str]:
 
 def place(base_url: str, auth_token: str, path: Path, *, phase: Phase | None = None,
           tally: Tally | None = None, hold: bool = False,
-          pause: float = 0.0) -> tuple[object | None, BenchTransport, str]:
+          pause: float = 0.0) -> tuple[Phone | None, BenchTransport, str]:
     """One call along `path`. With `hold`, the caller stays on the line at the path's last key (no
-    status callback yet; end it with `hang_up`). Returns (the SimPhone Call or None, transport, sid)."""
+    status callback yet; end it with `hang_up`). Returns (the Phone, its call over, or None; transport, sid)."""
     transport = BenchTransport(base_url, auth_token, path, phase=phase, tally=tally,
                                hold_at=len(path.keys) - 1 if hold else None, pause=pause)
-    phone = SimPhone(transport, to=path.to, caller=path.caller, keys=list(path.keys), account_sid=ACCOUNT_SID)
-    transport.bind(phone)
     sid = "CA" + uuid.uuid4().hex
+    phone = Phone(transport=transport, to=path.to, caller=path.caller, sid=sid, account_sid=ACCOUNT_SID)
+    transport.bind(phone)
     try:
-        call = phone.place(sid)
+        call = phone.place(path.keys)
     except Stop:
         if not hold:
             # The caller hangs up mid-call, as at the end of a phase: the status callback ends it.

@@ -12,16 +12,23 @@ import yaml
 from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
-from . import flow, limits, settings, signature, store
+from . import audio, flow, limits, settings, signature, store, webhooks
 from .callstate import CallStore
 from .directory import Directory, parse_phone
-from .engine import Engine, Services, Turn
-from .handlers import load_all
+from .engine import Engine
+from .handlers import load_all, staff
+from .handlers.inmate import load_facilities
+from .handlers.payments import load_settings
 from .health import HealthCache
 from .hours import Hours
 from .prompts import Prompts
+from .published import REV, Library, Mirror
+from .requests_store import RequestStore
+from .sdu.client import client_from_env
 from .sealing import Sealer
+from .services import Services
 from .speech import say_phone
+from .staffdb import StaffDB, pepper_for
 
 log = logging.getLogger("ivr")
 DEV_SDU_URL = "http://127.0.0.1:5001"
@@ -36,9 +43,11 @@ class Runtime:
         self.config = config
         self.lines_cfg = load_lines(cfg_dir / "lines.yaml")
         self.numbers = {line["number"]: name for name, line in self.lines_cfg["lines"].items()}
-        self.prompts = Prompts.load(config["PROMPTS_DIR"])
-        self.directory = Directory.load(cfg_dir)
-        self.hours = Hours.load(cfg_dir / "hours.yaml", clock=clock)
+        self.prompts = Prompts.load(config["PROMPTS_DIR"], cfg_dir / "lines.yaml")
+        languages = self.prompts.languages
+        check_agents_name(self.lines_cfg, cfg_dir / "lines.yaml", languages)
+        self.directory = Directory.load(cfg_dir, languages)
+        self.hours = Hours.load(cfg_dir / "hours.yaml", clock=clock, languages=languages)
         handlers = load_all()
         self.flows = flow.load(cfg_dir / "flows", self.prompts, handlers, self.directory.offices)
         missing = set(self.lines_cfg["lines"]) - set(self.flows.lines)
@@ -48,20 +57,21 @@ class Runtime:
             config["REDIS_URL"], config["IVR_ENV"])
         self.store = CallStore(self.redis, config["CALL_TTL"])
         self.sealer = Sealer.from_config(config)
-        extra = {"redis": self.redis, "sealer": self.sealer, "config": config}
-        try:
-            from .sdu.client import client_from_env
-            extra["sdu"] = client_from_env(config)
-        except ImportError:  # the SDU client is optional for the engine itself
-            pass
-        self.services = Services(self.prompts, self.directory, self.hours, self.lines_cfg, extra)
+        library = Library(self.redis)
+        self.services = Services(
+            config=config, prompts=self.prompts, directory=self.directory, hours=self.hours,
+            lines=self.lines_cfg, redis=self.redis, sealer=self.sealer, sdu=client_from_env(config),
+            facilities=load_facilities(cfg_dir / "facilities.yaml"),
+            requests=RequestStore(self.redis, self.sealer, clock=self.hours.now),
+            payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
+            library=library, published=Mirror(library, self.prompts, self.hours.now),
+            staffdb=StaffDB(self.redis, pepper_for(config)))
+        staff.check_flows(self.flows)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))
-        # Keys read in the same round trip as a call's state, and what to do with their values.
-        self.extra_keys: tuple[str, ...] = ()
-        self.refreshers: list[Callable[[list], None]] = []
-        self.entry_hooks: list[Callable[[Turn], str | None]] = []
+        # Read in the same round trip as each call's state: the published prompts' revision.
+        self.extra_keys: tuple[str, ...] = (REV,)
 
     def _redis_ok(self) -> bool:
         try:
@@ -69,23 +79,13 @@ class Runtime:
         except redis.RedisError:
             return False
 
-    def _sdu_ok(self) -> bool | None:
-        sdu = self.services.extra.get("sdu")
-        if sdu is None:
-            return None
+    def _sdu_ok(self) -> bool:
+        sdu = self.services.sdu
         with sdu.budget_scope(HEALTH_PROBE_SECONDS):   # a stalled SDU holds one thread this long, no more
             return bool(sdu.health())
 
     def refresh(self, values: list) -> None:
-        for fn in self.refreshers:
-            fn(values)
-
-    def first_node(self, turn: Turn) -> str | None:
-        for hook in self.entry_hooks:
-            node = hook(turn)
-            if node:
-                return node
-        return None
+        self.services.published.refresh(values[0])
 
     def fallback_response(self) -> VoiceResponse:
         """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""
@@ -94,7 +94,7 @@ class Runtime:
         # Asked once: what is said and whether a person is dialed must agree, even at closing time.
         is_open = self.hours.is_open("agents")
         key = "sys.fallback_open" if is_open else "sys.fallback_closed"
-        for lang in ("en", "es"):
+        for lang in self.prompts.languages:
             voice = self.lines_cfg["voices"][lang]
             response.say(self.prompts.text(key, lang, number=say_phone(number, lang),
                                            hours=self.hours.describe(lang)),
@@ -116,6 +116,15 @@ def load_lines(path: Path) -> dict:
     return cfg
 
 
+def check_agents_name(cfg: Mapping, path: Path, languages: Mapping) -> None:
+    """The agents' name is said in every language (a transfer to them names them)."""
+    names = (cfg.get("agents") or {}).get("name")
+    missing = [lang for lang in languages if not isinstance(names, Mapping) or not names.get(lang)]
+    if missing:
+        raise flow.FlowError(f"{path}: agents.name must be given in {' and '.join(languages)} "
+                             f"(missing: {', '.join(missing)})")
+
+
 def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime] | None = None,
                redis_client=None) -> Flask:
     config = settings.from_env()
@@ -134,13 +143,6 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     limits.install(app)
     app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
     store.check_persistence(app.extensions["ivr"].redis, config)
-    from .webhooks import bp
-    app.register_blueprint(bp)
-    for name in ("payments", "inmate", "staff"):  # optional blueprints of the other lines' parts
-        try:
-            module = __import__(f"ivr.handlers.{name}", fromlist=["setup"])
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "setup"):
-            module.setup(app)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(audio.bp)
     return app

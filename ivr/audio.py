@@ -18,7 +18,7 @@ bp = Blueprint("audio", __name__)
 def play(name: str):
     if not AUDIO_NAME.match(name):
         abort(404)
-    library = current_app.extensions["ivr"].services.extra["library"]
+    library = current_app.extensions["ivr"].services.library
     try:
         if not library.is_published_file(name):
             abort(404)

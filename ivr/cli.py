@@ -9,11 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import bench, requests_cli, retention, staff_cli
+
 LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from .simphone import SimPhone, Transport
+    from .simphone import Phone, Transport
 
     keys = None if args.keys is None else [k.strip() for k in args.keys.split(",")]
     token = os.environ.get("TWILIO_AUTH_TOKEN")
@@ -41,13 +43,9 @@ def cmd_call(args: argparse.Namespace) -> int:
                               account_sid=app.config["TWILIO_ACCOUNT_SID"])
     to = LINE_NUMBERS.get(args.to, args.to)
     interactive = keys is None and sys.stdin.isatty()
-    phone = SimPhone(transport, to=to, caller=args.caller, keys=keys if keys is not None else [],
-                     dial_status=args.dial_status, show=print,
-                     ask=input if interactive else None)
-    if interactive:
-        phone.keys = None
+    phone = Phone(transport=transport, to=to, caller=args.caller, dial_status=args.dial_status, show=print)
     try:
-        call = phone.place()
+        call = phone.place(keys, ask=input if interactive else None)
     finally:
         if stop:
             stop()
@@ -127,20 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--line", default=None, help="one line (default: every line)")
     p.add_argument("--mermaid", metavar="FILE", help="write the Mermaid diagrams as Markdown to FILE")
     p.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the current diagrams")
+    p.add_argument("--node-types", action="store_true", help="print the node types and their fields")
     p.set_defaults(func=cmd_tree)
 
     p = sub.add_parser("sdu-stub", help="run the stub SDU API server (development)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in ("ivr.requests_cli", "ivr.staff_cli", "ivr.bench", "ivr.retention"):
-        try:
-            mod = __import__(module, fromlist=["add_commands"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.add_commands(sub)
+    for module in (requests_cli, staff_cli, bench, retention):
+        module.add_commands(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,12 @@ class Directory:
         self._named = [(n, re.compile(rf"\b{re.escape(n)}\b")) for n in self._by_norm if len(n) > 3]
 
     @classmethod
-    def load(cls, config_dir: Path) -> Directory:
+    def load(cls, config_dir: Path, langs: Iterable[str] | None = None) -> Directory:
+        """`langs`: the languages every office's name is given in (by default the shipped ones)."""
+        if langs is None:
+            from .prompts import bundled_languages
+            langs = bundled_languages()
+        langs = list(langs)
         path = config_dir / "offices.yaml"
         raw = (yaml.safe_load(path.read_text()) or {}).get("offices") or {}
         offices = {}
@@ -81,8 +87,8 @@ class Directory:
             where = f"{path}: office {oid!r}"
             if not isinstance(o, dict) or not {"name", "address", "phone"} <= set(o):
                 raise DirectoryError(f"{where}: needs name, address and phone")
-            if set(o["name"]) != {"en", "es"}:
-                raise DirectoryError(f"{where}: name must be given in en and es")
+            if set(o["name"]) != set(langs):
+                raise DirectoryError(f"{where}: name must be given in {' and '.join(langs)}")
             offices[oid] = Office(oid, dict(o["name"]), o["address"], parse_phone(o["phone"], where))
         dpath = config_dir / "districts.yaml"
         districts = {}

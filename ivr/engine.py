@@ -11,7 +11,6 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
@@ -19,34 +18,14 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from .callstate import CallState
 from .flow import FlowSet, Node, as_list
 from .handlers import Outcome
-from .prompts import Prompts
+from .language import GLOBAL_KEYS, Language
+from .services import Services
 from .speech import say_digits, say_phone
 
 log = logging.getLogger("ivr.engine")
 
 MAX_HOPS = 25  # node transitions within one request; a loop in the tree must not hang a worker
 
-# Words that work like the global keys, in each language.
-GLOBAL_WORDS = {
-    "en": {"*": ["repeat", "again"], "0": ["operator", "agent", "person", "representative", "human"],
-           "9": ["main menu", "start over"]},
-    "es": {"*": ["repetir", "otra vez"], "0": ["operador", "agente", "persona", "representante"],
-           "9": ["menú principal", "menu principal", "empezar"]},
-}
-SPOKEN_DIGITS = {
-    "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
-    "es": ["cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"],
-}
-
-
-@dataclass
-class Services:
-    """What the engine and the handlers may use besides the tree itself."""
-    prompts: Prompts
-    directory: object
-    hours: object
-    lines: Mapping
-    extra: Mapping       # sdu client, redis, sealer, queues ...: handlers' own needs
 
 
 class Turn:
@@ -67,12 +46,22 @@ class Turn:
         return self.state.lang
 
     @property
+    def language(self) -> Language:
+        """The caller's language's own words and rules (prompts/<lang>/language.yaml)."""
+        return self.engine.services.prompts.language(self.state.lang)
+
+    @property
     def vars(self) -> dict:
         return self.state.vars
 
     @property
     def services(self) -> Services:
         return self.engine.services
+
+    @property
+    def args(self) -> Mapping:
+        """The current node's own parameters for its handler (`args:` in the flow file)."""
+        return self.engine.flows.nodes[self.state.node].get("args") or {}
 
     def public_vars(self) -> dict:
         """Variables a prompt may speak (a leading underscore keeps one out)."""
@@ -126,8 +115,9 @@ class Engine:
         self.flows = flows
         self.services = services
         self.handlers = handlers
-        self.hints = {"towns": ", ".join(sorted(services.directory.towns))}
-        self._sealer = services.extra["sealer"]
+        self.hints = {"towns": ", ".join(sorted(services.directory.towns)),
+                      "facilities": services.facilities.hints()}
+        self._sealer = services.sealer
 
     # --- entry points --------------------------------------------------------------------
     def start(self, turn: Turn, node_id: str | None = None) -> VoiceResponse:
@@ -208,8 +198,9 @@ class Engine:
             turn.response.hangup()
         elif outcome.retry:
             self.fail(turn, node, outcome.retry, **outcome.fields)
-        elif outcome.goto:
-            self.enter(turn, outcome.goto)
+        elif outcome.event:
+            # The loader checked that `on` maps every event the handler declares.
+            self.enter(turn, node.get("on")[outcome.event])
         else:
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=True)
 
@@ -219,26 +210,33 @@ class Engine:
         self._announce(turn, gather)
         for pid in as_list(node.get("prompt")):
             turn.say(pid, gather)
-        offer = self.services.prompts.spoken("lang.offer", "es")
-        es = self.services.lines["voices"]["es"]
-        if offer.audio:
-            gather.play(offer.audio)
-        else:
-            gather.say(offer.text, voice=es["voice"], language=es["language"])
+        prompts = self.services.prompts
+        for lang in list(prompts.languages)[1:]:   # each other language offers itself, in its own voice
+            offer = prompts.spoken("lang.offer", lang)
+            turn.say_text(offer.text, gather, audio=offer.audio, lang=lang)
         turn.close_gather(gather)
 
     def _input_language(self, turn: Turn, node: Node) -> None:
-        said = _norm(turn.param("SpeechResult"))
-        if turn.param("Digits") == "2" or "espanol" in said:
-            turn.state.lang = "es"
+        chosen = self._chosen_language(turn.param("Digits"), _norm(turn.param("SpeechResult")))
+        if chosen is not None and chosen != turn.lang:
+            turn.state.lang = chosen
             self._announce(turn, turn.response)
         self.enter(turn, node.get("next"))
 
+    def _chosen_language(self, digits: str, said: str) -> str | None:
+        """The language whose key was pressed, or one of whose words was said; None: no choice."""
+        languages = list(self.services.prompts.languages.values())
+        for lang in languages:
+            if digits == lang.key:
+                return lang.code
+        for lang in languages[1:] + languages[:1]:   # the others' words first: the default needs none
+            if said and any(_norm(w) in said for w in lang.words):
+                return lang.code
+        return None
+
     def _announce(self, turn: Turn, target) -> None:
-        """Announcements staff posted for the start of this line, in the caller's language, if any
-        (the hook `extra["announcements"](line, lang) -> [Spoken]`, set by ivr/handlers/staff.py)."""
-        hook = self.services.extra.get("announcements")
-        announcements = hook(turn.state.line, turn.lang) if hook else []
+        """Announcements staff posted for the start of this line, in the caller's language, if any."""
+        announcements = self.services.published.announcements(turn.state.line, turn.lang)
         for spoken in announcements:
             turn.say_text(spoken.text, target, audio=spoken.audio)
         if announcements and turn.state.line not in (heard := turn.vars.setdefault("_announced", [])):
@@ -259,7 +257,7 @@ class Engine:
                     outcome = self.handlers[node.get("handler")](turn, None)
                 finally:
                     turn.target = None
-                if outcome is not None and (outcome.goto or outcome.hangup):
+                if outcome is not None and (outcome.event or outcome.hangup):
                     for verb in gather.verbs:  # keep what the handler said before moving on
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)
@@ -298,7 +296,7 @@ class Engine:
         key = self._key(turn, node)
         if key is None:
             if turn.param("Digits"):
-                return self.fail(turn, node, "menu.invalid", key=_say_key(turn.param("Digits"), turn.lang))
+                return self.fail(turn, node, "menu.invalid", key=turn.language.key_name(turn.param("Digits")))
             if turn.param("SpeechResult"):
                 return self.fail(turn, node, "menu.invalid_speech")
             return self.fail(turn, node, "menu.no_input")
@@ -307,7 +305,7 @@ class Engine:
         for opt in self.options(turn, node):
             if str(opt["key"]) == key:
                 return self.enter(turn, opt["goto"])
-        self.fail(turn, node, "menu.invalid", key=_say_key(key, turn.lang))
+        self.fail(turn, node, "menu.invalid", key=turn.language.key_name(key))
 
     _input_answer = _input_menu
 
@@ -339,11 +337,12 @@ class Engine:
                     best = (size, str(opt["key"]))
         if best:
             return best[1]     # a menu's own words win over the words that work everywhere
-        for key, words in GLOBAL_WORDS[turn.lang].items():
-            if any(_word(w)[1].search(said) for w in words):
+        language = turn.language
+        for key in GLOBAL_KEYS:
+            if any(_word(w)[1].search(said) for w in language.global_words[key]):
                 return key
         tokens = said.split()
-        for digit, word in enumerate(SPOKEN_DIGITS[turn.lang]):
+        for digit, word in enumerate(language.digits):
             if word in tokens or str(digit) in tokens:
                 return str(digit)
         return None
@@ -406,7 +405,7 @@ class Engine:
         key = self._key(turn, node)
         if key is None:
             if turn.param("Digits"):
-                return self.fail(turn, node, "menu.invalid", key=_say_key(turn.param("Digits"), turn.lang))
+                return self.fail(turn, node, "menu.invalid", key=turn.language.key_name(turn.param("Digits")))
             return self.fail(turn, node, "menu.no_input")
         if key == "1":
             _, name, _, public = self._target(turn, node)
@@ -423,7 +422,7 @@ class Engine:
             return self._enter_transfer(turn, node)
         if key in ("0", "9"):
             return self._global_key(turn, node, key)
-        self.fail(turn, node, "menu.invalid", key=_say_key(key, turn.lang))
+        self.fail(turn, node, "menu.invalid", key=turn.language.key_name(key))
 
     # --- collecting digits or words --------------------------------------------------------
     def _enter_collect(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
@@ -480,8 +479,8 @@ class Engine:
             if not (digits.isascii() and digits.isdigit()):   # Twilio sends 0-9; "²".isdigit() too
                 return self.fail(turn, node, "collect.digits_only")
             if not lo <= len(digits) <= hi:
-                return self.fail(turn, node, "collect.wrong_length", got=_count(len(digits), turn.lang),
-                                 want=_count(lo, turn.lang, hi))
+                return self.fail(turn, node, "collect.wrong_length", got=turn.language.count(len(digits)),
+                                 want=turn.language.count(lo, hi))
             if node.get("confirm"):
                 turn.vars["_pending"] = self._sealer.seal(digits)   # a case or inmate number, maybe
                 turn.state.phase = "confirm"
@@ -557,17 +556,3 @@ def _word(word: str) -> tuple[int, re.Pattern]:
     (its normalised length, which decides between two matches; the whole-word pattern)."""
     normed = _norm(word)
     return len(normed), re.compile(rf"\b{re.escape(normed)}\b")
-
-
-def _count(n: int, lang: str, upto: int | None = None) -> str:
-    """"1 digit", "9 digits", "5 to 8 digits" (es: "1 dígito", "de 5 a 8 dígitos")."""
-    unit = {"en": ("digit", "digits"), "es": ("dígito", "dígitos")}[lang]
-    if upto is not None and upto != n:
-        return f"{n} to {upto} {unit[1]}" if lang == "en" else f"de {n} a {upto} {unit[1]}"
-    return f"{n} {unit[0] if n == 1 else unit[1]}"
-
-
-def _say_key(key: str, lang: str) -> str:
-    names = {"*": {"en": "star", "es": "asterisco"}, "#": {"en": "pound", "es": "numeral"}}
-    key = (key or "")[:1]
-    return names.get(key, {}).get(lang, key)

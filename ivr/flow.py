@@ -6,33 +6,113 @@ configuration is found by whoever deploys it, not by a caller.
 
 from __future__ import annotations
 
+import re
 from collections import deque
-from collections.abc import Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .prompts import LANGS, Prompts
+from .handlers import events_of
+from .prompts import Prompts
 
 MAX_OPTIONS = 5
 MAX_MENU_DEPTH = 3
-NODE_TYPES = {
-    # type: (required fields, fields naming another node)
-    "language": ({"prompt", "next"}, ("next",)),
-    "menu": ({"options"}, ()),
-    "answer": (set(), ("next",)),
-    "transfer": (set(), ("next",)),
-    "collect": ({"prompt"}, ("next", "skip")),
-    "record": ({"prompt"}, ("next", "skip")),
-    "action": ({"handler"}, ("next",)),
-    "handover": ({"line"}, ()),
-    "hangup": ({"prompt"}, ()),
+# Every field a node may have. The loader refuses any other, naming the file and the node; `ivr tree
+# --node-types` prints this guide.
+FIELDS = {
+    "type": "the node type (below)",
+    "prompt": "a prompt id, or a list of them, said on entering the node",
+    "next": "the node the call goes to when this one is done",
+    "options": "a menu's or an answer's choices, each with `key` (1-8), `prompt` or `office`, `goto`, "
+               "and optionally `words` {<lang>: [...]} (every language) a caller may say and `when` {variable: value}",
+    "handler": "a step in code (ivr/handlers/): said inside a menu or answer, or deciding at a question",
+    "on": "where each event its handler names leads: {event: node}; every event mapped, nothing else",
+    "args": "the handler's own parameters at this node (never a node id)",
+    "skip": "where star goes, or an optional question or message left unanswered",
+    "optional": "true: three tries without an answer go to `skip` rather than giving up",
+    "digits": "{min: N, max: M}: how many digits an answer has",
+    "input": "[dtmf] (default) or [speech, dtmf]",
+    "hints": "words for speech recognition: `towns` or `facilities`",
+    "confirm": "true: the digits are read back, 1 to keep them, 2 to key them again",
+    "confirm_prompt": "the prompt that reads the digits back (default collect.confirm)",
+    "short_prompt": "said instead of `prompt` when asking again",
+    "timeout": "seconds of silence before the question is asked again (default 8)",
+    "var": "the call variable that keeps the answer, when there is no handler",
+    "max_length": "a recording's longest, in seconds (default 120)",
+    "office": "the office to dial (config/offices.yaml)",
+    "office_var": "the call variable that holds the office to dial",
+    "to": "`agents`: dial the call center's agents",
+    "line": "the line a handover continues on, in the same call",
+    "home": "where 9 goes from this node (default: the line's `home`)",
+    "person": "where 0 goes from this node (default: the line's `person`)",
 }
+ANYWHERE = {"type", "home", "person"}
+
+
+@dataclass(frozen=True)
+class NodeType:
+    doc: str
+    required: frozenset[str]
+    optional: frozenset[str]
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return self.required | self.optional | ANYWHERE
+
+
+def _type(doc: str, required: str, optional: str) -> NodeType:
+    return NodeType(doc, frozenset(required.split()), frozenset(optional.split()))
+
+
+NODE_TYPES = {
+    "language": _type("the greeting, then each other language's `lang.offer` in its voice; then `next`",
+                      "prompt next", ""),
+    "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
+                  "prompt handler on args"),
+    "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
+                    "prompt options handler on args next"),
+    "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when", "",
+                      "office office_var to next"),
+    "collect": _type("a question answered with digits (and speech); the answer goes to `handler` or `var`",
+                     "prompt", "next skip optional digits input hints confirm confirm_prompt short_prompt timeout "
+                               "var handler on args"),
+    "record": _type("a message recorded after the tone, to `handler` or `var`", "prompt",
+                    "next skip max_length var handler on args"),
+    "action": _type("a step in code with nothing said first; its events lead on", "handler", "on args next"),
+    "handover": _type("the same call continues on another line, at its `entry`", "line", "prompt"),
+    "hangup": _type("say `prompt`, then hang up", "prompt", ""),
+}
+LINKS = ("next", "skip")   # fields naming another node, besides options, `on`, `home` and `person`
+
+
+def guide() -> str:
+    """The node types and their fields, as `ivr tree --node-types` prints them."""
+    out = ["Node types (config/flows/*.yaml; checked by ivr/flow.py):"]
+    for name, kind in NODE_TYPES.items():
+        needs = ", ".join(sorted(kind.required)) or "nothing"
+        out.append(f"  {name:9} {kind.doc}\n            needs: {needs}; may have: "
+                   f"{', '.join(sorted(kind.optional | (ANYWHERE - {'type'}))) }")
+    out.append("Fields:")
+    out += [f"  {name:15} {doc}" for name, doc in FIELDS.items()]
+    return "\n".join(out)
 
 
 class FlowError(RuntimeError):
     pass
+
+
+class FlowLoader(yaml.SafeLoader):
+    """YAML as version 1.2 reads booleans: only true and false. YAML 1.1 (PyYAML's default) reads `on`,
+    `off`, `yes` and `no` as booleans, which would turn a node's `on:` into `True:`."""
+
+
+FlowLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+FlowLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
 
 
 @dataclass
@@ -67,14 +147,19 @@ class FlowSet:
     node_line: dict[str, str] = field(default_factory=dict)
 
 
-def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Container[str],
+def read(path: Path) -> object:
+    """One flow file, read as the loader reads it (FlowLoader)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=FlowLoader)
+
+
+def load(flow_dir: Path, prompts: Prompts, handlers: Mapping[str, Callable], offices: Container[str],
          hint_sets: Container[str] = ("towns", "facilities")) -> FlowSet:
     flows = FlowSet()
     errors: list[str] = []
     docs = []
     for path in sorted(flow_dir.glob("*.yaml")):
         try:
-            docs.append((path, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+            docs.append((path, read(path) or {}))
         except yaml.YAMLError as exc:
             errors.append(f"{path}: not valid YAML: {exc}")
     # A line's main file (the one with `start`) first, then the files that add nodes to it.
@@ -123,30 +208,31 @@ def load(flow_dir: Path, prompts: Prompts, handlers: Container[str], offices: Co
     return flows
 
 
-def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Container[str],
+def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[str, Callable],
                 offices: Container[str], hint_sets: Container[str]) -> list[str]:
     where = f"{node.file}: node {node.id!r}"
     errors = []
-    required, links = NODE_TYPES[node.type]
-    for key in sorted(required - set(node.data)):
+    kind = NODE_TYPES[node.type]
+    for key in sorted(kind.required - set(node.data)):
         errors.append(f"{where}: {node.type} needs `{key}`")
+    for key in sorted(set(node.data) - kind.fields, key=str):
+        errors.append(f"{where}: unknown field `{key}` for a node of type {node.type} "
+                      f"(it may have: {', '.join(sorted(kind.fields))})")
 
     def need_node(target, what):
         if target not in flows.nodes:
             errors.append(f"{where}: {what} goes to {target!r}, which is not a node")
 
     def need_prompt(pid, what="prompt"):
-        for lang in LANGS:
+        for lang in prompts.languages:
             if not prompts.has(pid, lang):
                 errors.append(f"{where}: {what} {pid!r} is missing in {lang}")
 
-    for key in links:
+    for key in LINKS:
         if node.get(key) is not None:
             need_node(node.get(key), f"`{key}`")
     for pid in as_list(node.get("prompt")):
         need_prompt(pid)
-    for target in node.get("goes", []):
-        need_node(target, "`goes`")
     for key, what in (("home", "`home` (key 9)"), ("person", "`person` (key 0)")):
         if node.get(key) is not None:
             need_node(node.get(key), what)
@@ -154,6 +240,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
         errors.append(f"{where}: an optional question needs `skip` (where the call goes without an answer)")
     if node.get("handler") is not None and node.get("handler") not in handlers:
         errors.append(f"{where}: handler {node.get('handler')!r} is not a registered handler")
+    elif node.get("handler") is not None:
+        errors += _check_events(where, node, handlers[node.get("handler")], need_node)
     if node.get("hints") is not None and node.get("hints") not in hint_sets:
         errors.append(f"{where}: hints {node.get('hints')!r} is not one of {sorted(hint_sets)}")
     if node.type in ("menu", "answer") and not node.get("prompt") and not node.get("handler"):
@@ -186,8 +274,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
             else:
                 errors.append(f"{where}: option {i} needs a prompt or an office")
             words = opt.get("words")
-            if words is not None and set(words) != set(LANGS):
-                errors.append(f"{where}: option {i} words must be given in {' and '.join(LANGS)}")
+            if words is not None and set(words) != set(prompts.languages):
+                errors.append(f"{where}: option {i} words must be given in {' and '.join(prompts.languages)}")
     if node.type == "transfer":
         office = node.get("office")
         if office is not None and office not in offices:
@@ -202,6 +290,21 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Containe
             errors.append(f"{where}: digits min/max must satisfy 1 <= min <= max <= 20")
         if node.get("handler") is None and node.get("next") is None:
             errors.append(f"{where}: collect needs `handler` or `next`")
+    return errors
+
+
+def _check_events(where: str, node: Node, fn: Callable, need_node: Callable) -> list[str]:
+    """Every event the node's handler declares is mapped by `on`, to a node; nothing else is."""
+    declared = events_of(fn)
+    on = node.get("on") or {}
+    if not isinstance(on, dict):
+        return [f"{where}: `on` must map events to nodes"]
+    errors = [f"{where}: `on` does not say where event {event!r} of handler {node.get('handler')!r} goes"
+              for event in sorted(declared - set(on))]
+    errors += [f"{where}: `on` maps {event!r}, which handler {node.get('handler')!r} never names "
+               f"(it names {', '.join(sorted(declared)) or 'none'})" for event in sorted(set(on) - declared)]
+    for event, target in on.items():
+        need_node(target, f"event {event!r}")
     return errors
 
 
@@ -242,7 +345,7 @@ class Edge:
 EDGE_KINDS = {
     "option": "a menu's or an answer's option (`goto`)",
     "next": "`next`, when the node is done",
-    "goes": "`goes`: where its handler may send the call",
+    "on": "`on`: an event its handler names, and the node it leads to",
     "skip": "`skip`: star, or an optional question or message left unanswered",
     "handover": "`line`: the other line's entry, in the same call",
     "home": "key 9, the main menu: the node's own `home` or its line's",
@@ -252,7 +355,7 @@ GLOBAL_KINDS = ("home", "person")   # the keys that work the same in every menu
 
 
 def successors(flows: FlowSet, node: Node) -> list[Edge]:
-    """Every way out of `node`, in this order: its options, `next`, `goes`, `skip`, a handover's line,
+    """Every way out of `node`, in this order: its options, `next`, `on`, `skip`, a handover's line,
     then keys 9 and 0 where the engine (ivr/engine.py) takes them: menus and answers; a transfer's
     choices after it is closed or fails (0 at the agents' own transfer stays there); a question
     whose answer is never a lone digit (at least 2 digits) or that is read back for confirmation."""
@@ -260,7 +363,7 @@ def successors(flows: FlowSet, node: Node) -> list[Edge]:
                 tuple(sorted((opt.get("when") or {}).items())))
            for opt in node.options if "goto" in opt]
     out += [Edge("next", node.get("next"))] if node.get("next") else []
-    out += [Edge("goes", target) for target in node.get("goes") or []]
+    out += [Edge("on", target, key=str(event)) for event, target in (node.get("on") or {}).items()]
     out += [Edge("skip", node.get("skip"))] if node.get("skip") else []
     if node.type == "handover" and node.get("line") in flows.lines:
         out.append(Edge("handover", flows.lines[node.get("line")].entry))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import holidays
 import yaml
 from babel.dates import format_time, get_day_names
+
+from .language import Language
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -26,7 +28,8 @@ class Schedule:
 class Hours:
     def __init__(self, zone: ZoneInfo, default: Schedule, overrides: dict[str, Schedule],
                  holiday_names: set[str], closures: set[date],
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 languages: Mapping[str, Language] | None = None) -> None:
         self.zone = zone
         self.default = default
         self.overrides = overrides
@@ -34,9 +37,14 @@ class Hours:
         self.closures = closures
         self.clock = clock or (lambda: datetime.now(self.zone))
         self._described: dict[tuple[str, str], str] = {}
+        if languages is None:
+            from .prompts import bundled_languages
+            languages = bundled_languages()
+        self.languages = languages     # how each language words the hours (prompts/<lang>/language.yaml)
 
     @classmethod
-    def load(cls, path: Path, clock: Callable[[], datetime] | None = None) -> Hours:
+    def load(cls, path: Path, clock: Callable[[], datetime] | None = None,
+             languages: Mapping[str, Language] | None = None) -> Hours:
         cfg = yaml.safe_load(path.read_text()) or {}
 
         def schedule(d: dict) -> Schedule:
@@ -50,7 +58,7 @@ class Hours:
             raise ValueError(f"{path}: unknown holiday names {sorted(unknown)}; known: {sorted(known)}")
         return cls(ZoneInfo(cfg.get("timezone", "America/New_York")), schedule(cfg["default"]),
                    {k: schedule(v) for k, v in (cfg.get("overrides") or {}).items()},
-                   names, {date.fromisoformat(str(d)) for d in cfg.get("closures") or []}, clock)
+                   names, {date.fromisoformat(str(d)) for d in cfg.get("closures") or []}, clock, languages)
 
     def now(self) -> datetime:
         return self.clock().astimezone(self.zone)
@@ -83,13 +91,12 @@ class Hours:
 
     def _describe(self, lang: str, who: str) -> str:
         s = self.schedule(who)
-        names = get_day_names("wide", locale=lang)
-        first, last = names[s.days[0]], names[s.days[-1]]
-        t1 = format_time(s.open, "h:mm a", locale=lang)
-        t2 = format_time(s.close, "h:mm a", locale=lang)
-        if lang == "es":
-            return f"de {first} a {last}, de {t1} a {t2}"
-        return f"{first} through {last}, from {t1} to {t2}"
+        language = self.languages[lang]
+        names = get_day_names("wide", locale=language.locale)
+        pattern = language.dates["time"]
+        return language.hours.format(first=names[s.days[0]], last=names[s.days[-1]],
+                                     open=format_time(s.open, pattern, locale=language.locale),
+                                     close=format_time(s.close, pattern, locale=language.locale))
 
 
 @lru_cache(maxsize=8)

@@ -421,6 +421,6 @@ class Mirror:
         return rec
 
     def announcements(self, line: str, lang: str) -> list[Spoken]:
-        """The engine's hook (`services.extra["announcements"]`): said before the line's greeting."""
+        """What the engine says before the line's greeting (services.published)."""
         rec = self.announcement(line, lang)
         return [Spoken("", audio=rec["url"])] if rec else []

@@ -167,6 +167,17 @@ def _facility_names() -> dict[str, str]:
 _NAMES: dict[str, str] | None = None
 
 
+def language_name(code: str) -> str:
+    """The request's language by the name in its prompts/<lang>/language.yaml ("Spanish"); else its code."""
+    from .prompts import PromptError, load_languages
+    config = settings.from_env()
+    try:
+        language = load_languages(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml").get(code)
+    except PromptError:
+        language = None
+    return language.name if language else code
+
+
 def twilio_copy(req: dict) -> str:
     """What became of Twilio's copy of the message, for `show`."""
     state, error = req.get("twilio_copy", ""), req.get("twilio_copy_error", "")
@@ -256,7 +267,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("complete", completeness(store, req)),
             ("how the call came", req.get("source", "")),
             ("who called", WHO_WORDS.get(req.get("who_called", ""), "(not asked)")),
-            ("language", {"en": "English", "es": "Spanish"}.get(req.get("lang", ""), req.get("lang", ""))),
+            ("language", language_name(req.get("lang", ""))),
             ("inmate number", req.get("inmate") or "(not given)"),
             ("facility", f"{facility_name(req)} (from {req.get('facility_how') or '?'})"
              if req.get("facility") else "(not given)"),

@@ -1,8 +1,11 @@
-"""The simulated phone: places a call against the app the way Twilio would, and shows what is heard.
+"""The simulated phone: one caller on one call, acting out the app's TwiML as Twilio would.
 
-It signs every request as Twilio does, follows `action` and `Redirect`, answers `<Gather>` with keys
-or typed speech, `<Record>` with a fake recording and `<Dial>` with a chosen DialCallStatus. The
-end-to-end tests walk the call tree with it; `ivr call` is how a person tries the system.
+It signs every request as Twilio does, follows `action` and `Redirect`, goes on to the verb after a
+`<Gather>` or `<Record>` the caller leaves silent, answers `<Gather>` with keys or typed speech,
+`<Record>` with a fake recording and `<Dial>` with a chosen DialCallStatus. A test drives it one
+input at a time (`start`, then `press`), and may copy a call (`fork`), resend a request (`repost`)
+or use Twilio's Fallback URL (`fallback`) between two steps; `place` runs a whole call, scripted or
+typed at a prompt, and prints what the caller hears as it goes (`ivr call`, the benchmark).
 """
 
 from __future__ import annotations
@@ -11,14 +14,22 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin
 
 from twilio.request_validator import RequestValidator
 
-from .settings import DEV_ACCOUNT_SID
+from .settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 
-MAX_REQUESTS = 300
+if TYPE_CHECKING:
+    from flask import Flask
+
+MAX_REQUESTS = 300   # webhooks in one whole call (`place`): more is a loop
+MAX_FOLLOW = 20      # Redirects followed without the caller's input: more is a loop
 SILENCE = ("", "-")
+CALLER = "+18605550199"
+GATHER_PROMPT = "keys (or 'say words', empty for silence, 'q' to hang up)> "
+RECORD_PROMPT = "(recording) press enter to record, or '-' for silence> "
 
 
 @dataclass
@@ -28,36 +39,14 @@ class Event:
     attrs: dict = field(default_factory=dict)
 
 
-@dataclass
-class Call:
-    sid: str
-    events: list[Event] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-    documents: list[str] = field(default_factory=list)
+class CallFailed(AssertionError):
+    """Where Twilio would play its application error: an HTTP error, TwiML it cannot read, a loop."""
 
-    @property
-    def said(self) -> str:
-        """Everything the caller heard, as one text (recordings as `[play URL]`)."""
-        return " ".join(e.text if e.kind == "say" else f"[play {e.text}]"
-                        for e in self.events if e.kind in ("say", "play"))
 
-    @property
-    def dialed(self) -> list[str]:
-        return [e.text for e in self.events if e.kind == "dial"]
+class Poster(Protocol):
+    base_url: str
 
-    @property
-    def hung_up(self) -> bool:
-        return any(e.kind == "hangup" for e in self.events)
-
-    def said_after(self, n_inputs: int) -> str:
-        """What was heard after the n-th input (0: from the start)."""
-        seen, out = 0, []
-        for e in self.events:
-            if e.kind == "input":
-                seen += 1
-            elif seen >= n_inputs and e.kind == "say":
-                out.append(e.text)
-        return " ".join(out)
+    def post(self, url: str, params: dict, sign: bool = True) -> tuple[int, str]: ...
 
 
 class Transport:
@@ -89,136 +78,275 @@ class Transport:
         return resp.status_code, resp.text
 
 
-class SimPhone:
-    def __init__(self, transport: Transport, *, to: str, caller: str = "+18605550199",
-                 keys: Iterable[str] | None = None, dial_status: str = "completed",
-                 show: Callable[[str], None] | None = None, ask: Callable[[str], str] | None = None,
-                 account_sid: str | None = None):
-        self.transport = transport
-        self.to = to
-        self.caller = caller
-        self.keys = list(keys) if keys is not None else None
-        self.dial_status = dial_status
-        self.show = show or (lambda line: None)
-        self.ask = ask
-        self.account_sid = account_sid or getattr(transport, "account_sid", DEV_ACCOUNT_SID)
+def new_sid() -> str:
+    return "CA" + uuid.uuid4().hex
 
-    def _next_input(self, prompt: str) -> str | None:
+
+def recording_url(account_sid: str = DEV_ACCOUNT_SID) -> str:
+    return f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/RE{uuid.uuid4().hex}"
+
+
+class Phone:
+    """One caller on one call. `start()` dials; `press()` gives the next input: digits ("123#"),
+    "say words", "-" (silence), "dial:<status>" (how a transfer ended), "record" (a recording; or a
+    recording's URL), or a dict of raw request parameters posted to the pending action. `place()`
+    runs the whole call. What the caller heard and did is `events`; `said`, `heard`, `dialed` ... read it.
+
+    `app` (in process, signed with `token`) or `transport` carries the requests; `show` gets each line
+    of the printed transcript."""
+
+    def __init__(self, app: Flask | None = None, *, to: str, caller: str = CALLER, sid: str | None = None,
+                 transport: Poster | None = None, token: str = DEV_AUTH_TOKEN,
+                 base_url: str = "http://localhost", account_sid: str | None = None,
+                 dial_status: str = "completed", show: Callable[[str], None] | None = None) -> None:
+        self.transport = transport or Transport(token, app=app, base_url=base_url)
+        self.sid = sid or new_sid()
+        self.account_sid = account_sid or getattr(self.transport, "account_sid", DEV_ACCOUNT_SID)
+        self.base = {"CallSid": self.sid, "AccountSid": self.account_sid, "From": caller, "To": to,
+                     "Direction": "inbound", "CallStatus": "in-progress", "ApiVersion": "2010-04-01"}
+        self.dial_status = dial_status    # how a transfer ends when the caller's answer does not say
+        self.show = show or (lambda line: None)
+        self.events: list[Event] = []
+        self.statuses: list[int] = []
+        self.documents: list[str] = []
+        self.url = "/voice"                        # of the last document: its relative URLs resolve here
+        self.pending: ET.Element | None = None    # the verb waiting for the caller (Gather/Record/Dial)
+        self.rest: list[ET.Element] = []          # verbs after it (what silence leads to)
+        self.ended = False
+        self.last_request: tuple[str, dict] | None = None
+        self.keys: list[str] | None = None        # a scripted call's answers not given yet (`place`)
+
+    # --- what a test looks at -----------------------------------------------------------------
+    @property
+    def heard(self) -> list[tuple[str, str]]:
+        """(language, text) of every <Say>; ("", URL) of every <Play>. Its length marks a point in the call."""
+        return [(e.attrs.get("language", ""), e.text) if e.kind == "say" else ("", e.text)
+                for e in self.events if e.kind in ("say", "play")]
+
+    @property
+    def said(self) -> str:
+        """Everything the caller heard, as one text (recordings as `[play URL]`)."""
+        return self.said_since(0)
+
+    def said_since(self, mark: int) -> str:
+        """What was heard after the first `mark` things heard (`len(phone.heard)` taken earlier)."""
+        heard = [e for e in self.events if e.kind in ("say", "play")][mark:]
+        return " ".join(e.text if e.kind == "say" else f"[play {e.text}]" for e in heard)
+
+    def said_after(self, n_inputs: int) -> str:
+        """What was said (not played) after the caller's n-th input (0: from the start)."""
+        seen, out = 0, []
+        for e in self.events:
+            if e.kind == "input":
+                seen += 1
+            elif seen >= n_inputs and e.kind == "say":
+                out.append(e.text)
+        return " ".join(out)
+
+    @property
+    def dialed(self) -> list[str]:
+        return [e.text for e in self.events if e.kind == "dial"]
+
+    @property
+    def hung_up(self) -> bool:
+        """The system hung up (<Hangup> or <Reject>)."""
+        return any(e.kind == "hangup" for e in self.events)
+
+    @property
+    def waiting_for(self) -> str | None:
+        return None if self.pending is None else self.pending.tag
+
+    # --- placing the call one step at a time --------------------------------------------------
+    def start(self) -> Phone:
+        self.show(f"--- calling {self.base['To']} from {self.base['From']} ---")
+        return self._post("/voice", {})
+
+    def press(self, answer: str | dict) -> Phone:
+        """Give the pending verb the caller's answer and follow the TwiML until it waits again."""
+        if self.ended:
+            raise AssertionError(f"call {self.sid[-6:]} is over; cannot press {answer!r}")
+        verb = self.pending
+        if isinstance(answer, dict):
+            action = verb.get("action") if verb is not None else None
+            return self._post(urljoin(self.url, action or self.url), answer)
+        if verb is None:
+            raise AssertionError("nothing is waiting for input")
+        action = urljoin(self.url, verb.get("action") or self.url)
+        if verb.tag == "Dial":
+            status = answer[5:] if answer.startswith("dial:") else self.dial_status
+            self.show(f"   >>> TRANSFER: dialing {self.dialed[-1]} ... ({status})")
+            return self._post(action, {"DialCallStatus": status, "DialCallDuration": "30"})
+        if answer in SILENCE:
+            self.events.append(Event("input", "(silence)"))
+            if verb.tag == "Gather":
+                self.show("   ... (silence)")
+            self._run(self.rest)                   # Twilio goes on to the verb after the Gather/Record
+            return self
+        self.events.append(Event("input", answer))
+        if verb.tag == "Record":
+            rec = answer if answer.startswith("https://") else recording_url(self.account_sid)
+            rec_sid = rec.rsplit("/", 1)[-1][:34]
+            self.events.append(Event("record", rec))
+            self.show(f"   (caller records a message: {rec_sid})")
+            return self._post(action, {"RecordingUrl": rec, "RecordingSid": rec_sid,
+                                       "RecordingDuration": "42", "Digits": "#"})
+        if answer.startswith("say "):
+            self.show(f"   caller says: {answer[4:]}")
+            return self._post(action, {"SpeechResult": answer[4:], "Confidence": "0.9"})
+        self.show(f"   caller presses: {answer}")
+        finish = verb.get("finishOnKey", "#")
+        digits = answer[:-len(finish)] if finish and answer.endswith(finish) else answer
+        return self._post(action, {"Digits": digits})
+
+    def hang_up(self) -> None:
+        """The call is over (whoever ended it): Twilio's status callback."""
+        self.transport.post("/voice/status", {**self.base, "CallStatus": "completed", "CallDuration": "60"})
+        self.ended = True
+
+    def fallback(self, error_code: str = "11200") -> Phone:
+        """Twilio's Fallback URL in place of the last request (its worker died, or it timed out)."""
+        url, _ = self.last_request
+        return self._post("/voice/fallback", {"ErrorCode": error_code,
+                                              "ErrorUrl": urljoin(self.transport.base_url + "/", url)})
+
+    def repost(self) -> tuple[int, str]:
+        """Send the last request again, as Twilio does when it did not get an answer in time."""
+        url, params = self.last_request
+        return self.transport.post(url, params)
+
+    def fork(self, app: Flask) -> Phone:
+        """A copy of this call under a new CallSid, its Redis keys copied too (a branch of a walk:
+        tests/walk.explore)."""
+        other = Phone(transport=self.transport, to=self.base["To"], caller=self.base["From"],
+                      account_sid=self.account_sid, dial_status=self.dial_status, show=self.show)
+        rdb = app.extensions["ivr"].redis
+        for key in rdb.keys(f"*{self.sid}*"):     # one round trip: a test database is small
+            dumped = rdb.dump(key)
+            if dumped is not None:
+                ttl = max(rdb.pttl(key), 0)
+                rdb.restore(key.replace(self.sid.encode(), other.sid.encode()), ttl, dumped, replace=True)
+        other.url, other.pending, other.rest = self.url, self.pending, list(self.rest)
+        other.events = list(self.events)
+        return other
+
+    # --- a whole call -------------------------------------------------------------------------
+    def place(self, keys: Iterable[str] | None = None, *,
+              ask: Callable[[str], str] | None = None) -> Phone:
+        """The whole call, to its end: each answer is the next of `keys` (what is left of them stays in
+        `self.keys`), else typed at `ask`'s prompt; when there is none, or it is "q", the caller hangs
+        up. A transfer ends as the next key says if it is "dial:<status>", else as `dial_status`.
+        Where Twilio would play its application error the call ends with an "error" event."""
+        self.keys = list(keys) if keys is not None else None
+        try:
+            self.start()
+            while not self.ended:
+                if len(self.statuses) >= MAX_REQUESTS:
+                    self.events.append(Event("error", "too many requests"))
+                    break
+                if self.waiting_for == "Dial":
+                    self.press("dial:" + self._dial_status())
+                    continue
+                answer = self._next_input(GATHER_PROMPT if self.waiting_for == "Gather" else RECORD_PROMPT, ask)
+                if answer is None or answer == "q":
+                    self.events.append(Event("input", "(hang up)"))
+                    self.show("--- the caller hangs up ---")
+                    break
+                self.press(answer)
+        except CallFailed:
+            pass                                  # noted in `events` and shown
+        self.hang_up()
+        return self
+
+    def _next_input(self, prompt: str, ask: Callable[[str], str] | None) -> str | None:
         """The caller's next action; None means the caller hangs up."""
         if self.keys is not None:
             return self.keys.pop(0) if self.keys else None
-        if self.ask is None:
+        if ask is None:
             return None
         try:
-            return self.ask(prompt)
+            return ask(prompt)
         except EOFError:
             return None
 
-    def place(self, sid: str | None = None) -> Call:
-        call = Call(sid or "CA" + uuid.uuid4().hex)
-        base = {"CallSid": call.sid, "AccountSid": self.account_sid, "From": self.caller, "To": self.to,
-                "Direction": "inbound", "CallStatus": "in-progress", "ApiVersion": "2010-04-01"}
-        self.show(f"--- calling {self.to} from {self.caller} ---")
-        url, params = "/voice", {}
-        for _ in range(MAX_REQUESTS):
-            status, body = self.transport.post(url, {**base, **params})
-            call.statuses.append(status)
-            if status != 200:
-                call.events.append(Event("error", f"HTTP {status} from {url}"))
-                self.show(f"!! HTTP {status} from {url}: the caller would hear Twilio's application error")
-                break
-            call.documents.append(body)
-            nxt = self._play(call, url, body)
-            if nxt is None:
-                break
-            url, params = nxt
-        else:
-            call.events.append(Event("error", "too many requests"))
-        self.transport.post("/voice/status", {**base, "CallStatus": "completed", "CallDuration": "60"})
-        return call
+    def _dial_status(self) -> str:
+        if self.keys and self.keys[0].startswith("dial:"):
+            return self.keys.pop(0)[5:]
+        return self.dial_status
 
-    def _play(self, call: Call, url: str, body: str) -> tuple[str, dict] | None:
-        """Act out one TwiML document; return the next request, or None when the call is over."""
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError as exc:
-            call.events.append(Event("error", f"bad TwiML: {exc}"))
-            self.show(f"!! bad TwiML: {exc}")
-            return None
-        for verb in root:
-            tag = verb.tag
-            if tag in ("Say", "Play"):
-                self._speak(call, verb)
-            elif tag == "Pause":
+    # --- acting out TwiML ---------------------------------------------------------------------
+    def _fail(self, message: str, shown: str | None = None) -> CallFailed:
+        self.events.append(Event("error", message))
+        self.show(f"!! {shown or message}")
+        return CallFailed(message)
+
+    def _post(self, url: str, params: dict) -> Phone:
+        for _ in range(MAX_FOLLOW):
+            request = {**self.base, **params}
+            self.last_request = (url, request)
+            status, body = self.transport.post(url, request)
+            self.statuses.append(status)
+            if status != 200:
+                raise self._fail(f"HTTP {status} from {url}",
+                                 f"HTTP {status} from {url}: the caller would hear Twilio's application error")
+            self.documents.append(body)
+            self.url = url
+            try:
+                root = ET.fromstring(body)
+            except ET.ParseError as exc:
+                raise self._fail(f"bad TwiML: {exc}") from None
+            nxt = self._run(list(root), follow=False)
+            if nxt is None:
+                return self
+            url, params = nxt
+        raise self._fail(f"more than {MAX_FOLLOW} redirects without input at {url}")
+
+    def _run(self, verbs: list[ET.Element], follow: bool = True) -> tuple[str, dict] | None:
+        """Act out verbs until one waits for the caller or the call ends; a Redirect is followed
+        (`follow`) or returned."""
+        self.pending, self.rest = None, []
+        for i, verb in enumerate(verbs):
+            if verb.tag in ("Say", "Play"):
+                self._hear(verb)
+            elif verb.tag == "Pause":
                 continue
-            elif tag == "Gather":
+            elif verb.tag in ("Gather", "Record"):
                 for child in verb:
-                    self._speak(call, child)
-                answer = self._next_input("keys (or 'say words', empty for silence, 'q' to hang up)> ")
-                if answer is None or answer == "q":
-                    return self._caller_hangs_up(call)
-                if answer in SILENCE:
-                    call.events.append(Event("input", "(silence)"))
-                    self.show("   ... (silence)")
-                    continue  # Twilio goes on to the verb after <Gather>
-                call.events.append(Event("input", answer))
-                action = urljoin(url, verb.get("action", url))
-                if answer.startswith("say "):
-                    self.show(f"   caller says: {answer[4:]}")
-                    return action, {"SpeechResult": answer[4:], "Confidence": "0.9"}
-                digits = answer
-                finish = verb.get("finishOnKey", "#")
-                if finish and digits.endswith(finish):
-                    digits = digits[: -len(finish)]
-                self.show(f"   caller presses: {answer}")
-                return action, {"Digits": digits}
-            elif tag == "Record":
-                answer = self._next_input("(recording) press enter to record, or '-' for silence> ")
-                if answer is None or answer == "q":
-                    return self._caller_hangs_up(call)
-                if answer in SILENCE:
-                    call.events.append(Event("input", "(silence)"))
-                    continue
-                call.events.append(Event("input", answer))
-                rec = "RE" + uuid.uuid4().hex
-                url_rec = f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Recordings/{rec}"
-                self.show(f"   (caller records a message: {rec})")
-                call.events.append(Event("record", url_rec))
-                return urljoin(url, verb.get("action", url)), {
-                    "RecordingUrl": url_rec, "RecordingSid": rec, "RecordingDuration": "42", "Digits": "#"}
-            elif tag == "Dial":
-                number = "".join(n.text or "" for n in verb if n.tag == "Number") or (verb.text or "").strip()
-                call.events.append(Event("dial", number, dict(verb.attrib)))
-                status = self.dial_status
-                if self.keys and self.keys[0].startswith("dial:"):
-                    status = self.keys.pop(0)[5:]
-                self.show(f"   >>> TRANSFER: dialing {number} ... ({status})")
-                if verb.get("action"):
-                    return urljoin(url, verb.get("action")), {"DialCallStatus": status,
-                                                               "DialCallDuration": "30"}
+                    self._hear(child)
+                self.pending, self.rest = verb, verbs[i + 1:]
                 return None
-            elif tag == "Redirect":
-                return urljoin(url, (verb.text or "").strip()), {}
-            elif tag in ("Hangup", "Reject"):
-                call.events.append(Event("hangup"))
+            elif verb.tag == "Dial":
+                number = "".join(n.text or "" for n in verb if n.tag == "Number") or (verb.text or "").strip()
+                self.events.append(Event("dial", number, dict(verb.attrib)))
+                if verb.get("action"):
+                    self.pending, self.rest = verb, verbs[i + 1:]
+                    return None
+                self.show(f"   >>> TRANSFER: dialing {number} ... ({self._dial_status()})")
+                self.ended = True                  # Twilio ends the call when the dialed party hangs up
+                return None
+            elif verb.tag == "Redirect":
+                target = (urljoin(self.url, (verb.text or "").strip()), {})
+                if follow:
+                    self._post(*target)
+                    return None
+                return target
+            elif verb.tag in ("Hangup", "Reject"):
+                self.events.append(Event("hangup"))
                 self.show("--- the system hangs up ---")
+                self.ended = True
                 return None
             else:
-                call.events.append(Event("error", f"unknown verb {tag}"))
-        call.events.append(Event("end"))
+                self.events.append(Event("error", f"unknown verb {verb.tag}"))
+        self.events.append(Event("end"))
         self.show("--- end of instructions: the call ends ---")
+        self.ended = True
         return None
 
-    def _speak(self, call: Call, verb: ET.Element) -> None:
+    def _hear(self, verb: ET.Element) -> None:
         if verb.tag == "Say":
             text = " ".join((verb.text or "").split())
-            call.events.append(Event("say", text, dict(verb.attrib)))
+            self.events.append(Event("say", text, dict(verb.attrib)))
             self.show(f"   [{verb.get('language', '?')}] {text}")
         elif verb.tag == "Play":
-            call.events.append(Event("play", (verb.text or "").strip()))
-            self.show(f"   [plays] {(verb.text or '').strip()}")
-
-    def _caller_hangs_up(self, call: Call) -> None:
-        call.events.append(Event("input", "(hang up)"))
-        self.show("--- the caller hangs up ---")
-        return None
+            url = (verb.text or "").strip()
+            self.events.append(Event("play", url))
+            self.show(f"   [plays] {url}")

@@ -1,8 +1,9 @@
 """Words for the text-to-speech voice: money, dates, digit strings, phone numbers and the SDU's enums,
-in English (`en`) and Spanish (`es`).
+in the caller's language: its locale and rules come from prompts/<lang>/language.yaml (ivr/language.py).
 
 The TTS voice reads "206.00" or "2026-11-14" badly, so everything a caller hears about an amount or a
-date goes through here. Any language other than Spanish falls back to English.
+date goes through here. `lang` is a Language, or a code or tag of a shipped language ("es", "es-US");
+any other code is said in the default language.
 """
 
 from __future__ import annotations
@@ -17,89 +18,75 @@ import phonenumbers
 from babel.dates import format_date
 from num2words import num2words
 
+from .language import Language
+
 CT_TZ = ZoneInfo("America/New_York")
 
 
-def _lang(lang: str | None) -> str:
-    return "es" if (lang or "").lower().startswith("es") else "en"
+def language(lang: str | Language | None) -> Language:
+    """`lang` itself, or the shipped language a code or tag names (the default one for any other)."""
+    if isinstance(lang, Language):
+        return lang
+    from .prompts import bundled_languages
+    languages = bundled_languages()
+    code = re.split(r"[-_]", (lang or "").lower())[0]
+    return languages.get(code) or next(iter(languages.values()))
 
 
 # --- numbers and money ------------------------------------------------------------------------------
 
 
-def _cardinal(n: int, lang: str) -> str:
-    """A whole number as words, in the form used right before a masculine noun."""
-    if lang == "es":
-        words = num2words(n, lang="es")
-        # Apocope before a noun (and before "mil"/"millones"): "veintiún dólares", "treinta y un mil".
-        words = re.sub(r"\bveintiuno\b", "veintiún", words)
-        return re.sub(r"\buno\b", "un", words)
-    # US style: "two hundred six", not "two hundred and six"; no commas, which TTS reads as pauses.
-    words = num2words(n, lang="en")
-    return re.sub(r"\s+", " ", words.replace(",", "").replace(" and ", " ")).strip()
+def _cardinal(n: int, lang: Language) -> str:
+    """A whole number as words, in the form used right before a noun (the language's rewrites)."""
+    words = num2words(n, lang=lang.locale)
+    for pattern, replacement in lang.rewrite:
+        words = pattern.sub(replacement, words)
+    return re.sub(r"\s+", " ", words).strip()
 
 
-def _units(n: int, lang: str, one: str, many: str) -> str:
+def _units(n: int, lang: Language, forms: tuple[str, ...]) -> str:
     words = _cardinal(n, lang)
-    if lang == "es" and re.search(r"\b(millón|millones)$", words):
-        return f"{words} de {many}"  # "un millón de dólares"
-    return f"{words} {one if n == 1 else many}"
+    joiner = next((j for pattern, j in lang.before_unit if pattern.search(words)), " ")
+    return f"{words}{joiner}{forms[0] if n == 1 else forms[1]}"   # es: "un millón de dólares"
 
 
-def say_money(amount: Decimal | int | str, lang: str) -> str:
+def say_money(amount: Decimal | int | str, lang: str | Language) -> str:
     """`Decimal("206.50")` -> "two hundred six dollars and fifty cents" /
     "doscientos seis dólares con cincuenta centavos". Rounds to the cent."""
-    lang = _lang(lang)
+    lang = language(lang)
+    money = lang.money
     value = Decimal(str(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     sign = ""
     if value < 0:
-        sign = "menos " if lang == "es" else "minus "
+        sign = money["minus"]
         value = -value
     dollars = int(value)
     cents = int((value - dollars) * 100)
-    if lang == "es":
-        dollar_words = _units(dollars, lang, "dólar", "dólares")
-        cent_words = _units(cents, lang, "centavo", "centavos")
-        joiner = " con "
-    else:
-        dollar_words = _units(dollars, lang, "dollar", "dollars")
-        cent_words = _units(cents, lang, "cent", "cents")
-        joiner = " and "
+    dollar_words = _units(dollars, lang, money["dollar"])
+    cent_words = _units(cents, lang, money["cent"])
     if cents == 0:
         return sign + dollar_words
     if dollars == 0:
         return sign + cent_words  # "fifty cents", not "zero dollars and fifty cents"
-    return sign + dollar_words + joiner + cent_words
+    return sign + dollar_words + money["and"] + cent_words
 
 
 # --- dates ------------------------------------------------------------------------------------------
-
-_DATE_PATTERNS = {
-    # (lang, weekday, year) -> babel pattern
-    ("en", True, False): "EEEE, MMMM d",
-    ("en", True, True): "EEEE, MMMM d, y",
-    ("en", False, False): "MMMM d",
-    ("en", False, True): "MMMM d, y",
-    ("es", True, False): "EEEE d 'de' MMMM",
-    ("es", True, True): "EEEE d 'de' MMMM 'de' y",
-    ("es", False, False): "d 'de' MMMM",
-    ("es", False, True): "d 'de' MMMM 'de' y",
-}
 
 
 def today_in_connecticut() -> date:
     return datetime.now(CT_TZ).date()
 
 
-def say_date(d: date, lang: str, weekday: bool = True, *, today: date | None = None) -> str:
+def say_date(d: date, lang: str | Language, weekday: bool = True, *, today: date | None = None) -> str:
     """`date(2026, 11, 13)` -> "Friday, November 13" / "viernes 13 de noviembre". The year is said only
     when it is not the current year (`today` defaults to today in Connecticut)."""
-    lang = _lang(lang)
+    lang = language(lang)
     this_year = (today or today_in_connecticut()).year
-    pattern = _DATE_PATTERNS[(lang, weekday, d.year != this_year)]
-    if lang == "es" and d.day == 1:
-        pattern = pattern.replace("d 'de'", "'primero de'")  # "primero de noviembre", as callers say it
-    return _format_date(d, pattern, "en_US" if lang == "en" else "es_US")
+    dates = lang.dates
+    day = dates.get("first_day", dates["day"]) if d.day == 1 else dates["day"]   # es: "primero de noviembre"
+    pattern = (dates["weekday"] if weekday else "") + day + (dates["year"] if d.year != this_year else "")
+    return _format_date(d, pattern, lang.locale)
 
 
 @lru_cache(maxsize=512)
@@ -139,42 +126,19 @@ def say_phone(e164: str, lang: str) -> str:
 
 # --- the SDU's enums --------------------------------------------------------------------------------
 
-_SOURCES = {
-    "income_withholding": (
-        "from an employer's paycheck withholding",
-        "de una retención de salario hecha por un empleador",
-    ),
-    "unemployment_compensation": ("from unemployment benefits", "de beneficios de desempleo"),
-    "workers_compensation": ("from workers' compensation", "de compensación laboral"),
-    "federal_tax_refund": ("from a federal tax refund", "de un reembolso de impuestos federales"),
-    "state_tax_refund": ("from a state tax refund", "de un reembolso de impuestos estatales"),
-    "lottery": ("from lottery winnings", "de un premio de lotería"),
-    "bank_seizure": ("from a bank account seizure", "de un embargo de cuenta bancaria"),
-    "direct_payment": ("from a direct payment", "de un pago directo"),
-    "other_state": ("from another state's child support agency", "de la agencia de otro estado"),
-    "other": ("from another source", "de otra fuente"),
-}
 
-_METHODS = {
-    "debit_card": ("to your debit card", "a su tarjeta de débito"),
-    "direct_deposit": ("by direct deposit to your bank account", "por depósito directo a su cuenta bancaria"),
-    "check": ("by check in the mail", "por cheque, por correo"),
-}
+def say_source(source: str, lang: str | Language) -> str:
+    """Where a payment came from: "from an employer's paycheck withholding"."""
+    return _enum(language(lang).payment_sources, source, "payment source")
 
 
-def _word(table: dict[str, tuple[str, str]], value: str, lang: str, what: str) -> str:
+def say_method(method: str, lang: str | Language) -> str:
+    """How money reaches the payee: "to your debit card" / "a su tarjeta de débito"."""
+    return _enum(language(lang).disbursement_methods, method, "disbursement method")
+
+
+def _enum(words: dict[str, str], value: str, what: str) -> str:
     try:
-        en, es = table[value]
+        return words[value]
     except KeyError:
         raise ValueError(f"unknown {what}: {value!r}") from None
-    return es if _lang(lang) == "es" else en
-
-
-def say_source(source: str, lang: str) -> str:
-    """Where a payment came from: "from an employer's paycheck withholding"."""
-    return _word(_SOURCES, source, lang, "payment source")
-
-
-def say_method(method: str, lang: str) -> str:
-    """How money reaches the payee: "to your debit card" / "a su tarjeta de débito"."""
-    return _word(_METHODS, method, lang, "disbursement method")

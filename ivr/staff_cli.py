@@ -15,7 +15,7 @@ import redis
 
 from . import settings
 from .directory import ANONYMOUS, caller_id
-from .prompts import LANGS, Prompts
+from .prompts import PromptError, Prompts, load_languages
 from .published import ANN_LINES, Library, NothingToRollBack, Who
 from .redact import mask_phone
 from .speech import CT_TZ
@@ -59,11 +59,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run(cmd_prompts_list))
     p = psub.add_parser("history", help="every version of a prompt: who, when, which audio, which language")
     p.add_argument("prompt", metavar="ID", help="a prompt id (cc.welcome) or its code (201)")
-    p.add_argument("--lang", choices=LANGS)
+    p.add_argument("--lang", help="one language (en, es ...: the folders of prompts/)")
     p.set_defaults(func=_run(cmd_prompts_history))
     p = psub.add_parser("rollback", help="go back to the version that was live before the current one")
     p.add_argument("prompt", metavar="ID", help="a prompt id (cc.welcome) or its code (201)")
-    p.add_argument("--lang", choices=LANGS, help="needed when both languages have a recording")
+    p.add_argument("--lang", help="needed when more than one language has a recording")
     p.add_argument("--by", help="who is doing this (default: your login name)")
     p.add_argument("--to", type=int, metavar="VERSION", help="go to this version instead (0: computer voice)")
     p.set_defaults(func=_run(cmd_prompts_rollback))
@@ -71,7 +71,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run(cmd_prompts_announcements))
     p = psub.add_parser("clear-announcement", help="take an announcement off a line now (as staff can by phone)")
     p.add_argument("line", choices=(*ANN_LINES, "all"), help="which line, or all")
-    p.add_argument("--lang", choices=(*LANGS, "both"), default="both", help="which language (default: both)")
+    p.add_argument("--lang", default="both", help="which language (default: both, i.e. every language)")
     p.add_argument("--by", help="who is doing this (default: your login name)")
     p.set_defaults(func=_run(cmd_prompts_clear_announcement))
 
@@ -195,7 +195,18 @@ def cmd_staff_unlock_phone(args: argparse.Namespace) -> int:
 
 # --- ivr prompts ----------------------------------------------------------------------------------
 def _prompts(config: dict) -> Prompts:
-    return Prompts.load(config["PROMPTS_DIR"])
+    return Prompts.load(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml")
+
+
+def _langs(config: dict, chosen: str | None = None) -> list[str]:
+    """The languages the system speaks (prompts/<lang>/), or just `chosen` once it is known to be one."""
+    try:
+        langs = list(load_languages(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml"))
+    except PromptError as exc:
+        raise CliError(str(exc)) from exc
+    if chosen is not None and chosen not in langs:
+        raise CliError(f"--lang {chosen!r} is not a language of the system: {', '.join(langs)}")
+    return [chosen] if chosen is not None else langs
 
 
 def _prompt_id(prompts: Prompts, given: str) -> str:
@@ -204,7 +215,7 @@ def _prompt_id(prompts: Prompts, given: str) -> str:
         if pid is None:
             raise CliError(f"no prompt has the code {given}; `ivr prompts list` shows them")
         return pid
-    if not prompts.has(given, "en"):
+    if not prompts.has(given, prompts.default):
         raise CliError(f"there is no prompt {given!r}; `ivr prompts list` shows them")
     return given
 
@@ -223,13 +234,13 @@ def cmd_prompts_list(args: argparse.Namespace) -> int:
         print(f"ivr prompts: {exc}; recordings are not shown", file=sys.stderr)
         published = None
     for pid, code in sorted(prompts.codes.items(), key=lambda item: item[1]):
-        if not prompts.has(pid, "en"):
+        if not prompts.has(pid, prompts.default):
             continue
         if published is None:
             recorded = "?"
         else:
-            recorded = ",".join(lang for lang in LANGS if (pid, lang) in published) or "-"
-        print(f"{code:<4} {pid:<32} \"{_first_words(prompts.texts['en'][pid])}\"  recorded: {recorded}")
+            recorded = ",".join(lang for lang in prompts.languages if (pid, lang) in published) or "-"
+        print(f"{code:<4} {pid:<32} \"{_first_words(prompts.texts[prompts.default][pid])}\"  recorded: {recorded}")
     return 0
 
 
@@ -243,7 +254,7 @@ def cmd_prompts_history(args: argparse.Namespace) -> int:
     pid = _prompt_id(_prompts(config), args.prompt)
     library = Library(_redis(config))
     any_event = False
-    for lang in [args.lang] if args.lang else LANGS:
+    for lang in _langs(config, args.lang):
         live = (library.published(pid, lang) or {}).get("v", 0)
         events = library.history(pid, lang)
         for e in events:
@@ -268,13 +279,14 @@ def cmd_prompts_rollback(args: argparse.Namespace) -> int:
     config = _config()
     pid = _prompt_id(_prompts(config), args.prompt)
     library = Library(_redis(config))
+    langs = _langs(config, args.lang)
     lang = args.lang
     if lang is None:
-        recorded = [code for code in LANGS if library.published(pid, code)]
+        recorded = [code for code in langs if library.published(pid, code)]
         if not recorded and args.to is None:
-            raise CliError(f"{pid} has no recording in either language: nothing to roll back", 1)
+            raise CliError(f"{pid} has no recording in any language: nothing to roll back", 1)
         if args.to is not None or len(recorded) != 1:
-            raise CliError(f"{pid}: say which language with --lang en or --lang es")
+            raise CliError(f"{pid}: say which language with --lang {' or --lang '.join(langs)}")
         lang = recorded[0]
     if args.to is not None and args.to < 0:
         raise CliError("--to is a version number, 0 or more")
@@ -289,11 +301,12 @@ def cmd_prompts_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_announcements(args: argparse.Namespace) -> int:
-    library = Library(_redis(_config()))
+    config = _config()
+    library = Library(_redis(config))
     _, anns = library.snapshot()
     today = _now().date()
     for line in ANN_LINES:
-        for lang in LANGS:
+        for lang in _langs(config):
             rec = anns.get((line, lang))
             if rec is None:
                 state = "none"
@@ -311,11 +324,13 @@ def cmd_prompts_announcements(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_clear_announcement(args: argparse.Namespace) -> int:
-    library = Library(_redis(_config()))
+    config = _config()
+    langs = _langs(config, None if args.lang == "both" else args.lang)
+    library = Library(_redis(config))
     lines = list(ANN_LINES) if args.line == "all" else [args.line]
     who = Who("cli", args.by or getpass.getuser())
     cleared = 0
-    for lang in LANGS if args.lang == "both" else (args.lang,):
+    for lang in langs:
         cleared += library.clear_announcement(lines, lang, who, _now())
     if not cleared:
         print(f"no announcement was on {', '.join(lines)} ({args.lang}): nothing changed")

@@ -17,8 +17,8 @@ START, END = "<!-- call-tree:start -->", "<!-- call-tree:end -->"
 
 def load_tree() -> tuple[FlowSet, Prompts, Directory]:
     config = settings.from_env({})
-    prompts = Prompts.load(config["PROMPTS_DIR"])
-    directory = Directory.load(config["CONFIG_DIR"])
+    prompts = Prompts.load(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml")
+    directory = Directory.load(config["CONFIG_DIR"], prompts.languages)
     flows = flow.load(config["CONFIG_DIR"] / "flows", prompts, load_all(), directory.offices)
     return flows, prompts, directory
 
@@ -29,7 +29,7 @@ def first_words(prompts: Prompts, node: Node | None = None, pid: str | None = No
         pid = pid[0]
     if not pid:
         return ""
-    words = re.sub(r"\{\w+\}", "…", prompts.texts["en"][pid]).split()
+    words = re.sub(r"\{\w+\}", "…", prompts.texts[prompts.default][pid]).split()
     return " ".join(words[:n]) + (" …" if len(words) > n else "")
 
 
@@ -40,7 +40,7 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
         if node.get("office_var"):
             return f"transfer: the office in `{node.get('office_var')}`"
         office = directory.offices[node.get("office")]
-        return f"transfer: {office.name['en']} ({office.phone})"
+        return f"transfer: {office.name[prompts.default]} ({office.phone})"
     if node.type == "handover":
         return f"handover: the {node.get('line')} line"
     if node.type == "action":
@@ -52,13 +52,22 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
 
 
 # Drawn as plain arrows, each target once; the global keys 9 and 0 are left out of the drawings.
-PLAIN = ("next", "goes", "skip")
+PLAIN = ("next", "skip")
 
 
 def option_label(edge: Edge, prompts: Prompts, directory: Directory) -> str:
     if edge.office:
-        return directory.offices[edge.office].name["en"]
-    return prompts.texts["en"][edge.prompt]
+        return directory.offices[edge.office].name[prompts.default]
+    return prompts.texts[prompts.default][edge.prompt]
+
+
+def named_events(edges: list[Edge]) -> dict[str, str]:
+    """The nodes a handler's events lead to, each with the events that lead there ("a / b")."""
+    out: dict[str, list[str]] = {}
+    for edge in edges:
+        if edge.kind == "on":
+            out.setdefault(edge.target, []).append(edge.key)
+    return {target: " / ".join(events) for target, events in out.items()}
 
 
 def outline(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -> list[str]:
@@ -77,6 +86,8 @@ def outline(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -
         for edge in edges:
             if edge.kind == "option":
                 walk(edge.target, depth + 1, f"[{edge.key}] ")
+        for target, events in named_events(edges).items():
+            walk(target, depth + 1, f"({events}) ")
         for target in targets(edges, PLAIN):
             walk(target, depth + 1, "-> ")
 
@@ -104,6 +115,8 @@ def mermaid(flows: FlowSet, line: str, prompts: Prompts, directory: Directory) -
             if edge.kind == "option":
                 lines.append(f"  {mid(nid)} -- \"{edge.key}: {esc(option_label(edge, prompts, directory))}\" "
                              f"--> {mid(edge.target)}")
+        for target, events in named_events(edges).items():
+            lines.append(f"  {mid(nid)} -- \"{events}\" --> {mid(target)}")
         for target in targets(edges, PLAIN):
             lines.append(f"  {mid(nid)} --> {mid(target)}")
         for target in targets(edges, ("handover",)):
@@ -130,6 +143,9 @@ def splice(existing: str, block: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "node_types", False):
+        print(flow.guide())
+        return 0
     flows, prompts, directory = load_tree()
     lines = [args.line] if args.line else list(flows.lines)
     for line in lines:

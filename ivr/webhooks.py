@@ -107,9 +107,9 @@ def voice():
     if replay:
         return twiml(replay)  # Twilio retried the first request of this call
     line = line_for(request.form.get("To", ""))
-    state = CallState(sid=sid, line=line, new=True)
+    state = CallState(sid=sid, line=line, lang=rt.prompts.default, new=True)
     log.info("call %s on %s from %s", printable(sid[-6:]), line, mask_phone(request.form.get("From")))
-    return _answer(rt, state, lambda turn: rt.engine.start(turn, rt.first_node(turn)))
+    return _answer(rt, state, rt.engine.start)
 
 
 @bp.post("/voice/step")
@@ -132,7 +132,7 @@ def step():
             state = None  # after the end only the hung-up <Record>'s own action is taken: no replays
     if state is None:
         # Expired, flushed or never stored: say so, and start the caller's line again.
-        state = CallState(sid=sid, line=line_for(request.form.get("To", "")), new=True)
+        state = CallState(sid=sid, line=line_for(request.form.get("To", "")), lang=rt.prompts.default, new=True)
 
         def lost(turn):
             turn.say("sys.state_lost")
@@ -148,7 +148,7 @@ def step():
 
 def _answer(rt, state: CallState, run) -> Response:
     turn = Turn(rt.engine, state, request.form, _step_url)
-    sdu = rt.services.extra.get("sdu")
+    sdu = rt.services.sdu
     try:
         # One SDU time budget for the whole webhook, however many lookups its handlers make.
         with sdu.budget_scope() if sdu is not None else nullcontext():
@@ -216,7 +216,7 @@ def fallback():
 def health():
     rt = runtime()
     status = rt.health.status()
-    sdu = rt.services.extra.get("sdu")
+    sdu = rt.services.sdu
     breaker = sdu.breaker.state if sdu is not None else None
     age = round(time.monotonic() - status.at, 1) if status.at else None
     return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age), 200

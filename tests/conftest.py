@@ -16,7 +16,7 @@ import redis
 
 from ivr.app import create_app
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 
 TZ = ZoneInfo("America/New_York")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -98,13 +98,13 @@ def client(app):
 
 @pytest.fixture
 def call(app):
-    """Place a simulated call: call("callcenter", ["1", "2"]) -> ivr.simphone.Call."""
+    """Place a whole simulated call: call("callcenter", ["1", "2"]) -> the ivr.simphone.Phone, its call over."""
     def place(line: str = "callcenter", keys=(), caller: str = "+18605550199",
-              dial_status: str = "completed", sid: str | None = None, target_app=None):
+              dial_status: str = "completed", sid: str | None = None, target_app=None) -> Phone:
         transport = Transport(DEV_AUTH_TOKEN, app=target_app or app)
-        phone = SimPhone(transport, to=LINES.get(line, line), caller=caller, keys=list(keys),
-                         dial_status=dial_status)
-        return phone.place(sid)
+        phone = Phone(transport=transport, to=LINES.get(line, line), caller=caller, sid=sid,
+                      dial_status=dial_status)
+        return phone.place(keys)
     return place
 
 

@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import responses
-import yaml
 from twilio.request_validator import RequestValidator
 
+from ivr import flow
 from ivr.flow import successors, targets
 from ivr.jobs import JobContext, Worker
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError
+from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     ACCOUNT_SID,
@@ -26,7 +27,6 @@ from tests.walk import (
     STAFF_ID,
     STAFF_PIN,
     WRONG_PIN,
-    Phone,
     caller_numbers,
     explore,
     known_values,
@@ -160,7 +160,7 @@ def test_the_factory_refuses_to_run_without_signatures_in_production(monkeypatch
 def limits() -> dict:
     from ivr.settings import ROOT
 
-    doc = yaml.safe_load((ROOT / "config" / "flows" / "payments.yaml").read_text())
+    doc = flow.read(ROOT / "config" / "flows" / "payments.yaml")
     return doc["settings"]["identification"]
 
 

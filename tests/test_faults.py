@@ -29,13 +29,12 @@ from ivr.flow import successors, targets
 from ivr.handlers.payments import case_key
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Transport
+from ivr.simphone import Phone, Transport
 from tests.redis_server import RedisServer, free_port
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CASE,
     PAYER_PIN,
-    Phone,
     explore,
     forget_summary,
     known_values,
@@ -259,7 +258,7 @@ SDU_FAULTS = [("slow", {}), ("500", {}), ("502", {}), ("429", {"retry_after": "1
 def test_sdu_failing_the_caller_hears_a_plain_message_quickly_and_the_call_goes_on(
         make_app, sdu, monkeypatch, caplog, mode, kw):
     app = make_app(SDU_BASE_URL=sdu.url)
-    client = app.extensions["ivr"].services.extra["sdu"]
+    client = app.extensions["ivr"].services.sdu
     timer = SDUTimer(client, monkeypatch)
     phone = identified_payer(app)
     sdu.fail(mode, **kw)
@@ -287,7 +286,7 @@ def test_sdu_failing_the_caller_hears_a_plain_message_quickly_and_the_call_goes_
 def test_sdu_failing_at_sign_in_the_caller_hears_a_plain_message_and_the_pin_counts_only_for_the_case(
         make_app, sdu, monkeypatch, caplog, mode):
     app = make_app(SDU_BASE_URL=sdu.url)
-    timer = SDUTimer(app.extensions["ivr"].services.extra["sdu"], monkeypatch)
+    timer = SDUTimer(app.extensions["ivr"].services.sdu, monkeypatch)
     phone = Phone(app, to=line_number(app, "payments")).start().press("1").press(CASE).press("1")
     sdu.fail(mode, endpoints=("pin",))
     before = snapshot(app.extensions["ivr"].redis)
@@ -301,7 +300,7 @@ def test_sdu_failing_at_sign_in_the_caller_hears_a_plain_message_and_the_pin_cou
     # counted) the PIN without answering, so the case keeps it (issue 13); the caller number does not.
     after = snapshot(app.extensions["ivr"].redis)
     call_key = f"ivr:call:{phone.sid}".encode()
-    case = case_key(app.extensions["ivr"].services.extra["sealer"], CASE).encode()
+    case = case_key(app.extensions["ivr"].services.sealer, CASE).encode()
     assert after.get(case) == b"1" and not before.get(case)
     assert ({k: v for k, v in after.items() if k not in (call_key, case)}
             == {k: v for k, v in before.items() if k != call_key})
@@ -365,7 +364,7 @@ def test_a_call_answered_by_two_workers_looks_up_its_summary_once(make_app, sdu,
 
 def test_sdu_down_the_breaker_stops_further_waiting(make_app, sdu, monkeypatch, caplog):
     app = make_app(SDU_BASE_URL=sdu.url)
-    client = app.extensions["ivr"].services.extra["sdu"]
+    client = app.extensions["ivr"].services.sdu
     timer = SDUTimer(client, monkeypatch)
     phone = identified_payer(app)
     sdu.fail("500")

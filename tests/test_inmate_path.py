@@ -12,11 +12,14 @@ import shutil
 
 import pytest
 import redis
+import yaml
 
-from ivr import settings
+from ivr import flow, settings
+from ivr.handlers import events_of
 from ivr.redact import mask_phone
 from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
+from ivr.tree import markdown
 from tests.conftest import LINES
 from tests.walk import everything_in, spoken_ref
 
@@ -303,7 +306,7 @@ def test_a_caller_still_on_the_line_is_shown_as_such(app, staff):
 
 
 def test_the_reference_is_never_said_when_the_request_could_not_be_stored(app, call, prompts, monkeypatch):
-    store = app.extensions["ivr"].services.extra["requests"]
+    store = app.extensions["ivr"].services.requests
 
     def down(ref):
         raise redis.ConnectionError("Redis went away")
@@ -333,7 +336,7 @@ def test_a_replayed_webhook_or_a_replayed_call_makes_no_second_request(app, redi
     call("callcenter", ["-", "1", "1111111#", "1", "*", "-", "-"], caller=YORK, sid=sid)
     assert redis_client.zcard("ivr:req:all") == 1
     ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
-    store = app.extensions["ivr"].services.extra["requests"]
+    store = app.extensions["ivr"].services.requests
     assert store.get(ref)["inmate"] == "1111111"          # the newer number, with the change audited
     assert [e.action for e in store.history(ref)].count("inmate number given again") == 1
 
@@ -372,7 +375,7 @@ def test_a_bad_facility_number_stops_start_up_naming_the_file(make_app, tmp_path
 
 
 def test_every_facility_can_be_said_and_spelled_and_its_number_is_recognised(app):
-    facilities = app.extensions["ivr"].services.extra["facilities"]
+    facilities = app.extensions["ivr"].services.facilities
     assert len(facilities.by_id) >= 13
     for f in facilities.by_id.values():
         assert facilities.match_speech(f"I am at {f.words[0]}") == [f]
@@ -544,3 +547,44 @@ def test_a_bad_request_cap_stops_start_up_naming_the_file(make_app, tmp_path, ol
     with pytest.raises(RuntimeError) as err:
         make_app(CONFIG_DIR=config_dir)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+# --- where each step leads is said in config/flows/inmate.yaml, not in code (issue 14) ----------------------
+
+def test_every_step_of_the_inmate_path_names_its_ways_out(app):
+    """Start-up checks every way out of every step against the flow file: none is left to code."""
+    rt = app.extensions["ivr"]
+    steps = {nid: node.get("handler") for nid, node in rt.flows.nodes.items()
+             if node.file.endswith("inmate.yaml") and node.get("handler")}
+    assert len(steps) > 10
+    assert [nid for nid, name in steps.items() if events_of(rt.engine.handlers[name]) is None] == []
+
+
+def test_where_a_caller_goes_when_the_request_cannot_be_stored_is_set_in_the_flow_file(
+        make_app, tmp_path, call, prompts, monkeypatch):
+    config_dir = tmp_path / "config"
+    shutil.copytree(settings.from_env()["CONFIG_DIR"], config_dir)
+    path = config_dir / "flows" / "inmate.yaml"
+    doc = flow.read(path)
+    doc["nodes"]["inm_finish"].setdefault("on", {})["not_stored"] = "cc_main"   # not a person: the main menu
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    app = make_app(CONFIG_DIR=config_dir)
+
+    def down(ref):
+        raise redis.ConnectionError("Redis went away")
+    monkeypatch.setattr(app.extensions["ivr"].services.requests, "finish", down)
+    c = call("callcenter", ["-", "1", f"{INMATE}#", "1", "*", "record"], caller=YORK, target_app=app)
+    failed = prompts.text("inm.store_failed", "en", number="1, 8 0 0, 2 2 8, 5 4 3 7")
+    assert failed in c.said and "request number" not in c.said
+    assert prompts.text("cc.main.intro", "en") in c.said.split(failed)[1]
+    assert c.dialed == []
+
+
+def test_the_diagram_names_each_way_out_of_the_inmate_path_by_what_happened(app):
+    rt = app.extensions["ivr"]
+    drawn = markdown(rt.flows, rt.prompts, rt.directory).splitlines()
+    for arrow in ('inm_to_message -- "parent" --> inm_message', 'inm_to_message -- "for_parent" --> inm_message_for',
+                  'inm_number -- "capped" --> inm_capped', 'inm_number -- "not_stored" --> cc_agents',
+                  'inm_person -- "open" --> cc_agents', 'inm_person -- "closed" --> inm_person_closed',
+                  'inm_leave_home -- "left" --> cc_main', 'inm_leave_person -- "left" --> cc_agents'):
+        assert "  " + arrow in drawn

@@ -20,7 +20,7 @@ from ivr import jobs, recordings
 from ivr.handlers import inmate
 from ivr.requests_store import DELETE_JOB, RECORDING_JOB
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 from tests.walk import everything_in
 
@@ -45,16 +45,16 @@ def worker(app, redis_client):
 
 def message_on(app, account: str = ACCOUNT) -> tuple[str, str]:
     """A facility caller's full request with a message, recorded on `account`; (reference, recording URL)."""
-    phone = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK,
-                     keys=["-", "1", f"{INMATE}#", "1", "*", "record"], account_sid=account)
-    c = phone.place()
+    phone = Phone(transport=Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK,
+                  account_sid=account)
+    c = phone.place(["-", "1", f"{INMATE}#", "1", "*", "record"])
     url = next(e.text for e in c.events if e.kind == "record")
     ref = re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", c.said)
     return "".join(ref.groups()), url
 
 
 def store_of(app):
-    return app.extensions["ivr"].services.extra["requests"]
+    return app.extensions["ivr"].services.requests
 
 
 @responses.activate

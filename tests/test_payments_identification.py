@@ -17,7 +17,8 @@ from ivr.handlers.payments import ANONYMOUS, PaySettings, caller_id, caller_keys
 from ivr.sdu.client import SDUClient, SDULocked
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 from ivr.settings import ROOT
-from tests.walk import Phone, caller_numbers, line_number
+from ivr.simphone import Phone
+from tests.walk import caller_numbers, line_number
 
 CASE, PAYER_PIN = "123456789", "1234"
 WRONG = ["1111#", "2222#", "3333#"]
@@ -40,7 +41,7 @@ def lock_app(make_app, own_stub):
 
 @pytest.fixture
 def sealer(lock_app):
-    return lock_app.extensions["ivr"].services.extra["sealer"]
+    return lock_app.extensions["ivr"].services.sealer
 
 
 def test_three_wrong_pins_end_identification_and_offer_a_person(call, lock_app, prompts, redis_client, sealer):
@@ -120,9 +121,18 @@ def test_a_lock_set_while_the_caller_keys_the_pin_stops_that_pin(lock_app, promp
     assert not redis_client.exists(caller_tries)
 
 
-def test_a_right_pin_clears_the_cases_count(call, lock_app, redis_client, sealer):
-    call("payments", ["-", CASE + "#", "1", "1111#", PAYER_PIN + "#"], target_app=lock_app)
-    assert not redis_client.exists(case_key(sealer, CASE))
+def test_a_right_pin_clears_the_cases_count(lock_app, prompts, redis_client, sealer):
+    tries = case_key(sealer, CASE)
+    phone = Phone(lock_app, to=line_number(lock_app, "payments")).start()
+    for key in ["-", CASE + "#", "1"] + WRONG[:2]:
+        phone.press(key)
+    # Two wrong PINs sent to the SDU: the case's count holds them.
+    assert phone.said.count(prompts.text("pay.pin.wrong", "en")) == 2
+    assert int(redis_client.get(tries)) == 2
+    phone.press(PAYER_PIN + "#")
+    assert prompts.text("pay.menu.intro", "en") in phone.said
+    # The right PIN cleared it, as the SDU clears its own: a stranger later gets their full tries again.
+    assert not redis_client.exists(tries)
 
 
 def test_one_caller_number_guessing_across_cases_is_locked(call, lock_app, prompts, redis_client, sealer):
@@ -189,7 +199,7 @@ def test_the_same_wrong_pins_from_an_ordinary_number_still_lock_it(call, lock_ap
 
 def test_a_limit_for_shared_phones_can_be_set_and_counts_each_number(call, lock_app, redis_client, sealer):
     rt = lock_app.extensions["ivr"]
-    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], facility_lock_after=4)
+    rt.services.payments = dataclasses.replace(rt.services.payments, facility_lock_after=4)
     call("payments", ["-", "111111111#", "1"] + WRONG, caller=YORK_CI, target_app=lock_app)
     c = call("payments", ["-", "222222222#", "1"] + WRONG[:1], caller=YORK_CI, target_app=lock_app)
     assert CALLER_LOCKED in c.said                                         # the 4th from York CI
@@ -372,7 +382,7 @@ def test_a_pin_the_sdu_may_have_counted_without_answering_stays_counted(make_app
 def test_wrong_pins_across_the_line_raise_one_alert_rather_than_a_lock(call, lock_app, caplog):
     """Guessing spread over many cases and made-up numbers locks no one as a group: it is reported."""
     rt = lock_app.extensions["ivr"]
-    rt.services.extra["payments"] = dataclasses.replace(rt.services.extra["payments"], alert_per_hour=4)
+    rt.services.payments = dataclasses.replace(rt.services.payments, alert_per_hour=4)
     numbers = caller_numbers(5557000)
     for case in ("111111111", "222222222", "333333333"):
         call("payments", ["-", case + "#", "1"] + WRONG, caller=numbers(), target_app=lock_app)

@@ -16,6 +16,9 @@ import pytest
 
 from ivr.sdu.stub import load_fixtures
 from ivr.speech import say_date, say_digits, say_method, say_money, say_phone, say_source
+from tests.walk import CASE as CASE_W
+from tests.walk import PAYER_PIN as PAYER_PIN_W
+from tests.walk import Phone, line_number, state_of
 
 FIXTURES = load_fixtures()
 CASES = {c["case_number"]: c for c in FIXTURES["cases"] if "simulate" not in c}
@@ -340,3 +343,33 @@ def test_nine_before_sign_in_goes_to_the_call_center_menu_not_round_again(call, 
     assert prompts.text("pay.to_cc", "en") in after
     assert prompts.text("cc.main.intro", "en") in after
     assert prompts.text("pay.case.ask", "en") not in after
+
+
+# --- a step the menus never lead to (a forged or stale request): the call goes where the tree says ---
+
+STRAY = {   # the node the call is put at, the call state it lacks, the key; then where it must go, what it hears
+    "a payer at the payee's next payment": ("pay_next", (), "*", "pay_menu", "pay.menu.intro"),
+    "a figure, not signed in": ("pay_last", ("role",), "*", "pay_case", "pay.case.ask"),
+    "the read-back, no case number": ("pay_case_confirm", ("role", "_case"), "*", "pay_case", "pay.case.ask"),
+    "a PIN, no case number": ("pay_pin", ("role", "_case"), PAYER_PIN_W + "#", "pay_case", "pay.case.ask"),
+}
+
+
+@pytest.mark.parametrize("stray", STRAY, ids=list(STRAY))
+def test_a_step_the_menus_never_lead_to_goes_where_the_tree_says(app, prompts, stray):
+    node, lacks, key, goes, says = STRAY[stray]
+    phone = Phone(app, to=line_number(app, "payments")).start()
+    for k in sign_in("en", CASE_W, PAYER_PIN_W):
+        phone.press(k)
+    assert state_of(app, phone.sid).node == "pay_menu"
+    store = app.extensions["ivr"].store
+    state = store.load(phone.sid)[0]
+    state.node = node
+    for name in lacks:
+        state.vars.pop(name, None)
+    store.save(state)
+    mark = len(phone.heard)
+    phone.press(key)
+    assert state_of(app, phone.sid).node == goes
+    assert prompts.text(says, "en") in phone.said_since(mark)
+    assert "dollars" not in phone.said_since(mark)     # no figure on the way

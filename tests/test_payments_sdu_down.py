@@ -9,8 +9,9 @@ import pytest
 import responses
 
 from ivr.handlers.payments import case_key
+from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
-from tests.walk import CASE, PAYER_PIN, Phone, forget_summary, line_number
+from tests.walk import CASE, PAYER_PIN, forget_summary, line_number
 
 AGENTS = "+18605696233"
 
@@ -25,7 +26,7 @@ def test_no_sdu_at_sign_in_is_said_plainly_and_counts_no_wrong_pin(make_app, cal
     assert prompts.text("pay.opt.callcenter", "en") + ", press 1." in c.said
     assert prompts.text("pay.pin.wrong", "en") not in c.said
     assert c.dialed == [AGENTS] and not c.statuses.count(500)
-    sealer = dead.extensions["ivr"].services.extra["sealer"]
+    sealer = dead.extensions["ivr"].services.sealer
     assert not redis_client.exists(case_key(sealer, "123456789"))   # not the caller's fault
 
 
@@ -108,7 +109,7 @@ def test_the_circuit_breaker_answers_at_once_with_the_same_words(make_app, call,
         rsps.post(SDU + "/v1/pin-verifications", json={"match": True, "role": "payer"})
         rsps.get(SUMMARY, status=503, headers={"Retry-After": "0"})
         c = call("payments", ["-", "123456789#", "1", "1234#", "3", "9", "3", "9", "1"], target_app=app)
-        assert app.extensions["ivr"].services.extra["sdu"].breaker.state == "open"
+        assert app.extensions["ivr"].services.sdu.breaker.state == "open"
         summary_calls = sum(1 for call_ in rsps.calls if "/summary" in call_.request.url)
     assert c.said.count(prompts.text("pay.sdu.down", "en")) == 3
     assert summary_calls <= 9    # 3 failures x (1 try + 2 retries) open it; later ones never leave

@@ -25,7 +25,7 @@ DAY = timedelta(days=1)
 
 @pytest.fixture
 def staff(app, clock):
-    db: StaffDB = app.extensions["ivr"].services.extra["staffdb"]
+    db: StaffDB = app.extensions["ivr"].services.staffdb
     db.add("1002", "Ben Okafor", PIN, clock())
     return db.add("1001", "Ana Ruiz", PIN, clock())
 

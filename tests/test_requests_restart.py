@@ -10,7 +10,7 @@ import redis
 from ivr.app import create_app
 from ivr.cli import main
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 from tests.redis_server import RedisServer
 
@@ -28,13 +28,12 @@ def test_a_spoken_reference_survives_a_redis_crash_and_restart(private_redis, cl
     app = create_app({"IVR_ENV": "test", "REDIS_URL": private_redis.url, "SDU_BASE_URL": sdu_stub,
                       "TWILIO_AUTH_TOKEN": DEV_AUTH_TOKEN, "DATA_DIR": tmp_path / "var"},
                      clock=clock, redis_client=client)
-    phone = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller="+19595550113",
-                     keys=["-", "1", "7654321#", "1", "*", "record"])
-    said = phone.place().said
+    phone = Phone(transport=Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller="+19595550113")
+    said = phone.place(["-", "1", "7654321#", "1", "*", "record"]).said
     ref = "".join(re.search(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)", said).groups())
     # A second caller hangs up after the inmate number: that partial request must survive too.
-    SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller="+19595550103",
-             keys=["-", "1", "1111111#", "1"]).place()
+    Phone(transport=Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"],
+          caller="+19595550103").place(["-", "1", "1111111#", "1"])
 
     private_redis.kill()
     with pytest.raises(redis.ConnectionError):

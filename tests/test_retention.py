@@ -17,7 +17,7 @@ from ivr.published import Library, NothingToRollBack, Who, audio_dir
 from ivr.requests_store import RequestError, RequestStore
 from ivr.sealing import Sealer
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.walk import snapshot, spoken_ref
 
@@ -59,14 +59,13 @@ def keys_naming(redis_client, ref: str) -> list[bytes]:
 def test_a_done_request_is_purged_with_its_message_file_and_audit_trail_once_past_retention(
         make_app, redis_client, clock):
     app = make_app()
-    phone = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK,
-                     keys=["-", "1", "7654321#", "1", "*", "record"])
-    c = phone.place()
+    phone = Phone(transport=Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK)
+    c = phone.place(["-", "1", "7654321#", "1", "*", "record"])
     ref, url = spoken_ref(c.said), next(e.text for e in c.events if e.kind == "record")
     with responses.RequestsMock() as twilio:
         twilio.get(url + ".mp3", body=AUDIO)
         jobs.Worker(jobs.JobContext(app.config, redis_client)).run_once()
-    store = app.extensions["ivr"].services.extra["requests"]
+    store = app.extensions["ivr"].services.requests
     file = Path(store.get(ref)["recording_file"])
     assert file.read_bytes() == AUDIO
     store.done(ref, "A. Ruiz")

@@ -21,6 +21,7 @@ import responses
 
 from ivr.jobs import JobContext, Worker
 from ivr.sealing import TOKEN as SEALED
+from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CALLER,
@@ -31,7 +32,6 @@ from tests.walk import (
     STAFF_ID,
     STAFF_PIN,
     WRONG_PIN,
-    Phone,
     explore,
     known_values,
     line_number,
@@ -147,7 +147,7 @@ def test_no_log_line_redis_value_or_file_holds_a_secret(make_app, sdu, caplog, t
         if inmate.ended:
             break
         inmate.press(key)
-    requests_store = rt.services.extra.get("requests")
+    requests_store = rt.services.requests
     if requests_store is not None:
         assert requests_store.refs(), "the intake stored no request"
 
@@ -157,7 +157,7 @@ def test_no_log_line_redis_value_or_file_holds_a_secret(make_app, sdu, caplog, t
             town.press(key)
     assert town.dialed, "the town lookup did not reach a transfer"
 
-    if rt.services.extra.get("staffdb") is not None:
+    if rt.services.staffdb is not None:
         staff = phone("staff")
         for key in ("1", STAFF_ID, STAFF_PIN):
             staff.press(key)
@@ -204,7 +204,7 @@ def scan(app, caplog, tmp_path, when: str) -> None:
         for name in leaks(text):
             found.append(f"log {record.name} {record.levelname}: {name}: {text[:200]!r}")
     rt = app.extensions["ivr"]
-    sealer = rt.services.extra["sealer"]
+    sealer = rt.services.sealer
     stored = snapshot(rt.redis)
     assert stored, "nothing in Redis to scan?"
     for key, value in stored.items():
@@ -242,7 +242,7 @@ def test_the_scan_finds_a_planted_secret(app, caplog, tmp_path, where):
     elif where == "redis stream":
         rdb.xadd("ivr:jobs", {"payload": json.dumps({"case": CASE})})
     elif where == "sealed PIN":
-        rdb.set("ivr:x", app.extensions["ivr"].services.extra["sealer"].seal(f"pin {PAYER_PIN}"))
+        rdb.set("ivr:x", app.extensions["ivr"].services.sealer.seal(f"pin {PAYER_PIN}"))
     else:
         data_dir = app.config["DATA_DIR"]
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ def stranger(n: int) -> str:
 
 @pytest.fixture
 def staffdb(app):
-    return app.extensions["ivr"].services.extra["staffdb"]
+    return app.extensions["ivr"].services.staffdb
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ MP3 = b"ID3\x03\x00\x00\x00\x00\x00\x00fake mp3 audio"
 
 @pytest.fixture
 def staffdb(app) -> StaffDB:
-    return app.extensions["ivr"].services.extra["staffdb"]
+    return app.extensions["ivr"].services.staffdb
 
 
 @pytest.fixture
@@ -318,3 +318,64 @@ def test_an_announcement_node_naming_an_unknown_line_stops_start_up(tmp_path, re
         create_app({"IVR_ENV": "test", "CONFIG_DIR": tmp_path / "config", "SDU_BASE_URL": "http://127.0.0.1:9",
                     "DATA_DIR": tmp_path / "var"}, redis_client=redis_client)
     assert f"{flow}: node 'st_ann_payments': `lines` must list some of" in str(err.value)
+
+
+# Where each step behind the sign-in check runs: the keys after signing in that lead to the moment
+# before it, then the input that runs it ("*" says a menu again, which runs its handler).
+STEPS = {
+    "staff_main": (["1", "201#"], "9"),             # 9 at the prompt's menu: back to the staff menu
+    "staff_switch": ([], "3"),
+    "staff_code": (["1"], "201#"),
+    "staff_prompt": (["1", "201#"], "*"),
+    "staff_hear": (["1", "201#"], "1"),
+    "staff_rollback": (["1", "201#"], "3"),
+    "staff_recorded": (["1", "201#", "2"], "record"),
+    "staff_review": (["1", "201#", "2", "record"], "*"),
+    "staff_keep": (["1", "201#", "2", "record"], "1"),
+    "staff_cancel": (["1", "201#", "2", "record"], "3"),
+    "staff_ann_status": (["2"], "*"),
+    "staff_ann_new": (["2"], "1"),
+    "staff_ann_until": (["2", "1"], "1226#"),
+    "staff_ann_hear": (["2"], "4"),
+    "staff_ann_clear": (["2", "5"], "1"),
+}
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_an_account_disabled_during_the_call_is_asked_for_the_staff_id_at_its_next_step(
+        step, app, staffdb, staff, redis_client):
+    from tests.walk import Phone, line_number, state_of
+
+    before, trigger = STEPS[step]
+    phone = Phone(app, to=line_number(app, "staff")).start()
+    for keys in SIGN_IN + before:
+        phone.press(keys)
+    assert "Hello, Ana Ruiz." in phone.said
+    staffdb.set_disabled("1001", True)
+    mark = len(phone.heard)
+    phone.press(trigger)
+    assert phone.said_since(mark).startswith("Please enter your staff ID"), (step, phone.said_since(mark))
+    assert redis_client.xlen(jobs.STREAM) == 0, step     # nothing was kept for a signed-out caller
+    assert "_staff" not in state_of(app, phone.sid).vars
+
+
+def test_announcement_lines_named_outside_args_stop_start_up(tmp_path, redis_client):
+    # A node's parameters for its handler go under `args`; lines left beside it would be ignored.
+    import shutil
+    from pathlib import Path
+
+    from ivr.app import create_app
+    from ivr.flow import FlowError
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "config", tmp_path / "config")
+    flow = tmp_path / "config/flows/staff.yaml"
+    text = flow.read_text()
+    node = text.index("  st_clear_both:")
+    flow.write_text(text[:node] + text[node:].replace("args: {lines: [callcenter, payments]}",
+                                                      "lines: [callcenter, payments]", 1))
+    with pytest.raises(FlowError) as err:
+        create_app({"IVR_ENV": "test", "CONFIG_DIR": tmp_path / "config", "SDU_BASE_URL": "http://127.0.0.1:9",
+                    "DATA_DIR": tmp_path / "var"}, redis_client=redis_client)
+    # The loader refuses any field a node type does not have, before the staff steps' own check.
+    assert f"{flow}: node 'st_clear_both': unknown field `lines` for a node of type action" in str(err.value)

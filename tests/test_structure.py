@@ -22,7 +22,7 @@ from bench.run import DURABLE_KEYS  # records kept for staff on purpose (inmate 
 from ivr import flow
 from ivr.prompts import Prompts
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -97,7 +97,7 @@ def counted(make_app, redis_client, clock, monkeypatch):
     paths = [p for p in PATHS if all(n in nodes for n in p.needs)]
     for path in paths:
         if path.staff:
-            app.extensions["ivr"].services.extra["staffdb"].add(*path.staff, clock())
+            app.extensions["ivr"].services.staffdb.add(*path.staff, clock())
     yield SimpleNamespace(app=app, counter=counter, paths=paths, redis=redis_client)
     client.close()
 
@@ -105,7 +105,7 @@ def counted(make_app, redis_client, clock, monkeypatch):
 def walk(counted, path, hold: bool = False):
     transport = CountingTransport(counted.app, counted.counter, hold=hold)
     keys = list(path.keys[:-1] if hold else path.keys)
-    call = SimPhone(transport, to=path.to, caller=path.caller, keys=keys).place()
+    call = Phone(transport=transport, to=path.to, caller=path.caller).place(keys)
     assert not any(b in call.said for b in BROKEN), f"{path.name}: {call.said[-300:]}"
     assert all(status in (200, 204) for _, _, status, _ in transport.log), (path.name, transport.log)
     return call, transport.log
@@ -253,3 +253,19 @@ def test_the_benchmark_runs_and_reports(tmp_path):
     for name, alone in result["per_path"].items():
         assert alone["ratio"] is not None and alone["system"]["error_total"] == 0, name
         assert any(line.lstrip().startswith(name) for line in lines), name
+
+
+def test_services_are_one_typed_object_built_once_and_no_module_wires_itself_in():
+    """The steps' services are named and typed (no untyped bag); no handler module edits the app at start-up."""
+    import typing
+
+    from ivr import handlers
+    from ivr.services import Services
+
+    hints = typing.get_type_hints(Services)
+    assert len(hints) >= 10
+    assert not [name for name, kind in hints.items() if kind is typing.Any]
+    handlers.load_all()
+    for name in ("inmate", "offices", "payments", "staff"):
+        module = __import__(f"ivr.handlers.{name}", fromlist=["x"])
+        assert not hasattr(module, "setup"), f"ivr/handlers/{name}.py still wires itself into the app"

@@ -108,9 +108,8 @@ def test_hours_come_from_configuration(tmp_path, make_app, clock):
     (cfg / "hours.yaml").write_text(text)
     app = make_app(CONFIG_DIR=cfg)
     clock.set("2026-11-24 19:00")
-    from ivr.settings import DEV_AUTH_TOKEN
-    from ivr.simphone import SimPhone, Transport
-    c = SimPhone(Transport(DEV_AUTH_TOKEN, app=app), to="+18002285437", keys=HARTFORD).place()
+    from ivr.simphone import Phone
+    c = Phone(app, to="+18002285437").place(HARTFORD)
     assert c.dialed == ["+18605668723"]
 
 

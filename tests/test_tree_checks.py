@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ivr import flow
 from ivr.app import create_app
 from ivr.directory import DirectoryError
 from ivr.flow import FlowError
@@ -30,7 +31,7 @@ def tree(tmp_path, redis_client):
 
 
 def edit(path: Path, fn) -> None:
-    data = yaml.safe_load(path.read_text())
+    data = flow.read(path) if "flows" in path.parts else yaml.safe_load(path.read_text())
     fn(data)
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
 
@@ -179,13 +180,66 @@ def test_a_person_that_is_not_a_node(tree):
 
 
 def test_ivr_tree_draws_every_way_out_a_node_names(tree):
-    # A `skip` that no `goes` repeats (an unanswered message goes on to the goodbye) is drawn too.
+    # A `skip` (an unanswered message goes on to the goodbye) is drawn too, beside its handler's events.
     from ivr.tree import markdown, outline
 
     root, start = tree
-    edit(root / "config/flows/inmate.yaml", lambda d: d["nodes"]["inm_message"].pop("goes"))
     rt = start().extensions["ivr"]
     lines = outline(rt.flows, "callcenter", rt.prompts, rt.directory)
     at = next(i for i, text in enumerate(lines) if "inm_message  record" in text)
-    assert lines[at + 1].strip().startswith("-> inm_finish  action"), lines[at:at + 2]
+    assert lines[at + 1].strip().startswith("(recorded) inm_finish  action"), lines[at:at + 2]
     assert "  inm_message --> inm_finish" in markdown(rt.flows, rt.prompts, rt.directory).splitlines()
+
+
+# --- events: every way out of a handler's node is named in the flow file -------------------------------
+
+def test_an_event_the_node_does_not_map_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_town_route"]["on"].pop("no_town"))
+    assert (f"{flow}: node 'cc_town_route': `on` does not say where event 'no_town' of handler 'route_town' goes"
+            in refused(start))
+
+
+def test_an_event_mapped_to_no_node_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_town_route"]["on"].update(routed="xfer_nowhere"))
+    assert f"{flow}: node 'cc_town_route': event 'routed' goes to 'xfer_nowhere', which is not a node" in refused(start)
+
+
+def test_an_event_the_handler_never_names_is_refused(tree):
+    root, start = tree
+    flow = root / "config/flows/callcenter.yaml"
+    edit(flow, lambda d: d["nodes"]["cc_town"]["on"].update(lost="cc_main"))
+    assert (f"{flow}: node 'cc_town': `on` maps 'lost', which handler 'office_by_town' never names (it names found)"
+            in refused(start))
+
+
+def test_an_unknown_field_in_a_node_is_refused(tree):
+    """A misspelt field (`skp:`) used to load silently, and the call then went nowhere the author meant."""
+    root, start = tree
+    flow_file = root / "config/flows/callcenter.yaml"
+    edit(flow_file, lambda d: d["nodes"]["cc_town"].update(skp="cc_office_menu"))
+    assert f"{flow_file}: node 'cc_town': unknown field `skp` for a node of type collect" in refused(start)
+
+
+def test_every_field_of_every_node_type_is_described_in_the_guide():
+    guide = flow.guide()
+    for name, kind in flow.NODE_TYPES.items():
+        assert f"  {name} " in guide
+        for field in kind.fields:
+            assert field in flow.FIELDS, f"{name}.{field} has no description"
+
+
+def test_goes_is_gone_every_route_is_an_event():
+    """`goes:` was a hand-written list nothing checked; a node that still has one is refused."""
+    assert "goes" not in flow.FIELDS
+    assert all("goes" not in kind.fields for kind in flow.NODE_TYPES.values())
+
+
+def test_every_handler_declares_its_events():
+    from ivr.handlers import load_all
+
+    for name, fn in load_all().items():
+        assert isinstance(getattr(fn, "events", None), frozenset), f"handler {name} declares no events"

@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from ivr import store
+from ivr.simphone import Phone
 from tests.redis_server import free_port
 from tests.sdu_faults import FaultySDU
 from tests.twiml_check import Voices, check, url_checker
-from tests.walk import Phone, caller_numbers, explore, known_values, line_number
+from tests.walk import caller_numbers, explore, known_values, line_number
 
 SATURDAY_NIGHT = "2026-11-28 23:30"
 

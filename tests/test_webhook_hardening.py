@@ -17,9 +17,9 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ConfigError, from_env
-from ivr.simphone import SimPhone, Transport
+from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
-from tests.walk import Phone, spoken_ref
+from tests.walk import spoken_ref
 
 BASE = "http://localhost"
 SID = "CA" + "ab" * 16
@@ -158,7 +158,7 @@ def test_a_real_sized_signed_twilio_call_still_works(app, parses):
     size = len(EnvironBuilder(method="POST", data={**TWILIO_FIELDS, **PARAMS}).get_environ()["wsgi.input"].read())
     assert 4_000 < size < app.config["MAX_WEBHOOK_BYTES"] // 4
     transport = FullTwilioTransport(DEV_AUTH_TOKEN, app=app)
-    call = SimPhone(transport, to=LINES["callcenter"], keys=["1", "*", "9"]).place()
+    call = Phone(transport=transport, to=LINES["callcenter"]).place(["1", "*", "9"])
     assert len(call.statuses) >= 4 and set(call.statuses) == {200}
     assert "Child Support Call Center" in call.said and "error" not in [e.kind for e in call.events]
     assert len(parses) >= len(call.statuses)                            # each was parsed, once it was let in

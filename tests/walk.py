@@ -1,192 +1,29 @@
-"""Driving calls step by step, and walking every path of a line, for the fault, fuzz, TwiML and secrets tests.
+"""Walking every path of a line, and what the tests know, for the fault, fuzz, TwiML and secrets tests.
 
-`Phone` acts out the TwiML of one call like Twilio would (signed requests, `action`, `Redirect`,
-silence after a `<Gather>`), one caller input at a time, so a test can look at the call's state or
-break something between two steps. `explore()` visits every place a line can wait for input, in
-each language, by copying a call's Redis keys to a new CallSid at each branch (a fork), so that each
-branch costs one request instead of a whole call from the start.
+The calls are placed with the one simulated phone (`ivr.simphone.Phone`), one input at a time.
+`explore()` visits every place a line can wait for input, in each language, by copying a call's
+Redis keys to a new CallSid at each branch (`Phone.fork`), so that each branch costs one request
+instead of a whole call from the start.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
-import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
 
 from ivr.callstate import CallState
 from ivr.flow import successors, targets
-from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Transport
+from ivr.settings import DEV_ACCOUNT_SID
+from ivr.simphone import Phone
 
-ACCOUNT_SID = "AC00000000000000000000000000000000"
-MAX_FOLLOW = 20     # Redirects followed without caller input before a test calls it a loop
+ACCOUNT_SID = DEV_ACCOUNT_SID   # the account the simulated phone's requests name
 DIAL_STATUSES = ("completed", "busy", "no-answer", "failed")
-
-
-def new_sid() -> str:
-    return "CA" + uuid.uuid4().hex
-
-
-def recording_url(account_sid: str = ACCOUNT_SID) -> str:
-    return f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/RE{uuid.uuid4().hex}"
 
 
 def line_number(app, line: str) -> str:
     return app.extensions["ivr"].lines_cfg["lines"][line]["number"]
-
-
-class Phone:
-    """One caller on one call. `start()` dials; `press()` gives the next input:
-    digits ("123#"), "say words", "-" (silence), "dial:<status>" (how a transfer ended),
-    "record" (a recording), or a dict of raw request parameters posted to the pending action."""
-
-    def __init__(self, app=None, *, to: str, caller: str = "+18605550199", sid: str | None = None,
-                 base_url: str = "http://localhost", token: str = DEV_AUTH_TOKEN,
-                 transport: Transport | None = None) -> None:
-        self.transport = transport or Transport(token, app=app, base_url=base_url)
-        self.sid = sid or new_sid()
-        self.base = {"CallSid": self.sid, "AccountSid": ACCOUNT_SID, "From": caller, "To": to,
-                     "Direction": "inbound", "CallStatus": "in-progress", "ApiVersion": "2010-04-01"}
-        self.documents: list[str] = []
-        self.statuses: list[int] = []
-        self.heard: list[tuple[str, str]] = []    # (language, text) of every <Say>; ("", url) of <Play>
-        self.inputs = 0
-        self.url = "/voice"
-        self.pending: ET.Element | None = None    # the verb waiting for the caller (Gather/Record/Dial)
-        self.rest: list[ET.Element] = []         # verbs after it (what silence leads to)
-        self.ended = False
-        self.hung_up = False
-        self.dialed: list[str] = []
-        self.last_request: tuple[str, dict] | None = None
-
-    # --- what a test looks at -----------------------------------------------------------------
-    @property
-    def said(self) -> str:
-        return " ".join(text for _, text in self.heard)
-
-    def said_since(self, mark: int) -> str:
-        return " ".join(text for _, text in self.heard[mark:])
-
-    @property
-    def waiting_for(self) -> str | None:
-        return None if self.pending is None else self.pending.tag
-
-    # --- placing the call ------------------------------------------------------------------------
-    def start(self) -> Phone:
-        self._post("/voice", {})
-        return self
-
-    def press(self, answer: str | dict) -> Phone:
-        """Give the pending verb the caller's answer and follow the TwiML until it waits again."""
-        if self.ended:
-            raise AssertionError(f"call {self.sid[-6:]} is over; cannot press {answer!r}")
-        verb = self.pending
-        if isinstance(answer, dict):
-            action = verb.get("action") if verb is not None else None
-            return self._post(urljoin(self.url, action or self.url), answer)
-        self.inputs += 1
-        if verb is None:
-            raise AssertionError("nothing is waiting for input")
-        action = urljoin(self.url, verb.get("action") or self.url)
-        if verb.tag == "Dial":
-            status = answer[5:] if answer.startswith("dial:") else "completed"
-            return self._post(action, {"DialCallStatus": status, "DialCallDuration": "30"})
-        if answer in ("", "-"):
-            self._run(self.rest)                   # Twilio goes on to the verb after the Gather/Record
-            return self
-        if verb.tag == "Record":
-            rec = answer if answer.startswith("https://") else recording_url()
-            return self._post(action, {"RecordingUrl": rec, "RecordingSid": rec.rsplit("/", 1)[-1][:34],
-                                       "RecordingDuration": "12", "Digits": "#"})
-        if answer.startswith("say "):
-            return self._post(action, {"SpeechResult": answer[4:], "Confidence": "0.9"})
-        finish = verb.get("finishOnKey", "#")
-        digits = answer[:-len(finish)] if finish and answer.endswith(finish) else answer
-        return self._post(action, {"Digits": digits})
-
-    def hang_up(self) -> None:
-        self.transport.post("/voice/status", {**self.base, "CallStatus": "completed", "CallDuration": "60"})
-        self.ended = True
-
-    def fallback(self, error_code: str = "11200") -> Phone:
-        """Twilio's Fallback URL in place of the last request (its worker died, or it timed out)."""
-        url, _ = self.last_request
-        return self._post("/voice/fallback", {"ErrorCode": error_code, "ErrorUrl": urljoin("http://localhost", url)})
-
-    def repost(self) -> tuple[int, str]:
-        """Send the last request again, as Twilio does when it did not get an answer in time."""
-        url, params = self.last_request
-        return self.transport.post(url, params)
-
-    def fork(self, app) -> Phone:
-        """A copy of this call under a new CallSid, its Redis keys copied too (see `explore`)."""
-        other = Phone(transport=self.transport, to=self.base["To"], caller=self.base["From"])
-        rdb = app.extensions["ivr"].redis
-        for key in rdb.keys(f"*{self.sid}*"):     # one round trip: the test database is small
-            dumped = rdb.dump(key)
-            if dumped is not None:
-                ttl = max(rdb.pttl(key), 0)
-                rdb.restore(key.replace(self.sid.encode(), other.sid.encode()), ttl, dumped, replace=True)
-        other.url, other.pending, other.rest = self.url, self.pending, list(self.rest)
-        other.inputs, other.heard = self.inputs, list(self.heard)
-        return other
-
-    # --- acting out TwiML ---------------------------------------------------------------------
-    def _post(self, url: str, params: dict) -> Phone:
-        for _ in range(MAX_FOLLOW):
-            request = {**self.base, **params}
-            self.last_request = (url, request)
-            status, body = self.transport.post(url, request)
-            self.statuses.append(status)
-            if status != 200:
-                raise AssertionError(f"HTTP {status} from {url} with {params!r}: the caller hears an error")
-            self.documents.append(body)
-            self.url = url
-            root = ET.fromstring(body)
-            nxt = self._run(list(root), follow=False)
-            if nxt is None:
-                return self
-            url, params = nxt
-        raise AssertionError(f"more than {MAX_FOLLOW} redirects without input at {url}")
-
-    def _run(self, verbs: list[ET.Element], follow: bool = True):
-        self.pending, self.rest = None, []
-        for i, verb in enumerate(verbs):
-            if verb.tag in ("Say", "Play"):
-                self._hear(verb)
-            elif verb.tag in ("Gather", "Record"):
-                for child in verb:
-                    self._hear(child)
-                self.pending, self.rest = verb, verbs[i + 1:]
-                return None
-            elif verb.tag == "Dial":
-                self.dialed.append("".join(n.text or "" for n in verb) or (verb.text or "").strip())
-                if verb.get("action"):
-                    self.pending, self.rest = verb, verbs[i + 1:]
-                    return None
-                self.ended = True
-                return None
-            elif verb.tag == "Redirect":
-                target = (urljoin(self.url, (verb.text or "").strip()), {})
-                if follow:
-                    self._post(*target)
-                    return None
-                return target
-            elif verb.tag in ("Hangup", "Reject"):
-                self.hung_up = self.ended = True
-                return None
-        self.ended = True      # the end of the document: Twilio ends the call
-        return None
-
-    def _hear(self, verb: ET.Element) -> None:
-        if verb.tag == "Say":
-            self.heard.append((verb.get("language", ""), " ".join((verb.text or "").split())))
-        elif verb.tag == "Play":
-            self.heard.append(("", (verb.text or "").strip()))
 
 
 def state_of(app, sid: str) -> CallState | None:
@@ -339,7 +176,7 @@ def settles(flows, node_id: str) -> set[str]:
         out.add(nid)
         node = flows.nodes[nid]
         if node.type in ("action", "handover") or node.get("handler"):
-            todo += targets(successors(flows, node), ("next", "goes", "handover"))
+            todo += targets(successors(flows, node), ("next", "on", "handover"))
     return out
 
 
@@ -367,7 +204,7 @@ def known_values(app) -> list[str]:
     the app has a staff line, so that its menus can be walked too."""
     from ivr.sdu.stub import load_fixtures
 
-    staffdb = app.extensions["ivr"].services.extra.get("staffdb")
+    staffdb = app.extensions["ivr"].services.staffdb
     pool = []
     if staffdb is not None:
         if staffdb.get(STAFF_ID) is None:
@@ -438,7 +275,7 @@ def capped_calls(app, redis_client, lang_keys=("1", "2", "2")) -> list[Phone]:
     so the first call's request uses the day's one up; each key of `lang_keys` places one call."""
     import dataclasses
 
-    facilities = app.extensions["ivr"].services.extra["facilities"]
+    facilities = app.extensions["ivr"].services.facilities
     caps = facilities.caps
     facilities.caps = dataclasses.replace(caps, per_caller=1)
     redis_client.flushdb()

@@ -6,7 +6,7 @@ from ..speech import say_digits, say_phone
 from . import Outcome, handler
 
 
-@handler("office_by_town")
+@handler("office_by_town", events=("found",))
 def office_by_town(turn, value: str) -> Outcome:
     directory = turn.services.directory
     if value.isdigit():
@@ -20,18 +20,18 @@ def office_by_town(turn, value: str) -> Outcome:
             return Outcome(retry="town.not_found")
         turn.vars["town_how"] = "speech"
     turn.vars["town"] = town
-    return Outcome(goto="cc_town_confirm")
+    return Outcome(event="found")
 
 
-@handler("route_town")
+@handler("route_town", events=("routed", "no_town"))
 def route_town(turn, value: str | None) -> Outcome:
     town = turn.vars.get("town")
     if not town or town not in turn.services.directory.towns:
-        return Outcome(goto="cc_town")
+        return Outcome(event="no_town")
     route = turn.services.directory.route(town)
     turn.vars["office"] = route.office.id
     turn.say("town.served_by", town=town, office=route.office.name[turn.lang])
     if not route.confirmed:
         # The district has no SES office of its own; the routing is a best guess (data/README).
         turn.say("town.unconfirmed", number=say_phone(turn.services.lines["callback_number"], turn.lang))
-    return Outcome(goto="xfer_by_town")
+    return Outcome(event="routed")

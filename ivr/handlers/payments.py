@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -29,6 +29,7 @@ from num2words import num2words
 
 from ..directory import ANONYMOUS, caller_id
 from ..flow import FlowError
+from ..prompts import bundled_languages
 from ..redact import mask_digits, mask_phone
 from ..sdu.client import Payment, SDUError, SDULocked, SDUNoAnswer, Summary
 from ..speech import CT_TZ, say_date, say_digits, say_method, say_money, say_phone, say_source
@@ -61,8 +62,10 @@ class PaySettings:
     website: Mapping[str, str] = field(default_factory=dict)
 
 
-def load_settings(path: Path) -> PaySettings:
-    """The line's settings; a wrong value stops start-up with a message naming the file."""
+def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings:
+    """The line's settings; a wrong value stops start-up with a message naming the file. `langs`: the
+    languages its texts are given in (by default the shipped ones)."""
+    langs = list(langs if langs is not None else bundled_languages())
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -103,21 +106,15 @@ def load_settings(path: Path) -> PaySettings:
     for name in ("mail_to", "website"):
         value = getattr(settings, name)
         if not isinstance(value, Mapping) or not all(isinstance(value.get(lg), str) and value.get(lg)
-                                                     for lg in ("en", "es")):
-            errors.append(f"settings.how_to_pay.{name} needs `en` and `es` texts")
+                                                     for lg in langs):
+            errors.append(f"settings.how_to_pay.{name} needs {' and '.join(f'`{lg}`' for lg in langs)} texts")
     if errors:
         raise FlowError(f"{path}: " + "; ".join(errors))
     return settings
 
 
-def setup(app) -> None:
-    """Called by create_app: load the settings once, for the handlers."""
-    rt = app.extensions["ivr"]
-    rt.services.extra["payments"] = load_settings(rt.config["CONFIG_DIR"] / "flows" / "payments.yaml")
-
-
 def _settings(turn) -> PaySettings:
-    return turn.services.extra.get("payments") or PaySettings()
+    return turn.services.payments
 
 
 # --- PIN-guessing limits, shared by every worker through Redis ------------------------------------
@@ -149,14 +146,14 @@ def caller_limit(turn, settings: PaySettings, caller: str) -> int | None:
     higher limit, so only heavy misuse locks it."""
     if caller == ANONYMOUS:
         return None
-    facilities = turn.services.extra.get("facilities")
+    facilities = turn.services.facilities
     shared = facilities is not None and facilities.for_caller(caller)[0]
     return (settings.facility_lock_after if shared else settings.caller_lock_after) or None
 
 
 def _personal(turn, caller: str) -> bool:
     """A caller ID one household uses (not withheld, not an inmate phone): one that can be "known"."""
-    facilities = turn.services.extra.get("facilities")
+    facilities = turn.services.facilities
     return caller != ANONYMOUS and not (facilities is not None and facilities.for_caller(caller)[0])
 
 
@@ -235,8 +232,8 @@ class Guard:
     may have (a timeout after sending, a 500, a broken answer: SDUNoAnswer) leaves it counted."""
 
     def __init__(self, turn) -> None:
-        self.redis = turn.services.extra["redis"]
-        self.sealer = turn.services.extra["sealer"]
+        self.redis = turn.services.redis
+        self.sealer = turn.services.sealer
         self.settings = _settings(turn)
         self.caller = caller_id(turn.param("From"))
         self.caller_limit = caller_limit(turn, self.settings, self.caller)
@@ -331,7 +328,7 @@ class Guard:
 def _case(turn) -> str | None:
     """The case number of this call (unsealed), or None."""
     sealed = turn.vars.get("_case")
-    return turn.services.extra["sealer"].unseal(sealed) if sealed else None
+    return turn.services.sealer.unseal(sealed) if sealed else None
 
 
 def _identified(turn) -> str | None:
@@ -346,63 +343,66 @@ def _sid(turn) -> str:
 
 
 def _locked(turn, kind: str) -> Outcome:
-    turn.vars["lock"] = kind
-    return Outcome(goto="pay_locked")
+    turn.vars["lock"] = kind   # which lock pay_say_locked explains
+    return Outcome(event="locked")
 
 
-@handler("pay_identify")
+@handler("pay_identify", events=("identified", "tries_used_up", "locked", "not_identified"))
 def identify(turn, value: str | None) -> Outcome:
-    """The line's entry: skip what is done, stop what is not allowed, else ask for the case number."""
+    """The line's entry: skip what is done (identified earlier in this call), stop what is not allowed
+    (this call's tries used up, this caller number locked), else not identified yet."""
     if _identified(turn):
-        return Outcome(goto="pay_menu")
+        return Outcome(event="identified")
     if turn.vars.get("ident_blocked"):
-        return Outcome(goto="pay_ident_failed")
+        return Outcome(event="tries_used_up")
     if Guard(turn).locked(None):
         return _locked(turn, "caller")
-    return Outcome(goto="pay_case")
+    return Outcome(event="not_identified")
 
 
-@handler("pay_case_entered")
+@handler("pay_case_entered", events=("entered",))
 def case_entered(turn, value: str) -> Outcome:
     # A new case number starts identification over: nothing of an earlier one may be read to it.
     for name in ("role", "welcomed", "lock", "_summary"):
         turn.vars.pop(name, None)
-    turn.vars["_case"] = turn.services.extra["sealer"].seal(value)
-    return Outcome(goto="pay_case_confirm")
+    turn.vars["_case"] = turn.services.sealer.seal(value)
+    return Outcome(event="entered")
 
 
-@handler("pay_read_case")
+@handler("pay_read_case", events=("no_case",))
 def read_case(turn, value: str | None) -> Outcome | None:
     case = _case(turn)
     if case is None:
-        return Outcome(goto="pay_case")
+        return Outcome(event="no_case")
     turn.say("pay.case.confirm", digits=say_digits(case))
     return None
 
 
-@handler("pay_case_check")
-def case_check(turn, value: str | None) -> Outcome:
+@handler("pay_check_locks", events=("not_locked", "locked", "no_case"))
+def check_locks(turn, value: str | None) -> Outcome:
+    """Stop a locked case or caller number before the PIN is asked for."""
     case = _case(turn)
     if case is None:
-        return Outcome(goto="pay_case")
+        return Outcome(event="no_case")
     kind = Guard(turn).locked(case)
-    return _locked(turn, kind) if kind else Outcome(goto="pay_pin")
+    return _locked(turn, kind) if kind else Outcome(event="not_locked")
 
 
-@handler("pay_pin_entered")
+@handler("pay_pin_entered",
+         events=("identified", "wrong_pin", "locked", "tries_used_up", "sdu_down", "no_case"))
 def pin_entered(turn, pin: str) -> Outcome:
     """Check the PIN with the SDU now; the PIN lives only in this function."""
     if turn.vars.get("ident_blocked"):
-        return Outcome(goto="pay_ident_failed")
+        return Outcome(event="tries_used_up")
     case = _case(turn)
     if case is None:
-        return Outcome(goto="pay_case")
+        return Outcome(event="no_case")
     settings = _settings(turn)
     guard = Guard(turn)
     kind = guard.reserve(case)  # it reads both locks too, in its one round trip
     if kind:
         return _locked(turn, kind)
-    sdu = turn.services.extra.get("sdu")
+    sdu = turn.services.sdu
     try:
         if sdu is None:
             raise SDUError("no SDU client configured")
@@ -417,11 +417,11 @@ def pin_entered(turn, pin: str) -> Outcome:
         # the caller number, nor as one of the call's tries: the caller did nothing wrong).
         guard.give_back(case, case_too=False)
         log.warning("payments: call %s: PIN check not answered (counted for the case): %s", _sid(turn), exc)
-        return Outcome(goto="pay_sdu_down")
+        return Outcome(event="sdu_down")
     except SDUError as exc:
         guard.give_back(case)
         log.warning("payments: call %s: PIN check not possible: %s", _sid(turn), exc)
-        return Outcome(goto="pay_sdu_down")
+        return Outcome(event="sdu_down")
     if result.match:
         guard.give_back(case, right_pin=True)
         turn.vars["role"] = result.role
@@ -429,7 +429,7 @@ def pin_entered(turn, pin: str) -> Outcome:
         # The caller chose a language at the start (or on the call center line): that choice wins
         # over the SDU's preferred_language.
         log.info("payments: call %s identified as %s of case %s", _sid(turn), result.role, mask_digits(case))
-        return Outcome(goto="pay_menu")
+        return Outcome(event="identified")
     fails = int(turn.vars.get("pin_fails", 0)) + 1
     turn.vars["pin_fails"] = fails
     log.info("payments: call %s: wrong PIN for case %s (%d in this call, %d for the case, %s from %s)",
@@ -442,19 +442,19 @@ def pin_entered(turn, pin: str) -> Outcome:
     if kind:
         return _locked(turn, kind)
     if turn.vars.get("ident_blocked"):
-        return Outcome(goto="pay_ident_failed")
+        return Outcome(event="tries_used_up")
     turn.say("pay.pin.wrong")
-    return Outcome(goto="pay_pin")
+    return Outcome(event="wrong_pin")
 
 
-@handler("pay_say_locked")
+@handler("pay_say_locked", events=())
 def say_locked(turn, value: str | None) -> None:
     kind = turn.vars.get("lock", "case")
     pid = {"caller": "pay.locked.caller", "sdu": "pay.locked.sdu",
            "case_all": "pay.locked.case_all"}.get(kind, "pay.locked.case")
     settings = _settings(turn)
-    turn.say(pid, minutes=num2words(settings.lock_seconds // 60, lang=turn.lang),
-             days=num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.lang),
+    turn.say(pid, minutes=num2words(settings.lock_seconds // 60, lang=turn.language.locale),
+             days=num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.language.locale),
              website=settings.website.get(turn.lang, ""), hours=turn.services.hours.describe(turn.lang),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return None
@@ -466,7 +466,7 @@ class _Words:
     """Amounts, dates, sources and methods in words, in the caller's language."""
 
     def __init__(self, turn) -> None:
-        self.lang = turn.lang
+        self.lang = turn.language
         self.today = turn.services.hours.now().date()
         self.callback = say_phone(turn.services.lines["callback_number"], turn.lang)
 
@@ -495,26 +495,26 @@ def _payee_kind(p: Payment) -> str:
 
 
 def _who(turn) -> tuple[str, str, object] | Outcome:
-    """(case number, role, SDU client) of an identified caller, or where to send the call instead."""
+    """(case number, role, SDU client) of an identified caller, or the event that leaves the node instead."""
     case = _identified(turn)
     if case is None:
-        return Outcome(goto="pay_ident")
-    sdu = turn.services.extra.get("sdu")
+        return Outcome(event="not_identified")
+    sdu = turn.services.sdu
     if sdu is None:
         log.error("payments: no SDU client configured")
-        return Outcome(goto="pay_sdu_down")
+        return Outcome(event="sdu_down")
     return case, turn.vars["role"], sdu
 
 
 def _unreachable(turn, what: str, exc: SDUError) -> Outcome:
     # SDUError messages never hold personal data (ivr/sdu/client.py).
     log.warning("payments: call %s: %s not available: %s", _sid(turn), what, exc)
-    return Outcome(goto="pay_sdu_down")
+    return Outcome(event="sdu_down")
 
 
 def _kept_summary(turn, case: str, role: str) -> Summary | None:
     """The summary this call already looked up, if it is for this case and role and recent enough."""
-    text = turn.services.extra["sealer"].unseal_compressed(turn.vars.get("_summary", ""))
+    text = turn.services.sealer.unseal_compressed(turn.vars.get("_summary", ""))
     if text is None:
         return None
     try:
@@ -536,7 +536,7 @@ def _lookup_summary(turn, sdu, case: str, role: str, budget: float | None) -> Su
         summary = sdu.summary(case, role)
     # Sealed like the case number: figures and the case number are personal data.
     record = {"at": turn.services.hours.now().timestamp(), "body": summary.body}
-    turn.vars["_summary"] = turn.services.extra["sealer"].seal_compressed(json.dumps(record, separators=(",", ":")))
+    turn.vars["_summary"] = turn.services.sealer.seal_compressed(json.dumps(record, separators=(",", ":")))
     return summary
 
 
@@ -554,7 +554,7 @@ def _summary(turn) -> Summary | Outcome:
 def _extra_summary(turn, case: str, role: str, what: str) -> Summary | None:
     """The summary for a sentence the caller can do without: a short budget, and None (logged) when
     the SDU cannot answer in it."""
-    sdu = turn.services.extra.get("sdu")
+    sdu = turn.services.sdu
     try:
         if sdu is None:
             raise SDUError("no SDU client configured")
@@ -564,12 +564,17 @@ def _extra_summary(turn, case: str, role: str, what: str) -> Summary | None:
         return None
 
 
-@handler("pay_menu_intro")
+# A figure's ways out besides saying it: the caller is not (or no longer) identified in this call
+# (a forged or replayed step), or the SDU cannot answer.
+_FIGURE = ("not_identified", "sdu_down")
+
+
+@handler("pay_menu_intro", events=("not_identified",))
 def menu_intro(turn, value: str | None) -> Outcome | None:
     """The payment menu: only for an identified caller; the first time, say what state the case is in."""
     case = _identified(turn)
     if case is None:
-        return Outcome(goto="pay_ident")
+        return Outcome(event="not_identified")
     if not turn.vars.get("welcomed"):
         turn.vars["welcomed"] = True
         turn.say("pay.signed_in")
@@ -582,7 +587,7 @@ def menu_intro(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_last")
+@handler("pay_say_last", events=_FIGURE)
 def say_last(turn, value: str | None) -> Outcome | None:
     summary = _summary(turn)
     if isinstance(summary, Outcome):
@@ -601,7 +606,7 @@ def say_last(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_recent")
+@handler("pay_say_recent", events=_FIGURE)
 def say_recent(turn, value: str | None) -> Outcome | None:
     who = _who(turn)
     if isinstance(who, Outcome):
@@ -619,7 +624,7 @@ def say_recent(turn, value: str | None) -> Outcome | None:
     if len(payments) == 1:
         turn.say("pay.recent.intro_one")
     else:
-        turn.say("pay.recent.intro", count=num2words(len(payments), lang=turn.lang))
+        turn.say("pay.recent.intro", count=num2words(len(payments), lang=turn.language.locale))
     for p in payments:
         pid = "pay.recent.item" if role == "payer" else f"pay.recent.item.{_payee_kind(p)}"
         turn.say(pid, **words.payment(p))
@@ -631,17 +636,9 @@ def say_recent(turn, value: str | None) -> Outcome | None:
 
 _PARTS = (("current_support", "pay.part.current"), ("medical_support", "pay.part.medical"),
           ("child_care", "pay.part.child_care"), ("arrears_payment", "pay.part.arrears"))
-_AND = {"en": " and ", "es": " y "}
 
 
-def _join(items: list[str], lang: str) -> str:
-    """"a, b and c" / "a, b y c"."""
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + _AND.get(lang, " and ") + items[-1]
-
-
-@handler("pay_say_balance")
+@handler("pay_say_balance", events=_FIGURE)
 def say_balance(turn, value: str | None) -> Outcome | None:
     summary = _summary(turn)
     if isinstance(summary, Outcome):
@@ -659,7 +656,7 @@ def say_balance(turn, value: str | None) -> Outcome | None:
         if len(parts) == 1:
             turn.say("pay.balance.order_one", part=parts[0])
         else:
-            turn.say("pay.balance.order", total=words.money(order.total), parts=_join(parts, turn.lang))
+            turn.say("pay.balance.order", total=words.money(order.total), parts=turn.language.join(parts))
     arrears = summary.arrears_balance
     if arrears > 0:
         turn.say("pay.balance.arrears", amount=words.money(arrears))
@@ -673,10 +670,10 @@ def say_balance(turn, value: str | None) -> Outcome | None:
     return None
 
 
-@handler("pay_say_next")
+@handler("pay_say_next", events=(*_FIGURE, "not_offered"))
 def say_next(turn, value: str | None) -> Outcome | None:
-    if turn.vars.get("role") == "payer":  # a payer is never offered this; a forged step goes home
-        return Outcome(goto="pay_menu")
+    if turn.vars.get("role") == "payer":  # a payer is never offered this: a forged step
+        return Outcome(event="not_offered")
     summary = _summary(turn)
     if isinstance(summary, Outcome):
         return summary
@@ -686,11 +683,11 @@ def say_next(turn, value: str | None) -> Outcome | None:
     else:
         words = _Words(turn)
         turn.say("pay.next.scheduled", amount=words.money(nd.amount), date=words.date(nd.date),
-                 method=say_method(nd.method, turn.lang))
+                 method=say_method(nd.method, turn.language))
     return None
 
 
-@handler("pay_say_how")
+@handler("pay_say_how", events=())
 def say_how(turn, value: str | None) -> None:
     settings = _settings(turn)
     lang = turn.lang

@@ -1,0 +1,39 @@
+"""What the call steps may use besides the call tree: one typed object, built once by create_app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .directory import Directory
+from .handlers.inmate import Facilities
+from .handlers.payments import PaySettings
+from .hours import Hours
+from .prompts import Prompts
+from .published import Library, Mirror
+from .requests_store import RequestStore
+from .sdu.client import SDUClient
+from .sealing import Sealer
+from .staffdb import StaffDB
+
+
+@dataclass
+class Services:
+    """Everything a step may reach, named and typed: no module adds to it after start-up."""
+    config: Mapping[str, Any]     # the settings (ivr/settings.py)
+    prompts: Prompts
+    directory: Directory          # offices, towns and ZIP codes
+    hours: Hours
+    lines: Mapping[str, Any]      # config/lines.yaml: numbers, voices, agents, menu timings
+    redis: redis.Redis
+    sealer: Sealer
+    sdu: SDUClient
+    facilities: Facilities        # correctional facilities, their caller IDs and request caps
+    requests: RequestStore        # the inmate modification requests
+    payments: PaySettings         # the payment line's PIN limits
+    library: Library              # published prompt recordings and announcements
+    published: Mirror             # what callers hear now, refreshed with each call's state
+    staffdb: StaffDB              # staff accounts and their sign-in limits
