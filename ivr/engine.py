@@ -138,6 +138,24 @@ class Engine:
         self.enter(turn, turn.state.node, keep_tries=True)
         return turn.response
 
+    def run(self, turn: Turn, step: Callable[[Turn], VoiceResponse]) -> VoiceResponse:
+        """One webhook's work, under one SDU time budget however many lookups its steps make."""
+        with self.services.sdu.budget_scope():
+            return step(turn)
+
+    def can_continue(self, state: CallState) -> bool:
+        """Whether this tree has the call's line and language (not so after a tampered or old state)."""
+        return state.line in self.flows.lines and state.lang in self.services.lines["voices"]
+
+    def can_resume(self, state: CallState) -> bool:
+        """Whether the call can be taken up again at its node (Twilio's Fallback URL mid-call)."""
+        return not state.ended and self.can_continue(state) and state.node in self.flows.nodes
+
+    def takes_after_end(self, state: CallState, seq: int | None) -> bool:
+        """After Twilio reported the end, only a hung-up recording's own action is still taken."""
+        node = self.flows.nodes.get(state.node)
+        return node is not None and node.type == "record" and seq == state.seq
+
     # --- moving between nodes ----------------------------------------------------------------
     def enter(self, turn: Turn, node_id: str, keep_tries: bool = False) -> None:
         turn.hops += 1

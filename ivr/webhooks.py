@@ -6,7 +6,6 @@ import hashlib
 import logging
 import time
 import xml.etree.ElementTree as ET
-from contextlib import nullcontext
 from functools import lru_cache
 
 import phonenumbers
@@ -124,12 +123,10 @@ def step():
     replay = _retried(rt, state)
     if replay:
         return twiml(replay)  # Twilio retried this request (its idempotency token): the same answer
-    if state is not None and (state.line not in rt.flows.lines or state.lang not in rt.lines_cfg["voices"]):
+    if state is not None and not rt.engine.can_continue(state):
         state = None  # a line or language this tree does not have (tampered with, an old deploy): lost
-    if state is not None and state.ended:
-        node = rt.flows.nodes.get(state.node)
-        if node is None or node.type != "record" or seq != state.seq:
-            state = None  # after the end only the hung-up <Record>'s own action is taken: no replays
+    if state is not None and state.ended and not rt.engine.takes_after_end(state, seq):
+        state = None  # after the end no replays
     if state is None:
         # Expired, flushed or never stored: say so, and start the caller's line again.
         state = CallState(sid=sid, line=line_for(request.form.get("To", "")), lang=rt.prompts.default, new=True)
@@ -148,11 +145,8 @@ def step():
 
 def _answer(rt, state: CallState, run) -> Response:
     turn = Turn(rt.engine, state, request.form, _step_url)
-    sdu = rt.services.sdu
     try:
-        # One SDU time budget for the whole webhook, however many lookups its handlers make.
-        with sdu.budget_scope() if sdu is not None else nullcontext():
-            response = run(turn)
+        response = rt.engine.run(turn, run)
     except Exception:
         # A bug must cost the caller one sentence, not the call: apologise and go to the main menu.
         log.exception("error in call %s at node %s", state.sid[-6:], state.node)
@@ -202,8 +196,7 @@ def fallback():
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
     state, failed = _load(rt, sid)
-    if failed or state is None or state.ended or state.line not in rt.flows.lines \
-            or state.node not in rt.flows.nodes or state.lang not in rt.lines_cfg["voices"]:
+    if failed or state is None or not rt.engine.can_resume(state):
         return failed or twiml(rt.fallback_response())
 
     def resume(turn: Turn) -> VoiceResponse:
@@ -216,7 +209,6 @@ def fallback():
 def health():
     rt = runtime()
     status = rt.health.status()
-    sdu = rt.services.sdu
-    breaker = sdu.breaker.state if sdu is not None else None
+    breaker = rt.services.sdu.breaker.state
     age = round(time.monotonic() - status.at, 1) if status.at else None
     return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age), 200

@@ -269,3 +269,11 @@ def test_services_are_one_typed_object_built_once_and_no_module_wires_itself_in(
     for name in ("inmate", "offices", "payments", "staff"):
         module = __import__(f"ivr.handlers.{name}", fromlist=["x"])
         assert not hasattr(module, "setup"), f"ivr/handlers/{name}.py still wires itself into the app"
+
+
+def test_the_web_layer_knows_no_node_type_and_no_sdu():
+    """webhooks.py turns requests into turns; what a node type allows and the SDU's time budget are the
+    engine's (the late <Record> action and the shared budget are tested end to end elsewhere)."""
+    source = (ROOT / "ivr" / "webhooks.py").read_text()
+    assert "node.type" not in source and ".type ==" not in source and ".type !=" not in source
+    assert "budget" not in source and "rt.flows" not in source
