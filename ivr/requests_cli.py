@@ -19,17 +19,17 @@ import argparse
 import csv
 import sys
 from datetime import datetime
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import redis
 
-from . import retention, settings
+from . import retention, settings, store
 from .callstate import CallStore
 from .jobs import CLAIM_IDLE_MS, MAX_DELIVERIES
 from .redact import mask_digits
 from .requests_store import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
 from .sealing import Sealer
+from .store import Unreachable
 
 TZ = ZoneInfo("America/New_York")
 # No Twilio recording URL: staff work from the system's own file (Twilio's copy is deleted once it is there).
@@ -39,10 +39,6 @@ CSV_FIELDS = ["ref", "status", "created", "updated", "complete", "stage", "sourc
 WHO_WORDS = dict(zip(WHO_CALLED, ("the parent", "someone calling for the parent"), strict=True))
 STAGE_WORDS = {"number": "after the inmate number", "facility": "after the facility",
                "case": "after the case number", "message": "after the message"}
-
-
-class Unreachable(Exception):
-    pass
 
 
 def add_commands(subparsers) -> None:
@@ -101,15 +97,7 @@ def open_store() -> RequestStore:
     logging.getLogger("ivr.requests").setLevel(logging.ERROR)
 
     config = settings.from_env()
-    url = config["REDIS_URL"]
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        parts = urlsplit(url)   # never print a password that may be in the URL
-        raise Unreachable(f"cannot reach Redis at {parts.hostname}:{parts.port or 6379} "
-                          f"(REDIS_URL): {exc}") from exc
-    return RequestStore(client, Sealer.from_config(config))
+    return RequestStore(store.for_command(config["REDIS_URL"]), Sealer.from_config(config))
 
 
 def run(fn) -> int:

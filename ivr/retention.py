@@ -171,14 +171,12 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from . import settings
-    from .requests_cli import Unreachable, open_store
+    from . import settings, store
 
     config = settings.from_env()
     try:
-        client = open_store().redis
-        report = purge(client, config, clock(), dry_run=args.dry_run)
-    except Unreachable as exc:
+        report = purge(store.for_command(config["REDIS_URL"]), config, clock(), dry_run=args.dry_run)
+    except store.Unreachable as exc:
         print(f"ivr purge: {exc}", file=sys.stderr)
         return 2
     except redis.RedisError as exc:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import redis
 
-from . import settings
+from . import settings, store
 from .directory import ANONYMOUS, caller_id
 from .prompts import PromptError, Prompts, load_languages
 from .published import ANN_LINES, Library, NothingToRollBack, Who
@@ -93,13 +93,10 @@ def _config() -> dict:
 
 def _redis(config: dict) -> redis.Redis:
     """The real Redis (never the development stand-in: an account kept there would be lost)."""
-    client = redis.Redis.from_url(config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5)
     try:
-        client.ping()
-    except redis.RedisError as exc:
-        where = config["REDIS_URL"].rsplit("@", 1)[-1]  # never print a password
-        raise CliError(f"Redis at {where} does not answer ({exc}); start it or set REDIS_URL", 1) from exc
-    return client
+        return store.for_command(config["REDIS_URL"])
+    except store.Unreachable as exc:
+        raise CliError(str(exc), 1) from exc
 
 
 def _db(config: dict) -> StaffDB:

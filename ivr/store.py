@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 
 import redis
 
@@ -72,6 +73,23 @@ def _aof_enabled(client: redis.Redis) -> bool | None:
     except redis.ResponseError:
         return None
 
+
+
+class Unreachable(RuntimeError):
+    """A command for people found no Redis: one line for them, the URL's password left out."""
+
+
+def for_command(url: str) -> redis.Redis:
+    """The real Redis for a command people run (never the development stand-in: what a command stores
+    there would be lost), or Unreachable."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        parts = urlsplit(url)   # never print a password that may be in the URL
+        raise Unreachable(f"cannot reach Redis at {parts.hostname}:{parts.port or 6379}: it does not answer "
+                          f"({exc}); start it or set REDIS_URL") from exc
+    return client
 
 class Direct:
     """Commands sent on a connection of the calling thread's own, for what every webhook does (read and
