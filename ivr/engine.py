@@ -120,9 +120,8 @@ class Engine:
         self._sealer = services.sealer
 
     # --- entry points --------------------------------------------------------------------
-    def start(self, turn: Turn, node_id: str | None = None) -> VoiceResponse:
-        line = self.flows.lines[turn.state.line]
-        self.enter(turn, node_id or line.start)
+    def start(self, turn: Turn) -> VoiceResponse:
+        self.enter(turn, self.flows.lines[turn.state.line].start)
         return turn.response
 
     def step(self, turn: Turn) -> VoiceResponse:
