@@ -14,7 +14,10 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from . import audio, flow, limits, settings, signature, store, webhooks
 from .callstate import CallStore
-from .directory import Directory, parse_phone
+from .directory import Directory, DirectoryError, parse_phone
+from .domain.callbacks import CallbackStore
+from .domain.callbacks import load_settings as load_callback_settings
+from .domain.texts import SmsConfig, TextStore
 from .engine import Engine
 from .handlers import load_all, staff
 from .handlers.inmate import load_facilities
@@ -58,6 +61,7 @@ class Runtime:
         self.store = CallStore(self.redis, config["CALL_TTL"])
         self.sealer = Sealer.from_config(config)
         library = Library(self.redis)
+        callback_settings = load_callback_settings(cfg_dir / "callbacks.yaml")
         self.services = Services(
             config=config, prompts=self.prompts, directory=self.directory, hours=self.hours,
             lines=self.lines_cfg, redis=self.redis, sealer=self.sealer, sdu=client_from_env(config),
@@ -65,7 +69,11 @@ class Runtime:
             requests=RequestStore(self.redis, self.sealer, clock=self.hours.now),
             payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
             library=library, published=Mirror(library, self.prompts, self.hours.now),
-            staffdb=StaffDB(self.redis, pepper_for(config)))
+            staffdb=StaffDB(self.redis, pepper_for(config)),
+            callbacks=CallbackStore(self.redis, self.sealer, self.hours, callback_settings, clock=self.hours.now),
+            callback_settings=callback_settings,
+            texts=TextStore(self.redis, self.sealer, clock=self.hours.now),
+            sms=sms_config(config))
         staff.check_flows(self.flows)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
@@ -103,6 +111,20 @@ class Runtime:
             response.dial(self.lines_cfg["agents"]["phone"], timeout=self.lines_cfg["dial"]["timeout"])
         response.hangup()
         return response
+
+
+def sms_config(config: Mapping) -> SmsConfig:
+    """IVR_SMS_FROM checked at start-up (a wrong number would fail every text); the status callback URL
+    needs the public origin (PUBLIC_BASE_URL): without it texts go without one."""
+    sender = config.get("SMS_FROM") or ""
+    if not sender:
+        return SmsConfig()
+    try:
+        sender = parse_phone(sender, "IVR_SMS_FROM")
+    except DirectoryError as exc:
+        raise settings.ConfigError(str(exc)) from None
+    base = config.get("PUBLIC_BASE_URL") or ""
+    return SmsConfig(sender, f"{base}/sms/status" if base else "")
 
 
 def load_lines(path: Path) -> dict:

@@ -205,6 +205,12 @@ class Engine:
         if hours.is_open("agents") and (person.type == "transfer" or person.id != turn.state.node):
             turn.say("menu.giveup_open")
             self.person(turn)
+        elif person.type == "transfer" and person.options and person.id != turn.state.node:
+            # No one answers now, but the person node offers something instead (a call back): say that
+            # the choice was missed and go there (it says when people answer, then its options). Giving
+            # up there too ends the call.
+            turn.say("menu.giveup_closed.offer")
+            self.person(turn)
         else:
             number = say_phone(self.services.lines["callback_number"], turn.lang)
             turn.say("menu.giveup_closed", number=number, hours=hours.describe(turn.lang))
@@ -288,7 +294,7 @@ class Engine:
         return [o for o in node.options
                 if all(turn.vars.get(k) == v for k, v in (o.get("when") or {}).items())]
 
-    def _say_options(self, turn: Turn, node: Node, gather: Gather) -> None:
+    def _say_options(self, turn: Turn, node: Node, gather: Gather, globals_: bool = True) -> None:
         for opt in self.options(turn, node):
             if "office" in opt:
                 office = self.services.directory.offices[opt["office"]]
@@ -297,6 +303,8 @@ class Engine:
             else:
                 phrase = turn.services.prompts.text(opt["prompt"], turn.lang)
             turn.say("menu.option", gather, option=phrase, key=opt["key"])
+        if not globals_:
+            return
         line = self.flows.lines[turn.state.line]
         if node.type == "answer":
             turn.say("menu.globals.answer", gather)
@@ -316,6 +324,8 @@ class Engine:
                 return self.fail(turn, node, "menu.invalid", key=turn.language.key_name(turn.param("Digits")))
             if turn.param("SpeechResult"):
                 return self.fail(turn, node, "menu.invalid_speech")
+            if node.type == "answer" and node.get("next"):
+                return self.enter(turn, node.get("next"))    # an offer the caller lets pass
             return self.fail(turn, node, "menu.no_input")
         if self._global_key(turn, node, key):
             return
@@ -382,11 +392,12 @@ class Engine:
         if turn.state.phase == "dialed":
             # Only a stale or out-of-order request lands here while a dial is under way: never dial twice.
             turn.state.phase = "failed"
-        if turn.state.phase in ("closed", "failed"):
+        if turn.state.phase in ("closed", "failed", "done"):    # never dial twice on a repeat
             return self._transfer_options(turn, node, reprompt)
         if not hours.is_open(who):
             turn.state.phase = "closed"
             holiday = hours.holiday(hours.now().date())
+            self._ended(turn, who, "closure" if holiday == "closure" else "holiday" if holiday else "closed")
             pid = "xfer.closed_holiday" if holiday else "xfer.closed"
             turn.say(pid + ".agents" if who == "agents" else pid, name=name,
                      hours=hours.describe(turn.lang, who), phone=spoken_phone)
@@ -397,8 +408,20 @@ class Engine:
                                   timeout=self.services.lines["dial"]["timeout"])
         dial.number(phone)
 
+    @staticmethod
+    def _ended(turn: Turn, who: str, result: str) -> None:
+        """How the last transfer ended, for the steps its options lead to (a call back asked for that
+        office, for that reason): `xfer_office`, `xfer_result` (closed, holiday, closure, busy, no_answer,
+        failed, completed) and `xfer_reached`."""
+        turn.vars.update(xfer_office=who, xfer_result=result, xfer_reached=result == "completed")
+
     def _transfer_options(self, turn: Turn, node: Node, reprompt: bool) -> None:
         gather = turn.gather()
+        # The node's own options first (a call back, a text), in the words of every menu.
+        self._say_options(turn, node, gather, globals_=False)
+        if turn.state.phase == "done":
+            turn.close_gather(gather)       # silence: the goodbye (_input_transfer)
+            return
         if turn.state.phase == "failed":
             pid = "xfer.options.failed"
         elif self._target(turn, node)[0] == "agents":
@@ -411,15 +434,29 @@ class Engine:
     def _input_transfer(self, turn: Turn, node: Node) -> None:
         if turn.state.phase == "dialed":
             status = turn.param("DialCallStatus") or "failed"
+            who = self._target(turn, node)[0]
             if status in ("completed", "answered"):
+                self._ended(turn, who, "completed")
+                if self.options(turn, node):
+                    turn.state.phase = "done"       # the caller is still on the line: what the node offers
+                    return self._transfer_options(turn, node, reprompt=False)
                 turn.say("xfer.done")
                 turn.response.hangup()
                 return
+            self._ended(turn, who, status.replace("-", "_") if status in ("busy", "no-answer") else "failed")
             turn.state.phase = "failed"
             pid = {"busy": "xfer.busy", "no-answer": "xfer.no_answer"}.get(status, "xfer.failed")
             turn.say(pid, name=self._target(turn, node)[1])
             return self._transfer_options(turn, node, reprompt=False)
         key = self._key(turn, node)
+        for opt in self.options(turn, node) if key else ():
+            if str(opt["key"]) == key:
+                return self.enter(turn, opt["goto"])
+        if turn.state.phase == "done":
+            # After a call that was answered: anything but an option is goodbye.
+            turn.say("xfer.done")
+            turn.response.hangup()
+            return
         if key is None:
             if turn.param("Digits"):
                 return self.fail(turn, node, "menu.invalid", key=turn.language.key_name(turn.param("Digits")))

@@ -71,10 +71,13 @@ NODE_TYPES = {
                       "prompt next", ""),
     "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
                   "prompt handler on args"),
-    "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
+    "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`; "
+                    "with `next`, silence goes there (an offer the caller may let pass)", "",
                     "prompt options handler on args next"),
-    "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when", "",
-                      "office office_var to next"),
+    "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when. Its "
+                      "`options` (keys 3-8; 1 and 2 are its own) are offered once it is closed or the dial "
+                      "failed, and, those whose `when` allows it, after a call that was answered",
+                      "", "office office_var to next options"),
     "collect": _type("a question answered with digits (and speech); the answer goes to `handler` or `var`",
                      "prompt", "next skip optional digits input hints confirm confirm_prompt short_prompt timeout "
                                "var handler on args"),
@@ -246,7 +249,7 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
         errors.append(f"{where}: hints {node.get('hints')!r} is not one of {sorted(hint_sets)}")
     if node.type in ("menu", "answer") and not node.get("prompt") and not node.get("handler"):
         errors.append(f"{where}: {node.type} needs `prompt` or `handler`")
-    if node.type in ("menu", "answer"):
+    if node.type in ("menu", "answer", "transfer") and "options" in node.data:
         options = node.options
         if not isinstance(options, list):
             return errors + [f"{where}: options must be a list"]
@@ -258,6 +261,9 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
             if len(key) != 1 or key not in "12345678":
                 errors.append(f"{where}: option {i} key {key!r} must be one digit 1-8 "
                               f"(0, 9 and * are the same in every menu)")
+            elif node.type == "transfer" and key in "12":
+                errors.append(f"{where}: option {i} key {key} is the transfer's own (1: the number again, "
+                              "2: try again); use 3-8")
             if key in seen and not (opt.get("when") and options[seen[key] - 1].get("when")
                                     and opt["when"] != options[seen[key] - 1]["when"]):
                 errors.append(f"{where}: options {seen[key]} and {i} both use key {key}")

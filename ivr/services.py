@@ -9,6 +9,8 @@ from typing import Any
 import redis
 
 from .directory import Directory
+from .domain.callbacks import CallbackSettings, CallbackStore
+from .domain.texts import SmsConfig, TextStore
 from .handlers.inmate import Facilities
 from .handlers.payments import PaySettings
 from .hours import Hours
@@ -37,3 +39,7 @@ class Services:
     library: Library              # published prompt recordings and announcements
     published: Mirror             # what callers hear now, refreshed with each call's state
     staffdb: StaffDB              # staff accounts and their sign-in limits
+    callbacks: CallbackStore      # the callbacks callers ask for (issue 18)
+    callback_settings: CallbackSettings   # config/callbacks.yaml: caps, expiry
+    texts: TextStore              # texts callers asked for: consent, opt-outs
+    sms: SmsConfig                # IVR_SMS_FROM: texts are offered only when it is set

@@ -65,6 +65,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
         # The auth token Twilio may still sign with while a new one is rolled out (ivr/signature.py).
         "TWILIO_AUTH_TOKEN_PREVIOUS": env.get("IVR_TWILIO_AUTH_TOKEN_PREVIOUS", "").strip(),
+        # The messaging number texts are sent from (E.164, registered for texting: toll-free verification
+        # or 10DLC). Unset: no text is ever offered.
+        "SMS_FROM": env.get("IVR_SMS_FROM", "").strip(),
     }
 
 

@@ -38,6 +38,7 @@ def events_of(fn: Callable) -> frozenset[str]:
 
 def load_all() -> dict[str, Callable]:
     """Import every handler module so that their names are registered."""
+    from ..lines import callbacks  # noqa: F401
     from . import inmate, offices, payments, staff  # noqa: F401
 
     return REGISTRY

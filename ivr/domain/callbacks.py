@@ -1,0 +1,549 @@
+"""The queue of callbacks callers ask for when no person can take their call now (issue 18).
+
+Modelled on the inmate requests (ivr/requests_store.py): durable, sealed, never popped, audited.
+
+Redis layout:
+  ivr:cb:{ref}              hash: one callback. The number to call and the caller ID are kept only sealed
+                            (ivr/sealing.py), and so is the Twilio URL of the caller's message.
+  ivr:cb:{ref}:audit        stream: every change with who and when (the caller, staff, the worker), and
+                            every attempt to call (`attempt`).
+  ivr:cb:call:{sid}         the reference a call made: one callback per CallSid, whatever Twilio retries.
+  ivr:cb:number:{tag}       the open callback of one number (the tag names it, never the number): a
+                            second request for that number updates it rather than adding another.
+  ivr:cb:open               sorted set: references not done yet (open or taken), by creation time.
+  ivr:cb:all                sorted set: every reference, by creation time (export).
+  ivr:cb:cap:{bucket}:{day} requests counted against a day's cap (CallbackCaps); expire two days later.
+
+Every write that a caller is told about waits for Redis to make it durable (`_durable`): a reference is
+said only for a callback that survives a Redis crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import phonenumbers
+import redis
+import yaml
+
+from ..hours import Hours
+from ..redact import mask_phone
+from ..sealing import Sealer
+
+log = logging.getLogger("ivr.callbacks")
+
+PREFIX = "ivr:cb:"
+OPEN = PREFIX + "open"
+ALL = PREFIX + "all"
+BY_CALL = PREFIX + "call:{sid}"
+BY_NUMBER = PREFIX + "number:{tag}"
+BY_CALL_TTL = 24 * 3600
+CAP_TTL = 2 * 24 * 3600
+SEALED = ("number", "caller", "recording_url")
+STATUSES = ("open", "taken", "done", "expired")
+OPEN_STATUSES = ("open", "taken")
+BEST_TIMES = ("morning", "afternoon")
+RESULTS = ("no_answer", "left_message", "reached")
+# Why the caller was offered a callback (field `source`).
+SOURCES = ("closed", "holiday", "closure", "busy", "no_answer", "failed", "office", "gave_up")
+REF_RE = re.compile(r"^\d{6}$")
+STAFF_ID_RE = re.compile(r"^\d{3,10}$")      # the staff IDs of ivr/staffdb.py
+RECORDING_JOB = "callback.recording"
+_warned = False     # the WAITAOF warning is logged once per process
+
+
+class CallbackError(Exception):
+    """What a staff command (or the console) tells a person: unknown reference, taken by someone else..."""
+
+
+class CallbackCapped(Exception):
+    """A day's cap is used up: nothing was stored."""
+
+
+class NumberRefused(Exception):
+    """A number the system will not call back; `reason` names why (a prompt suffix: invalid, toll_free...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CallbackCaps:
+    per_number: int = 3
+    per_caller: int = 5
+    withheld: int = 50
+    per_day: int = 500
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    noon: time = time(12, 0)
+    caps: CallbackCaps = CallbackCaps()
+    expire_days: int = 7
+    message_seconds: int = 60
+
+
+def load_settings(path: Path) -> CallbackSettings:
+    """config/callbacks.yaml, checked: a bad value stops start-up naming the file."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CallbackError(f"{path}: cannot read: {exc}") from exc
+
+    def whole(value: Any, where: str, least: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise CallbackError(f"{path}: {where} must be a whole number, {least} or more, not {value!r}")
+        return value
+
+    caps = doc.get("caps") or {}
+    if not isinstance(caps, dict) or set(caps) - set(CallbackCaps.__dataclass_fields__):
+        raise CallbackError(f"{path}: caps takes {', '.join(CallbackCaps.__dataclass_fields__)}")
+    try:
+        noon = time.fromisoformat(str(doc.get("noon", "12:00")))
+    except ValueError:
+        raise CallbackError(f"{path}: noon must be a time like \"12:00\"") from None
+    return CallbackSettings(noon=noon, caps=CallbackCaps(**{k: whole(v, f"caps.{k}") for k, v in caps.items()}),
+                            expire_days=whole(doc.get("expire_days", 7), "expire_days", 1),
+                            message_seconds=whole(doc.get("message_seconds", 60), "message_seconds", 5))
+
+
+# --- the number to call ------------------------------------------------------------------------------
+
+def check_number(raw: str, refused: Iterable[str] = ()) -> str:
+    """A number a person may call back, in E.164, or NumberRefused with the reason: `invalid` (not a valid
+    US number), `premium` (900 or 976), `n11` (411, 911 ...), `toll_free`, `facility` (in `refused`: an
+    inmate phone's caller ID)."""
+    digits = re.sub(r"\D", "", raw or "")
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    if len(digits) != 10:
+        raise NumberRefused("invalid")
+    area, exchange = digits[:3], digits[3:6]
+    if area[1:] == "11" or exchange[1:] == "11":
+        raise NumberRefused("n11")
+    try:
+        number = phonenumbers.parse("+1" + digits, None)
+    except phonenumbers.NumberParseException:
+        raise NumberRefused("invalid") from None
+    kind = phonenumbers.number_type(number)
+    if area == "900" or exchange == "976" or kind == phonenumbers.PhoneNumberType.PREMIUM_RATE:
+        raise NumberRefused("premium")
+    if kind in (phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.SHARED_COST):
+        raise NumberRefused("toll_free")
+    if not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(number) != "US":
+        raise NumberRefused("invalid")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if e164 in set(refused):
+        raise NumberRefused("facility")
+    return e164
+
+
+# --- when a callback is due --------------------------------------------------------------------------
+
+def due_time(hours: Hours, best: str, noon: time, now: datetime | None = None) -> datetime:
+    """The start of the first `best` window (morning: opening to noon; afternoon: noon to closing) on a
+    business day (a day of the agents' schedule, not a Connecticut legal holiday or closure) that starts
+    after `now`: "the next business morning"."""
+    if best not in BEST_TIMES:
+        raise ValueError(f"best time must be one of {BEST_TIMES}")
+    now = (now or hours.now()).astimezone(hours.zone)
+    schedule = hours.schedule("agents")
+    start = schedule.open if best == "morning" else max(noon, schedule.open)
+    day = now.date()
+    for _ in range(60):     # a fortnight of holidays and weekends is far beyond any calendar
+        at = datetime.combine(day, start, tzinfo=hours.zone)
+        if day.weekday() in schedule.days and not hours.holiday(day) and at > now:
+            return at
+        day += timedelta(days=1)
+    raise ValueError("no business day in the next 60 days")
+
+
+# --- the store ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Quota:
+    """A cap one request counts against: `bucket` names it (a tag, never a number), `who` says it in the
+    alert (masked), `limit` 0: no cap."""
+    bucket: str
+    limit: int
+    who: str
+
+
+@dataclass
+class Attempt:
+    at: str
+    by: str
+    action: str
+    detail: str
+
+
+def cb_key(ref: str) -> str:
+    return f"{PREFIX}{ref}"
+
+
+def audit_key(ref: str) -> str:
+    return f"{PREFIX}{ref}:audit"
+
+
+def check_ref(ref: str) -> str:
+    ref = (ref or "").strip()
+    if not REF_RE.match(ref):
+        raise CallbackError(f"{ref!r} is not a callback reference (6 digits)")
+    return ref
+
+
+def check_staff_id(staff_id: str) -> str:
+    staff_id = (staff_id or "").strip()
+    if not STAFF_ID_RE.match(staff_id):
+        raise CallbackError("--by must be your staff ID (3 to 10 digits, as in `ivr staff list`)")
+    return staff_id
+
+
+class CallbackStore:
+    def __init__(self, client: redis.Redis, sealer: Sealer, hours: Hours,
+                 settings: CallbackSettings | None = None, clock: Callable[[], datetime] | None = None,
+                 new_ref: Callable[[], str] | None = None,
+                 staff_exists: Callable[[str], bool] | None = None) -> None:
+        self.redis = client
+        self.sealer = sealer
+        self.hours = hours
+        self.settings = settings or CallbackSettings()
+        self.clock = clock or hours.now
+        self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
+        self.staff_exists = staff_exists     # None: any well-formed staff ID is taken
+        self._waitaof: bool | None = None
+
+    def number_tag(self, e164: str) -> str:
+        return self.sealer.tag("callback:" + e164)
+
+    # --- the caller's side ----------------------------------------------------------------------
+    def request(self, sid: str, number: str, *, lang: str, best: str, source: str, office: str = "",
+                caller: str = "", number_how: str = "", quotas: Iterable[Quota] = ()) -> tuple[str, bool]:
+        """Store a callback to `number` (E.164, checked) for this call, or update the open one of this call
+        or of this number; return (reference, new). Durable before it returns. A new callback counts
+        against every quota; an update of another call's callback for the same number against the
+        number's own (first of `quotas`) only; this call's own again (a Twilio retry, a changed best
+        time) against none. CallbackCapped with nothing stored at a cap."""
+        if best not in BEST_TIMES:
+            raise ValueError(f"best time must be one of {BEST_TIMES}")
+        quotas = [q for q in quotas if q.limit > 0]
+        day = self.clock().astimezone(self.hours.zone).date().isoformat()
+        by_call, by_number = BY_CALL.format(sid=sid), BY_NUMBER.format(tag=self.number_tag(number))
+        due = due_time(self.hours, best, self.settings.noon, self.clock()).astimezone(UTC)
+        for _ in range(50):
+            try:
+                with self.redis.pipeline() as pipe:
+                    cap_keys = {q.bucket: f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas}
+                    pipe.watch(by_call, by_number, *cap_keys.values())
+                    mine, theirs = pipe.get(by_call), pipe.get(by_number)
+                    existing = (mine or theirs or b"").decode()
+                    if existing and pipe.hget(cb_key(existing), "status") not in (b"open", b"taken"):
+                        existing = "" if not mine else existing
+                    counted = [] if mine else quotas[:1] if existing else quotas
+                    for q in counted:
+                        if int(pipe.get(cap_keys[q.bucket]) or 0) >= q.limit:
+                            pipe.unwatch()
+                            self._capped(q, cap_keys[q.bucket])
+                    ref = existing or self.new_ref()
+                    if not existing and pipe.exists(cb_key(ref)):
+                        continue            # the reference is taken: draw another
+                    now = self._now()
+                    values = {"updated": now, "lang": lang, "best": best, "due": due.isoformat(timespec="seconds"),
+                              "number": self.sealer.seal(number), "number_tag": self.number_tag(number),
+                              "number_how": number_how, "source": source, "office": office}
+                    pipe.multi()
+                    for q in counted:
+                        pipe.incr(cap_keys[q.bucket])
+                        pipe.expire(cap_keys[q.bucket], CAP_TTL)
+                    if existing:
+                        pipe.hset(cb_key(ref), mapping=values)
+                        pipe.hincrby(cb_key(ref), "requests", 1)
+                        self._audit(pipe, ref, "caller", "asked again" if not mine else "changed",
+                                    f"{best}, due {self._local(due)}, from {source}")
+                    else:
+                        values.update(ref=ref, sid=sid, status="open", created=now, complete="0", requests="1",
+                                      attempts="0", caller=self.sealer.seal(caller) if caller else "")
+                        pipe.hset(cb_key(ref), mapping=values)
+                        score = self.clock().timestamp()
+                        pipe.zadd(OPEN, {ref: score})
+                        pipe.zadd(ALL, {ref: score})
+                        detail = f"{best}, due {self._local(due)}, from {source}" + (f" ({office})" if office else "")
+                        self._audit(pipe, ref, "caller", "asked", detail)
+                    pipe.set(by_call, ref, ex=BY_CALL_TTL)
+                    pipe.set(by_number, ref)
+                    pipe.execute()
+            except redis.WatchError:
+                continue
+            self._durable()
+            return ref, not existing
+        raise RuntimeError("could not store the callback (the queue changes too often)")
+
+    def full(self, quotas: Iterable[Quota]) -> bool:
+        """Whether any of `quotas` is used up today (read only: the caller hears so before keying)."""
+        day = self.clock().astimezone(self.hours.zone).date().isoformat()
+        quotas = [q for q in quotas if q.limit > 0]
+        if not quotas:
+            return False
+        counts = self.redis.mget([f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas])
+        return any(int(c or 0) >= q.limit for q, c in zip(quotas, counts, strict=True))
+
+    def now_text(self) -> str:
+        return self._now()
+
+    def _capped(self, quota: Quota, cap_key: str) -> NoReturn:
+        if self.redis.set(cap_key + ":alerted", 1, nx=True, ex=CAP_TTL):
+            log.error("callbacks: %s reached its cap of %d today: further requests are refused until tomorrow "
+                      "(a flood, or a cap too low?)", quota.who, quota.limit)
+        else:
+            log.info("callbacks: %s is at its cap of %d today: request refused", quota.who, quota.limit)
+        raise CallbackCapped(f"{quota.who}: {quota.limit} today")
+
+    def add_message(self, ref: str, url: str, queue: Callable[[Any, str, dict], None] | None = None) -> None:
+        """Keep the caller's message URL (sealed); `queue(pipe, kind, payload)` queues its download in the
+        same transaction."""
+        token = self.sealer.seal(url)
+        pipe = self.redis.pipeline()
+        pipe.hset(cb_key(ref), mapping={"recording_url": token, "recording_file": "", "updated": self._now()})
+        self._audit(pipe, ref, "caller", "message recorded")
+        if queue is not None:
+            queue(pipe, RECORDING_JOB, {"ref": ref, "url": token})
+        pipe.execute()
+        self._durable()
+
+    def finish(self, ref: str) -> dict[str, str]:
+        """The caller is about to hear the reference: mark it complete, durably; the callback as stored."""
+        self.update(ref, "confirmed to the caller", complete="1")
+        data = self.get(ref)
+        if data is None:
+            raise CallbackError(f"no callback {ref}")
+        return data
+
+    def update(self, ref: str, action: str, by: str = "caller", detail: str = "", **fields: str) -> None:
+        values = {k: self.sealer.seal(v) if k in SEALED and v else v for k, v in fields.items()}
+        values["updated"] = self._now()
+        pipe = self.redis.pipeline()
+        pipe.hset(cb_key(ref), mapping=values)
+        self._audit(pipe, ref, by, action, detail)
+        pipe.execute()
+        self._durable()
+
+    def note(self, ref: str, by: str, action: str, detail: str = "") -> None:
+        """An entry in the history only (a text sent or refused ...)."""
+        self._audit(self.redis, ref, by, action, detail)
+
+    # --- staff ----------------------------------------------------------------------------------
+    def raw(self, ref: str) -> dict[str, str] | None:
+        data = self.redis.hgetall(cb_key(ref))
+        return {k.decode(): v.decode() for k, v in data.items()} if data else None
+
+    def get(self, ref: str) -> dict[str, str] | None:
+        """A callback with its personal fields unsealed ("" when not given, "?" when unreadable)."""
+        data = self.raw(ref)
+        if data is None:
+            return None
+        for name in SEALED:
+            token = data.get(name, "")
+            data[name] = "" if not token else self.sealer.unseal(token) or "?"
+        return data
+
+    def listing(self, statuses: Iterable[str] = OPEN_STATUSES) -> list[dict[str, str]]:
+        """Callbacks, oldest first, the number masked (for lists anyone may glance at)."""
+        out = []
+        for ref in self.refs(statuses):
+            data = self.get(ref)
+            if data is not None:
+                data["number"] = mask_phone(data.get("number"))
+                data.pop("caller", None)
+                data.pop("recording_url", None)
+                out.append(data)
+        return out
+
+    def refs(self, statuses: Iterable[str] = OPEN_STATUSES) -> list[str]:
+        statuses = set(statuses)
+        index = OPEN if statuses <= set(OPEN_STATUSES) else ALL
+        refs = [r.decode() for r in self.redis.zrange(index, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hget(cb_key(ref), "status")
+        return [ref for ref, st in zip(refs, pipe.execute(), strict=True) if st is not None and st.decode() in statuses]
+
+    def history(self, ref: str) -> list[Attempt]:
+        out = []
+        for _, fields in self.redis.xrange(audit_key(ref)):
+            f = {k.decode(): v.decode() for k, v in fields.items()}
+            out.append(Attempt(f.get("at", ""), f.get("by", ""), f.get("action", ""), f.get("detail", "")))
+        return out
+
+    def take(self, ref: str, by: str) -> str:
+        ref, by = check_ref(ref), self._staff(by)
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            if status == "taken" and owner == by:
+                return "already yours"
+            if status == "taken":
+                raise CallbackError(f"callback {ref} is already taken by {owner}")
+            if status in ("done", "expired"):
+                raise CallbackError(f"callback {ref} is {status}")
+            now = self._now()
+            pipe.multi()
+            pipe.hset(cb_key(ref), mapping={"status": "taken", "taken_by": by, "taken_at": now, "updated": now})
+            self._audit(pipe, ref, by, "taken")
+            return None
+        return self._transition(ref, change) or "taken"
+
+    def attempt(self, ref: str, result: str, by: str) -> str:
+        """Log an attempt to call (no_answer, left_message, reached); taking the callback if nobody had."""
+        ref, by = check_ref(ref), self._staff(by)
+        if result not in RESULTS:
+            raise CallbackError(f"--result must be one of {', '.join(RESULTS)}")
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            if status in ("done", "expired"):
+                raise CallbackError(f"callback {ref} is {status}")
+            if status == "taken" and owner != by:
+                raise CallbackError(f"callback {ref} is taken by {owner}; only they log its attempts")
+            now = self._now()
+            pipe.multi()
+            values = {"last_attempt": now, "last_result": result, "updated": now}
+            if status == "open":
+                values.update(status="taken", taken_by=by, taken_at=now)
+                self._audit(pipe, ref, by, "taken")
+            pipe.hset(cb_key(ref), mapping=values)
+            pipe.hincrby(cb_key(ref), "attempts", 1)
+            self._audit(pipe, ref, by, "attempt", result.replace("_", " "))
+            return None
+        self._transition(ref, change)
+        return f"attempt logged: {result.replace('_', ' ')}"
+
+    def done(self, ref: str, by: str) -> str:
+        ref, by = check_ref(ref), self._staff(by)
+
+        def change(pipe, status: str, owner: str) -> str | None:
+            if status in ("done", "expired"):
+                raise CallbackError(f"callback {ref} is already {status}")
+            if status == "taken" and owner != by:
+                raise CallbackError(f"callback {ref} is taken by {owner}; only they can mark it done")
+            now = self._now()
+            tag = (pipe.hget(cb_key(ref), "number_tag") or b"").decode()
+            pipe.multi()
+            values = {"status": "done", "done_by": by, "done_at": now, "updated": now}
+            if status == "open":
+                values.update(taken_by=by, taken_at=now)
+                self._audit(pipe, ref, by, "taken")
+            pipe.hset(cb_key(ref), mapping=values)
+            pipe.zrem(OPEN, ref)
+            if tag:
+                _drop_index(pipe, BY_NUMBER.format(tag=tag), ref)
+            self._audit(pipe, ref, by, "done")
+            return None
+        return self._transition(ref, change) or "done"
+
+    def expire_old(self) -> list[str]:
+        """Open or taken callbacks asked more than `expire_days` ago: expired, each with a note in its
+        history, and their number free to ask again. Returns their references."""
+        days = self.settings.expire_days
+        before = (self.clock() - timedelta(days=days)).timestamp()
+        expired = []
+        for raw in self.redis.zrangebyscore(OPEN, "-inf", before):
+            ref = raw.decode()
+
+            def change(pipe, status: str, owner: str, ref=ref) -> str | None:
+                if status not in OPEN_STATUSES:
+                    pipe.multi()
+                    pipe.zrem(OPEN, ref)
+                    return None
+                tag = (pipe.hget(cb_key(ref), "number_tag") or b"").decode()
+                now = self._now()
+                pipe.multi()
+                pipe.hset(cb_key(ref), mapping={"status": "expired", "expired_at": now, "updated": now})
+                pipe.zrem(OPEN, ref)
+                if tag:
+                    _drop_index(pipe, BY_NUMBER.format(tag=tag), ref)
+                self._audit(pipe, ref, "system", "expired",
+                            f"not done within {days} days of the request; the caller was not reached by then")
+                return None
+            try:
+                self._transition(ref, change)
+                expired.append(ref)
+            except CallbackError:
+                continue
+        if expired:
+            log.warning("callbacks: %d expired after %d days without being done", len(expired), days)
+        return expired
+
+    # --- internals ------------------------------------------------------------------------------
+    def _staff(self, by: str) -> str:
+        by = check_staff_id(by)
+        if self.staff_exists is not None and not self.staff_exists(by):
+            raise CallbackError(f"no staff member with ID {by} (see `ivr staff list`)")
+        return by
+
+    def _transition(self, ref: str, change) -> str | None:
+        key = cb_key(ref)
+        for _ in range(20):
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    status, owner = pipe.hmget(key, "status", "taken_by")
+                    if status is None:
+                        raise CallbackError(f"no callback {ref}")
+                    result = change(pipe, status.decode(), (owner or b"").decode())
+                    if result is None:
+                        pipe.execute()
+                        self._durable()
+                    return result
+            except redis.WatchError:
+                continue
+        raise CallbackError(f"callback {ref} is changing too often; try again")
+
+    def _audit(self, pipe, ref: str, by: str, action: str, detail: str = "") -> None:
+        pipe.xadd(audit_key(ref), {"at": self._now(), "by": by, "action": action, "detail": detail[:300]})
+
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+    def _local(self, at: datetime) -> str:
+        return at.astimezone(self.hours.zone).strftime("%a %Y-%m-%d %H:%M")
+
+    def _durable(self) -> None:
+        """THE one place a callback write is made durable before the caller is told about it. Today: wait
+        for this Redis to fsync its AOF (WAITAOF, Redis >= 7.2; older servers need `appendfsync always`).
+        When the failover work adds its durable-write helper to ivr/store.py (a replica's acknowledgement
+        with Sentinel: WAIT/WAITAOF numreplicas), call it here instead."""
+        if self._waitaof is False:
+            return
+        try:
+            local, _ = self.redis.execute_command("WAITAOF", 1, 0, 2000)
+        except redis.ResponseError as exc:
+            global _warned
+            self._waitaof = False
+            if not _warned:
+                _warned = True
+                log.warning("cannot confirm AOF fsync for callbacks (%s); relying on the server's appendfsync", exc)
+            return
+        self._waitaof = True
+        if not local:
+            log.error("Redis did not confirm the fsync of a callback within 2 s")
+
+
+def _drop_index(pipe, key: str, ref: str) -> None:
+    """Delete a number's index entry only if it still names `ref` (queued inside MULTI: compare by Lua)."""
+    pipe.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+              1, key, ref)
+
+
+def describe_due(data: Mapping[str, str], zone) -> str:
+    """"Wed 2026-11-25 morning" for staff; "" when not set."""
+    try:
+        at = datetime.fromisoformat(data.get("due", "")).astimezone(zone)
+    except ValueError:
+        return ""
+    return f"{at:%a %Y-%m-%d} {data.get('best', '')}".strip()
