@@ -12,7 +12,7 @@ import yaml
 from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
-from . import audio, flow, limits, settings, signature, store, webhooks
+from . import audio, flow, limits, settings, signature, sms_webhooks, store, webhooks
 from .callstate import CallStore
 from .directory import Directory, DirectoryError, parse_phone
 from .domain.callbacks import CallbackStore
@@ -167,4 +167,5 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     store.check_persistence(app.extensions["ivr"].redis, config)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(audio.bp)
+    app.register_blueprint(sms_webhooks.bp)
     return app
