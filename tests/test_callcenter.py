@@ -8,7 +8,7 @@ import pytest
 
 from ivr.flow import successors
 from ivr.speech import say_phone
-from tests.walk import caller_numbers, capped_calls, explore_in, known_values, state_of
+from tests.walk import caller_numbers, capped_calls, explore_in, known_values, state_of, texting_calls
 
 # The 14 SES locations and their numbers as printed in the SES brochure (seeds, JDP-ES-211).
 SEED_OFFICES = {
@@ -108,6 +108,13 @@ def test_spanish_holds_for_the_rest_of_the_call_including_transfers(app, redis_c
             dials += [v for v in verbs if v.tag == "Dial"]
     # A caller ID at its day's cap of inmate requests: fresh callers never get there.
     for phone in capped_calls(app, redis_client, lang_keys=("2", "2"))[1:]:
+        waited.add(state_of(app, phone.sid).node)
+        for doc in phone.documents[1:]:
+            verbs = list(ET.fromstring(doc))
+            says += [v for v in verbs if v.tag == "Say"] + [v for g in verbs if g.tag == "Gather"
+                                                           for v in g if v.tag == "Say"]
+    # A call back's confirmation offering a text: only callers who may get texts get there.
+    for phone in texting_calls(app, ("2",)):
         waited.add(state_of(app, phone.sid).node)
         for doc in phone.documents[1:]:
             verbs = list(ET.fromstring(doc))

@@ -12,7 +12,16 @@ from ivr.settings import DEV_AUTH_TOKEN
 from ivr.simphone import Transport
 from tests.conftest import LINES
 from tests.sdu_faults import FaultySDU
-from tests.walk import LANGUAGE_KEYS, caller_numbers, capped_calls, explore_in, known_values, settles, state_of
+from tests.walk import (
+    LANGUAGE_KEYS,
+    caller_numbers,
+    capped_calls,
+    explore_in,
+    known_values,
+    settles,
+    state_of,
+    texting_calls,
+)
 
 
 def test_no_input_reprompts_saying_what_went_wrong_then_a_person_when_open(call, prompts):
@@ -28,9 +37,15 @@ def test_invalid_keys_name_the_key_and_stop_after_three_tries(call, prompts, clo
     assert "Sorry, 7 is not one of the choices." in c.said
     assert "Sorry, 8 is not one of the choices." in c.said
     assert "Sorry, 6 is not one of the choices." not in c.said  # the third try ends the menu
-    assert "Please call us back at 1, 8 0 0, 2 2 8, 5 4 3 7." in c.said
-    assert "Monday through Friday" in c.said
-    assert c.hung_up and not c.dialed
+    # No one to take the call: when people answer, and a call back offered instead of a goodbye (issue 18).
+    after = c.said_after(4)
+    assert after.startswith(prompts.text("menu.giveup_closed.offer", "en"))
+    assert "People answer Monday through Friday" in after
+    assert "To have someone call you back on the next business day, press 3." in after
+    assert not c.dialed
+    # Giving up there too ends the call, with the number and the hours.
+    c = call("callcenter", ["-", "7", "8", "6", "-", "-", "-"])
+    assert "Please call us back at 1, 8 0 0, 2 2 8, 5 4 3 7." in c.said_after(7) and c.hung_up
 
 
 def test_a_reprompt_is_short_it_skips_the_intro(call, prompts):
@@ -93,8 +108,9 @@ def test_nine_is_the_main_menu_and_zero_a_person_in_every_menu(make_app, redis_c
     assert len(menus) > 40
 
     def skip(node, answer: str) -> bool:      # only what leads somewhere new, to keep the walk short
-        return node.type == "transfer" or (node.type in ("menu", "answer")
-                                           and answer not in {e.key for e in successors(flows, node)})
+        options = {e.key for e in successors(flows, node) if e.kind == "option"}
+        return (node.type == "transfer" and answer not in options) or (
+            node.type in ("menu", "answer") and answer not in {e.key for e in successors(flows, node)})
     checked: set[tuple[str, str]] = set()
     for hours in ("open", "closed"):
         if hours == "closed":
@@ -104,6 +120,7 @@ def test_nine_is_the_main_menu_and_zero_a_person_in_every_menu(make_app, redis_c
             redis_client.flushdb()       # one language's wrong PINs do not lock the other out
             # A caller ID at its day's cap of inmate requests, where walks from new numbers never get.
             capped = capped_calls(app, redis_client, lang_keys=(LANGUAGE_KEYS[lang],) * 2)[1:]
+            capped += texting_calls(app, (LANGUAGE_KEYS[lang],))     # a call back's offer of a text
             seen: set = set()
             for line in flows.lines:
                 walk = explore_in(app, line, lang, pool=known_values(app), max_states=300, skip=skip,

@@ -125,7 +125,8 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
         elif node.type == "collect" and state.phase != "confirm":
             answers = collect_inputs(node, pool)
         elif node.type == "collect" or node.type == "transfer":
-            answers = ["1", "2", "*", "0", "9", "5", "-"]
+            # A transfer's own options (a call back, a text) once it is closed or failed.
+            answers = ["1", "2", "*", "0", "9", "5", "-"] + [k for k in keys if k not in "12"]
         elif state.lang == "en" or node.id == flows.lines[state.line].home:
             answers = menu_inputs(keys)
         else:                                # the global keys are the same code in every language
@@ -288,4 +289,31 @@ def capped_calls(app, redis_client, lang_keys=("1", "2", "2")) -> list[Phone]:
             phones.append(phone)
     finally:
         facilities.caps = caps          # the calls have met the cap; later walks get the app's own
+    return phones
+
+
+def texting_calls(app, lang_keys=("1", "2")) -> list[Phone]:
+    """The one place walks from callers who may not get texts never get to (texts are off unless
+    IVR_SMS_FROM is set): a call back's confirmation offering its reference by text. Texts are turned on
+    for these calls; each key of `lang_keys` places one call, left waiting at that offer."""
+    import dataclasses
+
+    from ivr.domain.texts import SmsConfig
+
+    services = app.extensions["ivr"].services
+    sms = services.sms
+    services.sms = SmsConfig("+18605550100")
+    phones = []
+    try:
+        for n, lang_key in enumerate(lang_keys):
+            phone = Phone(app, to=line_number(app, "callcenter"), caller=f"+1860555{n + 1871:04d}").start()
+            for key in (lang_key, "5", "2", "1"):
+                phone.press(key)
+            if phone.waiting_for == "Dial":
+                phone.press("dial:busy")
+            for key in ("3", "1", "1", "2"):       # a call back to the caller ID, in the morning, no message
+                phone.press(key)
+            phones.append(phone)
+    finally:
+        services.sms = dataclasses.replace(sms)
     return phones

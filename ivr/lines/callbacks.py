@@ -233,20 +233,6 @@ def cb_finish(turn, value: None) -> Outcome:
     return Outcome(event="text_offer" if turn.vars.get("sms_ok") else "done")
 
 
-@handler("cb_say_capped", events=())
-def cb_say_capped(turn, value: None) -> Outcome:
-    turn.say("cb.capped", hours=turn.services.hours.describe(turn.lang),
-             number=say_number(turn.services.lines["callback_number"]))
-    return Outcome()
-
-
-@handler("cb_say_not_stored", events=())
-def cb_say_not_stored(turn, value: None) -> Outcome:
-    turn.say("cb.not_stored", hours=turn.services.hours.describe(turn.lang),
-             number=say_number(turn.services.lines["callback_number"]))
-    return Outcome()
-
-
 # --- texts ------------------------------------------------------------------------------------------------------
 
 def _consent(turn, kind: str, **what: str) -> Outcome:
@@ -271,11 +257,9 @@ def _consent(turn, kind: str, **what: str) -> Outcome:
 def sms_callback(turn, value: None) -> Outcome:
     ref = turn.vars.get("cb_ref")
     if not ref:
-        turn.say("sms.not_sent")
         return Outcome(event="not_sent")
     outcome = _consent(turn, "callback", ref=ref)
     if outcome.event != "queued":
-        turn.say("sms.not_sent")
         return outcome
     try:
         store = _store(turn)
@@ -283,7 +267,6 @@ def sms_callback(turn, value: None) -> Outcome:
                      text_status="queued")
     except redis.RedisError:
         pass            # the text itself is queued, and its own record keeps the consent
-    turn.say("sms.queued")
     return outcome
 
 
