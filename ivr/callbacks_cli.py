@@ -75,6 +75,10 @@ def add_commands(subparsers) -> None:
     s.set_defaults(func=cmd_change, change="attempt")
 
 
+# The clock of the commands (None: now); tests set it to the calls' own, as they do for the app.
+clock: Callable[[], datetime] | None = None
+
+
 def open_store() -> CallbackStore:
     """The store as staff commands (and the console) use it: `--by` must name an existing staff account."""
     from .staffdb import StaffDB, pepper_for
@@ -82,7 +86,7 @@ def open_store() -> CallbackStore:
     logging.getLogger("ivr.callbacks").setLevel(logging.ERROR)   # fsync warnings: nothing for staff to do
     config = settings.from_env()
     client = store.for_command(config["REDIS_URL"])
-    hours = Hours.load(config["CONFIG_DIR"] / "hours.yaml")
+    hours = Hours.load(config["CONFIG_DIR"] / "hours.yaml", clock=clock)
     staff = StaffDB(client, pepper_for(config))
     return CallbackStore(client, Sealer.from_config(config), hours,
                          load_settings(config["CONFIG_DIR"] / "callbacks.yaml"),

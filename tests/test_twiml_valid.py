@@ -17,7 +17,7 @@ from ivr.simphone import Phone
 from tests.redis_server import free_port
 from tests.sdu_faults import FaultySDU
 from tests.twiml_check import Voices, check, url_checker
-from tests.walk import caller_numbers, explore, known_values, line_number
+from tests.walk import callback_calls, caller_numbers, explore, known_values, line_number
 
 SATURDAY_NIGHT = "2026-11-28 23:30"
 
@@ -81,10 +81,12 @@ def test_every_document_of_every_line_is_twiml_twilio_takes(make_app, redis_clie
     sdu.fail("503", retry_after="120")
     more, reached_closed, _ = walk_every_line(app, redis_client, "closed")
     capped, reached_capped = capped_walk(app, redis_client)
-    assert_valid(app, documents + more + capped, "every line")
+    phones, reached_callbacks = callback_calls(app, redis_client)      # texts on, caps, failures
+    callbacks = [d for p in phones for d in p.documents]
+    assert_valid(app, documents + more + capped + callbacks, "every line")
     assert langs == set(Voices.from_app(app).pairs)
-    assert set(app.extensions["ivr"].flows.nodes) - reached - reached_closed - reached_capped == set(), \
-        "nodes no walk reached"
+    assert set(app.extensions["ivr"].flows.nodes) - reached - reached_closed - reached_capped \
+        - reached_callbacks == set(), "nodes no walk reached"
 
 
 def capped_walk(app, redis_client) -> tuple[list[str], set[str]]:

@@ -317,3 +317,63 @@ def texting_calls(app, lang_keys=("1", "2")) -> list[Phone]:
     finally:
         services.sms = dataclasses.replace(sms)
     return phones
+
+
+def callback_calls(app, redis_client) -> tuple[list[Phone], set[str]]:
+    """The places of a call back and of texts that walks from fresh callers never get to, in each
+    language: texts (off unless IVR_SMS_FROM is set) asked and refused, a number keyed twice, a caller ID
+    at its day's cap, a callback Redis would not store. (phones, every node entered)."""
+    import dataclasses
+    from datetime import timedelta
+
+    import redis
+
+    from ivr.domain.texts import SmsConfig
+
+    rt = app.extensions["ivr"]
+    services, reached, enter = rt.services, set(), rt.engine.enter
+
+    def entered(turn, node_id, *args, **kwargs):
+        reached.add(node_id)
+        return enter(turn, node_id, *args, **kwargs)
+
+    sms, request = services.sms, services.callbacks.request
+    rt.engine.enter = entered
+    services.sms = SmsConfig("+18605550100")
+    phones: list[Phone] = []
+    callers = caller_numbers(5551900)
+
+    def call(lang_key: str, keys: list[str], before_last=None) -> Phone:
+        phone = Phone(app, to=line_number(app, "callcenter"), caller=callers()).start()
+        for i, key in enumerate(keys):
+            if phone.ended:
+                break
+            if key.startswith("dial:") and phone.waiting_for != "Dial":
+                continue                    # closed hours: no dial, the transfer's options at once
+            if before_last is not None and i == len(keys) - 1:
+                before_last(phone)
+            phone.press(key)
+        phones.append(phone)
+        return phone
+
+    try:
+        for lang_key in LANGUAGE_KEYS.values():
+            busy = [lang_key, "5", "2", "1", "dial:busy"]
+            call(lang_key, busy + ["4"])                                          # the office by text
+            call(lang_key, busy + ["4"], before_last=lambda p: services.texts.opt(p.base["From"], "stop"))
+            call(lang_key, busy + ["3", "2", "2035550147#", "2035550147#", "1", "2", "1"])   # keyed; text
+            day = rt.hours.now().date().isoformat()
+            redis_client.set(f"ivr:cb:cap:day:{day}", 10**6, ex=int(timedelta(days=1).total_seconds()))
+            call(lang_key, busy + ["3"])                                          # the day's cap
+            redis_client.delete(f"ivr:cb:cap:day:{day}")
+
+            def down(*args, **kwargs):
+                raise redis.ConnectionError("Redis went away")
+            services.callbacks.request = down
+            call(lang_key, busy + ["3", "1", "1"])                                # not stored
+            services.callbacks.request = request
+    finally:
+        rt.engine.enter = enter
+        services.sms = dataclasses.replace(sms)
+        services.callbacks.request = request
+    return phones, reached

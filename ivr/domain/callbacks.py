@@ -292,19 +292,27 @@ class CallbackStore:
         quotas = [q for q in quotas if q.limit > 0]
         if not quotas:
             return False
-        counts = self.redis.mget([f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas])
-        return any(int(c or 0) >= q.limit for q, c in zip(quotas, counts, strict=True))
+        keys = [f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas]
+        for quota, key, count in zip(quotas, keys, self.redis.mget(keys), strict=True):
+            if int(count or 0) >= quota.limit:
+                self._alert(quota, key)
+                return True
+        return False
 
     def now_text(self) -> str:
         return self._now()
 
     def _capped(self, quota: Quota, cap_key: str) -> NoReturn:
+        self._alert(quota, cap_key)
+        raise CallbackCapped(f"{quota.who}: {quota.limit} today")
+
+    def _alert(self, quota: Quota, cap_key: str) -> None:
+        """The first refusal of the day at a cap raises the alert; later ones only say so at info level."""
         if self.redis.set(cap_key + ":alerted", 1, nx=True, ex=CAP_TTL):
             log.error("callbacks: %s reached its cap of %d today: further requests are refused until tomorrow "
                       "(a flood, or a cap too low?)", quota.who, quota.limit)
         else:
             log.info("callbacks: %s is at its cap of %d today: request refused", quota.who, quota.limit)
-        raise CallbackCapped(f"{quota.who}: {quota.limit} today")
 
     def add_message(self, ref: str, url: str, queue: Callable[[Any, str, dict], None] | None = None) -> None:
         """Keep the caller's message URL (sealed); `queue(pipe, kind, payload)` queues its download in the
