@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
+from ivr.callflow.simphone import Phone, Transport
 from ivr.domain.callbacks import NumberRefused, check_number, due_time
-from ivr.hours import Hours
+from ivr.domain.hours import Hours
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.walk import everything_in
 
@@ -43,8 +43,8 @@ def spoken_ref(said: str, lang: str = "en") -> str:
 def cli(monkeypatch, capsys, redis_client, app, clock):
     """`ivr callbacks ...` as staff run it, on the calls' clock: (exit code, stdout, stderr). Two staff
     accounts exist."""
-    from ivr import callbacks_cli
-    from ivr.cli import main
+    from ivr.cli import callbacks as callbacks_cli
+    from ivr.cli.main import main
 
     monkeypatch.setattr(callbacks_cli, "clock", clock)
     staffdb = app.extensions["ivr"].services.staffdb
@@ -335,9 +335,9 @@ def test_redis_holds_no_callback_number_in_clear_and_logs_none(call, clock, redi
 def test_a_spoken_callback_reference_survives_a_redis_crash_and_restart(tmp_path, clock, sdu_stub, monkeypatch,
                                                                          capsys):
     """Redis with AOF (fsync always) killed after the caller heard the reference: the callback is there."""
-    from ivr import callbacks_cli
     from ivr.app import create_app
-    from ivr.cli import main
+    from ivr.cli import callbacks as callbacks_cli
+    from ivr.cli.main import main
     from tests.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "redis", persist=True)

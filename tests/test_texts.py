@@ -12,9 +12,9 @@ import pytest
 import responses
 from twilio.rest import Client
 
-from ivr.jobs import STREAM, JobContext, Worker
+from ivr.callflow.simphone import Phone, Transport
+from ivr.jobs.worker import STREAM, JobContext, Worker
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 
 SENDER = "+18605550100"
@@ -129,8 +129,8 @@ def test_the_callback_reference_by_text_in_the_callers_language(place, worker, c
 
 def test_no_case_number_pin_inmate_number_or_payment_figure_is_ever_texted(sms_app):
     """A text is made from its template's fields only; the loader refuses a template with any other."""
-    from ivr.callback_jobs import _resources
     from ivr.domain.texts import TEMPLATE_FIELDS, TextError, load_templates
+    from ivr.jobs.callbacks import _resources
 
     templates, _, _ = _resources(sms_app.config["CONFIG_DIR"], sms_app.config["PROMPTS_DIR"])
     for lang, words in templates.items():

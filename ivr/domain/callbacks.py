@@ -1,10 +1,10 @@
 """The queue of callbacks callers ask for when no person can take their call now (issue 18).
 
-Modelled on the inmate requests (ivr/requests_store.py): durable, sealed, never popped, audited.
+Modelled on the inmate requests (ivr/domain/requests.py): durable, sealed, never popped, audited.
 
 Redis layout:
   ivr:cb:{ref}              hash: one callback. The number to call and the caller ID are kept only sealed
-                            (ivr/sealing.py), and so is the Twilio URL of the caller's message.
+                            (ivr/domain/sealing.py), and so is the Twilio URL of the caller's message.
   ivr:cb:{ref}:audit        stream: every change with who and when (the caller, staff, the worker), and
                             every attempt to call (`attempt`).
   ivr:cb:call:{sid}         the reference a call made: one callback per CallSid, whatever Twilio retries.
@@ -33,9 +33,9 @@ import phonenumbers
 import redis
 import yaml
 
-from ..hours import Hours
-from ..redact import mask_phone
-from ..sealing import Sealer
+from ivr.domain.hours import Hours
+from ivr.domain.sealing import Sealer
+from ivr.redact import mask_phone
 
 log = logging.getLogger("ivr.callbacks")
 
@@ -54,7 +54,7 @@ RESULTS = ("no_answer", "left_message", "reached")
 # Why the caller was offered a callback (field `source`).
 SOURCES = ("closed", "holiday", "closure", "busy", "no_answer", "failed", "office", "gave_up")
 REF_RE = re.compile(r"^\d{6}$")
-STAFF_ID_RE = re.compile(r"^\d{3,10}$")      # the staff IDs of ivr/staffdb.py
+STAFF_ID_RE = re.compile(r"^\d{3,10}$")      # the staff IDs of ivr/domain/staffdb.py
 RECORDING_JOB = "callback.recording"
 _warned = False     # the WAITAOF warning is logged once per process
 

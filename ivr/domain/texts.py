@@ -1,7 +1,7 @@
 """Text messages a caller asked for (an office's details, a callback's reference): consent, opt-outs, delivery.
 
 A webhook only records the caller's consent and queues the text (`TextStore.consent`); the worker sends
-it through Twilio's Messages API (ivr/lines/callbacks.py `send_text`), so no caller waits on Twilio.
+it through Twilio's Messages API (ivr/jobs/callbacks.py `send_text`), so no caller waits on Twilio.
 
 Redis layout:
   ivr:sms:{id}              hash: one text. The number is kept only sealed; the body is not kept at all
@@ -32,7 +32,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from ..sealing import Sealer
+from ivr.domain.sealing import Sealer
 
 log = logging.getLogger("ivr.texts")
 

@@ -5,7 +5,7 @@ number keyed twice and checked), chooses the next business morning or afternoon,
 hears a reference once the callback is stored for good (ivr/domain/callbacks.py). A caller whose caller ID
 may get texts (`sms_ok`, checked once at the start of the call) may ask for the reference, or an office's
 name, phone number and address, by text: the step records the consent and queues the text; `ivr worker`
-sends it (ivr/callback_jobs.py).
+sends it (ivr/jobs/callbacks.py).
 
 Each step names what happened (an event); config/flows/callback.yaml says where each event leads.
 """
@@ -18,13 +18,13 @@ from datetime import datetime
 import phonenumbers
 import redis
 
-from .. import jobs
-from ..directory import ANONYMOUS, caller_id
-from ..domain.callbacks import CallbackCapped, CallbackStore, NumberRefused, Quota, check_number
-from ..domain.texts import TextStore
-from ..handlers import Outcome, handler
-from ..redact import mask_phone
-from ..speech import say_date
+from ivr.callflow.handler import Outcome, handler
+from ivr.callflow.speech import say_date
+from ivr.domain.callbacks import CallbackCapped, CallbackStore, NumberRefused, Quota, check_number
+from ivr.domain.directory import ANONYMOUS, caller_id
+from ivr.domain.texts import TextStore
+from ivr.jobs import worker as jobs
+from ivr.redact import mask_phone
 
 log = logging.getLogger("ivr.callbacks")
 

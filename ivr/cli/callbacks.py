@@ -1,0 +1,204 @@
+"""`ivr callbacks ...`: SES staff work the callbacks callers asked for (issue 18).
+
+    ivr callbacks list [--all]                   open callbacks, oldest first, one a line starting with the
+                                                 reference: when due, the number masked, attempts so far
+    ivr callbacks show REF                       everything, the number to call in full, the history
+    ivr callbacks take REF --by ID               take it (no one else can then log attempts or close it)
+    ivr callbacks attempt REF --result no_answer|left_message|reached --by ID
+    ivr callbacks done REF --by ID               close it
+    ivr callbacks export [--status S] [-o FILE]  CSV, numbers in full: handle with care
+
+`--by` is a staff ID (`ivr staff list`). They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal
+numbers. Callbacks older than `expire_days` (config/callbacks.yaml) expire with a note (the worker does it
+hourly; `list` first too). A problem is one line on standard error and exit 1 (bad input) or 2 (Redis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+import redis
+
+from ivr import settings, store
+from ivr.domain.callbacks import (
+    OPEN_STATUSES,
+    RESULTS,
+    STATUSES,
+    CallbackError,
+    CallbackStore,
+    check_ref,
+    describe_due,
+    load_settings,
+)
+from ivr.domain.hours import Hours
+from ivr.domain.sealing import Sealer
+from ivr.redact import mask_phone
+from ivr.store import Unreachable
+
+CSV_FIELDS = ["ref", "status", "created", "updated", "due", "best", "lang", "number", "number_how", "source",
+              "office", "complete", "requests", "attempts", "last_attempt", "last_result", "recording_file",
+              "text_status", "text_error", "text_consent_at", "taken_by", "taken_at", "done_by", "done_at",
+              "expired_at"]
+SOURCE_WORDS = {"closed": "after hours", "holiday": "on a holiday", "closure": "during a closure",
+                "busy": "line busy", "no_answer": "no answer", "failed": "call failed", "office": "office menu",
+                "gave_up": "gave up a menu"}
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("callbacks", help="callbacks callers asked for", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="callbacks_command", required=True)
+    s = sub.add_parser("list", help="open callbacks, oldest first, one a line")
+    s.add_argument("--all", action="store_true", help="include callbacks done or expired")
+    s.set_defaults(func=cmd_list)
+    s = sub.add_parser("show", help="everything a callback holds, and its history")
+    s.add_argument("ref")
+    s.set_defaults(func=cmd_show)
+    s = sub.add_parser("export", help="callbacks as CSV (phone numbers in full: handle with care)")
+    s.add_argument("--status", choices=[*STATUSES, "all"], default="all")
+    s.add_argument("--output", "-o", help="write to this file instead of standard output")
+    s.set_defaults(func=cmd_export)
+    for name, text in (("take", "take an open callback"), ("done", "close a callback")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("ref")
+        s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
+        s.set_defaults(func=cmd_change, change=name)
+    s = sub.add_parser("attempt", help="log a call made to the caller")
+    s.add_argument("ref")
+    s.add_argument("--result", required=True, choices=RESULTS)
+    s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
+    s.set_defaults(func=cmd_change, change="attempt")
+
+
+# The clock of the commands (None: now); tests set it to the calls' own, as they do for the app.
+clock: Callable[[], datetime] | None = None
+
+
+def open_store() -> CallbackStore:
+    """The store as staff commands (and the console) use it: `--by` must name an existing staff account."""
+    from ivr.domain.staffdb import StaffDB, pepper_for
+
+    logging.getLogger("ivr.callbacks").setLevel(logging.ERROR)   # fsync warnings: nothing for staff to do
+    config = settings.from_env()
+    client = store.for_command(config["REDIS_URL"])
+    hours = Hours.load(config["CONFIG_DIR"] / "hours.yaml", clock=clock)
+    staff = StaffDB(client, pepper_for(config))
+    return CallbackStore(client, Sealer.from_config(config), hours,
+                         load_settings(config["CONFIG_DIR"] / "callbacks.yaml"),
+                         staff_exists=lambda staff_id: staff.get(staff_id) is not None)
+
+
+def run(fn: Callable[[CallbackStore], int]) -> int:
+    try:
+        return fn(open_store())
+    except Unreachable as exc:
+        print(f"ivr callbacks: {exc}", file=sys.stderr)
+        return 2
+    except CallbackError as exc:
+        print(f"ivr callbacks: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"ivr callbacks: Redis error: {exc}", file=sys.stderr)
+        return 2
+
+
+def local(stamp: str, zone) -> str:
+    try:
+        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M") if stamp else ""
+    except ValueError:
+        return stamp
+
+
+def line(cb: dict[str, str], zone) -> str:
+    """One callback for a list: reference first, the number masked."""
+    who = f" by {cb['taken_by']}" if cb.get("taken_by") and cb.get("status") != "open" else ""
+    attempts = int(cb.get("attempts") or 0)
+    tried = f"{attempts} attempt(s), last {cb.get('last_result', '').replace('_', ' ')}" if attempts else "not tried"
+    office = cb.get("office") or "agents"
+    return (f"{cb['ref']}  {cb.get('status', '?')}{who}  due {describe_due(cb, zone)}  "
+            f"asked {local(cb.get('created', ''), zone)}  {cb.get('number')}  {cb.get('lang', '')}  "
+            f"{office} ({SOURCE_WORDS.get(cb.get('source', ''), cb.get('source', ''))})  {tried}  "
+            f"{'message' if cb.get('recording_file') or cb.get('recording_url') else 'no message'}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def go(cbs: CallbackStore) -> int:
+        cbs.expire_old()
+        items = cbs.listing(STATUSES if args.all else OPEN_STATUSES)
+        for cb in items:
+            print(line(cb, cbs.hours.zone))
+        if not items:
+            print("no open callbacks" if not args.all else "no callbacks", file=sys.stderr)
+        return 0
+    return run(go)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    def go(cbs: CallbackStore) -> int:
+        ref = check_ref(args.ref)
+        cb = cbs.get(ref)
+        if cb is None:
+            raise CallbackError(f"no callback {ref}")
+        zone = cbs.hours.zone
+        status = cb.get("status", "?")
+        for who, at in (("taken_by", "taken_at"), ("done_by", "done_at")):
+            if cb.get(who):
+                status += f" ({who.split('_')[0]} by {cb[who]} {local(cb.get(at, ''), zone)})"
+        if cb.get("expired_at"):
+            status += f" (expired {local(cb['expired_at'], zone)})"
+        message = cb.get("recording_file") or ("not downloaded yet (ivr worker)" if cb.get("recording_url")
+                                               else "no message")
+        text = cb.get("text_status", "")
+        if text:
+            text += f": {cb['text_error']}" if cb.get("text_error") else ""
+            text += f" (consent {local(cb.get('text_consent_at', ''), zone)})" if cb.get("text_consent_at") else ""
+        rows = [("reference", ref), ("status", status), ("due", describe_due(cb, zone)),
+                ("number to call", cb.get("number") or "?"), ("number from", cb.get("number_how") or "?"),
+                ("caller ID", mask_phone(cb.get("caller")) if cb.get("caller") else "(withheld)"),
+                ("language", cb.get("lang", "")), ("for", cb.get("office") or "agents"),
+                ("why", SOURCE_WORDS.get(cb.get("source", ""), cb.get("source", ""))),
+                ("asked", f"{local(cb.get('created', ''), zone)} ({cb.get('requests', '1')} request(s))"),
+                ("attempts", cb.get("attempts", "0")), ("message", message), ("text", text or "none")]
+        for label, value in rows:
+            print(f"{label + ':':16} {value}")
+        print("history:")
+        for entry in cbs.history(ref):
+            detail = f": {entry.detail}" if entry.detail else ""
+            print(f"  {local(entry.at, zone)}  {entry.by:10} {entry.action}{detail}")
+        return 0
+    return run(go)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    def go(cbs: CallbackStore) -> int:
+        statuses = STATUSES if args.status == "all" else (args.status,)
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        try:
+            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for ref in cbs.refs(statuses):
+                cb = cbs.get(ref)
+                if cb is not None:
+                    writer.writerow(cb)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        return 0
+    return run(go)
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    def go(cbs: CallbackStore) -> int:
+        ref = check_ref(args.ref)
+        if args.change == "attempt":
+            result = cbs.attempt(ref, args.result, args.by)
+        else:
+            result = cbs.take(ref, args.by) if args.change == "take" else cbs.done(ref, args.by)
+        print(f"callback {ref}: {result} ({args.by.strip()})")
+        return 0
+    return run(go)
