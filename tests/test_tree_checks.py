@@ -239,7 +239,7 @@ def test_goes_is_gone_every_route_is_an_event():
 
 
 def test_every_handler_declares_its_events():
-    from ivr.callflow.handler import load_all
+    from ivr.lines import load_all
 
     for name, fn in load_all().items():
         assert isinstance(getattr(fn, "events", None), frozenset), f"handler {name} declares no events"
