@@ -32,7 +32,7 @@ from ivr.lines.inmate import load_facilities
 from ivr.lines.payments import load_settings
 from ivr.sdu.client import client_from_env
 from ivr.services import Services
-from ivr.web import audio, limits, signature, sms, webhooks
+from ivr.web import audio, callnow, limits, signature, sms, webhooks
 from ivr.web.health import HealthCache
 
 log = logging.getLogger("ivr")
@@ -170,4 +170,5 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(audio.bp)
     app.register_blueprint(sms.bp)
+    app.register_blueprint(callnow.bp)
     return app

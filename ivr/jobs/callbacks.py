@@ -150,7 +150,7 @@ def text_status(texts: TextStore, callbacks: CallbackStore, message_sid: str, st
 
 @job(RECORDING_JOB)
 def fetch_callback_message(payload: dict, ctx: JobContext) -> None:
-    """The caller's message, into $IVR_DATA_DIR/callbacks/REF/ (Twilio's copy is kept: see the README)."""
+    """The caller's message, into $IVR_DATA_DIR/callbacks/REF/; then Twilio's copy is deleted."""
     _, callbacks, *_ = _stores(ctx)
     ref = str(payload.get("ref", ""))
     data = callbacks.get(ref)
@@ -173,6 +173,17 @@ def fetch_callback_message(payload: dict, ctx: JobContext) -> None:
         raise RetryLater(str(exc)) from exc
     callbacks.update(ref, "message downloaded", by="worker", detail=str(path), recording_file=str(path),
                      recording_error="")
+    if not recordings.account_configured(account):
+        return                  # development: no account to delete it from
+    # The system has its own copy now: Twilio's (the caller's name and question) goes. A failure keeps the
+    # file and says so on the callback; the download is not repeated for it.
+    try:
+        recordings.delete(url, account, token, http=recordings.delete_session())
+    except recordings.RecordingError as exc:
+        callbacks.update(ref, "Twilio's copy of the message not deleted", by="worker", detail=str(exc),
+                         twilio_copy="not deleted")
+        return
+    callbacks.update(ref, "Twilio's copy of the message deleted", by="worker", twilio_copy="deleted")
 
 
 @periodic
