@@ -36,8 +36,8 @@ from ivr.domain.callbacks import (
     load_settings,
 )
 from ivr.domain.hours import Hours
-from ivr.domain.sealing import Sealer
 from ivr.redact import mask_phone
+from ivr.sealing import Sealer
 from ivr.store import Unreachable
 
 CSV_FIELDS = ["ref", "status", "created", "updated", "due", "best", "lang", "number", "number_how", "source",

@@ -34,8 +34,8 @@ import redis
 import yaml
 
 from ivr.domain.hours import Hours
-from ivr.domain.sealing import Sealer
 from ivr.redact import mask_phone
+from ivr.sealing import Sealer
 
 log = logging.getLogger("ivr.callbacks")
 

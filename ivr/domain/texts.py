@@ -32,7 +32,8 @@ from pathlib import Path
 import redis
 import yaml
 
-from ivr.domain.sealing import Sealer
+from ivr.domain.callbacks import CallbackStore
+from ivr.sealing import Sealer
 
 log = logging.getLogger("ivr.texts")
 
@@ -183,3 +184,27 @@ class TextStore:
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+
+def record_on_callback(callbacks: CallbackStore, text: Mapping[str, str], action: str, detail: str = "",
+                       **fields: str) -> None:
+    """What became of a callback's text, on the callback too (staff see it in `ivr callbacks show`)."""
+    if text.get("kind") == "callback" and text.get("ref") and callbacks.raw(text["ref"]) is not None:
+        callbacks.update(text["ref"], action, by="worker", detail=detail, **fields)
+
+
+def text_status(texts: TextStore, callbacks: CallbackStore, message_sid: str, status: str, error: str) -> None:
+    """Twilio's status callback for a text we sent (POST /sms/status): recorded; 30006 (a landline) marks
+    the number so no text is ever tried on it again."""
+    tid = texts.by_message(message_sid)
+    text = texts.get(tid) if tid else None
+    if text is None:
+        return
+    status = status if status in ("queued", "sending", "sent", "delivered", "undelivered", "failed") else "sent"
+    reason = f"Twilio error {error}" + (" (a landline: not retried)" if error == LANDLINE_ERROR else "") \
+        if error else ""
+    if error == LANDLINE_ERROR:
+        texts.landline(text["tag"])
+    texts.set_status(tid, status, reason, message_sid=message_sid)
+    if status in ("delivered", "undelivered", "failed"):
+        record_on_callback(callbacks, text, f"text {status}", reason, text_status=status, text_error=reason)

@@ -26,10 +26,10 @@ from ivr.domain import recordings
 from ivr.domain.callbacks import RECORDING_JOB, CallbackStore, load_settings
 from ivr.domain.directory import Directory
 from ivr.domain.hours import Hours
-from ivr.domain.sealing import Sealer
-from ivr.domain.texts import LANDLINE_ERROR, TEXT_JOB, TextStore, load_templates
-from ivr.jobs.worker import GiveUp, JobContext, RetryLater, job, periodic
+from ivr.domain.texts import LANDLINE_ERROR, TEXT_JOB, TextStore, load_templates, record_on_callback
+from ivr.jobs.queue import GiveUp, JobContext, RetryLater, job, periodic
 from ivr.redact import mask_phone
+from ivr.sealing import Sealer
 
 log = logging.getLogger("ivr.texts")
 
@@ -78,12 +78,6 @@ def text_body(text: Mapping[str, str], templates: Mapping[str, Mapping[str, str]
     return words["callback"].format(ref=callback["ref"], when=when)
 
 
-def _record(callbacks: CallbackStore, text: Mapping[str, str], action: str, detail: str = "", **fields: str) -> None:
-    """What became of a callback's text, on the callback too (staff see it in `ivr callbacks show`)."""
-    if text.get("kind") == "callback" and text.get("ref") and callbacks.raw(text["ref"]) is not None:
-        callbacks.update(text["ref"], action, by="worker", detail=detail, **fields)
-
-
 @job(TEXT_JOB)
 def send_text(payload: dict, ctx: JobContext) -> None:
     texts, callbacks, templates, directory, hours = _stores(ctx)
@@ -99,7 +93,8 @@ def send_text(payload: dict, ctx: JobContext) -> None:
         return
     if not texts.may_text(number):
         texts.set_status(tid, "not sent", "the number replied STOP, or is a landline")
-        _record(callbacks, text, "text not sent", "the number replied STOP, or is a landline", text_status="not sent")
+        record_on_callback(callbacks, text, "text not sent",
+                           "the number replied STOP, or is a landline", text_status="not sent")
         return
     body = text_body(text, templates, directory, hours, callbacks)
     base = (ctx.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
@@ -117,35 +112,19 @@ def send_text(payload: dict, ctx: JobContext) -> None:
         elif code in NOT_MOBILE_CODES:
             texts.landline(text["tag"])
         texts.set_status(tid, "not sent", reason)
-        _record(callbacks, text, "text not sent", reason, text_status="not sent", text_error=reason)
+        record_on_callback(callbacks, text, "text not sent", reason, text_status="not sent", text_error=reason)
         log.warning("text %s to %s not sent: %s", tid, mask_phone(number), reason)
         return
     except requests.RequestException as exc:
         # No answer: it may have been sent. Creating a message is not idempotent: never sent again blindly.
         reason = f"no answer from Twilio ({type(exc).__name__}): not sent again, it may have been sent"
         texts.set_status(tid, "failed", reason)
-        _record(callbacks, text, "text may not have been sent", reason, text_status="failed", text_error=reason)
+        record_on_callback(callbacks, text, "text may not have been sent", reason,
+                           text_status="failed", text_error=reason)
         raise GiveUp(f"text {tid}: {reason}") from exc
     texts.set_status(tid, "sent", message_sid=message.sid or "")
-    _record(callbacks, text, "text sent", text_status="sent")
+    record_on_callback(callbacks, text, "text sent", text_status="sent")
     log.info("text %s (%s) sent to %s", tid, text.get("kind"), mask_phone(number))
-
-
-def text_status(texts: TextStore, callbacks: CallbackStore, message_sid: str, status: str, error: str) -> None:
-    """Twilio's status callback for a text we sent: recorded; 30006 (a landline) marks the number so no
-    text is ever tried on it again."""
-    tid = texts.by_message(message_sid)
-    text = texts.get(tid) if tid else None
-    if text is None:
-        return
-    status = status if status in ("queued", "sending", "sent", "delivered", "undelivered", "failed") else "sent"
-    reason = f"Twilio error {error}" + (" (a landline: not retried)" if error == LANDLINE_ERROR else "") \
-        if error else ""
-    if error == LANDLINE_ERROR:
-        texts.landline(text["tag"])
-    texts.set_status(tid, status, reason, message_sid=message_sid)
-    if status in ("delivered", "undelivered", "failed"):
-        _record(callbacks, text, f"text {status}", reason, text_status=status, text_error=reason)
 
 
 @job(RECORDING_JOB)

@@ -23,7 +23,7 @@ from ivr.callflow.speech import say_date
 from ivr.domain.callbacks import CallbackCapped, CallbackStore, NumberRefused, Quota, check_number
 from ivr.domain.directory import ANONYMOUS, caller_id
 from ivr.domain.texts import TextStore
-from ivr.jobs import worker as jobs
+from ivr.jobs.queue import enqueue
 from ivr.redact import mask_phone
 
 log = logging.getLogger("ivr.callbacks")
@@ -203,7 +203,7 @@ def cb_save_message(turn, value: str) -> Outcome:
         return Outcome(event="no_callback")
     try:
         _store(turn).add_message(ref, value[:300], queue=lambda pipe, kind, payload:
-                                 jobs.enqueue(turn.services.redis, kind, payload, pipe=pipe))
+                                 enqueue(turn.services.redis, kind, payload, pipe=pipe))
     except redis.RedisError as exc:
         return _not_stored(turn, exc)
     return Outcome(event="recorded")
@@ -244,7 +244,7 @@ def _consent(turn, kind: str, **what: str) -> Outcome:
         if number is None or not texts.may_text(number):
             return Outcome(event="not_sent")
         tid, _ = texts.consent(turn.state.sid, number, kind=kind, lang=turn.lang, **what,
-                               queue=lambda pipe, job, payload: jobs.enqueue(turn.services.redis, job, payload,
+                               queue=lambda pipe, job, payload: enqueue(turn.services.redis, job, payload,
                                                                             pipe=pipe))
     except redis.RedisError as exc:
         log.error("call %s: text not queued: %s", turn.state.sid[-6:], exc)

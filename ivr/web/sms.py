@@ -9,8 +9,7 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from ivr.domain.directory import ANONYMOUS, caller_id
-from ivr.domain.texts import keyword
-from ivr.jobs.callbacks import text_status
+from ivr.domain.texts import keyword, text_status
 from ivr.redact import mask_phone, printable
 from ivr.web.signature import signed
 
