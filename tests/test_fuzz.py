@@ -66,7 +66,7 @@ def expected(app, path: str, params: dict) -> int:
     sid = params.get("CallSid")
     if params.get("AccountSid") != ACCOUNT_SID or (sid and not CALL_SID.fullmatch(sid)):
         return 403
-    return 204 if path == "/voice/status" else 200
+    return 204 if path in ("/voice/status", "/sms/status") else 200
 
 
 def url_of(path: str, s: str | None, extra: dict | None = None) -> str:
@@ -101,8 +101,14 @@ class Checker:
             body = resp.get_data(as_text=True)
             root = ET.fromstring(body)
             assert root.tag == "Response"
+            if path.split("?")[0] == "/sms":
+                assert len(root) == 0, body     # a text's webhook: an empty <Response/> sends no reply
+                return self._no_crash()
             problems = check(body, self.voices, self.url_ok)
             assert not problems, (path, params, problems)
+        self._no_crash()
+
+    def _no_crash(self) -> None:
         crashes = [r for r in self.caplog.records if r.exc_info or r.levelname == "CRITICAL"]
         self.caplog.clear()
         assert not crashes, [f"{r.name}: {r.getMessage()}" for r in crashes]
