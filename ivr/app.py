@@ -21,11 +21,11 @@ from ivr.callflow.speech import say_phone
 from ivr.domain.directory import Directory, parse_phone
 from ivr.domain.facilities import load_facilities
 from ivr.domain.hours import Hours
+from ivr.domain.payline import load_settings
 from ivr.domain.published import REV, Library
 from ivr.domain.requests import RequestStore
 from ivr.domain.staffdb import StaffDB, pepper_for
 from ivr.lines import load_all, staff
-from ivr.lines.payments import load_settings
 from ivr.sdu.client import client_from_env
 from ivr.sealing import Sealer
 from ivr.services import Services

@@ -14,7 +14,8 @@ import pytest
 
 from ivr.callflow.flow import FlowError
 from ivr.callflow.simphone import Phone
-from ivr.lines.payments import ANONYMOUS, PaySettings, caller_id, caller_keys, case_key, load_settings
+from ivr.domain.directory import ANONYMOUS, caller_id
+from ivr.domain.payline import PaySettings, caller_keys, case_key, load_settings
 from ivr.sdu.client import SDUClient, SDULocked
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 from ivr.settings import ROOT
