@@ -84,6 +84,10 @@ class Turn:
             voice = self.services.lines["voices"][lang or self.lang]
             target.say(text, voice=voice["voice"], language=voice["language"])
 
+    def pause(self, seconds: int) -> None:
+        """A silence of `seconds` where say() would speak."""
+        (self.target if self.target is not None else self.response).pause(length=seconds)
+
     def action_url(self) -> str:
         return self.url(self.state.seq + 1)
 
