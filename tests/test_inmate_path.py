@@ -70,16 +70,16 @@ def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(
     assert "not downloaded yet" in out and "twilio.com" not in out and "Recordings/RE" not in out
     assert "facility caller ID" in out and "who called:          the parent" in out
 
-    assert staff("take", ref, "--by", "Ana Ruiz")[0] == 0
-    rc, _, err = staff("take", ref, "--by", "Bob Lee")
-    assert rc == 1 and "already taken by Ana Ruiz" in err
-    rc, _, err = staff("done", ref, "--by", "Bob Lee")
-    assert rc == 1 and "taken by Ana Ruiz" in err
-    assert staff("done", ref, "--by", "Ana Ruiz")[0] == 0
+    assert staff("take", ref, "--by", "4001")[0] == 0
+    rc, _, err = staff("take", ref, "--by", "4002")
+    assert rc == 1 and "already taken by 4001" in err
+    rc, _, err = staff("done", ref, "--by", "4002")
+    assert rc == 1 and "taken by 4001" in err
+    assert staff("done", ref, "--by", "4001")[0] == 0
     assert ref not in listed(staff("list")[1])
     assert ref in listed(staff("list", "--all")[1])
     history = staff("show", ref)[1].split("history:")[1]
-    assert re.search(r"Ana Ruiz\s+taken", history) and re.search(r"Ana Ruiz\s+done", history)
+    assert re.search(r"4001 Ana Ruiz\s+taken", history) and re.search(r"4001 Ana Ruiz\s+done", history)
     assert re.search(r"caller\s+created", history)
 
 
