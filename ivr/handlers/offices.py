@@ -20,6 +20,7 @@ def office_by_town(turn, value: str) -> Outcome:
             return Outcome(retry="town.not_found")
         turn.vars["town_how"] = "speech"
     turn.vars["town"] = town
+    turn.vars["town_name"] = directory.spoken(town, turn.lang)   # "Nueva Londres" in Spanish
     return Outcome(event="found")
 
 
@@ -30,8 +31,14 @@ def route_town(turn, value: str | None) -> Outcome:
         return Outcome(event="no_town")
     route = turn.services.directory.route(town)
     turn.vars["office"] = route.office.id
-    turn.say("town.served_by", town=town, office=route.office.name[turn.lang])
+    turn.say("town.served_by", town=turn.services.directory.spoken(town, turn.lang),
+             office=route.office.name[turn.lang])
     if not route.confirmed:
-        # The district has no SES office of its own; the routing is a best guess (data/README).
-        turn.say("town.unconfirmed", number=say_phone(turn.services.lines["callback_number"], turn.lang))
+        # The district has no SES office of its own; the routing is a best guess (data/README). A
+        # caller on the call center's number is not told to call it.
+        number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+        if number is None:
+            turn.say("town.unconfirmed.here")
+        else:
+            turn.say("town.unconfirmed", number=say_phone(number, turn.lang))
     return Outcome(event="routed")

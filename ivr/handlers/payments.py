@@ -42,6 +42,8 @@ CASE_CAP = SDU_LOCK_AFTER - 1   # the most wrong PINs in a row this line ever se
 RECENT = 5              # "your last five payments" (pay.menu.opt.recent says five)
 EXTRA_BUDGET = 1.0      # seconds for a lookup that only adds a sentence (case status, withholding)
 SUMMARY_KEPT = 60       # seconds a call's case summary answers it before the SDU is asked again
+# Payment sources that are benefits a withholding can be moved to (the SDU's `source` enum).
+BENEFITS = ("unemployment_compensation", "workers_compensation")
 
 
 # --- settings (config/flows/payments.yaml, `settings:`) ------------------------------------------
@@ -58,8 +60,9 @@ class PaySettings:
     lock_seconds: int = 30 * 60
     window_seconds: int = 24 * 3600
     alert_per_hour: int = 100
-    mail_to: Mapping[str, str] = field(default_factory=dict)
+    mail_to: Mapping[str, str] = field(default_factory=dict)     # empty until SES confirms the address
     website: Mapping[str, str] = field(default_factory=dict)
+    sign_in_help: Mapping[str, str] = field(default_factory=dict)  # empty until SES gives the words
 
 
 def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings:
@@ -96,6 +99,7 @@ def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings
         alert_per_hour=count("alert_wrong_pins_per_hour", defaults.alert_per_hour, least=0),
         mail_to=how.get("mail_to") or {},
         website=how.get("website") or {},
+        sign_in_help=ident.get("sign_in_help") or {},
     )
     if settings.case_lock_after > CASE_CAP:
         errors.append(f"settings.identification.case_lock_after must be below {SDU_LOCK_AFTER}, "
@@ -103,11 +107,15 @@ def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings
     if "anonymous_lock_after" in ident:
         errors.append("settings.identification.anonymous_lock_after is gone: callers without a caller ID "
                       "are no longer locked as a group (see the Guard in ivr/handlers/payments.py)")
-    for name in ("mail_to", "website"):
+    for name, where, may_be_empty in (("mail_to", "how_to_pay", True), ("website", "how_to_pay", False),
+                                      ("sign_in_help", "identification", True)):
         value = getattr(settings, name)
+        if may_be_empty and isinstance(value, Mapping) and not any(value.values()):
+            continue    # not configured yet: callers are told where else to find it
         if not isinstance(value, Mapping) or not all(isinstance(value.get(lg), str) and value.get(lg)
                                                      for lg in langs):
-            errors.append(f"settings.how_to_pay.{name} needs {' and '.join(f'`{lg}`' for lg in langs)} texts")
+            errors.append(f"settings.{where}.{name} needs {' and '.join(f'`{lg}`' for lg in langs)} texts"
+                          + (" (or none at all, until it is known)" if may_be_empty else ""))
     if errors:
         raise FlowError(f"{path}: " + "; ".join(errors))
     return settings
@@ -447,6 +455,31 @@ def pin_entered(turn, pin: str) -> Outcome:
     return Outcome(event="wrong_pin")
 
 
+def say_ses(turn, pid: str) -> None:
+    """Say `pid` + ".call" (call S E S at the call center's number, and when people answer), or
+    `pid` + ".here" (press 0) to a caller whose call came in on that number."""
+    number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+    hours = turn.services.hours.describe(turn.lang)
+    if number is None:
+        turn.say(pid + ".here", hours=hours)
+    else:
+        turn.say(pid + ".call", hours=hours, number=say_phone(number, turn.lang))
+
+
+@handler("pay_say_no_number", events=())
+def say_no_number(turn, value: str | None) -> None:
+    """A caller without a case number or PIN: what this line needs, where they are found (once SES
+    gives the words: settings `sign_in_help`), who can help and when, and the payment website."""
+    settings = _settings(turn)
+    turn.say("pay.no_number")
+    where = settings.sign_in_help.get(turn.lang)
+    if where:
+        turn.say_text(where)
+    say_ses(turn, "pay.no_number")
+    turn.say("pay.no_number.web", website=settings.website.get(turn.lang, ""))
+    return None
+
+
 @handler("pay_say_locked", events=())
 def say_locked(turn, value: str | None) -> None:
     kind = turn.vars.get("lock", "case")
@@ -468,7 +501,6 @@ class _Words:
     def __init__(self, turn) -> None:
         self.lang = turn.language
         self.today = turn.services.hours.now().date()
-        self.callback = say_phone(turn.services.lines["callback_number"], turn.lang)
 
     def money(self, amount: Decimal) -> str:
         return say_money(amount, self.lang)
@@ -602,7 +634,7 @@ def say_last(turn, value: str | None) -> Outcome | None:
         kind = _payee_kind(p)
         turn.say(f"pay.last.payee.{kind}", **words.payment(p))
         if kind == "held":
-            turn.say("pay.held.help", number=words.callback)
+            say_ses(turn, "pay.held.help")
     return None
 
 
@@ -630,7 +662,7 @@ def say_recent(turn, value: str | None) -> Outcome | None:
         turn.say(pid, **words.payment(p))
     if role == "payee" and any(p.status == "held" for p in payments):
         turn.say("pay.recent.held")
-        turn.say("pay.held.help", number=words.callback)
+        say_ses(turn, "pay.held.help")
     return None
 
 
@@ -680,6 +712,11 @@ def say_next(turn, value: str | None) -> Outcome | None:
     nd = summary.next_disbursement
     if nd is None:
         turn.say("pay.next.none")
+        # Only what the SDU's answer says: its newest payment is held (never why, nor when it is sent).
+        last = summary.last_payment
+        if last is not None and last.status == "held":
+            turn.say("pay.next.held")
+            say_ses(turn, "pay.held.help")
     else:
         words = _Words(turn)
         turn.say("pay.next.scheduled", amount=words.money(nd.amount), date=words.date(nd.date),
@@ -693,8 +730,17 @@ def say_how(turn, value: str | None) -> None:
     lang = turn.lang
     turn.say("pay.how.intro")
     turn.say("pay.how.withholding")
-    turn.say("pay.how.mail", address=settings.mail_to.get(lang, ""))
-    turn.say("pay.how.online", website=settings.website.get(lang, ""))
+    website = settings.website.get(lang, "")
+    if settings.mail_to.get(lang):
+        turn.say("pay.how.mail", address=settings.mail_to[lang])
+    else:
+        # No seed gives the SDU's mailing address: never read one until it is configured.
+        number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+        if number is None:
+            turn.say("pay.how.mail_unknown.here", website=website)
+        else:
+            turn.say("pay.how.mail_unknown.call", website=website, number=say_phone(number, lang))
+    turn.say("pay.how.online", website=website)
     turn.say("pay.how.credit")
     # For a payer, whether withholding is working on the case; without the SDU the general facts
     # above still hold, so its absence is only logged.
@@ -702,7 +748,12 @@ def say_how(turn, value: str | None) -> None:
     if case and turn.vars.get("role") == "payer":
         summary = _extra_summary(turn, case, "payer", "withholding status")
         active = summary.income_withholding_active if summary else None
-        if active is True:
+        last = summary.last_payment if summary else None
+        if last is not None and last.source in BENEFITS:
+            # SES moves a withholding to unemployment or workers' compensation (the brochure): such a
+            # payer is not told to pay by mail or online because no employer withholds.
+            turn.say("pay.how.iw_benefits", source=say_source(last.source, turn.language))
+        elif active is True:
             turn.say("pay.how.iw_active")
         elif active is False:
             turn.say("pay.how.iw_inactive")
