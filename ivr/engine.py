@@ -305,12 +305,15 @@ class Engine:
                 phrase = turn.services.prompts.text(opt["prompt"], turn.lang)
             turn.say("menu.option", gather, option=phrase, key=opt["key"])
         line = self.flows.lines[turn.state.line]
+        # 0 is "a person" where it dials one; where it says a message (the staff line's help), "help".
+        person = self.flows.nodes[self._person_id(turn)]
+        help_only = "" if person.type in ("transfer", "action") else ".help"
         if node.type == "answer":
-            turn.say("menu.globals.answer", gather)
+            turn.say("menu.globals.answer" + help_only, gather)
         elif node.id == line.home:
-            turn.say("menu.globals.home", gather)
+            turn.say("menu.globals.home" + help_only, gather)
         else:
-            turn.say("menu.globals", gather)
+            turn.say("menu.globals" + help_only, gather)
 
     def _hints(self, turn: Turn, node: Node) -> str:
         words = [w for o in self.options(turn, node) for w in o.get("words", {}).get(turn.lang, [])]

@@ -55,6 +55,11 @@ class Facility:
     short: str
     words: tuple[str, ...]
     requests_per_day: int | None = None     # None: the default cap for a facility (RequestCaps)
+    names: tuple[tuple[str, str], ...] = ()  # (language, its name said in that language's voice)
+
+    def said(self, lang: str) -> str:
+        """The name as said to a caller of `lang`: its own name in that language, if it has one."""
+        return dict(self.names).get(lang, self.name)
 
     @property
     def keypad(self) -> tuple[str, ...]:
@@ -157,8 +162,12 @@ def load_facilities(path: Path) -> Facilities:
             raise FacilityError(f"{where}: needs `name` and `words`")
         words = tuple(str(w) for w in f["words"])
         per_day = f.get("requests_per_day")
+        names = f.get("names") or {}
+        if not isinstance(names, dict) or not all(isinstance(n, str) and n for n in names.values()):
+            raise FacilityError(f"{where}: `names` maps a language to the facility's name in it")
         by_id[str(fid)] = Facility(str(fid), str(f["name"]), str(f.get("short") or f["name"]), words,
-                                   None if per_day is None else cap(per_day, f"{where}: requests_per_day"))
+                                   None if per_day is None else cap(per_day, f"{where}: requests_per_day"),
+                                   tuple(sorted((str(k), v) for k, v in names.items())))
         for value in f.get("numbers") or []:
             add_number(value, str(fid), where)
     for value in doc.get("shared_numbers") or []:
@@ -183,7 +192,7 @@ def caller_kind(turn, value: str | None) -> Outcome:
     turn.vars["inm_from_facility"] = True
     if facility is not None:
         turn.vars["inm_facility"] = facility.id
-        turn.vars["inm_facility_name"] = facility.name
+        turn.vars["inm_facility_name"] = facility.said(turn.lang)
         turn.vars["inm_facility_how"] = "caller ID"
     return Outcome(event="facility_phone")
 
@@ -318,7 +327,7 @@ def inm_match_facility(turn, value: str) -> Outcome:
     if len(found) == 1:
         turn.vars.pop("inm_facility_misses", None)
         turn.vars["inm_facility"] = found[0].id
-        turn.vars["inm_facility_name"] = found[0].name
+        turn.vars["inm_facility_name"] = found[0].said(turn.lang)
         turn.vars["inm_facility_how"] = "keypad" if value.isdigit() else "speech"
         return Outcome(event="found")
     turn.vars["inm_facility_misses"] = misses = turn.vars.get("inm_facility_misses", 0) + 1
@@ -326,7 +335,7 @@ def inm_match_facility(turn, value: str) -> Outcome:
         turn.say("inm.facility.later")
         return Outcome(event="too_many_misses")
     if found:
-        names = turn.language.join([f.name for f in found[:3]], "or")
+        names = turn.language.join([f.said(turn.lang) for f in found[:3]], "or")
         return Outcome(retry="inm.facility.ambiguous", fields={"names": names})
     return Outcome(retry="inm.facility.not_found")
 
@@ -343,6 +352,8 @@ def inm_save_facility(turn, value: None) -> Outcome:
 def inm_save_case(turn, value: str) -> Outcome:
     stop = _write(turn, lambda store, ref: store.update(ref, "case or docket number given", stage="case",
                                                         case=value))
+    if not stop:
+        turn.vars["inm_case_given"] = True
     return stop or Outcome(event="saved")
 
 
@@ -355,6 +366,8 @@ def inm_which_message(turn, value: None) -> Outcome:
 @handler("inm_save_message", events=("recorded", *WRITE_EVENTS))
 def inm_save_message(turn, value: str) -> Outcome:
     stop = _write(turn, lambda store, ref: store.add_recording(ref, value[:300]))
+    if not stop:
+        turn.vars["inm_message_given"] = True
     return stop or Outcome(event="recorded")
 
 
@@ -365,7 +378,12 @@ def inm_finish_request(turn, value: None) -> Outcome:
     if stop:
         return stop
     ref = turn.vars["inm_ref"]
-    turn.say("inm.done.for" if _for_parent(turn) else "inm.done", ref=say_ref(ref),
+    pid = "inm.done.for" if _for_parent(turn) else "inm.done"
+    turn.say(pid, ref=say_ref(ref))
+    # Only what the request supports: with a message or a case number S E S has something to work
+    # from; with only an inmate number the caller is told what is missing and how to add it.
+    thin = not (turn.vars.get("inm_message_given") or turn.vars.get("inm_case_given"))
+    turn.say(pid + (".thin" if thin else ".next"),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return Outcome(hangup=True)
 

@@ -1,4 +1,5 @@
-"""Finding the SES office that serves a caller's town, by its name (spoken) or a ZIP code (keyed)."""
+"""Which SES office serves a caller, and when people answer: the office for a town, by its name
+(spoken) or a ZIP code (keyed); the hours, after a transfer to a person that did not connect."""
 
 from __future__ import annotations
 
@@ -42,3 +43,10 @@ def route_town(turn, value: str | None) -> Outcome:
         else:
             turn.say("town.unconfirmed", number=say_phone(number, turn.lang))
     return Outcome(event="routed")
+
+
+@handler("agents_hours", events=())
+def agents_hours(turn, value: str | None) -> None:
+    """Said before the choices offered when a person could not be reached: when people answer."""
+    turn.say("xfer.hours", hours=turn.services.hours.describe(turn.lang))
+    return None
