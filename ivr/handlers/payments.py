@@ -748,13 +748,35 @@ def say_how(turn, value: str | None) -> None:
     if case and turn.vars.get("role") == "payer":
         summary = _extra_summary(turn, case, "payer", "withholding status")
         active = summary.income_withholding_active if summary else None
-        last = summary.last_payment if summary else None
-        if last is not None and last.source in BENEFITS:
-            # SES moves a withholding to unemployment or workers' compensation (the brochure): such a
-            # payer is not told to pay by mail or online because no employer withholds.
-            turn.say("pay.how.iw_benefits", source=say_source(last.source, turn.language))
-        elif active is True:
+        if active is True:
             turn.say("pay.how.iw_active")
         elif active is False:
-            turn.say("pay.how.iw_inactive")
+            # SES moves a withholding to unemployment or workers' compensation (the brochure): a payer
+            # whose recent payments came from those is not told to pay by mail or online for want of
+            # an employer's withholding. Not known (the SDU did not answer): neither is said.
+            benefit = _benefit_source(turn, case, summary)
+            if benefit:
+                turn.say("pay.how.iw_benefits", source=say_source(benefit, turn.language))
+            elif benefit == "":
+                turn.say("pay.how.iw_inactive")
     return None
+
+
+def _benefit_source(turn, case: str, summary: Summary) -> str | None:
+    """The benefit (unemployment or workers' compensation) the payer's newest payments came from, ""
+    when none of the last five did, None when the SDU could not say in a short budget."""
+    last = summary.last_payment
+    if last is None:
+        return ""
+    if last.source in BENEFITS:
+        return last.source
+    sdu = turn.services.sdu
+    try:
+        if sdu is None:
+            raise SDUError("no SDU client configured")
+        with sdu.budget_scope(EXTRA_BUDGET):
+            payments = sdu.payments(case, "payer", limit=RECENT)
+    except SDUError as exc:
+        log.info("payments: call %s: payment sources not available: %s", _sid(turn), exc)
+        return None
+    return next((p.source for p in payments if p.source in BENEFITS), "")
