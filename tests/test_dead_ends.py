@@ -241,3 +241,187 @@ def test_a_direct_payment_to_the_sdu_is_not_named_like_one_to_the_other_parent(c
     es = call("payments", sign_in("es", number, pin) + ["2"])
     assert "pagado directamente a la Unidad Estatal de Desembolsos" in es.said
     assert "pago directo" not in es.said
+
+
+# --- the town lookup (main menu 5, then 1) -------------------------------------------------------
+
+TOWN = ["-", "5", "1"]
+
+
+def test_star_at_the_town_question_repeats_it(call, prompts):
+    c = call("callcenter", TOWN + ["*"])
+    assert prompts.text("cc.town.ask", "en") in heard(c, 4)
+    assert "Please use only the number keys" not in c.said
+
+
+@pytest.mark.parametrize("key,says", [("9", "cc.main.intro"), ("0", None)])
+def test_9_and_0_work_at_the_town_question(call, prompts, key, says):
+    c = call("callcenter", TOWN + [key])
+    if says:
+        assert prompts.text(says, "en") in heard(c, 4)
+    else:
+        assert c.dialed == ["+18605696233"]
+
+
+@pytest.mark.parametrize("when", ["2026-11-24 10:00", AFTER_HOURS])
+def test_three_misses_offer_the_offices_by_region_at_any_hour(call, clock, prompts, when):
+    """After hours the call used to end here; in open hours it went to a person."""
+    clock.set(when)
+    c = call("callcenter", TOWN + ["say Boston", "-", "12345#", "4"])
+    after = heard(c, 6)
+    assert prompts.text("cc.office.intro", "en") in after
+    assert "For offices in Bridgeport, Stamford and Danbury, press 4." in after
+    assert not c.hung_up and not c.dialed[:-1]
+    assert "the Bridgeport office" in heard(c, 7)
+
+
+def test_an_unconfirmed_office_does_not_tell_a_caller_to_call_the_number_they_are_on(call):
+    c = call("callcenter", TOWN + ["say Ansonia", "1"])
+    assert "If that office cannot help with your case, call this number again and press 0." in c.said
+    assert CALL_CENTER not in c.said
+
+
+@pytest.mark.parametrize("said", ["Nueva Londres", "vivo en Nuevo Londres"])
+def test_the_town_lookup_in_spanish_says_ciudad_and_knows_nueva_londres(call, said):
+    c = call("callcenter", ["2", "5", "1", f"say {said}", "1"])
+    assert "Por favor diga el nombre de la ciudad donde vive." in c.said
+    assert "Su ciudad es Nueva Londres." in heard(c, 4)
+    assert "Para confirmar esa ciudad, oprima 1." in heard(c, 4)
+    assert "La oficina que atiende a Nueva Londres es la oficina de Norwich." in heard(c, 5)
+    assert c.dialed == ["+18608862694"]
+    assert "pueblo" not in c.said
+
+
+def test_new_london_in_english_is_still_new_london(call):
+    c = call("callcenter", TOWN + ["say New London", "1"])
+    assert "Your town is New London." in c.said
+    assert c.dialed == ["+18608862694"]
+
+
+# --- a person (0) ----------------------------------------------------------------------------------
+
+ADMIN = say_phone("+18605696233", "en")
+
+
+def test_0_names_who_is_dialed_and_their_own_number_not_the_call_centers(call):
+    """0 rings the SES administration office (the agents' number is a placeholder): the caller is told
+    so, with that office's number, not 1-800-228-KIDS."""
+    c = call("callcenter", ["-", "0"])
+    assert c.dialed == ["+18605696233"]
+    assert ("Connecting you to the S E S administration office in East Hartford. If the call drops, you can "
+            f"call them at {ADMIN}.") in c.said
+    assert CALL_CENTER not in c.said
+
+
+@pytest.mark.parametrize("status,said", [("busy", "is busy"), ("no-answer", "answered"),
+                                         ("failed", "could not connect")])
+def test_a_person_not_reached_offers_the_hours_the_offices_and_another_try(call, prompts, status, said):
+    c = call("callcenter", ["-", "0", f"dial:{status}", "2"])
+    after = heard(c, 2)                          # a dial's end is not the caller's input
+    assert said in after
+    assert (f"People answer {HOURS}. To try again, press 1. For the S E S offices and their phone numbers, "
+            "press 2.") in after
+    assert CALL_CENTER not in c.said and "call us back" not in c.said
+    assert prompts.text("cc.office.intro", "en") in heard(c, 3)
+
+
+def test_a_person_not_reached_can_be_tried_again(call):
+    c = call("callcenter", ["-", "0", "dial:busy", "1", "dial:completed"])
+    assert c.dialed == ["+18605696233", "+18605696233"]
+
+
+def test_in_spanish_a_person_not_reached(call):
+    c = call("callcenter", ["2", "0", "dial:no-answer"])
+    assert "Atendemos de lunes a viernes" in heard(c, 2)
+    assert "Para las oficinas de S E S y sus números de teléfono, oprima 2." in heard(c, 2)
+
+
+def test_with_an_agents_queue_a_caller_on_its_public_number_is_not_told_to_call_it(call, make_app, tmp_path):
+    """Once the queue's number is set, `tell` gives callers the call center's: on 1-800-228-KIDS it
+    is not said; on the payment line it is."""
+    cfg = config_with(tmp_path, "lines.yaml", '  # tell: "+18002285437"', '  tell: "+18002285437"')
+    app = make_app(CONFIG_DIR=cfg)
+    on_it = call("callcenter", ["-", "0"], target_app=app)
+    assert "Connecting you to the S E S administration office in East Hartford." in on_it.said
+    assert CALL_CENTER not in on_it.said and ADMIN not in on_it.said
+    other = call("payments", sign_in("en", "456789123", "4826") + ["0"], target_app=app)
+    assert f"If the call drops, you can call them at {CALL_CENTER}." in other.said
+
+
+def test_on_the_payment_line_a_person_not_reached_offers_the_call_center(call, prompts):
+    c = call("payments", sign_in("en", "456789123", "4826") + ["0", "dial:busy", "2"])
+    assert ("To try again, press 1. For the call center menu, with the S E S offices and answers to common "
+            "questions, press 2.") in heard(c, SIGNED_IN + 1)
+    assert prompts.text("cc.main.intro", "en") in heard(c, SIGNED_IN + 2)
+
+
+def test_a_transfer_node_names_only_the_events_a_transfer_has(tmp_path, make_app):
+    from ivr.flow import FlowError
+    cfg = config_with(tmp_path, "flows/callcenter.yaml", "on: {busy: cc_agents_unavailable,",
+                      "on: {engaged: cc_agents_unavailable,")
+    with pytest.raises(FlowError, match="maps 'engaged'; a transfer names only closed, busy, no_answer, failed"):
+        make_app(CONFIG_DIR=cfg)
+
+
+# --- the prison path's last words -------------------------------------------------------------------
+
+INMATE = ["-", "4", "1", "1", "7654321#", "1"]          # the parent, the facts, start, the inmate number
+
+
+def test_a_request_with_only_an_inmate_number_promises_nothing_it_cannot_keep(call):
+    c = call("callcenter", INMATE + ["*", "*", "-", "-"])      # no facility, no case number, no message
+    end = c.said_after(len(INMATE) + 3)
+    assert "Your request is saved." in end
+    assert ("Your request has only your inmate number, which may not be enough for S E S to find your case. To "
+            f"add your name, date of birth or case number, call {CALL_CENTER} and give your request number.") in end
+    for promise in ("in writing", "do not need to call again", "notice of the hearing", "will review"):
+        assert promise not in c.said, promise
+    assert c.hung_up
+
+
+def test_a_request_with_a_message_says_staff_will_review_it(call):
+    c = call("callcenter", INMATE + ["*", "*", "record"])
+    assert "S E S staff will review your request. If you are moved or released, call" in c.said
+    for promise in ("in writing", "do not need to call again", "notice of the hearing", "only your inmate"):
+        assert promise not in c.said, promise
+
+
+def test_for_someone_else_in_spanish(call):
+    c = call("callcenter", ["2", "4", "2", "1", "7654321#", "1", "*", "*", "-", "-"])
+    assert "La solicitud solo tiene el número de recluso" in c.said
+    assert "por escrito" not in c.said and "No necesita llamar otra vez" not in c.said
+
+
+def test_a_facility_is_named_in_spanish_in_the_spanish_voice(call):
+    c = call("callcenter", ["2", "4", "1", "1", "7654321#", "1", "say York"])
+    assert "Tengo la Institución Correccional York." in heard(c, 7)
+    assert "Correctional Institution" not in c.said
+
+
+# --- the staff line ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def staff_member(app, clock):
+    return app.extensions["ivr"].services.staffdb.add("1001", "Ana Ruiz", "482193", clock())
+
+
+def test_the_staff_line_offers_0_as_help_which_is_what_it_gives(call, staff_member):
+    c = call("staff", ["-", "1001#", "482193#", "0"])
+    assert "For help, press 0." in heard(c, 3)
+    assert "talk to a person" not in c.said
+    assert "ask the phone system administrator" in heard(c, 4)
+
+
+def test_silence_on_the_staff_line_never_gives_the_public_number(call, clock, staff_member):
+    for when in ("2026-11-24 10:00", AFTER_HOURS):
+        clock.set(when)
+        c = call("staff", ["-", "-", "-", "-", "-", "-", "-"])
+        assert CALL_CENTER not in c.said and "Let me get someone" not in c.said
+        assert "ask the phone system administrator" in c.said
+        assert c.said.endswith("Call again when you are ready. Goodbye.") and c.hung_up
+
+
+def test_the_staff_line_in_spanish_offers_help(call, staff_member):
+    c = call("staff", ["2", "1001#", "482193#"])
+    assert "Para ayuda, oprima 0." in c.said
+    assert "hablar con una persona" not in c.said
