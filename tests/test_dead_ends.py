@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.speech import say_phone
+from ivr.callflow.speech import say_phone
 
 ROOT = Path(__file__).resolve().parents[1]
 CALL_CENTER = say_phone("+18002285437", "en")          # "1, 8 0 0, 2 2 8, 5 4 3 7"
@@ -218,8 +218,8 @@ def test_the_mailing_address_is_read_once_configured(call, make_app, tmp_path):
 
 
 def test_half_an_address_is_refused_at_start_up(tmp_path):
-    from ivr.flow import FlowError
-    from ivr.handlers.payments import load_settings
+    from ivr.callflow.flow import FlowError
+    from ivr.lines.payments import load_settings
 
     path = tmp_path / "payments.yaml"
     path.write_text('settings: {how_to_pay: {mail_to: {en: "P O Box 1", es: ""}, website: {en: a, es: b}}}')
@@ -356,7 +356,7 @@ def test_on_the_payment_line_a_person_not_reached_offers_the_call_center(call, p
 
 
 def test_a_transfer_node_names_only_the_events_a_transfer_has(tmp_path, make_app):
-    from ivr.flow import FlowError
+    from ivr.callflow.flow import FlowError
     cfg = config_with(tmp_path, "flows/callcenter.yaml", "on: {busy: cc_agents_unavailable,",
                       "on: {engaged: cc_agents_unavailable,")
     with pytest.raises(FlowError, match="maps 'engaged'; a transfer names only closed, busy, no_answer, failed"):
