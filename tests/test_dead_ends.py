@@ -425,3 +425,12 @@ def test_the_staff_line_in_spanish_offers_help(call, staff_member):
     c = call("staff", ["2", "1001#", "482193#"])
     assert "Para ayuda, oprima 0." in c.said
     assert "hablar con una persona" not in c.said
+
+
+def test_with_an_agents_queue_after_hours_0_on_its_public_number_says_when_people_answer(call, clock, make_app,
+                                                                                      tmp_path):
+    clock.set(AFTER_HOURS)
+    cfg = config_with(tmp_path, "lines.yaml", '  # tell: "+18002285437"', '  tell: "+18002285437"')
+    c = call("callcenter", ["-", "0"], target_app=make_app(CONFIG_DIR=cfg))
+    assert f"No one is available to take your call right now. People answer {HOURS}." in c.said
+    assert not c.dialed and CALL_CENTER not in c.said

@@ -410,9 +410,11 @@ class Engine:
             turn.state.phase = "closed"
             holiday = hours.holiday(hours.now().date())
             pid = "xfer.closed_holiday" if holiday else "xfer.closed"
-            pid = pid + ".agents" if who == "agents" else pid
-            turn.say(pid if public else pid + ".here", name=name, hours=hours.describe(turn.lang, who),
-                     phone=spoken_phone)
+            if who == "agents":
+                pid += ".agents"          # no number in it: people are reached through this line
+            elif not public:
+                pid += ".here"
+            turn.say(pid, name=name, hours=hours.describe(turn.lang, who), phone=spoken_phone)
             return self._transfer_options(turn, node, reprompt=False)
         turn.state.phase = "dialed"
         turn.say("xfer.connecting" if public else "xfer.connecting.here", name=name, phone=spoken_phone)
