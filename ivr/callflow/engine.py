@@ -20,7 +20,6 @@ from ivr.callflow.flow import FlowSet, Node, as_list
 from ivr.callflow.handler import Outcome
 from ivr.callflow.language import GLOBAL_KEYS, Language
 from ivr.callflow.speech import say_digits, say_phone
-from ivr.domain.directory import caller_id
 from ivr.services import Services
 
 log = logging.getLogger("ivr.engine")
@@ -390,8 +389,8 @@ class Engine:
     def number_to_tell(self, turn: Turn, number: str) -> str | None:
         """`number`, unless it is the one this call came in on: a caller is never told to call the
         number they are on (a handover keeps the number first dialed)."""
-        called = caller_id(turn.param("To") or turn.param("Called"))
-        if called == caller_id(number):
+        called = re.sub(r"\D", "", turn.param("To") or turn.param("Called"))[-10:]
+        if called and called == re.sub(r"\D", "", number)[-10:]:   # Twilio's E.164 and config's
             return None
         return number
 
