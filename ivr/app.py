@@ -113,6 +113,8 @@ def load_lines(path: Path) -> dict:
     for name, line in cfg.get("lines", {}).items():
         line["number"] = parse_phone(line["number"], f"{path}: line {name!r}")
     cfg["agents"]["phone"] = parse_phone(cfg["agents"]["phone"], f"{path}: agents")
+    if cfg["agents"].get("tell"):
+        cfg["agents"]["tell"] = parse_phone(cfg["agents"]["tell"], f"{path}: agents.tell")
     cfg["callback_number"] = parse_phone(cfg["callback_number"], f"{path}: callback_number")
     if cfg.get("default_line") not in cfg.get("lines", {}):
         raise flow.FlowError(f"{path}: default_line {cfg.get('default_line')!r} is not a line")

@@ -41,8 +41,9 @@ class PaySettings:
     lock_seconds: int = 30 * 60
     window_seconds: int = 24 * 3600
     alert_per_hour: int = 100
-    mail_to: Mapping[str, str] = field(default_factory=dict)
+    mail_to: Mapping[str, str] = field(default_factory=dict)     # empty until SES confirms the address
     website: Mapping[str, str] = field(default_factory=dict)
+    sign_in_help: Mapping[str, str] = field(default_factory=dict)  # empty until SES gives the words
 
 
 def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings:
@@ -79,6 +80,7 @@ def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings
         alert_per_hour=count("alert_wrong_pins_per_hour", defaults.alert_per_hour, least=0),
         mail_to=how.get("mail_to") or {},
         website=how.get("website") or {},
+        sign_in_help=ident.get("sign_in_help") or {},
     )
     if settings.case_lock_after > CASE_CAP:
         errors.append(f"settings.identification.case_lock_after must be below {SDU_LOCK_AFTER}, "
@@ -86,11 +88,15 @@ def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings
     if "anonymous_lock_after" in ident:
         errors.append("settings.identification.anonymous_lock_after is gone: callers without a caller ID "
                       "are no longer locked as a group (see the Guard in ivr/domain/payline.py)")
-    for name in ("mail_to", "website"):
+    for name, where, may_be_empty in (("mail_to", "how_to_pay", True), ("website", "how_to_pay", False),
+                                      ("sign_in_help", "identification", True)):
         value = getattr(settings, name)
+        if may_be_empty and isinstance(value, Mapping) and not any(value.values()):
+            continue    # not configured yet: callers are told where else to find it
         if not isinstance(value, Mapping) or not all(isinstance(value.get(lg), str) and value.get(lg)
                                                      for lg in langs):
-            errors.append(f"settings.how_to_pay.{name} needs {' and '.join(f'`{lg}`' for lg in langs)} texts")
+            errors.append(f"settings.{where}.{name} needs {' and '.join(f'`{lg}`' for lg in langs)} texts"
+                          + (" (or none at all, until it is known)" if may_be_empty else ""))
     if errors:
         raise FlowError(f"{path}: " + "; ".join(errors))
     return settings

@@ -35,6 +35,8 @@ log = logging.getLogger("ivr.payments")
 RECENT = 5              # "your last five payments" (pay.menu.opt.recent says five)
 EXTRA_BUDGET = 1.0      # seconds for a lookup that only adds a sentence (case status, withholding)
 SUMMARY_KEPT = 60       # seconds a call's case summary answers it before the SDU is asked again
+# Payment sources that are benefits a withholding can be moved to (the SDU's `source` enum).
+BENEFITS = ("unemployment_compensation", "workers_compensation")
 
 
 def _settings(turn) -> PaySettings:
@@ -170,6 +172,31 @@ def pin_entered(turn, pin: str) -> Outcome:
     return Outcome(event="wrong_pin")
 
 
+def say_ses(turn, pid: str) -> None:
+    """Say `pid` + ".call" (call S E S at the call center's number, and when people answer), or
+    `pid` + ".here" (press 0) to a caller whose call came in on that number."""
+    number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+    hours = turn.services.hours.describe(turn.lang)
+    if number is None:
+        turn.say(pid + ".here", hours=hours)
+    else:
+        turn.say(pid + ".call", hours=hours, number=say_phone(number, turn.lang))
+
+
+@handler("pay_say_no_number", events=())
+def say_no_number(turn, value: str | None) -> None:
+    """A caller without a case number or PIN: what this line needs, where they are found (once SES
+    gives the words: settings `sign_in_help`), who can help and when, and the payment website."""
+    settings = _settings(turn)
+    turn.say("pay.no_number")
+    where = settings.sign_in_help.get(turn.lang)
+    if where:
+        turn.say_text(where)
+    say_ses(turn, "pay.no_number")
+    turn.say("pay.no_number.web", website=settings.website.get(turn.lang, ""))
+    return None
+
+
 @handler("pay_say_locked", events=())
 def say_locked(turn, value: str | None) -> None:
     kind = turn.vars.get("lock", "case")
@@ -191,7 +218,6 @@ class _Words:
     def __init__(self, turn) -> None:
         self.lang = turn.language
         self.today = turn.services.hours.now().date()
-        self.callback = say_phone(turn.services.lines["callback_number"], turn.lang)
 
     def money(self, amount: Decimal) -> str:
         return say_money(amount, self.lang)
@@ -325,7 +351,7 @@ def say_last(turn, value: str | None) -> Outcome | None:
         kind = _payee_kind(p)
         turn.say(f"pay.last.payee.{kind}", **words.payment(p))
         if kind == "held":
-            turn.say("pay.held.help", number=words.callback)
+            say_ses(turn, "pay.held.help")
     return None
 
 
@@ -353,7 +379,7 @@ def say_recent(turn, value: str | None) -> Outcome | None:
         turn.say(pid, **words.payment(p))
     if role == "payee" and any(p.status == "held" for p in payments):
         turn.say("pay.recent.held")
-        turn.say("pay.held.help", number=words.callback)
+        say_ses(turn, "pay.held.help")
     return None
 
 
@@ -403,6 +429,11 @@ def say_next(turn, value: str | None) -> Outcome | None:
     nd = summary.next_disbursement
     if nd is None:
         turn.say("pay.next.none")
+        # Only what the SDU's answer says: its newest payment is held (never why, nor when it is sent).
+        last = summary.last_payment
+        if last is not None and last.status == "held":
+            turn.say("pay.next.held")
+            say_ses(turn, "pay.held.help")
     else:
         words = _Words(turn)
         turn.say("pay.next.scheduled", amount=words.money(nd.amount), date=words.date(nd.date),
@@ -416,8 +447,17 @@ def say_how(turn, value: str | None) -> None:
     lang = turn.lang
     turn.say("pay.how.intro")
     turn.say("pay.how.withholding")
-    turn.say("pay.how.mail", address=settings.mail_to.get(lang, ""))
-    turn.say("pay.how.online", website=settings.website.get(lang, ""))
+    website = settings.website.get(lang, "")
+    if settings.mail_to.get(lang):
+        turn.say("pay.how.mail", address=settings.mail_to[lang])
+    else:
+        # No seed gives the SDU's mailing address: never read one until it is configured.
+        number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+        if number is None:
+            turn.say("pay.how.mail_unknown.here", website=website)
+        else:
+            turn.say("pay.how.mail_unknown.call", website=website, number=say_phone(number, lang))
+    turn.say("pay.how.online", website=website)
     turn.say("pay.how.credit")
     # For a payer, whether withholding is working on the case; without the SDU the general facts
     # above still hold, so its absence is only logged.
@@ -428,5 +468,32 @@ def say_how(turn, value: str | None) -> None:
         if active is True:
             turn.say("pay.how.iw_active")
         elif active is False:
-            turn.say("pay.how.iw_inactive")
+            # SES moves a withholding to unemployment or workers' compensation (the brochure): a payer
+            # whose recent payments came from those is not told to pay by mail or online for want of
+            # an employer's withholding. Not known (the SDU did not answer): neither is said.
+            benefit = _benefit_source(turn, case, summary)
+            if benefit:
+                turn.say("pay.how.iw_benefits", source=say_source(benefit, turn.language))
+            elif benefit == "":
+                turn.say("pay.how.iw_inactive")
     return None
+
+
+def _benefit_source(turn, case: str, summary: Summary) -> str | None:
+    """The benefit (unemployment or workers' compensation) the payer's newest payments came from, ""
+    when none of the last five did, None when the SDU could not say in a short budget."""
+    last = summary.last_payment
+    if last is None:
+        return ""
+    if last.source in BENEFITS:
+        return last.source
+    sdu = turn.services.sdu
+    try:
+        if sdu is None:
+            raise SDUError("no SDU client configured")
+        with sdu.budget_scope(EXTRA_BUDGET):
+            payments = sdu.payments(case, "payer", limit=RECENT)
+    except SDUError as exc:
+        log.info("payments: call %s: payment sources not available: %s", _sid(turn), exc)
+        return None
+    return next((p.source for p in payments if p.source in BENEFITS), "")
