@@ -72,7 +72,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
-    client = store.connect(config["REDIS_URL"], config["IVR_ENV"], socket_timeout=jobs.BLOCK_MS / 1000 + 5)
+    client = store.connect(config, socket_timeout=jobs.BLOCK_MS / 1000 + 5)
     store.check_persistence(client, config)
     worker = jobs.Worker(jobs.JobContext(config, client))
     if args.once:
