@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import redis
@@ -169,66 +169,6 @@ def for_command(where: str | Mapping) -> redis.Redis:
         raise Unreachable(f"cannot reach {describe(config)}: it does not answer ({exc}); start it or set "
                           f"{hint}") from exc
     return found
-
-class Direct:
-    """Commands sent on a connection of the calling thread's own, for what every webhook does (read and
-    write a call's state). redis-py's client spends ~80 us of CPU per command on top of the round trip
-    itself on the benchmark machine (pool checkout and its socket poll, retry wrapper, metrics;
-    bench/RESULTS.md), as much as the rest of a menu's work. The connection is redis-py's own (its
-    protocol, parser, timeouts and health check); only that per-command machinery is left out.
-
-    Every command sent this way must be safe to send twice: a connection found broken (Redis restarted,
-    an idle connection dropped) is reconnected and the command sent once more. A timeout is not retried:
-    a caller waits on it. A client with another kind of pool (client-side caching, say) gets its
-    commands through the client as usual."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        pool = getattr(client, "connection_pool", None)
-        self.pool = pool if type(pool) is redis.ConnectionPool and \
-            issubclass(pool.connection_class, redis.connection.AbstractConnection) \
-            and getattr(pool, "cache", None) is None else None
-        self.local = threading.local()
-        if os.environ.get("BENCH_NO_DIRECT"):   # TEMPORARY: measurement only
-            self.pool = None
-
-    def _connection(self) -> redis.connection.AbstractConnection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None or conn.pid != os.getpid():   # none yet in this thread, or made before a fork
-            conn = self.local.conn = self.pool.connection_class(**self.pool.connection_kwargs)
-        return conn
-
-    def command(self, *args):
-        return self.pipeline([args])[0]
-
-    def pipeline(self, commands: Sequence[tuple]) -> list:
-        """Several commands in one round trip, their replies in order (each reply an error raises)."""
-        if self.pool is None:
-            if len(commands) == 1:
-                return [self.client.execute_command(*commands[0])]
-            pipe = self.client.pipeline(transaction=False)
-            for args in commands:
-                pipe.execute_command(*args)
-            return pipe.execute()
-        conn = self._connection()
-        try:
-            return self._send(conn, commands)
-        except redis.ConnectionError:
-            conn.disconnect()   # the connection redis-py found broken; the next send reconnects
-            return self._send(conn, commands)
-
-    @staticmethod
-    def _send(conn, commands: Sequence[tuple]) -> list:
-        if len(commands) == 1:
-            conn.send_command(*commands[0])
-        else:
-            conn.send_packed_command(conn.pack_commands(commands))
-        try:
-            return [conn.read_response() for _ in commands]
-        except redis.ResponseError:
-            conn.disconnect()   # replies of the commands after the failed one are still unread
-            raise
-
 
 # --- writes that must survive a failover ------------------------------------------------------------
 # Written just before WAIT on the same connection: WAIT counts the replicas that have everything this
