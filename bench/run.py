@@ -55,6 +55,7 @@ TARGETS = {"calls": 50, "ratio": 0.75, "p99_ms": 25.0, "bytes_per_call": 2048}
 # call center's against the minimal floor, the payment line's against the floor with an SDU lookup a
 # step. The staff line is left out: its sign-in's scrypt is slow on purpose.
 PATH_FLOORS = {"callcenter": "floor", "payments": "floor_sdu"}
+CAPACITY_P99_MS = 50.0     # the call center's webhooks, at human pace, for `--capacity`
 # What must outlast a call, on purpose: the inmate intake's requests for staff, their audit streams
 # and indexes (ivr/requests_store.py), the job queue (ivr/jobs.py), staff accounts (ivr/staffdb.py)
 # and what staff publish (ivr/published.py). Everything else a call writes is the call's own and
@@ -280,6 +281,12 @@ class Bench:
                          "skipped_paths": skipped},
             "levels": [],
         }
+        if args.capacity:
+            result["capacity"] = self.capacity(paths, args.capacity)
+            result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            result["memory"] = {"hold_errors": 0}
+            result["targets"] = {}
+            return result
         for calls in args.calls:
             if time.monotonic() > self.deadline:
                 self.say(f"!! --max-seconds reached: level {calls} and after not run")
@@ -384,6 +391,44 @@ class Bench:
         out = {target: combine(runs[target]) for target in runs}
         out["round_ratios"] = [round(rps(s) / rps(f), 3) if rps(f) else None
                                for s, f in zip(runs["system"], runs["floor"], strict=True)]
+        return out
+
+    def capacity(self, paths: list[Path], levels: list[int]) -> dict:
+        """Simultaneous human-paced calls (--pause seconds between keys, jittered) against the one web
+        host, level by level: the call center's p99 (every webhook of its paths), the payment line's,
+        errors, and how many answers said the SDU cannot answer. The capacity is the most calls with
+        the call center's p99 under CAPACITY_P99_MS and no error."""
+        out: dict = {"pause_s": self.args.pause, "sdu_delay_s": self.args.sdu_delay, "levels": []}
+        self.say(f"\n== capacity: simultaneous calls pausing ~{self.args.pause:g} s between keys, SDU answering "
+                 f"in {self.args.sdu_delay:g} s ==")
+        self.say(f"   {'calls':>6}{'req/s':>8}{'call center p99 ms':>20}{'payments p99 ms':>17}{'errors':>8}"
+                 f"{'SDU-down answers':>18}")
+        best = None
+        for calls in levels:
+            if time.monotonic() > self.deadline:
+                self.say("!! --max-seconds reached: the other levels not run")
+                break
+            self.reset()
+            tally, window = driver.run_phase(self.urls["system"], BENCH_TOKEN, paths, calls, warmup=self.args.warmup,
+                                             duration=self.args.duration, max_requests=self.args.max_requests,
+                                             pause=self.args.pause, by_line=True)
+            lines = {}
+            for line in ("callcenter", "payments"):
+                lines[line] = driver.percentiles([v for k, vs in tally.latencies.items()
+                                                  if k.startswith(line + " ") for v in vs])
+            errors = sum(tally.errors.values())
+            level = {"calls": calls, "rps": round(tally.requests / window, 1) if window > 0 else 0,
+                     "callcenter_ms": lines["callcenter"], "payments_ms": lines["payments"], "errors": errors,
+                     "error_examples": tally.examples, "sdu_down_answers": tally.heard.get("sdu_down", 0),
+                     "latency_ms": {k: driver.percentiles(v) for k, v in sorted(tally.latencies.items())}}
+            out["levels"].append(level)
+            p99 = lines["callcenter"].get("p99")
+            self.say(f"   {calls:>6}{level['rps']:>8}{p99!s:>20}{lines['payments'].get('p99')!s:>17}{errors:>8}"
+                     f"{level['sdu_down_answers']:>18}")
+            if p99 is not None and p99 < CAPACITY_P99_MS and not errors:
+                best = calls
+        out["capacity_calls"] = best
+        self.say(f"   capacity: {best} simultaneous calls (call center p99 < {CAPACITY_P99_MS:g} ms, 0 errors)")
         return out
 
     def per_path(self, paths: list[Path], calls: int) -> dict:
@@ -797,12 +842,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure each path alone with this many calls against the floor doing the "
                              "same outside work: the per-path speed targets (default: 50; ~40 s a path; "
                              "0 for none)")
+    parser.add_argument("--capacity", type=levels, default=None, metavar="CALLS",
+                        help="instead of the sweep: simultaneous human-paced calls (--pause, e.g. 3) at these "
+                             "levels (e.g. 50,100,200), each for --warmup + --duration seconds; the most calls "
+                             f"with the call center's p99 under {CAPACITY_P99_MS:g} ms and no error")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 4 calls, 1 s each for system and floor, 10 calls held; "
                              "writes JSON only with --out")
 
 
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    if args.capacity:
+        args.per_path, args.paced_calls, args.hold = 0, 0, 0
     if args.quick:
         args.calls, args.duration, args.warmup, args.hold, args.rounds = [4], 1.0, 0.3, 10, 1
         args.paced_calls, args.pause, args.profile = 4, 0.05, None
