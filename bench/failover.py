@@ -208,7 +208,7 @@ class Heard:
 
     @classmethod
     def load(cls) -> Heard:
-        from ivr.prompts import Prompts
+        from ivr.callflow.prompts import Prompts
 
         prompts = Prompts.load(ROOT / "prompts")
         first = lambda pid: prompts.text(pid, "en", number="", hours="").split(".")[0]   # noqa: E731
@@ -258,7 +258,7 @@ class Calls:
 
 def callers(base_url: str, n: int, pause: float, stop: threading.Event, out: Calls,
             heard: Heard) -> list[threading.Thread]:
-    from ivr.simphone import Phone
+    from ivr.callflow.simphone import Phone
 
     mix = [p for p in PATHS if p.line != "staff" for _ in range(max(1, p.weight))]
 

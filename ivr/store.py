@@ -16,8 +16,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from . import settings
-from .settings import ConfigError
+from ivr import settings
+from ivr.settings import ConfigError
 
 log = logging.getLogger("ivr.store")
 

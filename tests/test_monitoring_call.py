@@ -10,7 +10,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from ivr import store
-from ivr.cli import main
+from ivr.cli.main import main
 from tests.redis_server import free_port
 
 PUBLIC = "https://ivr.example.org"

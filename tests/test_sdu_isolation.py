@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from ivr.callflow.simphone import Phone, Transport
 from ivr.sdu.client import SDUClient, SDUUnavailable
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.redis_server import free_port
 from tests.sdu_faults import FaultySDU

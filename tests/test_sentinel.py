@@ -16,8 +16,8 @@ import pytest
 
 from ivr import gunicorn_conf, settings, store
 from ivr.app import create_app
+from ivr.callflow.simphone import Phone, Transport
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 from tests.sentinel_cluster import SentinelCluster
 from tests.walk import spoken_ref
@@ -58,7 +58,7 @@ def fallback_words(app) -> str:
 ])
 def test_a_mistyped_sentinel_setting_stops_commands_and_the_web_line_with_one_clear_line(
         monkeypatch, capsys, env, named):
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"):
         monkeypatch.delenv(name, raising=False)
@@ -91,7 +91,7 @@ def test_without_a_replica_a_durable_write_waits_for_nothing(redis_client):
 
 def test_calls_go_on_across_a_failover_and_no_request_a_caller_was_told_about_is_lost(
         tmp_path, monkeypatch, capsys, sdu_stub):
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     with SentinelCluster(tmp_path / "redis") as cluster:
         app = app_for(monkeypatch, cluster.env(db=15), sdu_stub, tmp_path)

@@ -5,7 +5,7 @@ Redis dropped the connections (a restart, an idle timeout)."""
 from __future__ import annotations
 
 from ivr import store
-from ivr.callstate import CallState, CallStore
+from ivr.callflow.callstate import CallState, CallStore
 from tests.conftest import TEST_REDIS_URL
 
 
