@@ -89,6 +89,7 @@ def test_without_a_replica_a_durable_write_waits_for_nothing(redis_client):
 
 # --- the real thing ----------------------------------------------------------------------------------
 
+@pytest.mark.slow      # 15-50 s on the shared 2-core machine: run with -m slow
 def test_calls_go_on_across_a_failover_and_no_request_a_caller_was_told_about_is_lost(
         tmp_path, monkeypatch, capsys, sdu_stub):
     from ivr.cli.main import main
@@ -138,6 +139,9 @@ def test_calls_go_on_across_a_failover_and_no_request_a_caller_was_told_about_is
         assert main(["requests", "list"]) == 0
         listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
         assert {first, second} <= listed
+        # So does the worker (the two calls' recording downloads are its jobs).
+        assert main(["worker", "--once"]) == 0
+        assert "handled" in capsys.readouterr().out
 
 
 def test_a_write_no_replica_acknowledges_still_stands_is_logged_counted_and_shown_by_health(

@@ -87,7 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_all()  # the handler modules register their jobs
-    __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
+    __import__("ivr.jobs.retention")  # registers the hourly purge (jobs.periodic)
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
     client = store.connect(config, socket_timeout=jobs.BLOCK_MS / 1000 + 5)
