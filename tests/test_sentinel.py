@@ -11,12 +11,14 @@ import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 
 from ivr import gunicorn_conf, settings, store
 from ivr.app import create_app
 from ivr.callflow.simphone import Phone, Transport
+from ivr.domain.published import ANN_LINES, Library, Who
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from tests.conftest import LINES
 from tests.sentinel_cluster import SentinelCluster
@@ -154,13 +156,19 @@ def test_a_write_no_replica_acknowledges_still_stands_is_logged_counted_and_show
             before = store.unacknowledged_writes()
             with caplog.at_level(logging.ERROR, logger="ivr.store"):
                 call = phone(app, caller=YORK).place(INTAKE)
+            after_call = store.unacknowledged_writes()
+            # A change staff make to what callers hear waits the same way.
+            library = Library(app.extensions["ivr"].redis)
+            library.clear_announcement([ANN_LINES[0]], "en", Who("1001", "Ana"), datetime.now(UTC))
+            assert store.unacknowledged_writes() == after_call + 1
+            assert store.REPLICATION.snapshot()["last_unacknowledged_kind"] == "published prompt"
         finally:
             cluster.resume(cluster.ports[1])
         ref = spoken_ref(call.said)                         # the caller was told, as before
         assert cluster.client(cluster.master_port, db=15).hget(f"ivr:req:{ref}", "stage") == b"finished"
-        assert store.unacknowledged_writes() > before
+        assert after_call > before
         errors = [r for r in caplog.records if r.levelno == logging.ERROR and "no replica acknowledged" in r.message]
         assert errors and not any(re.search(r"\d{6,}", r.message) for r in errors)    # no numbers logged
         health = app.test_client().get("/health").get_json()
         assert health["replication"]["unacknowledged_writes"] >= store.unacknowledged_writes() - before
-        assert health["replication"]["last_unacknowledged_kind"] == "inmate request"
+        assert health["replication"]["last_unacknowledged_kind"] == "published prompt"
