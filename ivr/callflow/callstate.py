@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ivr.domain.sealing import Sealer
+from ivr.sealing import Sealer
 
 KEY = "ivr:call:{sid}"
 ENDED = "ivr:ended:{sid}"   # the status callback came: only a late <Record> action is still taken
