@@ -13,6 +13,7 @@ from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
 from . import audio, flow, limits, settings, signature, store, webhooks
+from .callflow import calllog
 from .callstate import CallStore
 from .directory import Directory, parse_phone
 from .engine import Engine
@@ -29,6 +30,7 @@ from .sealing import Sealer
 from .services import Services
 from .speech import say_phone
 from .staffdb import StaffDB, pepper_for
+from .web import metrics
 
 log = logging.getLogger("ivr")
 DEV_SDU_URL = "http://127.0.0.1:5001"
@@ -55,7 +57,7 @@ class Runtime:
             raise flow.FlowError(f"{cfg_dir / 'lines.yaml'}: no flow file for line(s) {sorted(missing)}")
         self.redis = redis_client if redis_client is not None else store.connect(
             config["REDIS_URL"], config["IVR_ENV"])
-        self.store = CallStore(self.redis, config["CALL_TTL"])
+        self.store = CallStore(self.redis, config["CALL_TTL"], config.get("ANALYTICS_MAX_EVENTS", 2_000_000))
         self.sealer = Sealer.from_config(config)
         library = Library(self.redis)
         self.services = Services(
@@ -66,12 +68,18 @@ class Runtime:
             payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
             library=library, published=Mirror(library, self.prompts, self.hours.now),
             staffdb=StaffDB(self.redis, pepper_for(config)))
+        if self.services.sdu is not None:
+            self.services.sdu.observer = _sdu_observer
         staff.check_flows(self.flows)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))
         # Read in the same round trip as each call's state: the published prompts' revision.
         self.extra_keys: tuple[str, ...] = (REV,)
+
+    def call_tag(self, sid: str) -> str:
+        """The name a call has in analytics: a keyed hash of its CallSid (the CallSid is never kept)."""
+        return self.sealer.tag("call:" + sid)[:16]
 
     def _redis_ok(self) -> bool:
         try:
@@ -103,6 +111,12 @@ class Runtime:
             response.dial(self.lines_cfg["agents"]["phone"], timeout=self.lines_cfg["dial"]["timeout"])
         response.hangup()
         return response
+
+
+def _sdu_observer(op: str, ok: bool, breaker: str) -> None:
+    """Each SDU lookup: counted in /metrics, and noted in the call's analytics events."""
+    metrics.observe_sdu(op, ok, breaker)
+    calllog.note("u", op, int(ok))
 
 
 def load_lines(path: Path) -> dict:
@@ -145,4 +159,5 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     store.check_persistence(app.extensions["ivr"].redis, config)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(audio.bp)
+    app.register_blueprint(metrics.bp)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from .callflow import calllog
 from .sealing import Sealer
 from .store import Direct
 
@@ -56,10 +57,11 @@ class CallState:
 class CallStore:
     """Reads and writes call state; each is a single Redis round trip (one pipeline)."""
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, events_max: int = 2_000_000) -> None:
         self.redis = client
         self.direct = Direct(client)   # what is sent here may be sent twice (store.Direct)
         self.ttl = ttl
+        self.events_max = events_max   # the analytics stream's cap (ivr/callflow/calllog.py)
 
     def load(self, sid: str, extra_keys: tuple[str, ...] = ()) -> tuple[CallState | None, list]:
         """The call's state and, in the same round trip, the values of `extra_keys`."""
@@ -74,18 +76,29 @@ class CallStore:
                 state = None  # unreadable state is treated as lost, never as a crash
         return state, extra
 
-    def save(self, state: CallState) -> None:
+    def save(self, state: CallState, events: str | None = None) -> None:
+        """Store the state; with `events` (a calllog entry), append them to the analytics stream in the
+        same round trip. Sent twice after a broken connection, the entry is counted once all the same:
+        the worker's fold takes each step of a call once (ivr/domain/callstats.py)."""
         # After the end (a hung-up <Record>'s late action) the state keeps the short expiry `end` gave it:
         # a full TTL again would outlive the ENDED mark and show the call as live for hours.
         expiry = ("KEEPTTL",) if state.ended else ("EX", self.ttl)
-        self.direct.command("SET", KEY.format(sid=state.sid), state.to_json(), *expiry)
+        write = ("SET", KEY.format(sid=state.sid), state.to_json(), *expiry)
+        if events is None:
+            self.direct.command(*write)
+        else:
+            self.direct.pipeline([write, calllog.xadd(events, self.events_max)])
 
-    def end(self, sid: str, linger: int = 300) -> bool:
+    def end(self, sid: str, linger: int = 300, events: str | None = None) -> bool:
         """The call ended. Its state is kept a few minutes, not deleted: Twilio may post a hung-up
         <Record>'s action after the status callback, and that message must still be taken. False when its
-        end was already recorded: a repeated status callback keeps nothing longer (LT, NX)."""
-        _, first = self.direct.pipeline([("EXPIRE", KEY.format(sid=sid), linger, "LT"),
-                                         ("SET", ENDED.format(sid=sid), 1, "EX", linger, "NX")])
+        end was already recorded: a repeated status callback keeps nothing longer (LT, NX). `events` (the
+        end's calllog entry) go in the same round trip, repeated or not: the fold counts an end once."""
+        commands = [("EXPIRE", KEY.format(sid=sid), linger, "LT"),
+                    ("SET", ENDED.format(sid=sid), 1, "EX", linger, "NX")]
+        if events is not None:
+            commands.append(calllog.xadd(events, self.events_max))
+        first = self.direct.pipeline(commands)[1]
         return first is not None
 
     def live(self, sid: str) -> bool:

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import bench, requests_cli, retention, staff_cli
+from . import bench, report_cli, requests_cli, retention, staff_cli
 
 LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
@@ -70,6 +70,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_all()  # the handler modules register their jobs
     __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
+    __import__("ivr.domain.callstats")  # registers the call analytics fold (jobs.periodic)
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
     client = store.connect(config["REDIS_URL"], config["IVR_ENV"], socket_timeout=jobs.BLOCK_MS / 1000 + 5)
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in (requests_cli, staff_cli, bench, retention):
+    for module in (requests_cli, staff_cli, bench, retention, report_cli):
         module.add_commands(sub)
     return parser
 

@@ -32,6 +32,7 @@ HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
 STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
 PERIODIC: list[Callable[[JobContext], None]] = []    # run by each worker every PERIODIC_S (each decides if due)
 PERIODIC_S = 60
+HEARTBEAT = "ivr:worker:heartbeat"   # unix time of a worker's last round (ivr/web/metrics.py reads it)
 
 
 class RetryLater(Exception):
@@ -208,6 +209,14 @@ class Worker:
             if down_since is not None:
                 log.info("Redis answers again after %.0f s", time.monotonic() - down_since)
                 down_since = None
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """When this worker last went round its loop, for /metrics (an alert when every worker is silent)."""
+        try:
+            self.ctx.redis.set(HEARTBEAT, int(time.time()), ex=7 * 86400)
+        except redis.RedisError:
+            pass   # the next round says so if Redis stays away
 
     def _fit_block(self, block_ms: int) -> int:
         """A blocking read that outlives the client's socket timeout ends in a timeout error: an idle

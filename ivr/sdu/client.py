@@ -328,6 +328,9 @@ class SDUClient:
         self._clock = clock
         self._sleep = sleep
         self.breaker = CircuitBreaker(breaker_threshold, breaker_reset, clock)
+        # Told of every lookup, (op, answered, breaker state) with no case number: metrics and call
+        # analytics (wired by ivr/app.py); None: nobody listens.
+        self.observer: Callable[[str, bool, str], None] | None = None
         if session is None:
             session = requests.Session()
             # Retries are ours (they must respect the budget), so the adapter never retries.
@@ -485,20 +488,24 @@ class SDUClient:
         idempotent: bool,
     ) -> dict[str, Any]:
         """One logical call: breaker, budget, retries, status mapping and contract validation."""
-        deadline = self._deadline()
-        self.breaker.acquire()
         ok = False
         try:
-            body = self._attempts(op, method, path, case_number, params, json, idempotent, deadline)
-            ok = True
-            return body
-        except SDUUnavailable:
-            raise
-        except SDUError:
-            ok = True  # 400/404/423: the SDU is up and answered
-            raise
+            deadline = self._deadline()
+            self.breaker.acquire()
+            try:
+                body = self._attempts(op, method, path, case_number, params, json, idempotent, deadline)
+                ok = True
+                return body
+            except SDUUnavailable:
+                raise
+            except SDUError:
+                ok = True  # 400/404/423: the SDU is up and answered
+                raise
+            finally:
+                self.breaker.release(ok)
         finally:
-            self.breaker.release(ok)
+            if self.observer is not None:
+                self.observer(op, ok, self.breaker.state)
 
     def _attempts(
         self,
