@@ -77,10 +77,10 @@ def metrics() -> Response:
     # write): a Prometheus behind a proxy needs the proxy's address allowed.
     if not allowed(request.remote_addr, current_app.config["METRICS_ALLOW"]):
         abort(403)
-    body = generate_latest(_process_registry())
     extra = CollectorRegistry(auto_describe=False)
     extra.register(RedisFigures(current_app.extensions["ivr"].redis))
-    return Response(body + generate_latest(extra), mimetype=CONTENT_TYPE_LATEST)
+    from_redis = generate_latest(extra)      # first: a Redis error it meets is in this very scrape
+    return Response(generate_latest(_process_registry()) + from_redis, mimetype=CONTENT_TYPE_LATEST)
 
 
 def _process_registry():
