@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from ivr.callflow.calllog import STREAM
-from ivr.cli import main
+from ivr.callflow.simphone import Phone
+from ivr.cli.main import main
 from ivr.domain.callstats import ACTIVE, OPEN, Folder
-from ivr.simphone import Phone
 from tests.conftest import LINES, TEST_REDIS_URL, TZ
 
 DAY = ["--since", "2026-11-24", "--until", "2026-11-24"]

@@ -12,10 +12,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from ivr.callflow.simphone import Phone, Transport
 from ivr.domain.callstats import Folder
-from ivr.jobs import HEARTBEAT
+from ivr.jobs.worker import HEARTBEAT
 from ivr.settings import DEV_AUTH_TOKEN, metrics_allow
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.redis_server import free_port
 from tests.test_faults import ROOT, children, procfile_web, wait_for
@@ -98,7 +98,7 @@ def test_what_the_calls_did_shows_in_the_metrics(app, client, call, redis_client
 
 
 def test_a_job_waiting_and_events_not_folded_show_their_age(app, client, call, redis_client):
-    from ivr import jobs
+    from ivr.jobs import worker as jobs
     jobs.enqueue(redis_client, "nothing", {})
     call("callcenter", ["-"])
     time.sleep(1.1)

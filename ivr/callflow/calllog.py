@@ -1,6 +1,6 @@
 """What a call does, as named events for analytics: noted during a webhook, written with the call's state.
 
-A webhook's events travel in the same Redis round trip as the call's state (ivr/callstate.py), as one
+A webhook's events travel in the same Redis round trip as the call's state (ivr/callflow/callstate.py), as one
 entry of a capped stream (STREAM); the worker folds the stream into hourly figures (ivr/domain/callstats.py).
 
 An entry is `[call tag, step number, unix time, [event, ...]]`, one JSON text in the field `d`. The call

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from .callstats import BUCKETS, HOUR, OUTCOMES, RESULTS
+from ivr.domain.callstats import BUCKETS, HOUR, OUTCOMES, RESULTS
 
 ZONE = ZoneInfo("America/New_York")
 LINES = ("callcenter", "payments", "staff")

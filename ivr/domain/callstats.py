@@ -33,8 +33,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from .. import jobs
-from ..callflow.calllog import STREAM
+from ivr.callflow.calllog import STREAM
 
 log = logging.getLogger("ivr.callstats")
 
@@ -340,10 +339,3 @@ def _parse(fields: Mapping) -> tuple | None:
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
-
-@jobs.periodic
-def fold_calls(ctx: jobs.JobContext) -> None:
-    """The worker's periodic task: every worker may run it at once (the transactions keep it exact)."""
-    folded, swept = Folder(ctx.redis, ctx.config).run()
-    if folded or swept:
-        log.info("call analytics: %d event entries folded, %d silent calls closed", folded, swept)

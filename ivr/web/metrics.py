@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..callflow.calllog import CallLog
+from ivr.callflow.calllog import CallLog
 
 log = logging.getLogger("ivr.metrics")
 bp = Blueprint("metrics", __name__)
@@ -100,8 +100,8 @@ class RedisFigures:
         self.redis = client
 
     def collect(self):
-        from ..domain import callstats
-        from ..jobs import DEAD, HEARTBEAT, STREAM
+        from ivr.domain import callstats
+        from ivr.jobs.worker import DEAD, HEARTBEAT, STREAM
 
         up = GaugeMetricFamily("ivr_redis_up", "Whether Redis answered this scrape")
         try:
