@@ -9,11 +9,11 @@ is named by a keyed hash of its CallSid (`Sealer.tag`), never the CallSid. An ev
     ["s", line, lang, after_hours]   the call started (after_hours 1 when the agents are closed)
     ["lost"]                         its state was lost: the line starts again under the same call
     ["l", lang]                      the caller chose a language
-    ["n", node, type]                a node was entered
-    ["a", node]                      an answer was said (an `answer` node, unless `counts_as_answer: false`)
-    ["x", node, how]                 what left a node: k<key>, w<key> (said), silence, wrong, given,
+    ["n", node]                      a node was entered (the events after it, up to the next, are its own)
+    ["a"]                            an answer was said there (an `answer` node, unless `counts_as_answer: false`)
+    ["x", how]                       what left the node: k<key>, w<key> (said), silence, wrong, given,
                                      recorded, e:<handler event>, l:<lang> or default (a language node)
-    ["g", node]                      the tries at a node were used up (the line gives up)
+    ["g"]                            the tries at the node were used up (the line gives up)
     ["t", who, reason, "dial"|"closed"]  a transfer to an office id or `agents`; reason menu, zero, giveup, again
     ["d", who, DialCallStatus]       how that transfer ended
     ["h", why]                       the system hung up: giveup, handler, node, error

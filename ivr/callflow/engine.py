@@ -184,7 +184,7 @@ class Engine:
             turn.state.phase = ""
         turn.state.node = node_id
         turn.state.line = self.flows.node_line[node_id]
-        turn.note("n", node_id, node.type)
+        turn.note("n", node_id)
         getattr(self, f"_enter_{node.type}")(turn, node)
 
     def home(self, turn: Turn) -> None:
@@ -201,7 +201,7 @@ class Engine:
 
     def fail(self, turn: Turn, node: Node, reason: str, **fields) -> None:
         """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""
-        turn.note("x", node.id, "silence" if reason in SILENCE else "wrong")
+        turn.note("x", "silence" if reason in SILENCE else "wrong")
         turn.state.tries += 1
         if turn.state.tries >= self.services.lines["menu"]["max_tries"]:
             if node.type == "collect" and node.get("optional"):
@@ -210,7 +210,7 @@ class Engine:
                 turn.vars.pop("_pending", None)
                 turn.say("collect.skipped")
                 return self.enter(turn, node.get("skip"))
-            turn.note("g", node.id)
+            turn.note("g")
             self.give_up(turn)
             return
         turn.say(reason, **fields)
@@ -237,7 +237,7 @@ class Engine:
         elif outcome.retry:
             self.fail(turn, node, outcome.retry, **outcome.fields)
         elif outcome.event:
-            turn.note("x", node.id, "e:" + outcome.event)
+            turn.note("x", "e:" + outcome.event)
             # The loader checked that `on` maps every event the handler declares.
             self.enter(turn, node.get("on")[outcome.event])
         else:
@@ -261,7 +261,7 @@ class Engine:
             turn.state.lang = chosen
             turn.note("l", chosen)
             self._announce(turn, turn.response)
-        turn.note("x", node.id, "l:" + chosen if chosen else "default")   # no choice is a choice here, not silence
+        turn.note("x", "l:" + chosen if chosen else "default")   # no choice is a choice here, not silence
         self.enter(turn, node.get("next"))
 
     def _chosen_language(self, digits: str, said: str) -> str | None:
@@ -303,7 +303,7 @@ class Engine:
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)
             if node.type == "answer" and node.get("counts_as_answer", True):
-                turn.note("a", node.id)
+                turn.note("a")
         self._say_options(turn, node, gather)
         turn.close_gather(gather)
 
@@ -344,7 +344,7 @@ class Engine:
                 return self.fail(turn, node, "menu.invalid_speech")
             return self.fail(turn, node, "menu.no_input")
         if key in GLOBAL_KEYS or any(str(opt["key"]) == key for opt in self.options(turn, node)):
-            turn.note("x", node.id, ("k" if turn.param("Digits") else "w") + key)
+            turn.note("x", ("k" if turn.param("Digits") else "w") + key)
         if self._global_key(turn, node, key):
             return
         for opt in self.options(turn, node):
@@ -539,7 +539,7 @@ class Engine:
         return self._accept(turn, node, said[:200])
 
     def _accept(self, turn: Turn, node: Node, value: str) -> None:
-        turn.note("x", node.id, "given")    # never the value: digits and words are the caller's own
+        turn.note("x", "given")    # never the value: digits and words are the caller's own
         if node.get("handler"):
             return self.apply(turn, node, self.handlers[node.get("handler")](turn, value))
         if node.get("var"):
@@ -560,7 +560,7 @@ class Engine:
             if node.get("skip") and turn.state.tries >= 1:
                 return self.enter(turn, node.get("skip"))   # an optional message: silent twice, go on
             return self.fail(turn, node, "record.none")
-        turn.note("x", node.id, "recorded")
+        turn.note("x", "recorded")
         if node.get("handler"):
             return self.apply(turn, node, self.handlers[node.get("handler")](turn, url))
         turn.vars[node.get("var", "recording")] = url

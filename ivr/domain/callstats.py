@@ -52,7 +52,7 @@ SYSTEM_HANGUPS = ("giveup", "handler", "error")   # calllog "h": the line ended 
 BUCKETS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600, 7200)
 BATCH = 500
 SWEEP_GRACE = 60          # seconds beyond the state's TTL before a silent call is closed
-CLOSED_DAYS = 2           # how long a counted call's mark is kept (a late callback comes within minutes)
+CLOSED_LINGER = 3600      # a counted call is marked this long beyond the state TTL (a repeated callback comes in seconds)
 MONTH_DAYS = 31
 
 
@@ -118,16 +118,17 @@ def _apply(batch: Batch, call: dict, ts: int, events: list) -> bool:
         elif kind == "n" and args:
             call["nd"] = args[0]
             batch.add(call, f"visit|{args[0]}")
-        elif kind == "a" and args:
-            if args[0] not in call["an"]:
-                call["an"].append(args[0])
-                batch.add(call, f"answer|{args[0]}")
+        elif kind == "a":
+            node = call["nd"]
+            if node not in call["an"]:
+                call["an"].append(node)
+                batch.add(call, f"answer|{node}")
             if call["fa"] is None:
                 call["fa"] = ts - call["t0"]
-        elif kind == "x" and len(args) == 2 and args[1] in ("silence", "wrong"):
-            batch.add(call, f"{args[1]}|{args[0]}")
-        elif kind == "g" and args:
-            batch.add(call, f"giveup|{args[0]}")
+        elif kind == "x" and args and args[0] in ("silence", "wrong"):
+            batch.add(call, f"{args[0]}|{call['nd']}")
+        elif kind == "g":
+            batch.add(call, f"giveup|{call['nd']}")
         elif kind == "t" and len(args) == 3:
             who, why, how = args
             if how == "closed":
@@ -282,7 +283,7 @@ class Folder:
             pipe.hdel(OPEN, *batch.closed)
             pipe.zrem(ACTIVE, *batch.closed)
             for tag in batch.closed:
-                pipe.set(CLOSED + tag, 1, ex=max(CLOSED_DAYS * 86400, self.call_ttl * 2))
+                pipe.set(CLOSED + tag, 1, ex=self.call_ttl + CLOSED_LINGER)
 
     # --- calls whose end never came ------------------------------------------------------------------
     def sweep_batch(self, now: float, count: int = BATCH) -> int:
