@@ -52,7 +52,7 @@ SYSTEM_HANGUPS = ("giveup", "handler", "error")   # calllog "h": the line ended 
 BUCKETS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600, 7200)
 BATCH = 500
 SWEEP_GRACE = 60          # seconds beyond the state's TTL before a silent call is closed
-CLOSED_LINGER = 3600      # a counted call is marked this long beyond the state TTL (a repeated callback comes in seconds)
+CLOSED_LINGER = 3600      # a counted call stays marked this long past the state TTL (repeats come in seconds)
 MONTH_DAYS = 31
 
 
