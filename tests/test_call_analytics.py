@@ -123,7 +123,7 @@ def test_the_text_report_gives_the_figures_with_rates(app, call, clock, cli):
     assert rc == 0
     assert "all lines: 7" in out
     assert re.search(r"self_service\s+2 \(29%\)", out)
-    assert "containment (self_service of all calls): (29%)" in out
+    assert "containment: 29% (self_service of all calls)" in out
     assert re.search(r"hartford\s+1\s+0\s+1\s+0\s+0\s+0", out)
     assert "success 1 (50%), wrong PIN 1" in out
 

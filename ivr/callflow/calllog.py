@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 from contextvars import ContextVar
+from functools import lru_cache
 
 STREAM = "ivr:an:events"
 # A short name: node ids, office ids, event names, keys. Five digits in a row are refused, so a case,
@@ -51,7 +52,10 @@ class CallLog:
 
     def note(self, kind: str, *values: str | int) -> None:
         """Add an event; a value that is not a short name or a small number is left out (as "?")."""
-        self.events.append([kind, *(v if _safe(v) else "?" for v in values)])
+        event = [kind]
+        for v in values:
+            event.append(v if (_safe_name(v) if type(v) is str else _safe_number(v)) else "?")
+        self.events.append(event)
 
     def has(self, kind: str) -> bool:
         return any(e[0] == kind for e in self.events)
@@ -88,7 +92,11 @@ def xadd(entry: str, max_entries: int) -> tuple:
     return ("XADD", STREAM, "MAXLEN", "~", max_entries, "*", "d", entry)
 
 
-def _safe(value: object) -> bool:
-    if type(value) is int:
-        return -1 <= value < 10**6
-    return isinstance(value, str) and _NAME.match(value) is not None
+@lru_cache(maxsize=4096)
+def _safe_name(value: str) -> bool:
+    # Cached: the same node ids and event names come by on every call (a webhook's cost, bench/).
+    return _NAME.match(value) is not None
+
+
+def _safe_number(value: object) -> bool:
+    return type(value) is int and -1 <= value < 10**6

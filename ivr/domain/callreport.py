@@ -145,7 +145,8 @@ def text(report: Mapping, since: date, until: date, line: str | None) -> str:
     out.append("Outcomes (each call once)")
     for name, n in report["outcomes"].items():
         out.append(f"  {name:16} {n:6}{_pct(n, calls)}")
-    out.append(f"  containment (self_service of all calls):{_pct(report['outcomes']['self_service'], calls) or ' -'}")
+    contained = f"{100 * report['outcomes']['self_service'] / calls:.0f}%" if calls else "-"
+    out.append(f"  containment: {contained} (self_service of all calls)")
     out.append(f"Abandoned at (top {TOP})")
     out += [f"  {node:24} {n:6}" for node, n in list(report["abandoned_at"].items())[:TOP]] or ["  -"]
     out.append("No input and wrong keys, per menu or question (of its visits)")
