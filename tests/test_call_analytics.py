@@ -224,3 +224,15 @@ def test_the_worker_folds_the_calls_and_says_it_is_alive(app, call, clock, redis
     w.run(stop=lambda: next(rounds), block_ms=10)          # one round of the loop: the periodic tasks, a read
     assert report(*DAY)["outcomes"]["self_service"] == 1
     assert abs(int(redis_client.get(worker.HEARTBEAT)) - __import__("time").time()) < 5
+
+
+def test_a_number_noted_by_mistake_is_left_out():
+    from ivr.callflow.calllog import CallLog
+    log = CallLog()
+    log.note("x", "1234")                 # a PIN, as a name
+    log.note("x", 4821)                   # a PIN, as a number
+    log.note("x", "case-123456789")
+    log.note("x", "+18605550199")
+    log.note("x", "k1")
+    log.note("n", "xfer_central-processing")
+    assert log.events == [["x", "?"], ["x", "?"], ["x", "?"], ["x", "?"], ["x", "k1"], ["n", "xfer_central-processing"]]

@@ -35,9 +35,9 @@ from contextvars import ContextVar
 from functools import lru_cache
 
 STREAM = "ivr:an:events"
-# A short name: node ids, office ids, event names, keys. Five digits in a row are refused, so a case,
-# inmate or phone number cannot get in by mistake.
-_NAME = re.compile(r"^(?!.*\d{5})[A-Za-z0-9_*#:.-]{1,48}$")
+# A short name: node ids, office ids, event names, keys. Three digits in a row are refused, and numbers
+# above 99, so that a PIN, a case, inmate or phone number cannot get in by mistake.
+_NAME = re.compile(r"^(?!.*\d{3})[A-Za-z0-9_*#:.-]{1,48}$")
 END_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 _current: ContextVar[CallLog | None] = ContextVar("ivr_calllog", default=None)
 
@@ -99,4 +99,4 @@ def _safe_name(value: str) -> bool:
 
 
 def _safe_number(value: object) -> bool:
-    return type(value) is int and -1 <= value < 10**6
+    return type(value) is int and -1 <= value < 100
