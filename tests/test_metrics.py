@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -150,6 +151,8 @@ def test_under_gunicorn_the_metrics_are_the_sum_of_every_worker(tmp_path, sdu_st
         wait_for(lambda: len(children(proc.pid)) == 2 and up(), 30, "a new worker")
         assert value(requests.get(base + "/metrics", timeout=5).text, "ivr_calls_started_total",
                      line="callcenter") == 6
+        made = re.search(r"metrics of the workers in (\S+)", (tmp_path / "gunicorn.log").read_text()).group(1)
+        assert os.path.isdir(made) and any(name.endswith(".db") for name in os.listdir(made))
     finally:
         proc.terminate()
         try:
@@ -158,3 +161,4 @@ def test_under_gunicorn_the_metrics_are_the_sum_of_every_worker(tmp_path, sdu_st
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+    assert not os.path.exists(made)          # the private directory goes with the server
