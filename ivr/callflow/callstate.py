@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import redis
 
 from ivr.callflow import calllog
-from ivr.domain.sealing import Sealer
+from ivr.sealing import Sealer
 from ivr.store import Direct
 
 KEY = "ivr:call:{sid}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ivr.domain.callstats import Folder
-from ivr.jobs import worker as jobs
+from ivr.jobs import queue as jobs
 
 log = logging.getLogger("ivr.callstats")
 

@@ -78,7 +78,8 @@ def metrics() -> Response:
     if not allowed(request.remote_addr, current_app.config["METRICS_ALLOW"]):
         abort(403)
     extra = CollectorRegistry(auto_describe=False)
-    extra.register(RedisFigures(current_app.extensions["ivr"].redis))
+    rt = current_app.extensions["ivr"]
+    extra.register(RedisFigures(rt.redis, rt.queue_keys))
     from_redis = generate_latest(extra)      # first: a Redis error it meets is in this very scrape
     return Response(generate_latest(_process_registry()) + from_redis, mimetype=CONTENT_TYPE_LATEST)
 
@@ -96,21 +97,21 @@ def _process_registry():
 class RedisFigures:
     """The figures kept in Redis, read at scrape time in one round trip."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, queue: dict[str, str]) -> None:
         self.redis = client
+        self.queue = queue        # the job queue's keys: jobs, dead, heartbeat (app.py: the web knows no jobs)
 
     def collect(self):
         from ivr.domain import callstats
-        from ivr.jobs.worker import DEAD, HEARTBEAT, STREAM
 
         up = GaugeMetricFamily("ivr_redis_up", "Whether Redis answered this scrape")
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hgetall(callstats.TOTALS)
-            pipe.get(HEARTBEAT)
-            pipe.xlen(STREAM)
-            pipe.xrange(STREAM, count=1)
-            pipe.xlen(DEAD)
+            pipe.get(self.queue["heartbeat"])
+            pipe.xlen(self.queue["jobs"])
+            pipe.xrange(self.queue["jobs"], count=1)
+            pipe.xlen(self.queue["dead"])
             pipe.get(callstats.CURSOR)
             totals, beat, jobs, first_job, dead, cursor = pipe.execute()
             unfolded = self.redis.xrange(callstats.STREAM, min="(" + _text(cursor or b"0-0"), count=1)
