@@ -236,3 +236,10 @@ def test_a_number_noted_by_mistake_is_left_out():
     log.note("x", "k1")
     log.note("n", "xfer_central-processing")
     assert log.events == [["x", "?"], ["x", "?"], ["x", "?"], ["x", "?"], ["x", "k1"], ["n", "xfer_central-processing"]]
+
+
+def test_ivr_worker_once_folds_what_is_there_for_the_report(app, call, clock, report, monkeypatch, capsys):
+    call("callcenter", ["-", "0"])
+    monkeypatch.setenv("IVR_ENV", "test")
+    assert main(["worker", "--once"]) == 0
+    assert report(*DAY)["transfers"] == {"agents": {**NO_TRANSFER, "total": 1, "answered": 1}}

@@ -80,6 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.once:
         worker.start_up()
         print(f"handled {worker.run_once(block_ms=None) + worker.retry_pending()} job(s)")
+        worker.run_periodic()   # the periodic tasks too (the call analytics fold: `ivr report` is current)
         return 0
     worker.run()
     return 0
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run background jobs (recording downloads, then deleting Twilio's copies)")
-    p.add_argument("--once", action="store_true", help="handle what is queued now, then exit")
+    p.add_argument("--once", action="store_true", help="handle what is queued now and run the periodic tasks once, then exit")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("tree", help="print a line's call tree and write it as a Mermaid diagram")
