@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run background jobs (recording downloads, then deleting Twilio's copies)")
-    p.add_argument("--once", action="store_true", help="handle what is queued now and run the periodic tasks once, then exit")
+    p.add_argument("--once", action="store_true", help="handle what is queued, run the periodic tasks once, exit")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("tree", help="print a line's call tree and write it as a Mermaid diagram")
