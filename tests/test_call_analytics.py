@@ -243,3 +243,13 @@ def test_ivr_worker_once_folds_what_is_there_for_the_report(app, call, clock, re
     monkeypatch.setenv("IVR_ENV", "test")
     assert main(["worker", "--once"]) == 0
     assert report(*DAY)["transfers"] == {"agents": {**NO_TRANSFER, "total": 1, "answered": 1}}
+
+
+def test_a_status_callback_of_a_call_still_going_ends_nothing(app, report):
+    phone = Phone(app, to=LINES["callcenter"]).start().press("-")
+    phone.transport.post("/voice/status", {**phone.base, "CallStatus": "in-progress"})
+    fold(app)
+    assert sum(report(*DAY)["calls"].values()) == 0          # still open: its end is yet to come
+    phone.hang_up()
+    fold(app)
+    assert report(*DAY)["calls"]["callcenter"] == 1

@@ -203,9 +203,12 @@ def status():
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
     try:
-        # A repeated callback adds its end event again: the worker's fold counts a call's end once.
-        events = calllog.end_entry(rt.call_tag(sid), rt.hours.now().timestamp(),
-                                   request.form.get("CallStatus", ""), request.form.get("CallDuration"))
+        # A repeated callback adds its end event again: the worker's fold counts a call's end once. A
+        # callback for a call still going (ringing, in-progress: if more events were asked of Twilio)
+        # ends nothing in the figures.
+        call_status = request.form.get("CallStatus", "")
+        events = calllog.end_entry(rt.call_tag(sid), rt.hours.now().timestamp(), call_status,
+                                   request.form.get("CallDuration")) if call_status in calllog.END_STATUSES else None
         first = rt.store.end(sid, events=events) if sid else True
     except redis.RedisError as exc:
         metrics.REDIS_ERRORS.labels("status").inc()
