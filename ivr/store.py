@@ -253,3 +253,43 @@ def replicated(client: redis.Redis, what: str, wait_ms: int | None = None) -> bo
               "it would be lost if the master failed now (%d such writes since start)",
               what, wait_ms, detail, REPLICATION.unacknowledged)
     return False
+
+
+class Durable:
+    """Makes a write callers are told about (a reference they hear) durable before they hear it: waits for
+    this Redis to fsync its AOF (WAITAOF), then for one replica where there are replicas (`replicated`).
+    One per store: it remembers whether the server can confirm fsyncs at all."""
+
+    def __init__(self, client: redis.Redis, what: str) -> None:
+        self.client = client
+        self.what = what                     # the kind of record, for the log: never its content
+        self.waitaof: bool | None = None     # None: not tried yet
+
+    def __call__(self) -> None:
+        self._fsync()
+        replicated(self.client, self.what)
+
+    def _fsync(self) -> None:
+        if self.waitaof is False:
+            return
+        try:
+            # After a write of its own on the same connection: WAITAOF counts what that connection wrote,
+            # and a pooled connection need not be the one the record was written on (MARK_KEY).
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(MARK_KEY, "1", px=60_000)
+            pipe.execute_command("WAITAOF", 1, 0, 2000)
+            local, _ = pipe.execute()[1]
+        except redis.ResponseError as exc:
+            # Redis < 7.2 has no WAITAOF, and it refuses one when AOF is off: durability then rests on
+            # the server's appendfsync setting.
+            self.waitaof = False
+            if not _WARNED_NO_WAITAOF:
+                _WARNED_NO_WAITAOF.append(True)
+                log.warning("cannot confirm AOF fsync (%s); relying on the server's appendfsync setting", exc)
+            return
+        self.waitaof = True
+        if not local:
+            log.error("Redis did not confirm the fsync of a %s within 2 s", self.what)
+
+
+_WARNED_NO_WAITAOF: list[bool] = []     # warned once per process

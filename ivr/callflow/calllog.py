@@ -19,7 +19,7 @@ is named by a keyed hash of its CallSid (`Sealer.tag`), never the CallSid. An ev
     ["h", why]                       the system hung up: giveup, handler, node, error
     ["i", result]                    payment-line identification: success, wrong_pin, locked, sdu_down
     ["p", "staff"]                   a failed staff sign-in (a wrong PIN)
-    ["r", kind]                      a request was stored (kind: inmate; a callback too): `turn.note("r", ...)`
+    ["r", kind]                      a request was stored (kind: inmate or callback): `turn.note("r", ...)`
     ["u", op, ok]                    an SDU lookup, ok 1 or 0
     ["e", CallStatus, seconds]       Twilio's status callback: the call ended
 

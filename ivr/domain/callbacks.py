@@ -33,6 +33,7 @@ import phonenumbers
 import redis
 import yaml
 
+from ivr import store
 from ivr.domain.hours import Hours
 from ivr.redact import mask_phone
 from ivr.sealing import Sealer
@@ -56,7 +57,6 @@ SOURCES = ("closed", "holiday", "closure", "busy", "no_answer", "failed", "offic
 REF_RE = re.compile(r"^\d{6}$")
 STAFF_ID_RE = re.compile(r"^\d{3,10}$")      # the staff IDs of ivr/domain/staffdb.py
 RECORDING_JOB = "callback.recording"
-_warned = False     # the WAITAOF warning is logged once per process
 
 
 class CallbackError(Exception):
@@ -219,7 +219,8 @@ class CallbackStore:
         self.clock = clock or hours.now
         self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
         self.staff_exists = staff_exists     # None: any well-formed staff ID is taken
-        self._waitaof: bool | None = None
+        # THE one place a callback write is made durable before the caller is told about it.
+        self._durable = store.Durable(client, "callback")
 
     def number_tag(self, e164: str) -> str:
         return self.sealer.tag("callback:" + e164)
@@ -524,26 +525,6 @@ class CallbackStore:
 
     def _local(self, at: datetime) -> str:
         return at.astimezone(self.hours.zone).strftime("%a %Y-%m-%d %H:%M")
-
-    def _durable(self) -> None:
-        """THE one place a callback write is made durable before the caller is told about it. Today: wait
-        for this Redis to fsync its AOF (WAITAOF, Redis >= 7.2; older servers need `appendfsync always`).
-        When the failover work adds its durable-write helper to ivr/store.py (a replica's acknowledgement
-        with Sentinel: WAIT/WAITAOF numreplicas), call it here instead."""
-        if self._waitaof is False:
-            return
-        try:
-            local, _ = self.redis.execute_command("WAITAOF", 1, 0, 2000)
-        except redis.ResponseError as exc:
-            global _warned
-            self._waitaof = False
-            if not _warned:
-                _warned = True
-                log.warning("cannot confirm AOF fsync for callbacks (%s); relying on the server's appendfsync", exc)
-            return
-        self._waitaof = True
-        if not local:
-            log.error("Redis did not confirm the fsync of a callback within 2 s")
 
 
 def _drop_index(pipe, key: str, ref: str) -> None:

@@ -67,7 +67,6 @@ WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or
 # Fields `hold_by`, `hold_at`, `hold_reason`: a legal hold (no retention period applies while set);
 # `recording_deleted`: when the message file was deleted at the end of its retention period.
 KEPT = {"twilio_copy": "kept", "twilio_copy_error": "TWILIO_ACCOUNT_SID is not configured"}   # development
-_warned = False     # the WAITAOF warning is logged once per process, not once per request
 
 
 class RequestError(Exception):
@@ -134,7 +133,7 @@ class RequestStore:
         self.sealer = sealer
         self.clock = clock or (lambda: datetime.now(UTC))
         self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
-        self._waitaof: bool | None = None    # None: not tried yet on this connection
+        self._durable = store.Durable(client, "inmate request")
 
     # --- the caller's side ----------------------------------------------------------------------
     def open_request(self, sid: str, inmate: str, *, lang: str, source: str, caller: str = "",
@@ -560,32 +559,8 @@ class RequestStore:
 
     def _sync(self) -> None:
         """Wait until Redis has fsynced the write to its AOF, where the server can tell us, and until one
-        replica has it, where there are replicas (store.replicated: logged and counted when none does)."""
-        self._fsync()
-        store.replicated(self.redis, "inmate request")
-
-    def _fsync(self) -> None:
-        if self._waitaof is False:
-            return
-        try:
-            # After a write of its own on the same connection: WAITAOF counts what that connection wrote,
-            # and a pooled connection need not be the one the request was written on (store.MARK_KEY).
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(store.MARK_KEY, "1", px=60_000)
-            pipe.execute_command("WAITAOF", 1, 0, 2000)
-            local, _ = pipe.execute()[1]
-        except redis.ResponseError as exc:
-            # Redis < 7.2 has no WAITAOF, and it refuses one when AOF is off: durability then rests
-            # on the server's appendfsync setting (see the module doc).
-            global _warned
-            self._waitaof = False
-            if not _warned:
-                _warned = True
-                log.warning("cannot confirm AOF fsync (%s); relying on the server's appendfsync setting", exc)
-            return
-        self._waitaof = True
-        if not local:
-            log.error("Redis did not confirm the fsync of a request within 2 s")
+        replica has it, where there are replicas (store.Durable: logged and counted when none does)."""
+        self._durable()
 
 
 RETENTION_FIELDS = ("status", "done_at", "hold_at", "recording_file", "recording_deleted")

@@ -193,6 +193,7 @@ def cb_store(turn, value: None) -> Outcome:
              mask_phone(number))
     turn.vars["cb_ref"] = ref
     turn.vars["cb_new"] = new
+    turn.note("r", "callback")    # the call leaves a request (call analytics: request_left)
     return Outcome(event="stored")
 
 
