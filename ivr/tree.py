@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from . import flow, settings
+from .callflow import timing
 from .directory import Directory
 from .flow import Edge, FlowSet, Node, successors, targets
 from .handlers import load_all
@@ -142,6 +143,17 @@ def splice(existing: str, block: str) -> str:
     return existing.rstrip("\n") + "\n\n" + block + "\n"
 
 
+def timing_report(flows: FlowSet, prompts: Prompts, directory: Directory, line: str | None = None) -> str:
+    """`ivr tree --timing`: the seconds each menu and answer takes to say, in every language."""
+    names = {oid: office.name for oid, office in directory.offices.items()}
+    rows = timing.timings(flows, prompts, names, line)
+    head = (f"Spoken length in seconds, at {timing.WORDS_PER_SECOND} words a second (numbers as they are "
+            f"read). options: a menu's choices (target {timing.MENU_OPTIONS_MAX_S:.0f} s); whole: title, "
+            f"choices and the star/9/0 keys; answer: an answer's first part (target "
+            f"{timing.ANSWER_FIRST_PART_MAX_S:.0f} s); +: code says more (figures).")
+    return "\n".join([head, ""] + timing.table(rows, list(prompts.languages)))
+
+
 def main(args: argparse.Namespace) -> int:
     if getattr(args, "node_types", False):
         print(flow.guide())
@@ -152,6 +164,9 @@ def main(args: argparse.Namespace) -> int:
         if line not in flows.lines:
             print(f"ivr tree: no line {line!r}; lines: {', '.join(flows.lines)}")
             return 2
+    if getattr(args, "timing", False):
+        print(timing_report(flows, prompts, directory, args.line))
+        return 0
     block = markdown(flows, prompts, directory)
     if args.check:
         path = Path(args.check)
