@@ -16,7 +16,7 @@ from . import audio, flow, limits, settings, signature, store, webhooks
 from .callstate import CallStore
 from .directory import Directory, parse_phone
 from .engine import Engine
-from .handlers import load_all, staff
+from .handlers import load_all, offices, staff
 from .handlers.inmate import load_facilities
 from .handlers.payments import load_settings
 from .health import HealthCache
@@ -67,6 +67,7 @@ class Runtime:
             library=library, published=Mirror(library, self.prompts, self.hours.now),
             staffdb=StaffDB(self.redis, pepper_for(config)))
         staff.check_flows(self.flows)
+        offices.check_flows(self.flows, self.directory.offices)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))

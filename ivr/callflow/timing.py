@@ -119,7 +119,7 @@ def table(rows: list[Timing], langs: list[str]) -> list[str]:
         for lang in langs:
             t = per[lang]
             plus = "+" if t.by_code else ""
-            cells += [f"{t.options_s:.0f}" if t.options_s else "–", f"{t.whole_s:.0f}{plus}",
-                      f"{t.intro_s:.0f}{plus}" if kind == "answer" else "–"]
+            cells += [f"{t.options_s:.1f}" if t.options_s else "–", f"{t.whole_s:.1f}{plus}",
+                      f"{t.intro_s:.1f}{plus}" if kind == "answer" else "–"]
         out.append("| " + " | ".join(cells) + " |")
     return out
