@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from ivr.speech import say_phone
+from ivr.callflow.speech import say_phone
 from tests.test_callcenter import lang_prefix, paths_to
 
 LANGS = ["en", "es"]

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from ivr.callflow import timing
-from ivr.cli import main as ivr
+from ivr.cli.main import main as ivr
 from tests.test_callcenter import lang_prefix, paths_to
 
 LANGS = ["en", "es"]

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from num2words import num2words
 
-from ivr.flow import FlowSet, Node, as_list
-from ivr.language import Language
-from ivr.prompts import Prompts
+from ivr.callflow.flow import FlowSet, Node, as_list
+from ivr.callflow.language import Language
+from ivr.callflow.prompts import Prompts
 
 WORDS_PER_SECOND = 2.5
 FIELD_WORDS = 2

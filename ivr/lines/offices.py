@@ -1,0 +1,63 @@
+"""Finding the SES office that serves a caller's town, by its name (spoken) or a ZIP code (keyed)."""
+
+from __future__ import annotations
+
+from collections.abc import Container
+
+from ivr.callflow.flow import FlowError
+from ivr.callflow.handler import Outcome, handler
+from ivr.callflow.speech import say_digits, say_phone
+
+
+@handler("office_by_town", events=("found",))
+def office_by_town(turn, value: str) -> Outcome:
+    directory = turn.services.directory
+    if value.isdigit():
+        town = directory.town_for_zip(value)
+        if town is None:
+            return Outcome(retry="town.zip_unknown", fields={"zip": say_digits(value)})
+        turn.vars["town_how"] = "zip"
+    else:
+        town = directory.match_town(value)
+        if town is None:
+            return Outcome(retry="town.not_found")
+        turn.vars["town_how"] = "speech"
+    turn.vars["town"] = town
+    return Outcome(event="found")
+
+
+@handler("route_town", events=("routed", "no_town"))
+def route_town(turn, value: str | None) -> Outcome:
+    town = turn.vars.get("town")
+    if not town or town not in turn.services.directory.towns:
+        return Outcome(event="no_town")
+    route = turn.services.directory.route(town)
+    turn.vars["office"] = route.office.id
+    turn.say("town.served_by", town=town, office=route.office.name[turn.lang])
+    if not route.confirmed:
+        # The district has no SES office of its own; the routing is a best guess (data/README).
+        turn.say("town.unconfirmed", number=say_phone(turn.services.lines["callback_number"], turn.lang))
+    return Outcome(event="routed")
+
+
+@handler("office_addresses", events=())
+def office_addresses(turn, value: str | None) -> None:
+    """Each office of `args.offices` with its street address, and its fax number where it has one
+    (config/offices.yaml); the answer's choices follow."""
+    offices = turn.services.directory.offices
+    for oid in turn.args.get("offices", ()):
+        office = offices[oid]
+        turn.say("office.address", office=office.name[turn.lang], address=office.spoken_address(turn.lang))
+        if office.fax:
+            turn.say("office.fax", fax=say_phone(office.fax, turn.lang))
+
+
+def check_flows(flows, offices: Container[str]) -> None:
+    """At start-up (create_app): every `office_addresses` node lists known offices, as
+    `args: {offices: [...]}`."""
+    for node in flows.nodes.values():
+        if node.get("handler") == "office_addresses":
+            listed = (node.get("args") or {}).get("offices")
+            if not isinstance(listed, list) or not listed or any(o not in offices for o in listed):
+                raise FlowError(f"{node.file}: node {node.id!r}: `args: {{offices: [...]}}` must list "
+                                "offices of config/offices.yaml")
