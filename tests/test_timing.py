@@ -107,7 +107,8 @@ def test_every_call_center_sentence_is_under_25_words(prompts, lang):
 # Each term, and words that say what it means, in the same answer (a caller may hear only that one).
 JARGON = {
     "en": {"S D U": "state office", "Disbursement": "state office",
-           "family support magistrate": "decides child support cases", "purge amount": "a set sum", "civil awards": "from a lawsuit", "arrearage": "past due"},
+           "family support magistrate": "decides child support cases", "purge amount": "a set sum",
+           "civil awards": "from a lawsuit", "arrearage": "past due"},
     "es": {"S D U": "oficina del estado", "Desembolsos": "oficina del estado",
            "magistrado de manutención familiar": "decide casos de manutención",
            "demanda civil": "dinero que una persona recibe", "atrasos": "ya vencidos"},
