@@ -325,7 +325,9 @@ class Engine:
         self.fail(turn, node, "menu.invalid", key=turn.language.key_name(key))
 
     def _input_answer(self, turn: Turn, node: Node) -> None:
-        if turn.param("Digits") or turn.param("SpeechResult"):
+        line = self.flows.lines[turn.state.line]
+        if turn.param("Digits") or turn.param("SpeechResult") or self.flows.nodes[line.person].type != "transfer":
+            # A line whose "person" is a message (the staff line) has no callback to give: as a menu.
             return self._input_menu(turn, node)
         # Silence after an answer is a caller who has heard what they called for, not a mistake:
         # the choices once more, then a kind goodbye that says when people answer.
