@@ -49,6 +49,8 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
     if node.type == "collect":
         extra = f" -> {node.get('handler')}" if node.get("handler") else ""
         return f"collect: \"{first_words(prompts, node)}\"{extra}"
+    if not node.get("prompt") and node.get("handler"):
+        return f"{node.type}: said by {node.get('handler')}"   # e.g. the offices' addresses, from config/
     return f"{node.type}: \"{first_words(prompts, node)}\""
 
 
