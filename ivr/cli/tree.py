@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -17,7 +18,9 @@ START, END = "<!-- call-tree:start -->", "<!-- call-tree:end -->"
 
 
 def load_tree() -> tuple[FlowSet, Prompts, Directory]:
-    config = settings.from_env({})
+    # Only where the tree is (docs/interface.md): not the server's settings, which a production
+    # environment checks (secrets) and `ivr tree` does not need.
+    config = settings.from_env({k: os.environ[k] for k in ("IVR_CONFIG_DIR", "IVR_PROMPTS_DIR") if k in os.environ})
     prompts = Prompts.load(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml")
     directory = Directory.load(config["CONFIG_DIR"], prompts.languages)
     flows = flow.load(config["CONFIG_DIR"] / "flows", prompts, load_all(), directory.offices)
