@@ -13,7 +13,7 @@ from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import settings, store
-from ivr.callflow import flow
+from ivr.callflow import calllog, flow
 from ivr.callflow.callstate import CallStore
 from ivr.callflow.engine import Engine
 from ivr.callflow.prompts import Prompts
@@ -21,15 +21,16 @@ from ivr.callflow.speech import say_phone
 from ivr.domain.directory import Directory, parse_phone
 from ivr.domain.facilities import load_facilities
 from ivr.domain.hours import Hours
+from ivr.domain.payline import load_settings
 from ivr.domain.published import REV, Library
 from ivr.domain.requests import RequestStore
 from ivr.domain.staffdb import StaffDB, pepper_for
+from ivr.jobs import queue
 from ivr.lines import load_all, offices, staff
-from ivr.lines.payments import load_settings
 from ivr.sdu.client import client_from_env
 from ivr.sealing import Sealer
 from ivr.services import Services
-from ivr.web import audio, limits, signature, webhooks
+from ivr.web import audio, limits, metrics, signature, webhooks
 from ivr.web.health import HealthCache
 from ivr.web.mirror import Mirror
 
@@ -56,10 +57,10 @@ class Runtime:
         missing = set(self.lines_cfg["lines"]) - set(self.flows.lines)
         if missing:
             raise flow.FlowError(f"{cfg_dir / 'lines.yaml'}: no flow file for line(s) {sorted(missing)}")
-        self.redis = redis_client if redis_client is not None else store.connect(
-            config["REDIS_URL"], config["IVR_ENV"])
-        self.store = CallStore(self.redis, config["CALL_TTL"])
+        self.redis = redis_client if redis_client is not None else store.connect(config)
+        self.store = CallStore(self.redis, config["CALL_TTL"], config.get("ANALYTICS_MAX_EVENTS", 2_000_000))
         self.sealer = Sealer.from_config(config)
+        self._tags: dict[str, str] = {}     # CallSid -> its analytics name (call_tag)
         library = Library(self.redis)
         self.services = Services(
             config=config, prompts=self.prompts, directory=self.directory, hours=self.hours,
@@ -69,6 +70,8 @@ class Runtime:
             payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
             library=library, published=Mirror(library, self.prompts, self.hours.now),
             staffdb=StaffDB(self.redis, pepper_for(config)))
+        if self.services.sdu is not None:
+            self.services.sdu.observer = _sdu_observer
         staff.check_flows(self.flows)
         offices.check_flows(self.flows, self.directory.offices)
         self.engine = Engine(self.flows, self.services, handlers)
@@ -76,6 +79,18 @@ class Runtime:
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))
         # Read in the same round trip as each call's state: the published prompts' revision.
         self.extra_keys: tuple[str, ...] = (REV,)
+        # What /metrics reads of the job queue (the web layer knows no jobs: ivr/web/metrics.py).
+        self.queue_keys = {"jobs": queue.STREAM, "dead": queue.DEAD, "heartbeat": queue.HEARTBEAT}
+
+    def call_tag(self, sid: str) -> str:
+        """The name a call has in analytics: a keyed hash of its CallSid (the CallSid is never kept).
+        Kept for the process's recent calls: their next webhooks come here too, half the time or more."""
+        tag = self._tags.get(sid)
+        if tag is None:
+            if len(self._tags) >= 4096:
+                self._tags.clear()
+            tag = self._tags[sid] = self.sealer.tag("call:" + sid)[:16]
+        return tag
 
     def _redis_ok(self) -> bool:
         try:
@@ -109,11 +124,19 @@ class Runtime:
         return response
 
 
+def _sdu_observer(op: str, ok: bool, breaker: str) -> None:
+    """Each SDU lookup: counted in /metrics, and noted in the call's analytics events."""
+    metrics.observe_sdu(op, ok, breaker)
+    calllog.note("u", op, int(ok))
+
+
 def load_lines(path: Path) -> dict:
     cfg = yaml.safe_load(path.read_text()) or {}
     for name, line in cfg.get("lines", {}).items():
         line["number"] = parse_phone(line["number"], f"{path}: line {name!r}")
     cfg["agents"]["phone"] = parse_phone(cfg["agents"]["phone"], f"{path}: agents")
+    if cfg["agents"].get("tell"):
+        cfg["agents"]["tell"] = parse_phone(cfg["agents"]["tell"], f"{path}: agents.tell")
     cfg["callback_number"] = parse_phone(cfg["callback_number"], f"{path}: callback_number")
     if cfg.get("default_line") not in cfg.get("lines", {}):
         raise flow.FlowError(f"{path}: default_line {cfg.get('default_line')!r} is not a line")
@@ -149,4 +172,5 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     store.check_persistence(app.extensions["ivr"].redis, config)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(audio.bp)
+    app.register_blueprint(metrics.bp)
     return app

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from ivr.callflow.calllog import CallLog
 from ivr.callflow.callstate import CallState
 from ivr.callflow.flow import FlowSet, Node, as_list
 from ivr.callflow.handler import Outcome
@@ -25,6 +26,8 @@ from ivr.services import Services
 log = logging.getLogger("ivr.engine")
 
 MAX_HOPS = 25  # node transitions within one request; a loop in the tree must not hang a worker
+SILENCE = frozenset({"menu.no_input", "collect.no_input", "record.none"})   # fail() reasons that are no input
+DIAL_STATUSES = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
 
 
 
@@ -39,6 +42,12 @@ class Turn:
         self.response = VoiceResponse()
         self.target = None      # where say() goes by default: the response, or an open <Gather>
         self.hops = 0
+        self.log = CallLog()    # what happened in this request, for analytics (ivr/callflow/calllog.py)
+        self.why = "menu"       # why a transfer entered now is made: menu, zero, giveup, again
+
+    def note(self, kind: str, *values: str | int) -> None:
+        """Note an analytics event of this call (ivr/callflow/calllog.py: never personal data)."""
+        self.log.note(kind, *values)
 
     # --- what handlers use -----------------------------------------------------------------
     @property
@@ -84,6 +93,10 @@ class Turn:
             voice = self.services.lines["voices"][lang or self.lang]
             target.say(text, voice=voice["voice"], language=voice["language"])
 
+    def pause(self, seconds: int) -> None:
+        """A silence of `seconds` where say() would speak."""
+        (self.target if self.target is not None else self.response).pause(length=seconds)
+
     def action_url(self) -> str:
         return self.url(self.state.seq + 1)
 
@@ -115,12 +128,13 @@ class Engine:
         self.flows = flows
         self.services = services
         self.handlers = handlers
-        self.hints = {"towns": ", ".join(sorted(services.directory.towns)),
+        self.hints = {"towns": ", ".join(services.directory.heard_names()),
                       "facilities": services.facilities.hints()}
         self._sealer = services.sealer
 
     # --- entry points --------------------------------------------------------------------
     def start(self, turn: Turn) -> VoiceResponse:
+        turn.note("s", turn.state.line, turn.state.lang, int(not self.services.hours.is_open("agents")))
         self.enter(turn, self.flows.lines[turn.state.line].start)
         return turn.response
 
@@ -139,8 +153,12 @@ class Engine:
 
     def run(self, turn: Turn, step: Callable[[Turn], VoiceResponse]) -> VoiceResponse:
         """One webhook's work, under one SDU time budget however many lookups its steps make."""
-        with self.services.sdu.budget_scope():
-            return step(turn)
+        token = turn.log.bind()    # the SDU client's lookups are noted in it (app.py wires the hook)
+        try:
+            with self.services.sdu.budget_scope():
+                return step(turn)
+        finally:
+            turn.log.unbind(token)
 
     def can_continue(self, state: CallState) -> bool:
         """Whether this tree has the call's line and language (not so after a tampered or old state)."""
@@ -160,6 +178,7 @@ class Engine:
         turn.hops += 1
         if turn.hops > MAX_HOPS:
             log.error("call tree loop at node %s", node_id)
+            turn.note("h", "error")
             turn.say("sys.error")
             turn.response.hangup()
             return
@@ -169,12 +188,14 @@ class Engine:
             turn.state.phase = ""
         turn.state.node = node_id
         turn.state.line = self.flows.node_line[node_id]
+        turn.note("n", node_id)
         getattr(self, f"_enter_{node.type}")(turn, node)
 
     def home(self, turn: Turn) -> None:
         self.enter(turn, self.flows.lines[turn.state.line].home)
 
-    def person(self, turn: Turn) -> None:
+    def person(self, turn: Turn, why: str = "zero") -> None:
+        turn.why = why
         self.enter(turn, self._person_id(turn))
 
     def _person_id(self, turn: Turn) -> str:
@@ -184,6 +205,7 @@ class Engine:
 
     def fail(self, turn: Turn, node: Node, reason: str, **fields) -> None:
         """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""
+        turn.note("x", "silence" if reason in SILENCE else "wrong")
         turn.state.tries += 1
         if turn.state.tries >= self.services.lines["menu"]["max_tries"]:
             if node.type == "collect" and node.get("optional"):
@@ -192,6 +214,13 @@ class Engine:
                 turn.vars.pop("_pending", None)
                 turn.say("collect.skipped")
                 return self.enter(turn, node.get("skip"))
+            turn.note("g")
+            giveup = node.get("giveup") or self.flows.lines[turn.state.line].giveup
+            if giveup:
+                # The tree says where a caller goes who could not answer here (the town lookup: the
+                # offices by region), rather than a person or a goodbye.
+                turn.say(reason, **fields)
+                return self.enter(turn, giveup)
             self.give_up(turn)
             return
         turn.say(reason, **fields)
@@ -204,18 +233,21 @@ class Engine:
         # hangs up, or a silent, off-hook phone would loop for ever.
         if hours.is_open("agents") and (person.type == "transfer" or person.id != turn.state.node):
             turn.say("menu.giveup_open")
-            self.person(turn)
+            self.person(turn, why="giveup")
         else:
             number = say_phone(self.services.lines["callback_number"], turn.lang)
             turn.say("menu.giveup_closed", number=number, hours=hours.describe(turn.lang))
+            turn.note("h", "giveup")
             turn.response.hangup()
 
     def apply(self, turn: Turn, node: Node, outcome: Outcome) -> None:
         if outcome.hangup:
+            turn.note("h", "handler")
             turn.response.hangup()
         elif outcome.retry:
             self.fail(turn, node, outcome.retry, **outcome.fields)
         elif outcome.event:
+            turn.note("x", "e:" + outcome.event)
             # The loader checked that `on` maps every event the handler declares.
             self.enter(turn, node.get("on")[outcome.event])
         else:
@@ -237,7 +269,9 @@ class Engine:
         chosen = self._chosen_language(turn.param("Digits"), _norm(turn.param("SpeechResult")))
         if chosen is not None and chosen != turn.lang:
             turn.state.lang = chosen
+            turn.note("l", chosen)
             self._announce(turn, turn.response)
+        turn.note("x", "l:" + chosen if chosen else "default")   # no choice is a choice here, not silence
         self.enter(turn, node.get("next"))
 
     def _chosen_language(self, digits: str, said: str) -> str | None:
@@ -278,6 +312,8 @@ class Engine:
                     for verb in gather.verbs:  # keep what the handler said before moving on
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)
+            if node.type == "answer" and node.get("counts_as_answer", True):
+                turn.note("a")
         self._say_options(turn, node, gather)
         turn.close_gather(gather)
 
@@ -298,12 +334,15 @@ class Engine:
                 phrase = turn.services.prompts.text(opt["prompt"], turn.lang)
             turn.say("menu.option", gather, option=phrase, key=opt["key"])
         line = self.flows.lines[turn.state.line]
+        # 0 is "a person" where it dials one; where it says a message (the staff line's help), "help".
+        person = self.flows.nodes[self._person_id(turn)]
+        help_only = "" if person.type in ("transfer", "action") else ".help"
         if node.type == "answer":
-            turn.say("menu.globals.answer", gather)
+            turn.say("menu.globals.answer" + help_only, gather)
         elif node.id == line.home:
-            turn.say("menu.globals.home", gather)
+            turn.say("menu.globals.home" + help_only, gather)
         else:
-            turn.say("menu.globals", gather)
+            turn.say("menu.globals" + help_only, gather)
 
     def _hints(self, turn: Turn, node: Node) -> str:
         words = [w for o in self.options(turn, node) for w in o.get("words", {}).get(turn.lang, [])]
@@ -317,6 +356,8 @@ class Engine:
             if turn.param("SpeechResult"):
                 return self.fail(turn, node, "menu.invalid_speech")
             return self.fail(turn, node, "menu.no_input")
+        if key in GLOBAL_KEYS or any(str(opt["key"]) == key for opt in self.options(turn, node)):
+            turn.note("x", ("k" if turn.param("Digits") else "w") + key)
         if self._global_key(turn, node, key):
             return
         for opt in self.options(turn, node):
@@ -382,19 +423,29 @@ class Engine:
         return None
 
     # --- transfers -------------------------------------------------------------------------
-    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str, str]:
-        """(who, spoken name, number to dial, number to tell the caller) of a transfer node."""
+    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str, str | None]:
+        """(who, spoken name, number to dial, number to tell the caller or None) of a transfer node."""
         office_id = node.get("office") or turn.vars.get(node.get("office_var"))
         office = self.services.directory.offices.get(office_id)
         if node.get("to") == "agents" or office is None:
-            # The agents' number is internal: callers are given the call center's own number.
-            agents, lines = self.services.lines["agents"], self.services.lines
-            return "agents", agents["name"][turn.lang], agents["phone"], lines["callback_number"]
-        return office.id, office.name[turn.lang], office.phone, office.phone
+            # The number told is the one dialed, unless config/lines.yaml names another (`tell`: an
+            # agents' queue number that is internal).
+            agents = self.services.lines["agents"]
+            tell = agents.get("tell") or agents["phone"]
+            return "agents", agents["name"][turn.lang], agents["phone"], self.number_to_tell(turn, tell)
+        return office.id, office.name[turn.lang], office.phone, self.number_to_tell(turn, office.phone)
+
+    def number_to_tell(self, turn: Turn, number: str) -> str | None:
+        """`number`, unless it is the one this call came in on: a caller is never told to call the
+        number they are on (a handover keeps the number first dialed)."""
+        called = re.sub(r"\D", "", turn.param("To") or turn.param("Called"))[-10:]
+        if called and called == re.sub(r"\D", "", number)[-10:]:   # Twilio's E.164 and config's
+            return None
+        return number
 
     def _enter_transfer(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         who, name, phone, public = self._target(turn, node)
-        spoken_phone = say_phone(public, turn.lang)
+        spoken_phone = say_phone(public, turn.lang) if public else ""
         hours = self.services.hours
         if turn.state.phase == "dialed":
             # Only a stale or out-of-order request lands here while a dial is under way: never dial twice.
@@ -402,24 +453,33 @@ class Engine:
         if turn.state.phase in ("closed", "failed"):
             return self._transfer_options(turn, node, reprompt)
         if not hours.is_open(who):
+            turn.note("t", who, turn.why, "closed")
+            if "closed" in (node.get("on") or {}):
+                return self.enter(turn, node.get("on")["closed"])   # that node says when people answer
             turn.state.phase = "closed"
             holiday = hours.holiday(hours.now().date())
             pid = "xfer.closed_holiday" if holiday else "xfer.closed"
-            turn.say(pid + ".agents" if who == "agents" else pid, name=name,
-                     hours=hours.describe(turn.lang, who), phone=spoken_phone)
+            if who == "agents":
+                pid += ".agents"          # no number in it: people are reached through this line
+            elif not public:
+                pid += ".here"
+            turn.say(pid, name=name, hours=hours.describe(turn.lang, who), phone=spoken_phone)
             return self._transfer_options(turn, node, reprompt=False)
         turn.state.phase = "dialed"
-        turn.say("xfer.connecting", name=name, phone=spoken_phone)
+        turn.note("t", who, turn.why, "dial")
+        turn.say("xfer.connecting" if public else "xfer.connecting.here", name=name, phone=spoken_phone)
         dial = turn.response.dial(action=turn.action_url(), method="POST",
                                   timeout=self.services.lines["dial"]["timeout"])
         dial.number(phone)
 
     def _transfer_options(self, turn: Turn, node: Node, reprompt: bool) -> None:
         gather = turn.gather()
+        told = self._target(turn, node)[3] is not None
         if turn.state.phase == "failed":
-            pid = "xfer.options.failed"
-        elif self._target(turn, node)[0] == "agents":
-            pid = "xfer.options.closed.agents"   # the caller is on that number already: just the menu
+            # No "hear the number again" for a number the caller is on.
+            pid = "xfer.options.failed" if told else "xfer.options.failed.here"
+        elif self._target(turn, node)[0] == "agents" or not told:
+            pid = "xfer.options.closed.agents"   # no number to give: just the menu
         else:
             pid = "xfer.options.closed"
         turn.say(pid, gather)
@@ -428,31 +488,36 @@ class Engine:
     def _input_transfer(self, turn: Turn, node: Node) -> None:
         if turn.state.phase == "dialed":
             status = turn.param("DialCallStatus") or "failed"
+            turn.note("d", self._target(turn, node)[0], status if status in DIAL_STATUSES else "failed")
             if status in ("completed", "answered"):
                 turn.say("xfer.done")
                 turn.response.hangup()
                 return
             turn.state.phase = "failed"
-            pid = {"busy": "xfer.busy", "no-answer": "xfer.no_answer"}.get(status, "xfer.failed")
-            turn.say(pid, name=self._target(turn, node)[1])
+            event = {"busy": "busy", "no-answer": "no_answer"}.get(status, "failed")
+            turn.say(f"xfer.{event}", name=self._target(turn, node)[1])
+            if event in (node.get("on") or {}):
+                return self.enter(turn, node.get("on")[event])
             return self._transfer_options(turn, node, reprompt=False)
         key = self._key(turn, node)
         if key is None:
             if turn.param("Digits"):
                 return self.fail(turn, node, "menu.invalid", key=turn.language.key_name(turn.param("Digits")))
             return self.fail(turn, node, "menu.no_input")
-        if key == "1":
+        if key == "1" and self._target(turn, node)[3] is not None:
             _, name, _, public = self._target(turn, node)
             turn.say("xfer.number", name=name, phone=say_phone(public, turn.lang))
             return self._transfer_options(turn, node, reprompt=True)
         if key == "2" and turn.state.phase == "failed":
             turn.state.phase = ""
+            turn.why = "again"
             return self._enter_transfer(turn, node)
         if key == "*":
             return self._transfer_options(turn, node, reprompt=True)
         if key == "0" and node.get("to") == "agents":
             # Already the person path: say when people answer instead of looping.
             turn.state.phase = ""
+            turn.why = "zero"
             return self._enter_transfer(turn, node)
         if key in ("0", "9"):
             return self._global_key(turn, node, key)
@@ -503,8 +568,10 @@ class Engine:
         said = turn.param("SpeechResult")
         if not digits and not said:
             return self.fail(turn, node, "collect.no_input")   # a question, not a menu: no "choice"
-        if digits == "*" and node.get("skip"):
-            return self.enter(turn, node.get("skip"))
+        if digits == "*":
+            if node.get("skip"):
+                return self.enter(turn, node.get("skip"))
+            return self._enter_collect(turn, node)   # star repeats, here as in every menu
         spec = node.get("digits") or {}
         lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
         if digits in ("0", "9") and lo > 1:
@@ -523,6 +590,7 @@ class Engine:
         return self._accept(turn, node, said[:200])
 
     def _accept(self, turn: Turn, node: Node, value: str) -> None:
+        turn.note("x", "given")    # never the value: digits and words are the caller's own
         if node.get("handler"):
             return self.apply(turn, node, self.handlers[node.get("handler")](turn, value))
         if node.get("var"):
@@ -543,6 +611,7 @@ class Engine:
             if node.get("skip") and turn.state.tries >= 1:
                 return self.enter(turn, node.get("skip"))   # an optional message: silent twice, go on
             return self.fail(turn, node, "record.none")
+        turn.note("x", "recorded")
         if node.get("handler"):
             return self.apply(turn, node, self.handlers[node.get("handler")](turn, url))
         turn.vars[node.get("var", "recording")] = url
@@ -570,6 +639,7 @@ class Engine:
         for pid in as_list(node.get("prompt")):
             turn.say(pid, number=say_phone(self.services.lines["callback_number"], turn.lang),
                      hours=self.services.hours.describe(turn.lang))
+        turn.note("h", "node")
         turn.response.hangup()
 
     def _input_hangup(self, turn: Turn, node: Node) -> None:

@@ -39,6 +39,7 @@ from typing import NoReturn
 
 import redis
 
+from ivr import store
 from ivr.jobs import queue as jobs
 from ivr.sealing import TOKEN, Sealer
 
@@ -57,7 +58,7 @@ SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 RESEALED = (*SEALED, "recording_url")           # every sealed field, for a key rotation
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
+NAME_RE = re.compile(r"^(\d{3,10}|[A-Za-z][A-Za-z0-9 .'_@-]{0,39})$")   # a staff ID, or a name (older entries)
 REASON_MAX = 200
 WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
 # Field `stage` (how far a caller got): number, facility, case, message, finished.
@@ -121,7 +122,7 @@ def check_reason(reason: str | None) -> str:
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not NAME_RE.match(name):
-        raise RequestError("--by must be a staff member's name or user id: a letter first, then up to "
+        raise RequestError("--by must be a staff ID (3 to 10 digits) or a name: a letter first, then up to "
                            "39 letters, digits, spaces or . ' _ @ -")
     return name
 
@@ -558,11 +559,21 @@ class RequestStore:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
 
     def _sync(self) -> None:
-        """Wait until Redis has fsynced the write to its AOF, where the server can tell us."""
+        """Wait until Redis has fsynced the write to its AOF, where the server can tell us, and until one
+        replica has it, where there are replicas (store.replicated: logged and counted when none does)."""
+        self._fsync()
+        store.replicated(self.redis, "inmate request")
+
+    def _fsync(self) -> None:
         if self._waitaof is False:
             return
         try:
-            local, _ = self.redis.execute_command("WAITAOF", 1, 0, 2000)
+            # After a write of its own on the same connection: WAITAOF counts what that connection wrote,
+            # and a pooled connection need not be the one the request was written on (store.MARK_KEY).
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(store.MARK_KEY, "1", px=60_000)
+            pipe.execute_command("WAITAOF", 1, 0, 2000)
+            local, _ = pipe.execute()[1]
         except redis.ResponseError as exc:
             # Redis < 7.2 has no WAITAOF, and it refuses one when AOF is off: durability then rests
             # on the server's appendfsync setting (see the module doc).

@@ -22,7 +22,6 @@ from datetime import date, datetime
 from ivr.callflow.engine import Turn
 from ivr.callflow.flow import FlowError
 from ivr.callflow.handler import REGISTRY, Outcome, events_of, handler
-from ivr.callflow.prompts import _fields
 from ivr.callflow.speech import say_date, say_digits
 from ivr.domain import recordings
 from ivr.domain.directory import ANONYMOUS, caller_id
@@ -146,6 +145,7 @@ def staff_pin(turn: Turn, value: str) -> Outcome:
         turn.say("st.hello", name=staff.name)
         return Outcome(event="identified")
     log.warning("staff line: sign-in failed for staff ID %s (%s)", mask_digits(staff_id), result.value)
+    turn.note("p", "staff")   # a failed sign-in: /metrics counts them (PIN guessing)
     if result in (Login.LOCKED, Login.LOCKED_PHONE):
         withheld = result is Login.LOCKED_PHONE and caller == ANONYMOUS
         turn.say("st.login.locked_withheld" if withheld else "st.login.locked")
@@ -186,7 +186,7 @@ def staff_code(turn: Turn, value: str, staff: Staff) -> Outcome:
     pid = prompts.by_code(value)
     if pid is None or not prompts.has(pid, prompts.default):
         return Outcome(retry="st.code.unknown", fields={"code": say_digits(value)})
-    if _fields(prompts.texts[prompts.default][pid]):  # variable parts: always the computer voice
+    if prompts.has_parts(pid, prompts.default):  # variable parts: always the computer voice
         return Outcome(retry="st.code.fields", fields={"code": say_digits(value)})
     turn.vars["_pid"] = pid
     return Outcome(event="prompt_chosen")
@@ -280,7 +280,7 @@ def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
         # <Play> of a recording not there yet is silence. A short pause the first time (with the
         # sentence above, about two seconds) gives it that moment; a repeat with * plays at once.
         # MP3: smaller than the WAV the bare URL gives, so it starts sooner.
-        (turn.target if turn.target is not None else turn.response).pause(length=REVIEW_PAUSE)
+        turn.pause(REVIEW_PAUSE)
     turn.say_text("", audio=recordings.mp3_url(url))
     return None
 
