@@ -29,7 +29,7 @@ from ivr.domain.requests import RequestStore
 from ivr.domain.staffdb import StaffDB, pepper_for
 from ivr.domain.texts import SmsConfig, TextStore
 from ivr.jobs import queue
-from ivr.lines import load_all, staff
+from ivr.lines import load_all, offices, staff
 from ivr.sdu.client import client_from_env
 from ivr.sealing import Sealer
 from ivr.services import Services
@@ -81,6 +81,7 @@ class Runtime:
         if self.services.sdu is not None:
             self.services.sdu.observer = _sdu_observer
         staff.check_flows(self.flows)
+        offices.check_flows(self.flows, self.directory.offices)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))

@@ -31,8 +31,8 @@ def paths_to(app, node_type: str):
         node = flows.nodes[nid]
         if node.type == node_type:
             found.append((keys, node))
-        if node.type not in ("menu",) and nid != home:
-            continue
+        if node.type not in ("menu", "answer") and nid != home:
+            continue   # an answer's options lead on: "for more" to the rest of it
         for edge in successors(flows, node):
             if edge.kind == "option" and edge.target not in seen and flows.node_line.get(edge.target) == "callcenter":
                 seen.add(edge.target)
@@ -48,10 +48,15 @@ def lang_prefix(lang):
 def test_every_answer_is_reachable_and_heard_whole(app, call, prompts, lang):
     answers = paths_to(app, "answer")
     assert len(answers) >= 17
+    offices = app.extensions["ivr"].directory.offices
     for keys, node in answers:
         c = call("callcenter", lang_prefix(lang) + keys)
-        text = prompts.text(node.get("prompt"), lang)
-        assert text in c.said, f"{node.id} via {keys} did not say its answer"
+        if node.get("prompt"):
+            texts = [prompts.text(node.get("prompt"), lang)]
+        else:   # the offices' addresses, from config/offices.yaml
+            texts = [offices[o].spoken_address(lang) for o in node.get("args")["offices"]]
+        for text in texts:
+            assert text in c.said, f"{node.id} via {keys} did not say its answer"
         # After each answer: repeat, main menu or a person, in the caller's language.
         assert prompts.text("menu.globals.answer", lang) in c.said_after(len(keys) + 1)
         # After the greeting (English, with the Spanish offer), every word is in the caller's language.
@@ -144,12 +149,12 @@ def test_greeting_offers_spanish_in_a_spanish_voice(call):
 
 def test_main_menu_speaks_options_as_the_contract_says(call, prompts):
     c = call("callcenter", ["-"])
-    assert "For your payments and balance, or how to pay, press 1." in c.said
-    assert "For a parent in prison or jail, or someone calling for them, press 4." in c.said
-    assert "To reach an S E S office, press 5." in c.said
+    assert "For payments and your balance, press 1." in c.said
+    assert "For a parent in prison or jail, press 4." in c.said
+    assert "For S E S offices, press 5." in c.said
     assert prompts.text("menu.globals.home", "en") in c.said
     es = call("callcenter", ["2"])
-    assert "Para sus pagos y su saldo, o cómo pagar, oprima 1." in es.said
+    assert "Para sus pagos y saldo, oprima 1." in es.said
 
 
 def test_payment_questions_hand_over_to_the_payment_line_without_hanging_up(call, prompts):
@@ -162,8 +167,12 @@ def test_payment_questions_hand_over_to_the_payment_line_without_hanging_up(call
 
 
 def test_employer_answer_offers_the_payment_line(call, prompts):
-    c = call("callcenter", ["-", "1", "3", "1"])
+    c = call("callcenter", ["-", "1", "3", "2"])
     assert prompts.text("faq.employer", "en") in c.said
+    assert "To go to the payment line now, for your payments and how to pay, press 2." in c.said
+    assert prompts.text("cc.to_payments", "en") in c.said
+    # ... and so does the rest of the answer, behind "for more".
+    c = call("callcenter", ["-", "1", "3", "1", "1"])
     assert "You can go to it on this call" in c.said
     assert "To go to the payment line now, for your payments and how to pay, press 1." in c.said
     assert prompts.text("cc.to_payments", "en") in c.said
@@ -175,7 +184,8 @@ def test_no_answer_sends_the_caller_to_call_the_line_they_are_on(app, prompts, l
     to call that number, or the call center, as if it were somewhere else."""
     own = say_phone(app.extensions["ivr"].services.lines["callback_number"], lang)   # "1, 8 0 0, 2 2 8, ..."
     texts = {pid: t for pid, t in prompts.texts[lang].items() if pid.startswith(("faq.", "cc.", "town."))}
-    assert len([pid for pid in texts if pid.startswith("faq.")]) == 16
+    # 18 answers, 16 of them with a part behind "for more" (one of those in two parts).
+    assert len([pid for pid in texts if pid.startswith("faq.") and ".more" not in pid]) == 18
     for pid, text in texts.items():
         text = text.lower()
         assert own not in text and "2 2 8" not in text and "228" not in text and "kids" not in text, pid
@@ -184,8 +194,8 @@ def test_no_answer_sends_the_caller_to_call_the_line_they_are_on(app, prompts, l
 
 
 @pytest.mark.parametrize(("lang", "keys", "pid"), [
-    ("en", ["1", "5"], "faq.report"), ("en", ["2", "3"], "faq.job_loss"), ("en", ["3", "1"], "faq.not_paid"),
-    ("es", ["1", "5"], "faq.report"), ("es", ["2", "3"], "faq.job_loss"), ("es", ["3", "1"], "faq.not_paid")])
+    ("en", ["1", "5"], "faq.report"), ("en", ["2", "3"], "faq.job_loss"), ("en", ["3", "2", "1"], "faq.not_paid"),
+    ("es", ["1", "5"], "faq.report"), ("es", ["2", "3"], "faq.job_loss"), ("es", ["3", "2", "1"], "faq.not_paid")])
 def test_answers_that_offer_a_person_mean_0_on_this_call(call, prompts, lang, keys, pid):
     press_0 = {"en": "press 0", "es": "oprima 0"}[lang]
     assert press_0 in prompts.text(pid, lang).lower()

@@ -177,10 +177,10 @@ def test_redis_restarted_mid_call_loses_state_the_caller_is_told_and_starts_the_
 def test_redis_restarted_with_its_data_the_call_goes_on_where_it_was(make_app, durable_server, caplog):
     app = app_on(make_app, durable_server)
     phone = Phone(app, to=line_number(app, "callcenter")).start().press("1").press("3")
-    assert state_of(app, phone.sid).node == "cc_enforce_menu"
+    assert state_of(app, phone.sid).node == "cc_support_menu"
     durable_server.restart()
     mark = len(phone.heard)
-    phone.press("5")                         # the medical menu, a choice of the enforcement menu
+    phone.press("4")                         # the medical menu, a choice of the "getting support" menu
     assert text(app, "sys.state_lost") not in phone.said_since(mark)
     assert state_of(app, phone.sid).node == "cc_medical_menu"
     no_exception_logged(caplog)
@@ -533,7 +533,7 @@ def test_a_worker_killed_mid_call_the_next_webhook_is_answered_with_the_state_in
     for t in threads:
         t.start()
     try:
-        route = [("3", "cc_enforce_menu"), ("5", "cc_medical_menu"), ("9", "cc_main"), ("2", "cc_change_menu")]
+        route = [("3", "cc_support_menu"), ("4", "cc_medical_menu"), ("9", "cc_main"), ("2", "cc_change_menu")]
         for key, node in route:
             workers = children(proc.pid)
             assert len(workers) >= 1

@@ -87,7 +87,7 @@ def test_from_the_main_menu_in_spanish_with_the_facility_said_by_name(call, staf
     keys = ["2", "4", "1", "1", "123456#", "1", "say estoy en Cheshire", "1", "*", "grabar"]
     c = call("callcenter", keys, caller="+18605550177")
     said = c.said
-    assert "Para un padre o una madre en prisión o en la cárcel, o alguien que llama por ellos, oprima 4." in said
+    assert "Para un padre o madre preso, oprima 4." in said
     assert prompts.text("inm.facts", "es") in said
     assert "Tengo la Institución Correccional de Cheshire." in said
     ref = re.search(r"número de solicitud es (\d) (\d) (\d), (\d) (\d) (\d)", said)

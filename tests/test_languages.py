@@ -56,6 +56,8 @@ def toy_language(root: Path, code: str = "xx", locale: str = "de") -> tuple[Path
     offices = yaml.safe_load((config / "offices.yaml").read_text(encoding="utf-8"))
     for office in offices["offices"].values():
         office["name"][code] = office["name"]["en"]
+        if "said" in office:           # an address said another way than it is written
+            office["said"][code] = office["said"]["en"]
     _dump(config / "offices.yaml", offices)
     for path in (config / "flows").glob("*.yaml"):
         doc = flow.read(path)

@@ -63,7 +63,7 @@ def test_tries_reset_after_a_good_choice(call, prompts):
 
 def test_star_repeats_the_whole_menu(call, prompts):
     c = call("callcenter", ["-", "3", "*"])
-    assert c.said_after(3).startswith(prompts.text("cc.enforce.intro", "en"))
+    assert c.said_after(3).startswith(prompts.text("cc.support.intro", "en"))
 
 
 MENU_TYPES = ("menu", "answer", "transfer")   # a transfer's choices, once it is closed or failed, are a menu

@@ -375,7 +375,24 @@ class Engine:
                 return self.enter(turn, opt["goto"])
         self.fail(turn, node, "menu.invalid", key=turn.language.key_name(key))
 
-    _input_answer = _input_menu
+    def _input_answer(self, turn: Turn, node: Node) -> None:
+        line = self.flows.lines[turn.state.line]
+        if turn.param("Digits") or turn.param("SpeechResult") or self.flows.nodes[line.person].type != "transfer":
+            # A line whose "person" is a message (the staff line) has no callback to give: as a menu.
+            return self._input_menu(turn, node)
+        # Silence after an answer is a caller who has heard what they called for, not a mistake:
+        # the choices once more, then a kind goodbye that says when people answer.
+        if turn.state.phase != "quiet":
+            turn.state.phase = "quiet"
+            gather = turn.gather(speech=any("words" in o for o in node.options),
+                                 hints=self._hints(turn, node) or None)
+            turn.say("answer.quiet", gather)
+            self._say_options(turn, node, gather)
+            turn.close_gather(gather)
+            return
+        number = say_phone(self.services.lines["callback_number"], turn.lang)
+        turn.say("answer.goodbye", number=number, hours=self.services.hours.describe(turn.lang))
+        turn.response.hangup()
 
     def _global_key(self, turn: Turn, node: Node, key: str) -> bool:
         if key == "*":

@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mermaid", metavar="FILE", help="write the Mermaid diagrams as Markdown to FILE")
     p.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the current diagrams")
     p.add_argument("--node-types", action="store_true", help="print the node types and their fields")
+    p.add_argument("--timing", action="store_true",
+                   help="print how long each menu and answer takes to say, in every language")
     p.set_defaults(func=cmd_tree)
 
     p = sub.add_parser("sdu-stub", help="run the stub SDU API server (development)")

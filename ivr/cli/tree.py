@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
 from ivr import settings
-from ivr.callflow import flow
+from ivr.callflow import flow, timing
 from ivr.callflow.flow import Edge, FlowSet, Node, successors, targets
 from ivr.callflow.prompts import Prompts
 from ivr.domain.directory import Directory
@@ -17,7 +18,9 @@ START, END = "<!-- call-tree:start -->", "<!-- call-tree:end -->"
 
 
 def load_tree() -> tuple[FlowSet, Prompts, Directory]:
-    config = settings.from_env({})
+    # Only where the tree is (docs/interface.md): not the server's settings, which a production
+    # environment checks (secrets) and `ivr tree` does not need.
+    config = settings.from_env({k: os.environ[k] for k in ("IVR_CONFIG_DIR", "IVR_PROMPTS_DIR") if k in os.environ})
     prompts = Prompts.load(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml")
     directory = Directory.load(config["CONFIG_DIR"], prompts.languages)
     flows = flow.load(config["CONFIG_DIR"] / "flows", prompts, load_all(), directory.offices)
@@ -49,6 +52,8 @@ def describe(node: Node, prompts: Prompts, directory: Directory) -> str:
     if node.type == "collect":
         extra = f" -> {node.get('handler')}" if node.get("handler") else ""
         return f"collect: \"{first_words(prompts, node)}\"{extra}"
+    if not node.get("prompt") and node.get("handler"):
+        return f"{node.type}: said by {node.get('handler')}"   # e.g. the offices' addresses, from config/
     return f"{node.type}: \"{first_words(prompts, node)}\""
 
 
@@ -145,6 +150,17 @@ def splice(existing: str, block: str) -> str:
     return existing.rstrip("\n") + "\n\n" + block + "\n"
 
 
+def timing_report(flows: FlowSet, prompts: Prompts, directory: Directory, line: str | None = None) -> str:
+    """`ivr tree --timing`: the seconds each menu and answer takes to say, in every language."""
+    names = {oid: office.name for oid, office in directory.offices.items()}
+    rows = timing.timings(flows, prompts, names, line)
+    head = (f"Spoken length in seconds, at {timing.WORDS_PER_SECOND} words a second (numbers as they are "
+            f"read). options: a menu's choices (target {timing.MENU_OPTIONS_MAX_S:.0f} s); whole: title, "
+            f"choices and the star/9/0 keys; answer: an answer's first part (target "
+            f"{timing.ANSWER_FIRST_PART_MAX_S:.0f} s); +: code says more (figures).")
+    return "\n".join([head, ""] + timing.table(rows, list(prompts.languages)))
+
+
 def main(args: argparse.Namespace) -> int:
     if getattr(args, "node_types", False):
         print(flow.guide())
@@ -155,6 +171,9 @@ def main(args: argparse.Namespace) -> int:
         if line not in flows.lines:
             print(f"ivr tree: no line {line!r}; lines: {', '.join(flows.lines)}")
             return 2
+    if getattr(args, "timing", False):
+        print(timing_report(flows, prompts, directory, args.line))
+        return 0
     block = markdown(flows, prompts, directory)
     if args.check:
         path = Path(args.check)

@@ -23,6 +23,15 @@ class Office:
     name: dict[str, str]
     address: str
     phone: str          # E.164
+    said: dict[str, str] | None = None   # the address as each language's voice says it, where it differs
+    fax: str | None = None               # E.164
+
+    def spoken_address(self, lang: str) -> str:
+        """The street and town, as a caller hears them ("172 Golden Hill Street, Bridgeport"): the
+        state and ZIP of a mailing address are left out unless `said` gives them."""
+        if self.said and lang in self.said:
+            return self.said[lang]
+        return re.sub(r",\s*CT\b.*$", "", self.address)
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,12 @@ class Directory:
                 raise DirectoryError(f"{where}: needs name, address and phone")
             if set(o["name"]) != set(langs):
                 raise DirectoryError(f"{where}: name must be given in {' and '.join(langs)}")
-            offices[oid] = Office(oid, dict(o["name"]), o["address"], parse_phone(o["phone"], where))
+            said = o.get("said")
+            if said is not None and (not isinstance(said, dict) or set(said) != set(langs)):
+                raise DirectoryError(f"{where}: said must be given in {' and '.join(langs)}")
+            fax = parse_phone(o["fax"], where) if o.get("fax") else None
+            offices[oid] = Office(oid, dict(o["name"]), o["address"], parse_phone(o["phone"], where),
+                                  dict(said) if said else None, fax)
         dpath = config_dir / "districts.yaml"
         districts = {}
         for name, d in (yaml.safe_load(dpath.read_text()) or {}).get("districts", {}).items():

@@ -1,8 +1,12 @@
-"""Which SES office serves a caller, and when people answer: the office for a town, by its name
-(spoken) or a ZIP code (keyed); the hours, after a transfer to a person that did not connect."""
+"""Which SES office serves a caller, where it is, and when people answer: the office for a town, by
+its name (spoken) or a ZIP code (keyed); the offices' street addresses; the hours, after a transfer to
+a person that did not connect."""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
+from ivr.callflow.flow import FlowError
 from ivr.callflow.handler import Outcome, handler
 from ivr.callflow.speech import say_digits, say_phone
 
@@ -43,6 +47,29 @@ def route_town(turn, value: str | None) -> Outcome:
         else:
             turn.say("town.unconfirmed", number=say_phone(number, turn.lang))
     return Outcome(event="routed")
+
+
+@handler("office_addresses", events=())
+def office_addresses(turn, value: str | None) -> None:
+    """Each office of `args.offices` with its street address, and its fax number where it has one
+    (config/offices.yaml); the answer's choices follow."""
+    offices = turn.services.directory.offices
+    for oid in turn.args.get("offices", ()):
+        office = offices[oid]
+        turn.say("office.address", office=office.name[turn.lang], address=office.spoken_address(turn.lang))
+        if office.fax:
+            turn.say("office.fax", fax=say_phone(office.fax, turn.lang))
+
+
+def check_flows(flows, offices: Container[str]) -> None:
+    """At start-up (create_app): every `office_addresses` node lists known offices, as
+    `args: {offices: [...]}`."""
+    for node in flows.nodes.values():
+        if node.get("handler") == "office_addresses":
+            listed = (node.get("args") or {}).get("offices")
+            if not isinstance(listed, list) or not listed or any(o not in offices for o in listed):
+                raise FlowError(f"{node.file}: node {node.id!r}: `args: {{offices: [...]}}` must list "
+                                "offices of config/offices.yaml")
 
 
 @handler("agents_hours", events=())
