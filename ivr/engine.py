@@ -551,7 +551,8 @@ class Engine:
         # into the next question. A caller who does not press it is taken at the timeout.
         gather = turn.gather(num_digits=None, speech=speech,
                              hints=self.hints.get(node.get("hints")) if speech else None,
-                             finish_on_key="#", timeout=node.get("timeout", 8))
+                             finish_on_key="#",
+                             timeout=node.get("timeout") or self.services.lines["menu"].get("digit_timeout", 15))
         if not reprompt or not node.get("short_prompt"):
             for pid in as_list(node.get("prompt")):
                 turn.say(pid, gather)
