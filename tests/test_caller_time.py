@@ -59,7 +59,7 @@ def test_the_greeting_says_the_main_menu_in_the_same_answer_without_a_wait(app, 
 
 
 @pytest.mark.parametrize("key, heard", [("5", "cc.office.intro"), ("3", "cc.enforce.intro"),
-                                        ("1", "cc.pay.intro"), ("*", "cc.main.intro")])
+                                        ("1", "cc.pay.intro"), ("4", "inm.who")])
 def test_a_main_menu_key_pressed_during_the_greeting_works_at_once(app, prompts, key, heard):
     phone = Phone(app, to=LINES["callcenter"]).start()
     mark = len(phone.heard)
