@@ -1,0 +1,313 @@
+"""`ivr requests ...`: SES staff work the requests callers leave (incarcerated parents' modifications).
+
+    ivr requests list [--all]          open requests, one a line, starting with the reference
+    ivr requests show REF              everything the caller gave, where the recording is, the history
+    ivr requests export [--status S]   CSV on standard output (or --output FILE)
+    ivr requests take REF --by NAME    take an open request (no one else can then mark it done)
+    ivr requests done REF --by NAME    mark it done
+    ivr requests hold REF --by NAME [--reason TEXT]    legal hold: never deleted until released
+    ivr requests release REF --by NAME                 end the legal hold (retention applies again)
+
+They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal inmate and case numbers. Every change is
+written to the request's audit trail with who and when. A problem is one line on stderr and exit 1
+(bad input) or 2 (Redis unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import redis
+
+from ivr import settings, store
+from ivr.callflow.callstate import CallStore
+from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
+from ivr.domain.sealing import Sealer
+from ivr.jobs import retention
+from ivr.jobs.worker import CLAIM_IDLE_MS, MAX_DELIVERIES
+from ivr.redact import mask_digits
+from ivr.store import Unreachable
+
+TZ = ZoneInfo("America/New_York")
+# No Twilio recording URL: staff work from the system's own file (Twilio's copy is deleted once it is there).
+CSV_FIELDS = ["ref", "status", "created", "updated", "complete", "stage", "source", "who_called", "lang",
+              "facility", "facility_how", "inmate_number", "case_number", "caller_id", "recording_file",
+              "recording_error", "twilio_copy", "twilio_copy_error", "taken_by", "taken_at", "done_by", "done_at"]
+WHO_WORDS = dict(zip(WHO_CALLED, ("the parent", "someone calling for the parent"), strict=True))
+STAGE_WORDS = {"number": "after the inmate number", "facility": "after the facility",
+               "case": "after the case number", "message": "after the message"}
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("requests", help="requests callers left for SES staff (incarcerated parents)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="requests_command", required=True)
+
+    s = sub.add_parser("list", help="open requests, one a line, oldest first")
+    s.add_argument("--all", action="store_true", help="include requests already done")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("show", help="everything a request holds, and its history")
+    s.add_argument("ref")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("export", help="requests as CSV (inmate and case numbers included: handle with care)")
+    s.add_argument("--status", choices=[*STATUSES, "all"], default="all")
+    s.add_argument("--output", "-o", help="write to this file instead of standard output")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("reseal", help="seal with the current IVR_SECRET_KEY what only IVR_SECRET_KEY_PREVIOUS opens")
+    s.set_defaults(func=cmd_reseal)
+
+    for name, text in (("take", "take an open request"), ("done", "mark a request done")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("ref")
+        s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+        s.set_defaults(func=cmd_change, change=name)
+
+    s = sub.add_parser("hold", help="put a request on legal hold: kept past any retention period")
+    s.add_argument("ref")
+    s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+    s.add_argument("--reason", default="", help="why (a case or subpoena number...), kept in the audit trail")
+    s.set_defaults(func=cmd_change, change="hold")
+    s = sub.add_parser("release", help="end a request's legal hold (its retention period applies again)")
+    s.add_argument("ref")
+    s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+    s.set_defaults(func=cmd_change, change="release")
+
+
+def cmd_reseal(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        count = store.reseal_rotated()
+        print(f"resealed {count} request(s); none is left sealed with the previous key: "
+              "IVR_SECRET_KEY_PREVIOUS can be removed once the worker's queue is empty")
+        return 0
+    return run(go)
+
+
+def open_store() -> RequestStore:
+    import logging
+
+    from ivr import settings
+
+    # The server warns when Redis cannot confirm fsyncs; a staff command has nothing to do about it.
+    logging.getLogger("ivr.requests").setLevel(logging.ERROR)
+
+    config = settings.from_env()
+    return RequestStore(store.for_command(config["REDIS_URL"]), Sealer.from_config(config))
+
+
+def run(fn) -> int:
+    try:
+        return fn(open_store())
+    except Unreachable as exc:
+        print(f"ivr requests: {exc}", file=sys.stderr)
+        return 2
+    except RequestError as exc:
+        print(f"ivr requests: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"ivr requests: Redis error: {exc}", file=sys.stderr)
+        return 2
+
+
+def local(stamp: str) -> str:
+    if not stamp:
+        return ""
+    try:
+        return datetime.fromisoformat(stamp).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp
+
+
+def completeness(store: RequestStore, req: dict) -> str:
+    if req.get("complete") == "1":
+        return "complete"
+    if CallStore(store.redis, 0).live(req.get("sid", "")):
+        return "caller still on the line"
+    return f"INCOMPLETE (call ended {STAGE_WORDS.get(req.get('stage', ''), 'early')})"
+
+
+def facility_name(req: dict) -> str:
+    """The facility's short name from config/facilities.yaml (its id if the file cannot be read)."""
+    fid = req.get("facility")
+    if not fid:
+        return "facility not given"
+    return _facility_names().get(fid, fid)
+
+
+def _facility_names() -> dict[str, str]:
+    global _NAMES
+    if _NAMES is None:
+        from ivr import settings
+        from ivr.lines.inmate import FacilityError, load_facilities
+        try:
+            facilities = load_facilities(settings.from_env()["CONFIG_DIR"] / "facilities.yaml")
+            _NAMES = {f.id: f.short for f in facilities.by_id.values()}
+        except FacilityError:
+            _NAMES = {}
+    return _NAMES
+
+
+_NAMES: dict[str, str] | None = None
+
+
+def language_name(code: str) -> str:
+    """The request's language by the name in its prompts/<lang>/language.yaml ("Spanish"); else its code."""
+    from ivr.callflow.prompts import PromptError, load_languages
+    config = settings.from_env()
+    try:
+        language = load_languages(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml").get(code)
+    except PromptError:
+        language = None
+    return language.name if language else code
+
+
+def twilio_copy(req: dict) -> str:
+    """What became of Twilio's copy of the message, for `show`."""
+    state, error = req.get("twilio_copy", ""), req.get("twilio_copy_error", "")
+    at = local(req.get("twilio_copy_at", ""))
+    if state in ("deleted", "already gone"):
+        return f"{state} ({at})"
+    if state == "deleting":
+        return "to be deleted (ivr worker)"
+    by_hand = f"delete the recording named like the file in the Twilio console (call {req.get('sid', '?')})"
+    if state == "delete failed":
+        retrying = MAX_DELIVERIES * CLAIM_IDLE_MS // 60_000
+        return (f"NOT DELETED: {error} ({at}). The worker tries again for about {retrying} minutes (then the job waits "
+                f"in ivr:jobs:dead); if this stays, {by_hand}")
+    if state == "not deleted":
+        return f"NOT DELETED: {error} ({at}). The worker will not try again: {by_hand}"
+    if state == "kept":
+        return f"kept on Twilio: {error}"
+    if req.get("recording_file"):
+        return "not deleted (downloaded before deletion was added; the worker queues it when it starts)"
+    return "kept until the message is downloaded"
+
+
+def hold_text(req: dict) -> str:
+    if not req.get("hold_at"):
+        return "none"
+    reason = f": {req['hold_reason']}" if req.get("hold_reason") else ""
+    return f"yes, since {local(req['hold_at'])} by {req.get('hold_by', '?')}{reason}"
+
+
+def retention_text(req: dict, config: dict) -> str:
+    """When the request may be deleted (ivr/jobs/retention.py), in Connecticut's dates."""
+    if req.get("hold_at"):
+        return "on legal hold: kept until the hold is released"
+    dates = retention.due_dates(req, config)
+    if dates is None:
+        return f"kept while open or taken; deleted {config['RETAIN_REQUESTS_DAYS']} days after it is done"
+    message, request = (d.astimezone(TZ).date().isoformat() for d in dates)
+    message = "" if req.get("recording_deleted") or not req.get("recording_file") else \
+        f"message deleted from {message}, "
+    return f"{message}the request and its history from {request}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        refs = store.refs(STATUSES if args.all else ("open", "taken"))
+        for ref in refs:
+            req = store.get(ref)
+            if req is None:
+                continue
+            who = f" by {req.get('taken_by')}" if req.get("status") in ("taken", "done") else ""
+            flag = "  TWILIO COPY NOT DELETED" if req.get("twilio_copy") in ("delete failed", "not deleted") else ""
+            print(f"{ref}  {req.get('status', '?')}{who}  {local(req.get('created', ''))}  "
+                  f"inmate {mask_digits(req.get('inmate'))}  {facility_name(req)}  "
+                  f"{'message' if req.get('recording_url') else 'no message'}  {completeness(store, req)}{flag}")
+        if not refs:
+            print("no open requests" if not args.all else "no requests", file=sys.stderr)
+        return 0
+    return run(go)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        ref = check_ref(args.ref)
+        req = store.get(ref)
+        if req is None:
+            raise store.missing(ref)
+        # Only the system's own file: Twilio's URL stays sealed in Redis (and its copy is deleted).
+        if req.get("recording_file"):
+            recording = req["recording_file"]
+        elif req.get("recording_deleted"):
+            recording = f"deleted {local(req['recording_deleted'])} (retention period)"
+        elif req.get("recording_url"):
+            recording = f"download failed: {req['recording_error']}" if req.get("recording_error") else \
+                "not downloaded yet (ivr worker)"
+        else:
+            recording = "no message"
+        status = req.get("status", "?")
+        if req.get("taken_by"):
+            status += f" (taken by {req['taken_by']} {local(req.get('taken_at', ''))})"
+        if req.get("done_by"):
+            status += f" (done by {req['done_by']} {local(req.get('done_at', ''))})"
+        rows = [
+            ("reference", ref),
+            ("status", status),
+            ("created", local(req.get("created", ""))),
+            ("updated", local(req.get("updated", ""))),
+            ("complete", completeness(store, req)),
+            ("how the call came", req.get("source", "")),
+            ("who called", WHO_WORDS.get(req.get("who_called", ""), "(not asked)")),
+            ("language", language_name(req.get("lang", ""))),
+            ("inmate number", req.get("inmate") or "(not given)"),
+            ("facility", f"{facility_name(req)} (from {req.get('facility_how') or '?'})"
+             if req.get("facility") else "(not given)"),
+            ("case/docket number", req.get("case") or "(not given)"),
+            ("caller ID", req.get("caller") or "(withheld)"),
+            ("message", recording),
+            ("legal hold", hold_text(req)),
+            ("retention", retention_text(req, settings.from_env())),
+        ]
+        if req.get("recording_url"):
+            rows.append(("Twilio's copy", twilio_copy(req)))
+        for label, value in rows:
+            print(f"{label + ':':20} {value}")
+        print("history:")
+        for entry in store.history(ref):
+            detail = f": {entry.detail}" if entry.detail else ""
+            print(f"  {local(entry.at)}  {entry.by:12} {entry.action}{detail}")
+        return 0
+    return run(go)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        statuses = STATUSES if args.status == "all" else (args.status,)
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        try:
+            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for ref in store.refs(statuses):
+                req = store.get(ref)
+                if req is None:
+                    continue
+                req.update(inmate_number=req.get("inmate", ""), case_number=req.get("case", ""),
+                           caller_id=req.get("caller", ""))
+                writer.writerow(req)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        return 0
+    return run(go)
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    def go(store: RequestStore) -> int:
+        ref, by = check_ref(args.ref), check_name(args.by)
+        if args.change == "hold":
+            result = store.hold(ref, by, args.reason)
+        elif args.change == "release":
+            result = store.release(ref, by)
+        else:
+            result = store.take(ref, by) if args.change == "take" else store.done(ref, by)
+        print(f"request {ref}: {result} ({by})")
+        return 0
+    return run(go)

@@ -1,0 +1,197 @@
+"""Retention: deleting what is kept past its period (`ivr purge`, and the worker once an hour).
+
+What is kept, and how long (days, `IVR_RETAIN_<KIND>_DAYS`; defaults in ivr/settings.py and the README):
+
+- REQUESTS: a done request, with its audit trail and its message file, after that many days from `done`.
+  Open and taken requests are never deleted, nor one on legal hold (`ivr requests hold`). What is left
+  is the reference alone in `ivr:req:purged` (see ivr/domain/requests.py).
+- RECORDINGS: the caller's message of a done request (their voice, name and date of birth), sooner:
+  the file goes, the request says when.
+- PROMPT_AUDIO: staff recordings no caller has heard for that long (replaced, rolled back, cleared),
+  except the version a rollback goes back to.
+- DEAD_LETTERS: jobs in `ivr:jobs:dead` older than that.
+
+Call state, PIN-guess counters and locks expire by themselves (TTL); staff accounts are kept (audit
+trails name them, and a kept ID is never given to someone else).
+
+Every deletion is checked and done in one Redis transaction per item (WATCH), files after the index,
+so purges may run on several workers at once and again after a crash: each item goes once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+from ivr.domain.published import Library, audio_dir
+from ivr.domain.requests import PURGED, RequestStore
+from ivr.domain.sealing import Sealer
+from ivr.jobs import worker as jobs
+
+log = logging.getLogger("ivr.retention")
+
+DUE = "ivr:retention:due"      # set for an hour by the worker that purges: the others wait for it to expire
+EVERY = 3600                   # seconds between purges by the workers
+clock: Callable[[], datetime] = lambda: datetime.now(UTC)   # noqa: E731 (tests set their own)
+
+
+@dataclass
+class Report:
+    """How many of each kind were (or, in a dry run, would be) deleted. Counts only: no personal data."""
+    requests: int = 0
+    messages: int = 0
+    prompt_audio: int = 0
+    dead_letters: int = 0
+    held: int = 0          # done requests past a period, kept for a legal hold
+
+    def total(self) -> int:
+        return self.requests + self.messages + self.prompt_audio + self.dead_letters
+
+
+def days(config: Mapping, kind: str) -> timedelta:
+    return timedelta(days=config[f"RETAIN_{kind}_DAYS"])
+
+
+def due_dates(req: Mapping[str, str], config: Mapping) -> tuple[datetime, datetime] | None:
+    """When a done request's message, then the request itself, may be deleted; None when not done (or
+    its done time cannot be read: kept)."""
+    if req.get("status") != "done":
+        return None
+    try:
+        done = datetime.fromisoformat(req.get("done_at", ""))
+    except ValueError:
+        return None
+    request = done + days(config, "REQUESTS")
+    return min(done + days(config, "RECORDINGS"), request), request       # a message never outlives its request
+
+
+def purge(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool = False) -> Report:
+    """Delete (or count, with `dry_run`) everything past its retention period at `now`."""
+    report = Report()
+    _requests(r, config, now, dry_run, report)
+    report.prompt_audio = Library(r).purge_audio(audio_dir(config), now - days(config, "PROMPT_AUDIO"), dry_run)
+    report.dead_letters = _dead_letters(r, now - days(config, "DEAD_LETTERS"), dry_run)
+    return report
+
+
+def _requests(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, report: Report) -> None:
+    store = RequestStore(r, Sealer(config["IVR_SECRET_KEY"]), clock=lambda: now)
+    folder = Path(config["DATA_DIR"]) / "requests"
+    request_cut, message_cut = now - days(config, "REQUESTS"), now - days(config, "RECORDINGS")
+    detail = f"kept {config['RETAIN_RECORDINGS_DAYS']} days after the request was done"
+    for ref, req in store.retention_view():
+        dates = due_dates(req, config)
+        if dates is None or dates[0] > now:
+            continue
+        if req["hold_at"]:
+            report.held += 1
+        elif dates[1] <= now:
+            if dry_run:
+                report.requests += 1
+            elif (path := store.delete(ref, request_cut)) is not None:
+                report.requests += 1
+                _remove(folder / ref, path, ref)
+        elif req["recording_file"]:
+            if dry_run:
+                report.messages += 1
+            elif (path := store.delete_message(ref, message_cut, detail)) is not None:
+                report.messages += 1
+                _remove(folder / ref, path, ref)
+        elif req["recording_deleted"] and not dry_run:
+            _remove(folder / ref, "", ref)         # a purge cut off between the index and the file
+    if not dry_run and folder.is_dir():
+        # Folders of requests deleted by a purge cut off before their files went. A folder with no request
+        # and no record of its deletion is kept: after a loss of Redis it may be all there is.
+        names = [p.name for p in folder.iterdir() if p.is_dir()]
+        pipe = r.pipeline(transaction=False)
+        for name in names:
+            pipe.zscore(PURGED, name)
+        for name, purged in zip(names, pipe.execute(), strict=True):
+            if purged is not None:
+                _remove(folder / name, "", name)
+
+
+def _remove(folder: Path, path: str, ref: str) -> None:
+    """A request's message file and its folder DATA_DIR/requests/REF (`path` as the request named it, only
+    when it is in a folder of that request, wherever DATA_DIR was then)."""
+    file = Path(path) if path else None
+    if file is not None and file.parent.name == ref and file.parent.parent.name == "requests":
+        file.unlink(missing_ok=True)
+        if file.parent != folder:
+            shutil.rmtree(file.parent, ignore_errors=True)
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:      # left for the next run, which finds the folder again
+        log.error("could not delete a request's message folder: %s", type(exc).__name__)
+
+
+def _dead_letters(r: redis.Redis, before: datetime, dry_run: bool) -> int:
+    """Dead letters are stream entries, whose ids are the time they were added (ms)."""
+    cutoff = f"{int(before.timestamp() * 1000)}-0"
+    if not dry_run:
+        return r.xtrim(jobs.DEAD, minid=cutoff, approximate=False)
+    count, start = 0, "-"
+    while batch := r.xrange(jobs.DEAD, min=start, max=f"({cutoff}", count=1000):
+        count += len(batch)
+        start = "(" + batch[-1][0].decode()
+    return count
+
+
+@jobs.periodic
+def hourly_purge(ctx: jobs.JobContext) -> None:
+    """Run by every worker about once a minute: the first to set DUE purges, the others skip for the hour."""
+    if not ctx.redis.set(DUE, "1", nx=True, ex=EVERY):
+        return
+    report = purge(ctx.redis, ctx.config, clock())
+    if report.total() or report.held:
+        log.info("retention purge: deleted %d request(s), %d message(s), %d prompt audio file(s), %d dead "
+                 "letter(s); %d request(s) kept on legal hold", report.requests, report.messages,
+                 report.prompt_audio, report.dead_letters, report.held)
+
+
+# --- `ivr purge` ------------------------------------------------------------------------------
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("purge", help="delete what is past its retention period (counts only)",
+                              description="Delete what is past its retention period (IVR_RETAIN_*_DAYS): "
+                              "done requests and their history, callers' messages, unused prompt audio, "
+                              "dead letters. Prints how many of each, never what. The worker does this "
+                              "once an hour.")
+    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
+    p.set_defaults(func=cmd_purge)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from ivr import settings, store
+
+    config = settings.from_env()
+    try:
+        report = purge(store.for_command(config["REDIS_URL"]), config, clock(), dry_run=args.dry_run)
+    except store.Unreachable as exc:
+        print(f"ivr purge: {exc}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        print(f"ivr purge: Redis error: {exc}", file=sys.stderr)
+        return 2
+    print("would delete (dry run: nothing was changed):" if args.dry_run else "deleted:")
+    lines = {
+        "requests": f"(done more than {config['RETAIN_REQUESTS_DAYS']} days ago, with their history and message)",
+        "messages": f"(callers' messages of requests done more than {config['RETAIN_RECORDINGS_DAYS']} days ago)",
+        "prompt_audio": f"(staff recordings unheard for more than {config['RETAIN_PROMPT_AUDIO_DAYS']} days; "
+                        "never the live version or the one a rollback goes back to)",
+        "dead_letters": f"(failed jobs older than {config['RETAIN_DEAD_LETTERS_DAYS']} days)",
+        "held": "(done requests past their retention period, kept: on legal hold)",
+    }
+    for field in fields(report):
+        label = "on legal hold" if field.name == "held" else field.name.replace("_", " ")
+        print(f"{label:<14}{getattr(report, field.name):>6}  {lines[field.name]}")
+    return 0
