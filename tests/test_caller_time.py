@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr.flow import FlowError, read
-from ivr.simphone import Phone
+from ivr.callflow.flow import FlowError, read
+from ivr.callflow.simphone import Phone
 from tests.conftest import LINES
 from tests.sdu_faults import FaultySDU
 from tests.twiml_check import Voices, check, url_checker
