@@ -259,6 +259,21 @@ def test_every_node_of_every_line_is_reached_by_keys_alone(make_app, redis_clien
     assert missing == [], f"not reached by keys alone: {missing}"
 
 
+KEYPAD = {"en": ("keypad", "enter"), "es": ("teclado", "marque")}   # how a question says "key it"
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_every_question_that_takes_speech_says_how_to_key_the_answer(app, prompts, lang):
+    flows = app.extensions["ivr"].flows
+    spoken = [n for n in flows.nodes.values() if "speech" in (n.get("input") or [])]
+    assert len(spoken) >= 2
+    for node in spoken:
+        for pid in [*([node.get("prompt")] if isinstance(node.get("prompt"), str) else node.get("prompt")),
+                    *([node.get("short_prompt")] if node.get("short_prompt") else [])]:
+            text = prompts.text(pid, lang).lower()
+            assert any(word in text for word in KEYPAD[lang]), f"{node.id}: {pid} says no way to key it"
+
+
 def test_a_node_that_takes_speech_must_take_keys_too(make_app, tmp_path):
     root = Path(__file__).resolve().parents[1]
     config = tmp_path / "config"
