@@ -24,9 +24,8 @@ from ivr.services import Services
 
 log = logging.getLogger("ivr.engine")
 
-NO_INPUT = ("menu.no_input", "collect.no_input")   # the failed tries that are silence
-
 MAX_HOPS = 25  # node transitions within one request; a loop in the tree must not hang a worker
+NO_INPUT = ("menu.no_input", "collect.no_input")   # the failed tries that are silence
 # The part of a greeting's answer where the other languages are offered (its <Gather>'s action says so):
 # there a language's key chooses it; every other key goes to the node after the greeting.
 OFFER = "offer"

@@ -13,7 +13,7 @@ from babel import Locale, UnknownLocaleError
 from num2words import num2words
 
 # Keys that work in every menu, in the order their words are tried: * repeats, 0 a person, 9 the main
-# menu, # slower speech, ** (star twice) more time to answer (ivr/engine.py SLOWER, MORE_TIME).
+# menu, # slower speech, ** (star twice) more time to answer (ivr/callflow/engine.py SLOWER, MORE_TIME).
 GLOBAL_KEYS = ("*", "0", "9", "#", "**")
 NAMED_KEYS = ("*", "#")          # keys said by name when they are not a choice
 
