@@ -284,3 +284,32 @@ def test_a_node_that_takes_speech_must_take_keys_too(make_app, tmp_path):
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     with pytest.raises(FlowError, match="cc_town.*keys"):
         make_app(CONFIG_DIR=config)
+
+
+def test_a_recorded_prompt_is_read_slowly_as_text_once_a_caller_asked(app, prompts, redis_client):
+    """A recording cannot be slowed down: after pound, its words are said (slowly) instead of it."""
+    from ivr.domain.published import Library, Who, audio_dir
+
+    folder = audio_dir(app.config)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"RE{7:032x}.mp3").write_bytes(b"ID3 fake mp3")
+    Library(redis_client).publish("faq.not_paid", "en", f"RE{7:032x}.mp3", Who("1001", "Ana Ruiz"),
+                                  app.extensions["ivr"].hours.now())
+    phone = start(app).press("3").press("1")
+    assert phone.events[-1].kind != "play" and any(e.kind == "play" for e in phone.events)
+    assert prompts.text("faq.not_paid", "en") not in phone.said          # played, not read
+    mark = len(phone.heard)
+    phone.press("#")
+    assert prompts.text("faq.not_paid", "en") in phone.said_since(mark)  # read, slowly
+    assert not [text for lang, text in phone.heard[mark:] if not lang], "a recording was played"
+
+
+@pytest.mark.parametrize("lang, slower, more", [("en", "say more slowly please", "say I need more time"),
+                                                ("es", "say más despacio", "say más tiempo por favor")])
+def test_slower_and_more_time_can_be_said_too(app, prompts, lang, slower, more):
+    phone = start(app, lang=lang).press(more)
+    assert prompts.text("time.more", lang) in phone.said
+    assert min(timeouts(phone)) >= 20
+    phone.press(slower)
+    assert prompts.text("speech.slower", lang) in phone.said
+    assert says(phone, -1)[0].attrs.get("prosody.rate") == "slow"
