@@ -302,9 +302,11 @@ class Engine:
             turn.state.lang = chosen
             self._announce(turn, turn.response)
             return self.enter(turn, node.id)            # the same place, in the chosen language
-        if node.type in ("menu", "answer") and (turn.param("Digits") or turn.param("SpeechResult")):
+        if node.type == "menu" and (turn.param("Digits") or turn.param("SpeechResult")):
             return self._input_menu(turn, node)          # a menu's key works at once
-        self.enter(turn, node.id)   # a question (a case number): asked from its start, as before
+        # Anything else (a question, or information with choices after it, such as a locked case's)
+        # is said from its start, as before: a key cannot answer what the caller has not heard yet.
+        self.enter(turn, node.id)
 
     def _input_language(self, turn: Turn, node: Node) -> None:
         # Only a call whose state an older version saved at the greeting comes here.

@@ -70,7 +70,7 @@ def _type(doc: str, required: str, optional: str) -> NodeType:
 NODE_TYPES = {
     "language": _type("the greeting and each other language's `lang.offer` in its voice, then `next` at once, "
                       "in the same answer: a language's key chooses it during the offer, any other key is "
-                      "`next`'s (a menu's key works at once)",
+                      "`next`'s (a menu's key works at once; anything else is said from its start)",
                       "prompt next", ""),
     "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
                   "prompt handler on args"),
