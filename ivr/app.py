@@ -19,18 +19,19 @@ from ivr.callflow.engine import Engine
 from ivr.callflow.prompts import Prompts
 from ivr.callflow.speech import say_phone
 from ivr.domain.directory import Directory, parse_phone
+from ivr.domain.facilities import load_facilities
 from ivr.domain.hours import Hours
-from ivr.domain.published import REV, Library, Mirror
+from ivr.domain.published import REV, Library
 from ivr.domain.requests import RequestStore
-from ivr.domain.sealing import Sealer
 from ivr.domain.staffdb import StaffDB, pepper_for
 from ivr.lines import load_all, staff
-from ivr.lines.inmate import load_facilities
 from ivr.lines.payments import load_settings
 from ivr.sdu.client import client_from_env
+from ivr.sealing import Sealer
 from ivr.services import Services
 from ivr.web import audio, limits, signature, webhooks
 from ivr.web.health import HealthCache
+from ivr.web.mirror import Mirror
 
 log = logging.getLogger("ivr")
 DEV_SDU_URL = "http://127.0.0.1:5001"

@@ -18,7 +18,7 @@ from ivr import settings
 from ivr.callflow import flow
 from ivr.callflow.handler import events_of
 from ivr.callflow.simphone import Transport
-from ivr.callflow.tree import markdown
+from ivr.cli.tree import markdown
 from ivr.redact import mask_phone
 from ivr.settings import DEV_AUTH_TOKEN
 from tests.conftest import LINES

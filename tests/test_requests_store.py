@@ -10,7 +10,7 @@ import pytest
 
 from ivr.cli.main import main
 from ivr.domain.requests import RequestError, RequestStore
-from ivr.domain.sealing import Sealer
+from ivr.sealing import Sealer
 from ivr.settings import DEV_SECRET_KEY
 
 

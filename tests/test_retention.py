@@ -16,9 +16,9 @@ from ivr.callflow.simphone import Phone, Transport
 from ivr.cli.main import main
 from ivr.domain.published import Library, NothingToRollBack, Who, audio_dir
 from ivr.domain.requests import RequestError, RequestStore
-from ivr.domain.sealing import Sealer
 from ivr.jobs import retention
 from ivr.jobs import worker as jobs
+from ivr.sealing import Sealer
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.walk import snapshot, spoken_ref

@@ -69,11 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from ivr import settings, store
     from ivr.jobs import worker as jobs
-    from ivr.lines import load_all
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_all()  # the handler modules register their jobs
-    __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
     client = store.connect(config["REDIS_URL"], config["IVR_ENV"], socket_timeout=jobs.BLOCK_MS / 1000 + 5)
@@ -88,7 +85,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from ivr.callflow.tree import main as tree_main
+    from ivr.cli.tree import main as tree_main
 
     return tree_main(args)
 

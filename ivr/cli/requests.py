@@ -26,10 +26,10 @@ import redis
 from ivr import settings, store
 from ivr.callflow.callstate import CallStore
 from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
-from ivr.domain.sealing import Sealer
 from ivr.jobs import retention
 from ivr.jobs.worker import CLAIM_IDLE_MS, MAX_DELIVERIES
 from ivr.redact import mask_digits
+from ivr.sealing import Sealer
 from ivr.store import Unreachable
 
 TZ = ZoneInfo("America/New_York")
@@ -144,7 +144,7 @@ def _facility_names() -> dict[str, str]:
     global _NAMES
     if _NAMES is None:
         from ivr import settings
-        from ivr.lines.inmate import FacilityError, load_facilities
+        from ivr.domain.facilities import FacilityError, load_facilities
         try:
             facilities = load_facilities(settings.from_env()["CONFIG_DIR"] / "facilities.yaml")
             _NAMES = {f.id: f.short for f in facilities.by_id.values()}

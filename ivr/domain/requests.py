@@ -2,7 +2,7 @@
 
 Redis layout:
   ivr:req:{ref}           hash: one request. The inmate number, case number and caller ID are kept
-                          only sealed (ivr/domain/sealing.py): a Redis dump or backup shows none of them. So is
+                          only sealed (ivr/sealing.py): a Redis dump or backup shows none of them. So is
                           the Twilio URL of the caller's message (their name and date of birth), here and
                           in the jobs that fetch and then delete it; requests written before that keep a
                           plain URL until the worker reseals it (`reseal_legacy`, at its start).
@@ -39,8 +39,8 @@ from typing import NoReturn
 
 import redis
 
-from ivr.domain.sealing import TOKEN, Sealer
-from ivr.jobs import worker as jobs
+from ivr.jobs import queue as jobs
+from ivr.sealing import TOKEN, Sealer
 
 log = logging.getLogger("ivr.requests")
 

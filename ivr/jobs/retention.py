@@ -33,8 +33,8 @@ import redis
 
 from ivr.domain.published import Library, audio_dir
 from ivr.domain.requests import PURGED, RequestStore
-from ivr.domain.sealing import Sealer
-from ivr.jobs import worker as jobs
+from ivr.jobs import queue as jobs
+from ivr.sealing import Sealer
 
 log = logging.getLogger("ivr.retention")
 
