@@ -157,7 +157,7 @@ def test_ivr_tree_prints_an_outline_with_keys_and_destinations(capsys):
 
     assert main(["tree", "--line", "callcenter"]) == 0
     out = capsys.readouterr().out
-    assert "[5] cc_office_menu  menu: \"S E S offices.\"" in out
+    assert "cc_office_menu  menu: \"S E S offices.\"" in out
     assert "transfer: the Hartford main office (+18605668723)" in out
     assert "handover: the payments line" in out
 

@@ -9,10 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ivr.cli import bench
+from ivr.cli import bench, purge
 from ivr.cli import requests as requests_cli
 from ivr.cli import staff as staff_cli
-from ivr.jobs import retention
 
 LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
@@ -133,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in (requests_cli, staff_cli, bench, retention):
+    for module in (requests_cli, staff_cli, bench, purge):
         module.add_commands(sub)
     return parser
 

@@ -28,6 +28,11 @@ class Facility:
     short: str
     words: tuple[str, ...]
     requests_per_day: int | None = None     # None: the default cap for a facility (RequestCaps)
+    names: tuple[tuple[str, str], ...] = ()  # (language, its name said in that language's voice)
+
+    def said(self, lang: str) -> str:
+        """The name as said to a caller of `lang`: its own name in that language, if it has one."""
+        return dict(self.names).get(lang, self.name)
 
     @property
     def keypad(self) -> tuple[str, ...]:
@@ -130,8 +135,12 @@ def load_facilities(path: Path) -> Facilities:
             raise FacilityError(f"{where}: needs `name` and `words`")
         words = tuple(str(w) for w in f["words"])
         per_day = f.get("requests_per_day")
+        names = f.get("names") or {}
+        if not isinstance(names, dict) or not all(isinstance(n, str) and n for n in names.values()):
+            raise FacilityError(f"{where}: `names` maps a language to the facility's name in it")
         by_id[str(fid)] = Facility(str(fid), str(f["name"]), str(f.get("short") or f["name"]), words,
-                                   None if per_day is None else cap(per_day, f"{where}: requests_per_day"))
+                                   None if per_day is None else cap(per_day, f"{where}: requests_per_day"),
+                                   tuple(sorted((str(k), v) for k, v in names.items())))
         for value in f.get("numbers") or []:
             add_number(value, str(fid), where)
     for value in doc.get("shared_numbers") or []:

@@ -57,7 +57,7 @@ SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 RESEALED = (*SEALED, "recording_url")           # every sealed field, for a key rotation
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 .'_@-]{0,39}$")
+NAME_RE = re.compile(r"^(\d{3,10}|[A-Za-z][A-Za-z0-9 .'_@-]{0,39})$")   # a staff ID, or a name (older entries)
 REASON_MAX = 200
 WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
 # Field `stage` (how far a caller got): number, facility, case, message, finished.
@@ -121,7 +121,7 @@ def check_reason(reason: str | None) -> str:
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not NAME_RE.match(name):
-        raise RequestError("--by must be a staff member's name or user id: a letter first, then up to "
+        raise RequestError("--by must be a staff ID (3 to 10 digits) or a name: a letter first, then up to "
                            "39 letters, digits, spaces or . ' _ @ -")
     return name
 

@@ -42,7 +42,7 @@ def caller_kind(turn, value: str | None) -> Outcome:
     turn.vars["inm_from_facility"] = True
     if facility is not None:
         turn.vars["inm_facility"] = facility.id
-        turn.vars["inm_facility_name"] = facility.name
+        turn.vars["inm_facility_name"] = facility.said(turn.lang)
         turn.vars["inm_facility_how"] = "caller ID"
     return Outcome(event="facility_phone")
 
@@ -177,7 +177,7 @@ def inm_match_facility(turn, value: str) -> Outcome:
     if len(found) == 1:
         turn.vars.pop("inm_facility_misses", None)
         turn.vars["inm_facility"] = found[0].id
-        turn.vars["inm_facility_name"] = found[0].name
+        turn.vars["inm_facility_name"] = found[0].said(turn.lang)
         turn.vars["inm_facility_how"] = "keypad" if value.isdigit() else "speech"
         return Outcome(event="found")
     turn.vars["inm_facility_misses"] = misses = turn.vars.get("inm_facility_misses", 0) + 1
@@ -185,7 +185,7 @@ def inm_match_facility(turn, value: str) -> Outcome:
         turn.say("inm.facility.later")
         return Outcome(event="too_many_misses")
     if found:
-        names = turn.language.join([f.name for f in found[:3]], "or")
+        names = turn.language.join([f.said(turn.lang) for f in found[:3]], "or")
         return Outcome(retry="inm.facility.ambiguous", fields={"names": names})
     return Outcome(retry="inm.facility.not_found")
 
@@ -202,6 +202,8 @@ def inm_save_facility(turn, value: None) -> Outcome:
 def inm_save_case(turn, value: str) -> Outcome:
     stop = _write(turn, lambda store, ref: store.update(ref, "case or docket number given", stage="case",
                                                         case=value))
+    if not stop:
+        turn.vars["inm_case_given"] = True
     return stop or Outcome(event="saved")
 
 
@@ -214,6 +216,8 @@ def inm_which_message(turn, value: None) -> Outcome:
 @handler("inm_save_message", events=("recorded", *WRITE_EVENTS))
 def inm_save_message(turn, value: str) -> Outcome:
     stop = _write(turn, lambda store, ref: store.add_recording(ref, value[:300]))
+    if not stop:
+        turn.vars["inm_message_given"] = True
     return stop or Outcome(event="recorded")
 
 
@@ -224,7 +228,12 @@ def inm_finish_request(turn, value: None) -> Outcome:
     if stop:
         return stop
     ref = turn.vars["inm_ref"]
-    turn.say("inm.done.for" if _for_parent(turn) else "inm.done", ref=say_ref(ref),
+    pid = "inm.done.for" if _for_parent(turn) else "inm.done"
+    turn.say(pid, ref=say_ref(ref))
+    # Only what the request supports: with a message or a case number S E S has something to work
+    # from; with only an inmate number the caller is told what is missing and how to add it.
+    thin = not (turn.vars.get("inm_message_given") or turn.vars.get("inm_case_given"))
+    turn.say(pid + (".thin" if thin else ".next"),
              number=say_phone(turn.services.lines["callback_number"], turn.lang))
     return Outcome(hangup=True)
 

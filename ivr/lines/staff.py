@@ -22,7 +22,6 @@ from datetime import date, datetime
 from ivr.callflow.engine import Turn
 from ivr.callflow.flow import FlowError
 from ivr.callflow.handler import REGISTRY, Outcome, events_of, handler
-from ivr.callflow.prompts import _fields
 from ivr.callflow.speech import say_date, say_digits
 from ivr.domain import recordings
 from ivr.domain.directory import ANONYMOUS, caller_id
@@ -186,7 +185,7 @@ def staff_code(turn: Turn, value: str, staff: Staff) -> Outcome:
     pid = prompts.by_code(value)
     if pid is None or not prompts.has(pid, prompts.default):
         return Outcome(retry="st.code.unknown", fields={"code": say_digits(value)})
-    if _fields(prompts.texts[prompts.default][pid]):  # variable parts: always the computer voice
+    if prompts.has_parts(pid, prompts.default):  # variable parts: always the computer voice
         return Outcome(retry="st.code.fields", fields={"code": say_digits(value)})
     turn.vars["_pid"] = pid
     return Outcome(event="prompt_chosen")
@@ -280,7 +279,7 @@ def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
         # <Play> of a recording not there yet is silence. A short pause the first time (with the
         # sentence above, about two seconds) gives it that moment; a repeat with * plays at once.
         # MP3: smaller than the WAV the bare URL gives, so it starts sooner.
-        (turn.target if turn.target is not None else turn.response).pause(length=REVIEW_PAUSE)
+        turn.pause(REVIEW_PAUSE)
     turn.say_text("", audio=recordings.mp3_url(url))
     return None
 

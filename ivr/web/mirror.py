@@ -11,7 +11,7 @@ from datetime import date, datetime
 import redis
 from flask import has_request_context, url_for
 
-from ivr.callflow.prompts import Prompts, Spoken, _fields
+from ivr.callflow.prompts import Prompts, Spoken
 from ivr.domain.published import Library
 from ivr.web.signature import public_base
 
@@ -51,8 +51,7 @@ class Mirror:
             return
         recordings = {}
         for (pid, lang), rec in published.items():
-            template = self.prompts.texts.get(lang, {}).get(pid)
-            if template is None or _fields(template):
+            if not self.prompts.has(pid, lang) or self.prompts.has_parts(pid, lang):
                 continue  # a prompt removed since, or one with variable parts: always text-to-speech
             recordings[(pid, lang)] = self.url(base, rec["file"])
         self.prompts.recordings = recordings            # one assignment: a reader sees old or new
