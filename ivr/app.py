@@ -56,8 +56,7 @@ class Runtime:
         missing = set(self.lines_cfg["lines"]) - set(self.flows.lines)
         if missing:
             raise flow.FlowError(f"{cfg_dir / 'lines.yaml'}: no flow file for line(s) {sorted(missing)}")
-        self.redis = redis_client if redis_client is not None else store.connect(
-            config["REDIS_URL"], config["IVR_ENV"])
+        self.redis = redis_client if redis_client is not None else store.connect(config)
         self.store = CallStore(self.redis, config["CALL_TTL"])
         self.sealer = Sealer.from_config(config)
         library = Library(self.redis)

@@ -14,12 +14,12 @@ control_socket = os.path.join(tempfile.gettempdir(), f"ivr-web-{os.getpid()}.ctl
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """Before any worker: a deploy that forgot IVR_ENV fails here, loudly, instead of serving dev keys."""
-    config = settings.from_env()      # production's checks too, once, in the master
     hosts = []
     for address in server.cfg.address:
         if isinstance(address, tuple):
             hosts.append(str(address[0]))
     try:
+        config = settings.from_env()      # production's checks too (and Sentinel's), once, in the master
         settings.check_listen(config, hosts)
     except settings.ConfigError as exc:
         server.log.error("%s", exc)

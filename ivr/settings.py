@@ -44,8 +44,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         # Stated, not defaulted: only an explicit IVR_ENV=development may listen beyond loopback.
         "IVR_ENV_EXPLICIT": "IVR_ENV" in env,
         "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
+        **redis_settings(env),
         "SDU_BASE_URL": env.get("SDU_BASE_URL", ""),
         "SDU_API_KEY": env.get("SDU_API_KEY", ""),
+        # SDU lookups waiting at once per web process, beyond which a lookup fails fast to the SDU-down
+        # path: the web line's threads a slow SDU can hold (2 of each worker's 4), bench/RESULTS.md.
+        "SDU_MAX_CONCURRENT": _number(env, "IVR_SDU_MAX_CONCURRENT", 2, 1, 64),
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID", DEV_ACCOUNT_SID),
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN", DEV_AUTH_TOKEN),
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
@@ -145,6 +149,61 @@ def check_listen(config: Mapping, hosts: list[str]) -> None:
             f"refusing to listen on {', '.join(public)} with development secrets: IVR_ENV is not set. "
             "Set IVR_ENV=production (with its secrets) for a real deploy, or IVR_ENV=development to "
             "serve development on this address anyway.")
+
+
+def redis_settings(env: Mapping[str, str]) -> dict:
+    """Sentinel (docs/interface.md) and how long a write that must survive a failover waits for a replica.
+    A mistyped Sentinel list would leave every process on a master that is no longer one: refused."""
+    raw = env.get("REDIS_SENTINELS", "").strip()
+    master = env.get("REDIS_SENTINEL_MASTER", "").strip()
+    url = env.get("REDIS_URL", "redis://localhost:6379/0")
+    sentinels: list[tuple[str, int]] = []
+    if raw or master:
+        if not raw or not master:
+            raise ConfigError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both (the Sentinels' "
+                              "host:port list and the master's name) or neither")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", master):
+            raise ConfigError("REDIS_SENTINEL_MASTER must be the master's name as in sentinel.conf "
+                              "(letters, digits, '.', '_', '-'), not " + repr(master[:40]))
+        for item in raw.split(","):
+            sentinels.append(_host_port(item.strip(), "REDIS_SENTINELS"))
+    try:
+        db = redis_db(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL is not a Redis URL ({exc})") from None
+    return {"REDIS_SENTINELS": tuple(sentinels), "REDIS_SENTINEL_MASTER": master, "REDIS_DB": db,
+            # A write callers are told about (a request's reference) waits this long for one replica.
+            "REDIS_WAIT_MS": _number(env, "IVR_REDIS_WAIT_MS", 500, 10, 10_000),
+            # With Sentinel: how long a command keeps trying while a new master is chosen.
+            "REDIS_FAILOVER_SECONDS": _number(env, "IVR_REDIS_FAILOVER_SECONDS", 6, 0, 15)}
+
+
+def redis_db(url: str) -> int:
+    """The database number of a Redis URL (`/3` or `?db=3`), ValueError when it is not one."""
+    import redis.connection
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("it must start with redis://, rediss:// or unix://")
+    return int(redis.connection.parse_url(url).get("db", 0) or 0)
+
+
+def _host_port(item: str, name: str) -> tuple[str, int]:
+    host, sep, port = item.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise ConfigError(f"{name} must be comma-separated host:port pairs (e.g. "
+                          f"10.0.0.5:26379,10.0.0.6:26379), not {item[:60]!r}")
+    return host, int(port)
+
+
+def _number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {raw[:20]!r}")
+    return int(raw)
 
 
 # Days each kind is kept (ivr/jobs/retention.py); the defaults are in the README.

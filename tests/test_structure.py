@@ -120,8 +120,11 @@ def test_the_benchmark_paths_are_here(counted):
 # record for staff (the inmate intake's request, its audit entry, the recording download job, and
 # waiting for Redis to have it on disk); the payment line's guard against PIN guessing (locks and
 # failure counts per case and per caller number, which outlive the call); the staff line's sign-in
-# (account, failures, lock) and its reading of what is published for a prompt.
-HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:pay:lock:", "ivr:pay:tries:", "ivr:staff:", "ivr:prompts:")
+# (account, failures, lock) and its reading of what is published for a prompt. Waiting for a durable
+# write's replica (ivr/store.py `replicated`) adds a write of its own (ivr:replicated) and, at most
+# every 30 s, an INFO asking whether the server has replicas.
+HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:replicated", "INFO", "ivr:pay:lock:", "ivr:pay:tries:",
+                "ivr:staff:", "ivr:prompts:")
 
 
 def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(counted):

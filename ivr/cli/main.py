@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -53,7 +54,20 @@ def cmd_call(args: argparse.Namespace) -> int:
             stop()
             del os.environ["SDU_BASE_URL"]   # that stub is gone: a next call in this process starts its own
             logging.getLogger("werkzeug").setLevel(werkzeug_level)
-    return 1 if any(e.kind == "error" for e in call.events) else 0
+    problems = call.unmet(args.expect or (), args.expect_end)
+    if problems:
+        # One line an operator's monitor can alert on (the transcript above says where it went).
+        print(f"ivr call: the call did not go as expected: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    if args.expect or args.expect_end:
+        print("ivr call: the call went as expected", file=sys.stderr)
+    return 0
+
+
+def _call_end(text: str) -> str:
+    if text in ("hangup", "transfer", "keys") or re.fullmatch(r"transfer:\+\d{8,15}", text):
+        return text
+    raise argparse.ArgumentTypeError("give hangup, transfer, transfer:+1NUMBER or keys")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -72,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
-    client = store.connect(config["REDIS_URL"], config["IVR_ENV"], socket_timeout=jobs.BLOCK_MS / 1000 + 5)
+    client = store.connect(config, socket_timeout=jobs.BLOCK_MS / 1000 + 5)
     store.check_persistence(client, config)
     worker = jobs.Worker(jobs.JobContext(config, client))
     if args.once:
@@ -110,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "$PUBLIC_BASE_URL, else --url): a production server behind a TLS proxy")
     p.add_argument("--dial-status", default="completed",
                    choices=["completed", "busy", "no-answer", "failed", "canceled"])
+    p.add_argument("--expect", action="append", metavar="TEXT",
+                   help="words the caller must hear, in the order given (repeatable): a synthetic monitoring "
+                        "call exits 1 when one is missing")
+    p.add_argument("--expect-end", metavar="END", type=_call_end,
+                   help="how the call must end: hangup (the system hangs up), transfer or transfer:+1NUMBER "
+                        "(a person is dialed), keys (every key of --keys used, the call still waiting); exit 1 "
+                        "otherwise")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("serve", help="run the development web server (use gunicorn for real)")

@@ -13,6 +13,7 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from twilio.twiml.voice_response import VoiceResponse
 
+from ivr import store
 from ivr.callflow.callstate import CallState
 from ivr.callflow.engine import Turn
 from ivr.redact import mask_phone, printable
@@ -212,4 +213,6 @@ def health():
     status = rt.health.status()
     breaker = rt.services.sdu.breaker.state
     age = round(time.monotonic() - status.at, 1) if status.at else None
-    return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age), 200
+    # Writes no replica acknowledged in time (store.replicated): the process is up, and the operator sees it.
+    return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age,
+                   replication=store.REPLICATION.snapshot()), 200
