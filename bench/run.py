@@ -61,7 +61,10 @@ CAPACITY_P99_MS = 50.0     # the call center's webhooks, at human pace, for `--c
 # and what staff publish (ivr/domain/published.py). Everything else a call writes is the call's own and
 # must expire (tests/test_structure.py checks the same).
 DURABLE_KEYS = re.compile(r"^ivr:req:(\d{6}|\d{6}:audit|open|all)$|^ivr:jobs(:dead)?$|^ivr:staff(:\d+)?$"
-                          r"|^ivr:prompts:(published|rev|history:.*)$|^ivr:announcements(:log)?$|^ivr:audio:files$")
+                          r"|^ivr:prompts:(published|rev|history:.*)$|^ivr:announcements(:log)?$|^ivr:audio:files$"
+                          # Call analytics: the event stream is capped and trimmed by age, the open calls
+                          # closed by the worker's sweep (ivr/domain/callstats.py); the hours expire.
+                          r"|^ivr:an:(events|cursor|open|active|totals)$")
 
 
 class BenchError(RuntimeError):

@@ -69,6 +69,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
         # The auth token Twilio may still sign with while a new one is rolled out (ivr/web/signature.py).
         "TWILIO_AUTH_TOKEN_PREVIOUS": env.get("IVR_TWILIO_AUTH_TOKEN_PREVIOUS", "").strip(),
+        # Call analytics (ivr/domain/callstats.py): raw events kept this many days, hourly figures this
+        # many months; the event stream is capped near this many entries whatever the worker does.
+        "ANALYTICS_RAW_DAYS": _whole(env, "IVR_ANALYTICS_RAW_DAYS", 30, at_least=1),
+        "ANALYTICS_KEEP_MONTHS": _whole(env, "IVR_ANALYTICS_KEEP_MONTHS", 25, at_least=1),
+        "ANALYTICS_MAX_EVENTS": _whole(env, "IVR_ANALYTICS_MAX_EVENTS", 2_000_000, at_least=10_000),
+        "METRICS_ALLOW": metrics_allow(env.get("IVR_METRICS_ALLOW", "")),
     }
 
 
@@ -221,6 +227,30 @@ def retention_days(env: Mapping[str, str]) -> dict[str, int]:
             raise ConfigError(f"{name} must be a whole number of days, 1 or more (not {raw!r})")
         out[f"RETAIN_{kind}_DAYS"] = int(raw)
     return out
+
+
+def metrics_allow(raw: str) -> tuple:
+    """IVR_METRICS_ALLOW: the networks (comma-separated CIDRs or addresses) that may read /metrics;
+    loopback when unset."""
+    out = []
+    for part in (raw.strip() or "127.0.0.0/8,::1/128").split(","):
+        if not part.strip():
+            continue
+        try:
+            out.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"IVR_METRICS_ALLOW: {part.strip()[:60]!r} is not an address or a CIDR "
+                              "(e.g. 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, at_least: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < at_least:
+        raise ConfigError(f"{name} must be a whole number, {at_least} or more (not {raw[:20]!r})")
+    return int(raw)
 
 
 def _flag(env: Mapping[str, str], name: str, default: str) -> bool:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ivr.cli import bench, purge
+from ivr.cli import report as report_cli
 from ivr.cli import requests as requests_cli
 from ivr.cli import staff as staff_cli
 
@@ -92,6 +93,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.once:
         worker.start_up()
         print(f"handled {worker.run_once(block_ms=None) + worker.retry_pending()} job(s)")
+        worker.run_periodic()   # the periodic tasks too (the call analytics fold: `ivr report` is current)
         return 0
     worker.run()
     return 0
@@ -139,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run background jobs (recording downloads, then deleting Twilio's copies)")
-    p.add_argument("--once", action="store_true", help="handle what is queued now, then exit")
+    p.add_argument("--once", action="store_true", help="handle what is queued, run the periodic tasks once, exit")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("tree", help="print a line's call tree and write it as a Mermaid diagram")
@@ -153,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in (requests_cli, staff_cli, bench, purge):
+    for module in (requests_cli, staff_cli, bench, purge, report_cli):
         module.add_commands(sub)
     return parser
 

@@ -340,6 +340,9 @@ class SDUClient:
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._busy_lock = threading.Lock()
         self.refused_busy = 0     # lookups refused because every slot was taken (a counter for /metrics)
+        # Told of every lookup, (op, answered, breaker state) with no case number: metrics and call
+        # analytics (wired by ivr/app.py); None: nobody listens.
+        self.observer: Callable[[str, bool, str], None] | None = None
         if session is None:
             session = requests.Session()
             # Retries are ours (they must respect the budget), so the adapter never retries.
@@ -503,11 +506,13 @@ class SDUClient:
                 refused = self.refused_busy
             log.warning("SDU %s refused: all %d SDU slots of this process are waiting on the SDU (%d refused "
                         "since start)", op, self.max_concurrent, refused)
+            if self.observer is not None:
+                self.observer(op, False, self.breaker.state)
             raise SDUUnavailable(f"SDU {op}: every one of the {self.max_concurrent} SDU slots is in use")
+        ok = False
         try:
             deadline = self._deadline()
             self.breaker.acquire()
-            ok = False
             try:
                 body = self._attempts(op, method, path, case_number, params, json, idempotent, deadline)
                 ok = True
@@ -521,6 +526,8 @@ class SDUClient:
                 self.breaker.release(ok)
         finally:
             self._slots.release()
+            if self.observer is not None:
+                self.observer(op, ok, self.breaker.state)
 
     def _attempts(
         self,
