@@ -108,7 +108,7 @@ def assert_fallback(app, body: str, open_hours: bool) -> None:
 
 def test_with_redis_stopped_every_webhook_still_answers(make_app, server, clock, caplog):
     app = app_on(make_app, server)
-    phone = Phone(app, to=line_number(app, "callcenter")).start().press("1")
+    phone = Phone(app, to=line_number(app, "callcenter")).start().press("*")   # past the greeting
     server.stop()
     t = Transport(DEV_AUTH_TOKEN, app=app)
     mid_call = phone.last_request[1]
@@ -129,7 +129,7 @@ def test_with_redis_stopped_every_webhook_still_answers(make_app, server, clock,
 
 def test_with_redis_frozen_webhooks_answer_after_the_client_timeout(make_app, server, caplog):
     app = app_on(make_app, server)
-    phone = Phone(app, to=line_number(app, "callcenter")).start().press("1")
+    phone = Phone(app, to=line_number(app, "callcenter")).start().press("*")   # past the greeting
     server.pause()
     try:
         t = Transport(DEV_AUTH_TOKEN, app=app)
@@ -176,7 +176,7 @@ def test_redis_restarted_mid_call_loses_state_the_caller_is_told_and_starts_the_
 
 def test_redis_restarted_with_its_data_the_call_goes_on_where_it_was(make_app, durable_server, caplog):
     app = app_on(make_app, durable_server)
-    phone = Phone(app, to=line_number(app, "callcenter")).start().press("1").press("3")
+    phone = Phone(app, to=line_number(app, "callcenter")).start().press("*").press("3")   # past the greeting
     assert state_of(app, phone.sid).node == "cc_support_menu"
     durable_server.restart()
     mark = len(phone.heard)
@@ -511,7 +511,7 @@ def test_a_worker_killed_mid_call_the_next_webhook_is_answered_with_the_state_in
     numbers = {name: line["number"] for name, line in
                yaml.safe_load((ROOT / "config" / "lines.yaml").read_text())["lines"].items()}
     lost = Prompts.load(ROOT / "prompts").text("sys.state_lost", "en")
-    phone = Phone(transport=transport, to=numbers["callcenter"]).start().press("1")
+    phone = Phone(transport=transport, to=numbers["callcenter"]).start().press("*")   # past the greeting
 
     # Load: other calls going on while the workers die; requests that were on a killed worker may
     # fail (Twilio would use the fallback URL), none may be answered with an error.

@@ -72,7 +72,7 @@ def test_no_pin_case_number_or_caller_number_in_logs_or_plain_redis(make_app, ca
     assert "cannot reach payment information" in heard[4]
 
     snapshots.append(dump(redis_client))      # and after the calls: counters and locks remain
-    assert len(snapshots) > 40
+    assert len(snapshots) > 35               # one per webhook (silence at a greeting costs none)
     sealer = app.extensions["ivr"].services.sealer
     for snap in snapshots:
         for key, value in snap:

@@ -142,7 +142,7 @@ def test_no_log_line_redis_value_or_file_holds_a_secret(make_app, sdu, caplog, t
     assert state_of(app, phone("payments").press("1").sid).node == "pay_locked"
 
     inmate = phone("callcenter")
-    keys_to_intake = ["1", "4", "1", "1", INMATE, "1", "say cheshire", "1", CASE, "1", "record"]
+    keys_to_intake = ["-", "4", "1", "1", INMATE, "1", "say cheshire", "1", CASE, "1", "record"]
     for key in keys_to_intake:
         if inmate.ended:
             break
@@ -152,7 +152,7 @@ def test_no_log_line_redis_value_or_file_holds_a_secret(make_app, sdu, caplog, t
         assert requests_store.refs(), "the intake stored no request"
 
     town = phone("callcenter")
-    for key in ("1", "5", "1", "06103", "1", "dial:busy", "1"):
+    for key in ("-", "5", "1", "06103", "1", "dial:busy", "1"):
         if not town.ended:
             town.press(key)
     assert town.dialed, "the town lookup did not reach a transfer"

@@ -120,7 +120,7 @@ def _walk(el: ET.Element, spec: Verb, path: str, voices: Voices, url_ok, problem
 
 
 def _check_say(el: ET.Element, path: str, voices: Voices, problems: list[str]) -> None:
-    text = " ".join((el.text or "").split())
+    text = " ".join("".join(el.itertext()).split())     # SSML inside (<prosody>) holds the words
     lang, voice = el.get("language"), el.get("voice")
     if not text:
         problems.append(f"{path}: empty <Say>")

@@ -103,18 +103,21 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
             continue
         options = offered(flows, node, state.vars)
         keys = [e.key for e in options]
+        at_offer = offering_languages(phone)
         # Where the call is, and the counts and flags among its variables (wrong PINs so far,
         # blocked ...): each combination is walked once.
         small = tuple(sorted((k, v) for k, v in state.vars.items()
                              if not k.startswith("_") and isinstance(v, (bool, int))))
         mark = (state.node, state.phase, state.lang, tuple((e.key, e.target) for e in options),
-                min(state.tries, 2), small)
+                min(state.tries, 2), small, at_offer)
         if mark in seen:
             continue
         seen.add(mark)
         result.states += 1
         result.waits.add(state.node)
-        if state.tries:                      # only what leads to "too many tries"
+        if at_offer:                         # the greeting: a language's key, or on (silence)
+            language, answers = GREETING, ["-"] + [k for k in LANGUAGE_KEYS.values() if k != "-"]
+        elif state.tries:                    # only what leads to "too many tries"
             answers = ["-"] + (collect_inputs(node, pool)[-4:-3] if node.type == "collect" else [])
         elif phone.waiting_for == "Dial":
             answers = [f"dial:{s}" for s in DIAL_STATUSES]
@@ -132,7 +135,7 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
         else:                                # the global keys are the same code in every language
             answers = keys + ["-"]
         for answer in answers:
-            if skip is not None and skip(node, answer):
+            if skip is not None and skip(language if at_offer else node, answer):
                 continue
             branch = phone.fork(app)
             if new_caller is not None:
@@ -153,7 +156,25 @@ def explore(app, line: str, *, pool: Iterable[str] = (), caller: str = "+1860555
     return result
 
 
-LANGUAGE_KEYS = {"en": "1", "es": "2"}    # the answer to the language question that chooses each
+LANGUAGE_KEYS = {"en": "-", "es": "2"}    # the answer to the greeting that chooses each (English: none)
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """Where a call waits while its greeting offers the other languages: `skip` gets this as the node."""
+    type: str = "language"
+    id: str = "(greeting)"
+
+    def get(self, key: str, default=None):
+        return default
+
+
+GREETING = Greeting()
+
+
+def offering_languages(phone: Phone) -> bool:
+    """Whether the call waits at the greeting's offer of the other languages (ivr/engine.py OFFER)."""
+    return phone.pending is not None and "p=offer" in (phone.pending.get("action") or "")
 
 
 def explore_in(app, line: str, lang: str, *, skip: Callable[[object, str], bool] | None = None,
@@ -270,7 +291,7 @@ def spoken_ref(said: str) -> str:
     return "".join(m.groups())
 
 
-def capped_calls(app, redis_client, lang_keys=("1", "2", "2")) -> list[Phone]:
+def capped_calls(app, redis_client, lang_keys=("-", "2", "2")) -> list[Phone]:
     """The one place walks from fresh caller IDs never get to: the inmate path of a caller ID at its
     day's cap of new requests (config/facilities.yaml `request_caps`). The cap is set to 1 for the app,
     so the first call's request uses the day's one up; each key of `lang_keys` places one call."""

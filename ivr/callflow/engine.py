@@ -28,20 +28,31 @@ log = logging.getLogger("ivr.engine")
 MAX_HOPS = 25  # node transitions within one request; a loop in the tree must not hang a worker
 SILENCE = frozenset({"menu.no_input", "collect.no_input", "record.none"})   # fail() reasons that are no input
 DIAL_STATUSES = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
-
+NO_INPUT = ("menu.no_input", "collect.no_input")   # silence at a <Gather>: more time is offered after it
+# The part of a greeting's answer where the other languages are offered (its <Gather>'s action says so):
+# there a language's key chooses it; every other key goes to the node after the greeting.
+OFFER = "offer"
+OFFER_WAIT = 1        # seconds after the offer before the node after it is said (Twilio's shortest)
+MORE_TIME = "**"      # star twice: more time to answer, for the rest of the call (Section 508)
+SLOWER = "#"          # pound, where no number is being keyed: everything said more slowly from now on
+SLOW_RATE = "slow"    # SSML <prosody rate>, unless config/lines.yaml `menu.slow_rate` says otherwise
 
 
 class Turn:
     """One webhook request of one call: its state, its parameters and the answer being built."""
 
-    def __init__(self, engine: Engine, state: CallState, params: Mapping[str, str], url: Callable):
+    def __init__(self, engine: Engine, state: CallState, params: Mapping[str, str], url: Callable,
+                 part: str = ""):
         self.engine = engine
         self.state = state
         self.params = params
-        self.url = url          # url(seq) -> the action URL of the next step
+        self.url = url          # url(seq, part="") -> the action URL of the next step
+        self.part = part        # which <Gather> of the last answer this input came from ("" or OFFER)
         self.response = VoiceResponse()
         self.target = None      # where say() goes by default: the response, or an open <Gather>
         self.hops = 0
+        self.warned = False     # the last answer said the caller's time ran out (and how to get more)
+        self.wait_longer = False  # this answer's <Gather>s wait `more_time` seconds (after a silence)
         self.log = CallLog()    # what happened in this request, for analytics (ivr/callflow/calllog.py)
         self.why = "menu"       # why a transfer entered now is made: menu, zero, giveup, again
 
@@ -87,26 +98,48 @@ class Turn:
     def say_text(self, text: str, target=None, audio: str | None = None, lang: str | None = None) -> None:
         """Say `text` (in the voice of `lang`, by default the caller's language), or play `audio`."""
         target = target if target is not None else self.target if self.target is not None else self.response
-        if audio:
+        slow = self.slow
+        # A recording cannot be slowed down: a caller who asked for slower speech hears its text instead.
+        if audio and not (slow and text):
             target.play(audio)
+            return
+        voice = self.services.lines["voices"][lang or self.lang]
+        if slow:
+            say = target.say(voice=voice["voice"], language=voice["language"])
+            say.prosody(text, rate=self.services.lines["menu"].get("slow_rate", SLOW_RATE))
         else:
-            voice = self.services.lines["voices"][lang or self.lang]
             target.say(text, voice=voice["voice"], language=voice["language"])
 
     def pause(self, seconds: int) -> None:
         """A silence of `seconds` where say() would speak."""
         (self.target if self.target is not None else self.response).pause(length=seconds)
 
-    def action_url(self) -> str:
-        return self.url(self.state.seq + 1)
+    @property
+    def slow(self) -> bool:
+        """The caller asked for slower speech (SLOWER): it holds for the rest of the call."""
+        return bool(self.state.vars.get("_slow"))
+
+    @property
+    def more_time(self) -> bool:
+        """The caller asked for more time to answer (MORE_TIME): it holds for the rest of the call."""
+        return bool(self.state.vars.get("_more_time"))
+
+    def action_url(self, part: str = "") -> str:
+        return self.url(self.state.seq + 1, part) if part else self.url(self.state.seq + 1)
 
     def gather(self, *, num_digits: int | None = 1, speech: bool = False, hints: str | None = None,
-               finish_on_key: str | None = None, timeout: int | None = None) -> Gather:
+               finish_on_key: str | None = None, timeout: int | None = None, part: str = "") -> Gather:
         voice = self.services.lines["voices"][self.lang]
-        kwargs = {"action": self.action_url(), "method": "POST", "action_on_empty_result": False,
-                  "timeout": timeout or self.services.lines["menu"]["timeout"]}
+        menu = self.services.lines["menu"]
+        timeout = timeout or menu["timeout"]
+        if self.more_time or self.wait_longer:
+            timeout = max(timeout, menu.get("more_time", 20))
+        kwargs = {"action": self.action_url(part), "method": "POST", "action_on_empty_result": False,
+                  "timeout": timeout}
         if num_digits:
             kwargs["num_digits"] = num_digits
+        if finish_on_key is None and num_digits == 1:
+            finish_on_key = ""   # pound is a key of its own in a menu (SLOWER), not the end of an answer
         if finish_on_key is not None:
             kwargs["finish_on_key"] = finish_on_key
         if speech:
@@ -140,10 +173,16 @@ class Engine:
 
     def step(self, turn: Turn) -> VoiceResponse:
         node = self.flows.nodes.get(turn.state.node)
+        # What the last answer offered holds for this one input only.
+        offered = turn.vars.pop("_offer", False)
+        turn.warned = bool(turn.vars.pop("_warned", False))
         if node is None:  # the tree changed under a live call: start its line again
             self.enter(turn, self.flows.lines[turn.state.line].home)
             return turn.response
-        getattr(self, f"_input_{node.type}")(turn, node)
+        if offered and turn.part == OFFER:
+            self._input_offer(turn, node)
+        else:
+            getattr(self, f"_input_{node.type}")(turn, node)
         return turn.response
 
     def repeat(self, turn: Turn) -> VoiceResponse:
@@ -224,7 +263,24 @@ class Engine:
             self.give_up(turn)
             return
         turn.say(reason, **fields)
+        if reason in NO_INPUT:
+            # Section 508: the caller's time ran out; say so, say how to get more, and wait longer now.
+            turn.wait_longer = True
+            if not turn.more_time:
+                turn.say("time.offer")
+                turn.vars["_warned"] = True
         getattr(self, f"_enter_{node.type}")(turn, node, reprompt=True)
+
+    def give_more_time(self, turn: Turn) -> None:
+        """MORE_TIME: every later question of this call waits `more_time` seconds (config/lines.yaml)."""
+        turn.vars["_more_time"] = True
+        turn.state.tries = 0            # asking for time is not a failed try
+        turn.say("time.more")
+
+    def slow_down(self, turn: Turn) -> None:
+        """SLOWER: everything said from here on, in this call, with SSML <prosody rate="slow">."""
+        turn.vars["_slow"] = True
+        turn.say("speech.slower")
 
     def give_up(self, turn: Turn) -> None:
         hours = self.services.hours
@@ -259,9 +315,13 @@ class Engine:
         else:
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=True)
 
-    # --- language --------------------------------------------------------------------------
+    # --- language ----------------------------------------------------------------------------
     def _enter_language(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
-        gather = turn.gather(timeout=3)
+        """The greeting and each other language's offer, then at once the node after it, in one answer:
+        nobody waits through a silence meant for someone else. Two <Gather>s: a language's key chooses
+        it while the offer is said (OFFER, and OFFER_WAIT seconds after); the keys of the node after it
+        work there too, and in its own <Gather> (where the offer's key is that node's own again)."""
+        gather = turn.gather(timeout=OFFER_WAIT, part=OFFER)
         self._announce(turn, gather)
         for pid in as_list(node.get("prompt")):
             turn.say(pid, gather)
@@ -269,9 +329,25 @@ class Engine:
         for lang in list(prompts.languages)[1:]:   # each other language offers itself, in its own voice
             offer = prompts.spoken("lang.offer", lang)
             turn.say_text(offer.text, gather, audio=offer.audio, lang=lang)
-        turn.close_gather(gather)
+        turn.response.append(gather)      # silence goes on to what `next` says (Twilio's fall-through)
+        self.enter(turn, node.get("next"))
+        turn.vars["_offer"] = True
+
+    def _input_offer(self, turn: Turn, node: Node) -> None:
+        """A key pressed (or a word said) while the greeting offered the other languages."""
+        chosen = self._chosen_language(turn.param("Digits"), _norm(turn.param("SpeechResult")))
+        if chosen is not None and chosen != turn.lang:
+            turn.state.lang = chosen
+            self._announce(turn, turn.response)
+            return self.enter(turn, node.id)            # the same place, in the chosen language
+        if node.type == "menu" and (turn.param("Digits") or turn.param("SpeechResult")):
+            return self._input_menu(turn, node)          # a menu's key works at once
+        # Anything else (a question, or information with choices after it, such as a locked case's)
+        # is said from its start, as before: a key cannot answer what the caller has not heard yet.
+        self.enter(turn, node.id)
 
     def _input_language(self, turn: Turn, node: Node) -> None:
+        # Only a call whose state an older version saved at the greeting comes here.
         chosen = self._chosen_language(turn.param("Digits"), _norm(turn.param("SpeechResult")))
         if chosen is not None and chosen != turn.lang:
             turn.state.lang = chosen
@@ -349,6 +425,10 @@ class Engine:
             turn.say("menu.globals.answer" + help_only, gather)
         elif node.id == line.home:
             turn.say("menu.globals.home" + help_only, gather)
+            if not turn.slow and turn.vars.get("_slower_offered") != turn.lang:
+                # Said once in a call (again after a change of language), in the main menu only.
+                turn.say("speech.slower.offer", gather)
+                turn.vars["_slower_offered"] = turn.lang
         else:
             turn.say("menu.globals" + help_only, gather)
 
@@ -395,7 +475,14 @@ class Engine:
         turn.response.hangup()
 
     def _global_key(self, turn: Turn, node: Node, key: str) -> bool:
-        if key == "*":
+        if key == MORE_TIME or (key == "*" and turn.warned):
+            # Star after "your time ran out" (or star twice, or "more time"): more time, and the menu again.
+            self.give_more_time(turn)
+            getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
+        elif key == SLOWER:
+            self.slow_down(turn)
+            getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
+        elif key == "*":
             getattr(self, f"_enter_{node.type}")(turn, node, reprompt=False)
         elif key == "9":
             # A node may name its own "main menu" (the payment line's dead ends: the call center's).
@@ -422,14 +509,23 @@ class Engine:
                     best = (size, str(opt["key"]))
         if best:
             return best[1]     # a menu's own words win over the words that work everywhere
+        key = self._global_said(turn, said)
+        if key is not None:
+            return key
         language = turn.language
-        for key in GLOBAL_KEYS:
-            if any(_word(w)[1].search(said) for w in language.global_words[key]):
-                return key
         tokens = said.split()
         for digit, word in enumerate(language.digits):
             if word in tokens or str(digit) in tokens:
                 return str(digit)
+        return None
+
+    def _global_said(self, turn: Turn, said: str) -> str | None:
+        """The key that works everywhere whose words `said` has (`global_words` of language.yaml)."""
+        said = _norm(said)
+        words = turn.language.global_words
+        for key in GLOBAL_KEYS:
+            if any(_word(w)[1].search(said) for w in words[key]):
+                return key
         return None
 
     # --- transfers -------------------------------------------------------------------------
@@ -549,6 +645,12 @@ class Engine:
             turn.state.phase = ""
             turn.why = "again"
             return self._enter_transfer(turn, node)
+        if key == MORE_TIME or (key == "*" and turn.warned):
+            self.give_more_time(turn)
+            return self._transfer_options(turn, node, reprompt=True)
+        if key == SLOWER:
+            self.slow_down(turn)
+            return self._transfer_options(turn, node, reprompt=True)
         if key == "*":
             return self._transfer_options(turn, node, reprompt=True)
         if key == "0" and node.get("to") == "agents":
@@ -569,7 +671,8 @@ class Engine:
         # into the next question. A caller who does not press it is taken at the timeout.
         gather = turn.gather(num_digits=None, speech=speech,
                              hints=self.hints.get(node.get("hints")) if speech else None,
-                             finish_on_key="#", timeout=node.get("timeout", 8))
+                             finish_on_key="#",
+                             timeout=node.get("timeout") or self.services.lines["menu"].get("digit_timeout", 15))
         if not reprompt or not node.get("short_prompt"):
             for pid in as_list(node.get("prompt")):
                 turn.say(pid, gather)
@@ -594,7 +697,11 @@ class Engine:
                 turn.vars.pop("_pending", None)
                 turn.state.phase = ""
                 return self._enter_collect(turn, node)
-            if key == "*":
+            if key == "*" and turn.warned:
+                self.give_more_time(turn)
+            elif key == SLOWER:
+                self.slow_down(turn)
+            if key in ("*", SLOWER):
                 return self._ask_confirm(turn, node)
             if key in ("0", "9"):   # the keys that work in every menu (docs/interface.md)
                 turn.vars.pop("_pending", None)
@@ -605,6 +712,11 @@ class Engine:
         said = turn.param("SpeechResult")
         if not digits and not said:
             return self.fail(turn, node, "collect.no_input")   # a question, not a menu: no "choice"
+        if digits == MORE_TIME or (said and self._global_said(turn, said) == MORE_TIME):
+            # Star twice, never a number's end (pound) nor a lone star (`skip`, or the question again):
+            # the question again, with more time for this one and every later one.
+            self.give_more_time(turn)
+            return self._enter_collect(turn, node)
         if digits == "*":
             if node.get("skip"):
                 return self.enter(turn, node.get("skip"))

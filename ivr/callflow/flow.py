@@ -38,7 +38,8 @@ FIELDS = {
     "confirm": "true: the digits are read back, 1 to keep them, 2 to key them again",
     "confirm_prompt": "the prompt that reads the digits back (default collect.confirm)",
     "short_prompt": "said instead of `prompt` when asking again",
-    "timeout": "seconds of silence before the question is asked again (default 8)",
+    "timeout": "seconds of silence before the question is asked again, and between digits "
+               "(default: config/lines.yaml `menu.digit_timeout`)",
     "var": "the call variable that keeps the answer, when there is no handler",
     "max_length": "a recording's longest, in seconds (default 120)",
     "office": "the office to dial (config/offices.yaml)",
@@ -76,7 +77,9 @@ def _type(doc: str, required: str, optional: str) -> NodeType:
 
 
 NODE_TYPES = {
-    "language": _type("the greeting, then each other language's `lang.offer` in its voice; then `next`",
+    "language": _type("the greeting and each other language's `lang.offer` in its voice, then `next` at once, "
+                      "in the same answer: a language's key chooses it during the offer, any other key is "
+                      "`next`'s (a menu's key works at once; anything else is said from its start)",
                       "prompt next", ""),
     "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
                   "prompt handler on args"),
@@ -270,6 +273,13 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
                        for event in on if event not in TRANSFER_EVENTS]
             for event, target in on.items():
                 need_node(target, f"event {event!r}")
+    inputs = node.get("input")
+    if inputs is not None and (not isinstance(inputs, list) or not set(inputs) <= {"speech", "dtmf"}):
+        errors.append(f"{where}: input must be [dtmf] or [speech, dtmf]")
+    elif inputs is not None and "dtmf" not in inputs:
+        # Callers through a relay service (711), or who cannot speak, answer by keys: always possible.
+        errors.append(f"{where}: input {inputs} takes no keys; a question that takes speech takes keys too "
+                      "([speech, dtmf])")
     if node.get("hints") is not None and node.get("hints") not in hint_sets:
         errors.append(f"{where}: hints {node.get('hints')!r} is not one of {sorted(hint_sets)}")
     if node.type in ("menu", "answer") and not node.get("prompt") and not node.get("handler"):

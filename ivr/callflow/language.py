@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from babel import Locale, UnknownLocaleError
 from num2words import num2words
 
-GLOBAL_KEYS = ("*", "0", "9")    # keys that work in every menu, in the order their words are tried
+# Keys that work in every menu, in the order their words are tried: * repeats, 0 a person, 9 the main
+# menu, # slower speech, ** (star twice) more time to answer (ivr/callflow/engine.py SLOWER, MORE_TIME).
+GLOBAL_KEYS = ("*", "0", "9", "#", "**")
 NAMED_KEYS = ("*", "#")          # keys said by name when they are not a choice
 
 
@@ -23,7 +25,7 @@ class Language:
     key: str                                    # chooses the language at a line's greeting
     words: tuple[str, ...]                      # ... and so does saying one of these
     locale: str                                 # num2words and babel
-    global_words: Mapping[str, tuple[str, ...]]  # "*", "0", "9" -> words
+    global_words: Mapping[str, tuple[str, ...]]  # "*", "0", "9", "#", "**" -> words
     digits: tuple[str, ...]                     # "zero" ... "nine"
     key_names: Mapping[str, str]                # "*" -> "star"
     digit_count: Mapping[str, str]              # one, many, range
@@ -67,7 +69,7 @@ FIELDS = {
     "key": "the key (1-8) that chooses it at a line's greeting, where its `lang.offer` prompt says so",
     "words": "words a caller may say at the greeting instead",
     "locale": "num2words' and babel's locale: numbers, dates, day names, times of day",
-    "global_words": "words that work like the keys *, 0 and 9 in every menu",
+    "global_words": "words that work like the keys *, 0, 9, # and ** in every menu",
     "digits": "the ten digits said as words, zero to nine",
     "key_names": "how * and # are said",
     "digit_count": "one, many, range: how a count of digits is said ({n}; {low}, {high})",

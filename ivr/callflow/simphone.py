@@ -373,8 +373,12 @@ class Phone:
 
     def _hear(self, verb: ET.Element) -> None:
         if verb.tag == "Say":
-            text = " ".join((verb.text or "").split())
-            self.events.append(Event("say", text, dict(verb.attrib)))
+            # SSML inside (<prosody rate="slow">): the words are its text; its settings join the attributes.
+            text = " ".join("".join(verb.itertext()).split())
+            attrs = dict(verb.attrib)
+            for ssml in verb:
+                attrs.update({f"{ssml.tag}.{k}": v for k, v in ssml.attrib.items()})
+            self.events.append(Event("say", text, attrs))
             self.show(f"   [{verb.get('language', '?')}] {text}")
         elif verb.tag == "Play":
             url = (verb.text or "").strip()

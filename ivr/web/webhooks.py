@@ -56,9 +56,10 @@ def _e164(number: str) -> str:
         return ""
 
 
-def _step_url(seq: int) -> str:
+def _step_url(seq: int, part: str = "") -> str:
     # What url_for("voice.step", s=seq) builds, without its ~2% of a webhook's CPU (bench/RESULTS.md).
-    return f"{request.script_root}/voice/step?s={seq}"
+    # `part`: which <Gather> of an answer with two (the engine's; "" for the usual one).
+    return f"{request.script_root}/voice/step?s={seq}" + (f"&p={part}" if part else "")
 
 
 RETRY_HEADER = "I-Twilio-Idempotency-Token"
@@ -167,7 +168,7 @@ def step():
 
 
 def _answer(rt, state: CallState, run) -> Response:
-    turn = Turn(rt.engine, state, request.form, _step_url)
+    turn = Turn(rt.engine, state, request.form, _step_url, part=request.args.get("p", "")[:16])
     try:
         response = rt.engine.run(turn, run)
     except Exception:
