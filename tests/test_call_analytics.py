@@ -67,9 +67,9 @@ def seven_calls(call, clock) -> None:
     call("callcenter", ["-", "4", "1", "1", f"{INMATE}#", "1"])
     # 6. Payments: a wrong PIN, then the right one, the balance; hangs up. self_service on payments.
     call("payments", ["-", f"{CASE}#", "1", f"{WRONG_PIN}#", f"{PIN}#", "3"])
-    # 7. 8 pm (agents closed): silent three times at the main menu; the line gives up and hangs up.
+    # 7. 8 pm (agents closed): silent at the main menu and at the call back offered after; the line gives up.
     clock.set("2026-11-24T20:00")
-    call("callcenter", ["-", "-", "-", "-"])
+    call("callcenter", ["-"] * 8)
     clock.set("2026-11-24T10:00")
 
 
@@ -89,15 +89,17 @@ def test_seven_known_calls_are_counted_exactly_in_the_report(app, call, clock, r
     # The rest of the figures.
     assert got["languages"] == {"en": 6, "es": 1}
     assert got["after_hours"] == 1
-    assert got["transfers_closed"] == {}
+    assert got["transfers_closed"] == {"agents": 1}      # call 7: giving up after hours offers the closed agents
     assert got["transfer_reasons"] == {"menu": {"answered": 0, "busy": 1, "no_answer": 0, "failed": 0, "closed": 0},
-                                       "zero": {"answered": 1, "busy": 0, "no_answer": 0, "failed": 0, "closed": 0}}
-    assert got["no_input"] == {"cc_main": 3}          # a language node's silence is the default, not no input
+                                       "zero": {"answered": 1, "busy": 0, "no_answer": 0, "failed": 0, "closed": 0},
+                                       "giveup": {"answered": 0, "busy": 0, "no_answer": 0, "failed": 0, "closed": 1}}
+    assert got["no_input"] == {"cc_main": 3, "cc_agents": 3}   # a language node's silence is the default, not no input
     assert got["wrong_key"] == {}
-    assert got["gave_up_at"] == {"cc_main": 1}
-    assert got["visits"]["cc_main"] == 6 and got["visits"]["pay_pin"] == 2
+    assert got["gave_up_at"] == {"cc_main": 1, "cc_agents": 1}
+    # cc_main: 6 calls, and the Spanish caller's again in Spanish (a language chosen during the greeting)
+    assert got["visits"]["cc_main"] == 7 and got["visits"]["pay_pin"] == 2
     assert got["answers_heard"] == {"faq_withholding": 1, "inm_start": 1, "pay_balance": 1}
-    assert got["ended_at"] == {"cc_main": 2, "cc_agents": 1, "faq_withholding": 1, "inm_facility": 1,
+    assert got["ended_at"] == {"cc_main": 1, "cc_agents": 2, "faq_withholding": 1, "inm_facility": 1,   # 7: cc_agents
                                "pay_balance": 1, "xfer_hartford": 1}
     assert got["requests"] == 1
     assert got["sdu"] == {"lookups": 3, "failures": 0}       # two PIN checks and the summary

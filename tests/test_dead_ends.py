@@ -140,7 +140,7 @@ def test_after_sign_in_5_reaches_the_call_centers_answers_and_its_payments_optio
     assert prompts.text("pay.menu.intro", "en") in back
     assert prompts.text("pay.case.ask", "en") not in back       # still signed in
     es = call("payments", sign_in("es", "456789123", pin) + ["5"])
-    assert "Para respuestas a preguntas comunes, en el menú del centro de llamadas, oprima 5." in es.said
+    assert "Para respuestas a preguntas comunes, en el centro de llamadas, oprima 5." in es.said
 
 
 def test_held_payments_are_said_as_the_sdu_says_them_with_no_guessed_reason(call):
@@ -270,7 +270,7 @@ def test_three_misses_offer_the_offices_by_region_at_any_hour(call, clock, promp
     c = call("callcenter", TOWN + ["say Boston", "-", "12345#", "4"])
     after = heard(c, 6)
     assert prompts.text("cc.office.intro", "en") in after
-    assert "For offices in Bridgeport, Stamford and Danbury, press 4." in after
+    assert f"{prompts.text('cc.office.opt.fairfield', 'en')}, press 4." in after
     assert not c.hung_up and not c.dialed[:-1]
     assert "the Bridgeport office" in heard(c, 7)
 

@@ -313,7 +313,7 @@ def capped_calls(app, redis_client, lang_keys=("-", "2", "2")) -> list[Phone]:
     return phones
 
 
-def texting_calls(app, lang_keys=("1", "2")) -> list[Phone]:
+def texting_calls(app, lang_keys: tuple[str, ...] | None = None) -> list[Phone]:
     """The one place walks from callers who may not get texts never get to (texts are off unless
     IVR_SMS_FROM is set): a call back's confirmation offering its reference by text. Texts are turned on
     for these calls; each key of `lang_keys` places one call, left waiting at that offer."""
@@ -321,6 +321,7 @@ def texting_calls(app, lang_keys=("1", "2")) -> list[Phone]:
 
     from ivr.domain.texts import SmsConfig
 
+    lang_keys = lang_keys or tuple(LANGUAGE_KEYS.values())
     services = app.extensions["ivr"].services
     sms = services.sms
     services.sms = SmsConfig("+18605550100")

@@ -338,6 +338,7 @@ class Engine:
         chosen = self._chosen_language(turn.param("Digits"), _norm(turn.param("SpeechResult")))
         if chosen is not None and chosen != turn.lang:
             turn.state.lang = chosen
+            turn.note("l", chosen)                      # the call analytics count the call in it
             self._announce(turn, turn.response)
             return self.enter(turn, node.id)            # the same place, in the chosen language
         if node.type == "menu" and (turn.param("Digits") or turn.param("SpeechResult")):
