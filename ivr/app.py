@@ -15,6 +15,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from . import audio, flow, limits, settings, signature, store, webhooks
 from .callstate import CallStore
 from .directory import Directory, parse_phone
+from .domain import closures
 from .engine import Engine
 from .handlers import load_all, staff
 from .handlers.inmate import load_facilities
@@ -65,13 +66,14 @@ class Runtime:
             requests=RequestStore(self.redis, self.sealer, clock=self.hours.now),
             payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
             library=library, published=Mirror(library, self.prompts, self.hours.now),
-            staffdb=StaffDB(self.redis, pepper_for(config)))
+            staffdb=StaffDB(self.redis, pepper_for(config)),
+            closures=closures.Closures(self.redis, self.hours.now))
         staff.check_flows(self.flows)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))
-        # Read in the same round trip as each call's state: the published prompts' revision.
-        self.extra_keys: tuple[str, ...] = (REV,)
+        # Read in the same round trip as each call's state: the published prompts' and closures' revisions.
+        self.extra_keys: tuple[str, ...] = (REV, closures.REV)
 
     def _redis_ok(self) -> bool:
         try:
@@ -86,6 +88,7 @@ class Runtime:
 
     def refresh(self, values: list) -> None:
         self.services.published.refresh(values[0])
+        self.services.closures.refresh(values[1])
 
     def fallback_response(self) -> VoiceResponse:
         """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""
@@ -143,6 +146,15 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     limits.install(app)
     app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
     store.check_persistence(app.extensions["ivr"].redis, config)
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(audio.bp)
+    # IVR_SERVE: "all" (default), "webhooks" (the public host) or "console" (an internal host): the same
+    # code, so an operator can keep the console off the host Twilio reaches.
+    serve = config.get("SERVE", "all")
+    if serve in ("all", "webhooks"):
+        app.register_blueprint(webhooks.bp)
+        app.register_blueprint(audio.bp)
+    else:
+        app.add_url_rule("/health", "health", webhooks.health)    # the load balancer's, on every host
+    if serve in ("all", "console"):
+        from .web import console
+        console.install(app)
     return app

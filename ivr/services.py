@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from .directory import Directory
+from .domain.closures import Closures
 from .handlers.inmate import Facilities
 from .handlers.payments import PaySettings
 from .hours import Hours
@@ -37,3 +38,4 @@ class Services:
     library: Library              # published prompt recordings and announcements
     published: Mirror             # what callers hear now, refreshed with each call's state
     staffdb: StaffDB              # staff accounts and their sign-in limits
+    closures: Closures            # emergency closures set in the console, obeyed from the next webhook
