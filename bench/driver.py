@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from ivr.simphone import Phone
+from ivr.callflow.simphone import Phone
 
 from .paths import Path
 
@@ -31,7 +31,7 @@ ACCOUNT_SID = "AC00000000000000000000000000000000"
 def broken_phrases() -> tuple[str, ...]:
     """What the system says, in either language, when something broke inside it (an error, lost
     state): a webhook whose answer says it counts as an error. Read from the prompts themselves."""
-    from ivr.prompts import Prompts
+    from ivr.callflow.prompts import Prompts
     from ivr.settings import ROOT
 
     prompts = Prompts.load(ROOT / "prompts")

@@ -51,8 +51,8 @@ BENCH_SECRET = "bench-ivr-secret-key-0123456789abcdef"
 SDU_KEY = "dev-sdu-key"
 TARGETS = {"calls": 50, "ratio": 0.75, "p99_ms": 25.0, "bytes_per_call": 2048}
 # What must outlast a call, on purpose: the inmate intake's requests for staff, their audit streams
-# and indexes (ivr/requests_store.py), the job queue (ivr/jobs.py), staff accounts (ivr/staffdb.py)
-# and what staff publish (ivr/published.py). Everything else a call writes is the call's own and
+# and indexes (ivr/domain/requests.py), the job queue (ivr/jobs/worker.py), staff accounts (ivr/domain/staffdb.py)
+# and what staff publish (ivr/domain/published.py). Everything else a call writes is the call's own and
 # must expire (tests/test_structure.py checks the same).
 DURABLE_KEYS = re.compile(r"^ivr:req:(\d{6}|\d{6}:audit|open|all)$|^ivr:jobs(:dead)?$|^ivr:staff(:\d+)?$"
                           r"|^ivr:prompts:(published|rev|history:.*)$|^ivr:announcements(:log)?$|^ivr:audio:files$")
@@ -310,7 +310,7 @@ class Bench:
         self.redis.flushall()
         if self.seeded:
             try:
-                from ivr.staffdb import StaffDB, pepper_for
+                from ivr.domain.staffdb import StaffDB, pepper_for
             except ImportError:
                 return   # no staff line yet: the probe leaves its path out
             db = StaffDB(self.redis, pepper_for({"IVR_SECRET_KEY": BENCH_SECRET}))   # the server's pepper

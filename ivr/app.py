@@ -12,24 +12,26 @@ import yaml
 from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
-from . import audio, flow, limits, settings, signature, store, webhooks
-from .callstate import CallStore
-from .directory import Directory, parse_phone
-from .domain import closures
-from .engine import Engine
-from .handlers import load_all, staff
-from .handlers.inmate import load_facilities
-from .handlers.payments import load_settings
-from .health import HealthCache
-from .hours import Hours
-from .prompts import Prompts
-from .published import REV, Library, Mirror
-from .requests_store import RequestStore
-from .sdu.client import client_from_env
-from .sealing import Sealer
-from .services import Services
-from .speech import say_phone
-from .staffdb import StaffDB, pepper_for
+from ivr import settings, store
+from ivr.callflow import flow
+from ivr.callflow.callstate import CallStore
+from ivr.callflow.engine import Engine
+from ivr.callflow.prompts import Prompts
+from ivr.callflow.speech import say_phone
+from ivr.domain import closures
+from ivr.domain.directory import Directory, parse_phone
+from ivr.domain.hours import Hours
+from ivr.domain.published import REV, Library, Mirror
+from ivr.domain.requests import RequestStore
+from ivr.domain.sealing import Sealer
+from ivr.domain.staffdb import StaffDB, pepper_for
+from ivr.lines import load_all, staff
+from ivr.lines.inmate import load_facilities
+from ivr.lines.payments import load_settings
+from ivr.sdu.client import client_from_env
+from ivr.services import Services
+from ivr.web import audio, limits, signature, webhooks
+from ivr.web.health import HealthCache
 
 log = logging.getLogger("ivr")
 DEV_SDU_URL = "http://127.0.0.1:5001"
@@ -141,7 +143,7 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     app = Flask(__name__)
     app.config.update(config)
     # In this order: a request without a signature is refused before its body is read; a body beyond the
-    # limits before it is parsed (ivr/limits.py).
+    # limits before it is parsed (ivr/web/limits.py).
     signature.install(app)
     limits.install(app)
     app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
@@ -155,6 +157,6 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     else:
         app.add_url_rule("/health", "health", webhooks.health)    # the load balancer's, on every host
     if serve in ("all", "console"):
-        from .web import console
+        from ivr.web import console
         console.install(app)
     return app

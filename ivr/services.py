@@ -8,17 +8,17 @@ from typing import Any
 
 import redis
 
-from .directory import Directory
-from .domain.closures import Closures
-from .handlers.inmate import Facilities
-from .handlers.payments import PaySettings
-from .hours import Hours
-from .prompts import Prompts
-from .published import Library, Mirror
-from .requests_store import RequestStore
-from .sdu.client import SDUClient
-from .sealing import Sealer
-from .staffdb import StaffDB
+from ivr.callflow.prompts import Prompts
+from ivr.domain.closures import Closures
+from ivr.domain.directory import Directory
+from ivr.domain.hours import Hours
+from ivr.domain.published import Library, Mirror
+from ivr.domain.requests import RequestStore
+from ivr.domain.sealing import Sealer
+from ivr.domain.staffdb import StaffDB
+from ivr.lines.inmate import Facilities
+from ivr.lines.payments import PaySettings
+from ivr.sdu.client import SDUClient
 
 
 @dataclass

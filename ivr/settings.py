@@ -58,12 +58,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "DATA_DIR": Path(env.get("IVR_DATA_DIR", ROOT / "var")),
         "CALL_TTL": int(env.get("IVR_CALL_TTL", "14400")),
         **retention_days(env),
-        # "" derives the staff PIN pepper from IVR_SECRET_KEY (ivr/staffdb.py).
+        # "" derives the staff PIN pepper from IVR_SECRET_KEY (ivr/domain/staffdb.py).
         "IVR_PIN_PEPPER": env.get("IVR_PIN_PEPPER", ""),
         "ALLOW_NO_PERSISTENCE": _flag(env, "IVR_ALLOW_NO_PERSISTENCE", "0"),
         "MAX_WEBHOOK_BYTES": _webhook_limit(env, "IVR_MAX_WEBHOOK_BYTES", 65536, at_least=8192),
         "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
-        # The auth token Twilio may still sign with while a new one is rolled out (ivr/signature.py).
+        # The auth token Twilio may still sign with while a new one is rolled out (ivr/web/signature.py).
         "TWILIO_AUTH_TOKEN_PREVIOUS": env.get("IVR_TWILIO_AUTH_TOKEN_PREVIOUS", "").strip(),
         **console_settings(env),
     }
@@ -169,7 +169,7 @@ def check_listen(config: Mapping, hosts: list[str]) -> None:
             "serve development on this address anyway.")
 
 
-# Days each kind is kept (ivr/retention.py); the defaults are in the README.
+# Days each kind is kept (ivr/jobs/retention.py); the defaults are in the README.
 RETENTION_DEFAULTS = {"REQUESTS": 1095, "RECORDINGS": 365, "PROMPT_AUDIO": 180, "DEAD_LETTERS": 90}
 
 
@@ -194,7 +194,7 @@ def _flag(env: Mapping[str, str], name: str, default: str) -> bool:
 
 
 def _webhook_limit(env: Mapping[str, str], name: str, default: int, at_least: int) -> int:
-    """A request limit (ivr/limits.py). Twilio's webhooks are 1-8 KB of 30-45 fields; a limit below
+    """A request limit (ivr/web/limits.py). Twilio's webhooks are 1-8 KB of 30-45 fields; a limit below
     `at_least` would refuse Twilio's own requests."""
     raw = env.get(name, "")
     try:

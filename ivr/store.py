@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from .settings import ConfigError
+from ivr.settings import ConfigError
 
 log = logging.getLogger("ivr.store")
 

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from ivr.app import create_app
+from ivr.callflow.simphone import Phone, Transport
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 
 TZ = ZoneInfo("America/New_York")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -111,7 +111,7 @@ def call(app):
 @pytest.fixture
 def staff(monkeypatch, capsys, redis_client):
     """Run `ivr requests ...` as staff would (the tests' Redis): returns (exit code, stdout, stderr)."""
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
     monkeypatch.delenv("IVR_SECRET_KEY", raising=False)

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pyotp
 
+from ivr.callflow.simphone import Phone, Transport
 from ivr.domain.accounts import Accounts
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES, OPEN
 
 HTTPS = "https://localhost"

@@ -14,11 +14,11 @@ import pytest
 import responses
 from twilio.request_validator import RequestValidator
 
-from ivr import flow
-from ivr.flow import successors, targets
-from ivr.jobs import JobContext, Worker
+from ivr.callflow import flow
+from ivr.callflow.flow import successors, targets
+from ivr.callflow.simphone import Phone
+from ivr.jobs.worker import JobContext, Worker
 from ivr.settings import DEV_AUTH_TOKEN, ConfigError
-from ivr.simphone import Phone
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     ACCOUNT_SID,
@@ -227,7 +227,7 @@ def test_guesses_sent_at_the_same_moment_to_two_workers_stay_within_the_limit(ma
 def test_a_lock_set_by_another_worker_just_before_the_count_stops_the_attempt(make_app, sdu, monkeypatch):
     """The same race made certain: just before one call's PIN is counted, the other worker locks the
     case with its wrong PINs. That PIN must not reach the SDU."""
-    from ivr.handlers import payments
+    from ivr.lines import payments
 
     first, other = make_app(SDU_BASE_URL=sdu.url), make_app(SDU_BASE_URL=sdu.url)
     limit = limits()["case_lock_after"]
@@ -251,9 +251,9 @@ def test_a_lock_set_by_another_worker_just_before_the_count_stops_the_attempt(ma
 
 
 def test_staff_pins_guessed_at_the_same_moment_stay_within_the_staff_limit(make_app, monkeypatch):
-    """The staff line's own limits (ivr/staffdb.py), under the same attack: many calls from one number
+    """The staff line's own limits (ivr/domain/staffdb.py), under the same attack: many calls from one number
     keying wrong PINs for one staff ID at once, on two workers."""
-    from ivr import staffdb
+    from ivr.domain import staffdb
 
     workers = [make_app(), make_app()]
     if "staff" not in workers[0].extensions["ivr"].flows.lines:

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ivr.flow import successors
-from ivr.speech import say_phone
+from ivr.callflow.flow import successors
+from ivr.callflow.speech import say_phone
 from tests.walk import caller_numbers, capped_calls, explore_in, known_values, state_of
 
 # The 14 SES locations and their numbers as printed in the SES brochure (seeds, JDP-ES-211).

@@ -11,7 +11,7 @@ import re
 import pyotp
 import pytest
 
-from ivr.cli import main
+from ivr.cli.main import main
 from ivr.domain.accounts import LOCK, MAX_FAILS
 from ivr.web.console.auth import SESSION
 from tests.conftest import OPEN, TEST_REDIS_URL

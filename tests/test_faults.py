@@ -25,11 +25,11 @@ import requests
 import yaml
 
 from ivr import store
-from ivr.flow import successors, targets
-from ivr.handlers.payments import case_key
-from ivr.prompts import Prompts
+from ivr.callflow.flow import successors, targets
+from ivr.callflow.prompts import Prompts
+from ivr.callflow.simphone import Phone, Transport
+from ivr.lines.payments import case_key
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 from tests.redis_server import RedisServer, free_port
 from tests.sdu_faults import FaultySDU
 from tests.walk import (

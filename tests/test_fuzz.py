@@ -5,7 +5,7 @@ random, missing, oversized, non-ASCII and out-of-order parameters, for calls tha
 places of every line), calls that do not, steps of another call, and call state that names a node
 or a line the tree does not have. Every answer must be 2xx and, when it is TwiML, TwiML Twilio takes
 (tests/twiml_check.py); 403 only for a bad signature or a request that does not name our account and
-a well-formed call, 413 only for a body beyond the limits (ivr/limits.py); nothing may log an exception.
+a well-formed call, 413 only for a body beyond the limits (ivr/web/limits.py); nothing may log an exception.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import EnvironBuilder
 
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.signature import CALL_SID
+from ivr.web.signature import CALL_SID
 from tests.twiml_check import Voices, check, url_checker
 from tests.walk import ACCOUNT_SID, explore, known_values
 

@@ -14,12 +14,13 @@ import pytest
 import redis
 import yaml
 
-from ivr import flow, settings
-from ivr.handlers import events_of
+from ivr import settings
+from ivr.callflow import flow
+from ivr.callflow.handler import events_of
+from ivr.callflow.simphone import Transport
+from ivr.callflow.tree import markdown
 from ivr.redact import mask_phone
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Transport
-from ivr.tree import markdown
 from tests.conftest import LINES
 from tests.walk import everything_in, spoken_ref
 

@@ -16,11 +16,12 @@ import responses
 import urllib3
 from responses.registries import OrderedRegistry
 
-from ivr import jobs, recordings
-from ivr.handlers import inmate
-from ivr.requests_store import DELETE_JOB, RECORDING_JOB
+from ivr.callflow.simphone import Phone, Transport
+from ivr.domain import recordings
+from ivr.domain.requests import DELETE_JOB, RECORDING_JOB
+from ivr.jobs import worker as jobs
+from ivr.lines import inmate
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 from tests.walk import everything_in
 
@@ -427,7 +428,7 @@ def test_a_queued_message_of_the_older_version_handled_before_a_restart_leaves_n
 def test_a_retry_after_from_twilio_is_waited_for_at_most_half_a_minute():
     from urllib3 import HTTPResponse
 
-    from ivr.recordings import RETRY_AFTER_MAX, CappedRetry
+    from ivr.domain.recordings import RETRY_AFTER_MAX, CappedRetry
 
     retry = CappedRetry(total=2, respect_retry_after_header=True)
     assert retry.get_retry_after(HTTPResponse(status=503, headers={"Retry-After": "3600"})) == RETRY_AFTER_MAX

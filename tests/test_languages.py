@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr import flow
-from ivr.prompts import PromptError
-from ivr.simphone import Phone
+from ivr.callflow import flow
+from ivr.callflow.prompts import PromptError
+from ivr.callflow.simphone import Phone
 from tests.conftest import LINES
 from tests.walk import spoken_ref
 
@@ -174,7 +174,7 @@ def test_the_staff_tools_know_a_third_language(toy, staff, monkeypatch, capsys):
     ref = spoken_ref(call.said)
     rc, out, _ = staff("show", ref)
     assert rc == 0 and "language:            Zorkish" in out
-    from ivr.cli import main
+    from ivr.cli.main import main
     capsys.readouterr()
     assert main(["prompts", "history", "cc.welcome", "--lang", "xx"]) == 0
     assert "cc.welcome  xx  live now: the computer voice" in capsys.readouterr().out

@@ -6,10 +6,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ivr.flow import GLOBAL_KINDS, successors
-from ivr.prompts import LANGS
+from ivr.callflow.flow import GLOBAL_KINDS, successors
+from ivr.callflow.prompts import LANGS
+from ivr.callflow.simphone import Transport
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Transport
 from tests.conftest import LINES
 from tests.sdu_faults import FaultySDU
 from tests.walk import LANGUAGE_KEYS, caller_numbers, capped_calls, explore_in, known_values, settles, state_of

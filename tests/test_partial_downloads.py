@@ -13,8 +13,9 @@ from pathlib import Path
 
 import responses
 
-from ivr import jobs, recordings
-from ivr.published import audio_dir
+from ivr.domain import recordings
+from ivr.domain.published import audio_dir
+from ivr.jobs import worker as jobs
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ROOT
 from tests.conftest import TEST_REDIS_URL
 from tests.test_inmate_recordings import AUDIO, message_on, store_of
@@ -23,8 +24,9 @@ from tests.test_inmate_recordings import AUDIO, message_on, store_of
 KILLED_WORKER = """
 import io, os, signal, sys
 import redis, responses
-from ivr import jobs, settings
-from ivr.handlers import load_all
+from ivr.jobs import worker as jobs
+from ivr import settings
+from ivr.lines import load_all
 
 class Dies(io.RawIOBase):
     reads = 0

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ivr.cli import main
+from ivr.cli.main import main
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import threading
 
 import pytest
 
-from ivr.flow import FlowError
-from ivr.handlers.payments import ANONYMOUS, PaySettings, caller_id, caller_keys, case_key, load_settings
+from ivr.callflow.flow import FlowError
+from ivr.callflow.simphone import Phone
+from ivr.lines.payments import ANONYMOUS, PaySettings, caller_id, caller_keys, case_key, load_settings
 from ivr.sdu.client import SDUClient, SDULocked
 from ivr.sdu.stub import create_stub_app, serve_in_thread
 from ivr.settings import ROOT
-from ivr.simphone import Phone
 from tests.walk import caller_numbers, line_number
 
 CASE, PAYER_PIN = "123456789", "1234"

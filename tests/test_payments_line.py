@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import pytest
 
+from ivr.callflow.speech import say_date, say_digits, say_method, say_money, say_phone, say_source
 from ivr.sdu.stub import load_fixtures
-from ivr.speech import say_date, say_digits, say_method, say_money, say_phone, say_source
 from tests.walk import CASE as CASE_W
 from tests.walk import PAYER_PIN as PAYER_PIN_W
 from tests.walk import Phone, line_number, state_of

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from ivr.callstate import CallState
+from ivr.callflow.callstate import CallState
+from ivr.callflow.speech import say_digits
 from ivr.sdu.stub import create_stub_app, serve_in_thread
-from ivr.speech import say_digits
 from tests.walk import snapshot
 
 CASES = ["123456789", "089123456", "567891234", "901234567"]

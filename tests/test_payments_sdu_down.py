@@ -8,8 +8,8 @@ import re
 import pytest
 import responses
 
-from ivr.handlers.payments import case_key
-from ivr.simphone import Phone
+from ivr.callflow.simphone import Phone
+from ivr.lines.payments import case_key
 from tests.sdu_faults import FaultySDU
 from tests.walk import CASE, PAYER_PIN, forget_summary, line_number
 

@@ -180,7 +180,7 @@ def test_the_sdu_stub_opens_no_control_socket_of_its_own(tmp_path):
 
 
 def test_ivr_serve_refuses_a_public_host_unless_development_is_stated(monkeypatch, capsys):
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     monkeypatch.delenv("IVR_ENV", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--port", str(_free_port())]) == 2
@@ -191,9 +191,9 @@ def test_ivr_serve_refuses_a_public_host_unless_development_is_stated(monkeypatc
 
 def test_a_rotated_secret_key_still_opens_old_requests_and_reseal_moves_them_to_the_new_key(
         redis_client, monkeypatch, capsys):
-    from ivr.cli import main
-    from ivr.requests_store import RequestStore
-    from ivr.sealing import Sealer
+    from ivr.cli.main import main
+    from ivr.domain.requests import RequestStore
+    from ivr.domain.sealing import Sealer
 
     old, new = "old-key-" + "1" * 30 + "x", "new-key-" + "2" * 30 + "y"
     ref = RequestStore(redis_client, Sealer(old)).open_request("CA" + "a" * 32, "7654321", lang="en",
@@ -221,7 +221,7 @@ def test_ivr_call_signs_the_public_url_it_is_given_while_posting_to_another(make
 
     from werkzeug.serving import make_server
 
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     app = make_app(PUBLIC_BASE_URL="https://ivr.example.org")
     server = make_server("127.0.0.1", 0, app, threaded=True)

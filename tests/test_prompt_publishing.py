@@ -1,4 +1,4 @@
-"""Prompt versions and publishing (ivr/published.py), the audio route, the publish job and `ivr prompts`."""
+"""Prompt versions and publishing (ivr/domain/published.py), the audio route, the publish job and `ivr prompts`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import io
 import pytest
 import responses
 
-from ivr import jobs
-from ivr.cli import main
-from ivr.published import FILES, REV, Library, NothingToRollBack, Who, audio_dir
+from ivr.cli.main import main
+from ivr.domain.published import FILES, REV, Library, NothingToRollBack, Who, audio_dir
+from ivr.jobs import worker as jobs
 from tests.conftest import OPEN, TEST_REDIS_URL
 
 ANA = Who("1001", "Ana Ruiz")

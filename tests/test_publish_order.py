@@ -10,10 +10,12 @@ import pytest
 import requests
 import responses
 
-from ivr import jobs, retention, settings
-from ivr.cli import main
-from ivr.published import Library, Who, audio_dir
-from ivr.staffdb import StaffDB
+from ivr import settings
+from ivr.cli.main import main
+from ivr.domain.published import Library, Who, audio_dir
+from ivr.domain.staffdb import StaffDB
+from ivr.jobs import retention
+from ivr.jobs import worker as jobs
 from tests.conftest import OPEN, TEST_REDIS_URL
 from tests.test_prompt_publishing import put_file, sid
 from tests.test_staff_line import MP3, PIN, SIGN_IN, copy_url, plays, record_prompt, recorded

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr import flow, requests_store
+from ivr.callflow import flow
+from ivr.domain import requests as requests_store
 from tests.sdu_faults import FaultySDU
 from tests.walk import caller_numbers, explore, known_values
 

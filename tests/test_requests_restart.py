@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from ivr.app import create_app
-from ivr.cli import main
+from ivr.callflow.simphone import Phone, Transport
+from ivr.cli.main import main
 from ivr.settings import DEV_AUTH_TOKEN
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 from tests.redis_server import RedisServer
 

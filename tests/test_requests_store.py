@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ivr.cli import main
-from ivr.requests_store import RequestError, RequestStore
-from ivr.sealing import Sealer
+from ivr.cli.main import main
+from ivr.domain.requests import RequestError, RequestStore
+from ivr.domain.sealing import Sealer
 from ivr.settings import DEV_SECRET_KEY
 
 

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import responses
 
-from ivr import jobs, retention, settings
-from ivr.cli import main
-from ivr.published import Library, NothingToRollBack, Who, audio_dir
-from ivr.requests_store import RequestError, RequestStore
-from ivr.sealing import Sealer
+from ivr import settings
+from ivr.callflow.simphone import Phone, Transport
+from ivr.cli.main import main
+from ivr.domain.published import Library, NothingToRollBack, Who, audio_dir
+from ivr.domain.requests import RequestError, RequestStore
+from ivr.domain.sealing import Sealer
+from ivr.jobs import retention
+from ivr.jobs import worker as jobs
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.walk import snapshot, spoken_ref
 

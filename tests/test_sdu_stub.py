@@ -385,7 +385,7 @@ def test_ivr_sdu_stub_keeps_connections_open_and_masks_case_numbers_in_its_log(t
 
     port, log_path = free_port(), tmp_path / "stub.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "sdu-stub", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli.main", "sdu-stub", "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SDU_API_KEY": DEV_API_KEY})
     try:
         conn = None

@@ -19,9 +19,9 @@ import re
 import pytest
 import responses
 
-from ivr.jobs import JobContext, Worker
-from ivr.sealing import TOKEN as SEALED
-from ivr.simphone import Phone
+from ivr.callflow.simphone import Phone
+from ivr.domain.sealing import TOKEN as SEALED
+from ivr.jobs.worker import JobContext, Worker
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CALLER,

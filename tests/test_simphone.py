@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ivr.simphone import Phone
+from ivr.callflow.simphone import Phone
 from tests.conftest import LINES
 
 NORWICH = ["-", "5", "1", "say I live in Norwich"]        # the README's first call, to the town's read-back

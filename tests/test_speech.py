@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.sdu import schema
-from ivr.speech import (
+from ivr.callflow.speech import (
     say_date,
     say_digits,
     say_method,
@@ -18,6 +17,7 @@ from ivr.speech import (
     say_phone,
     say_source,
 )
+from ivr.sdu import schema
 
 MONEY = [
     ("206.00", "two hundred six dollars", "doscientos seis dólares"),

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from ivr import settings
-from ivr.cli import main
+from ivr.callflow.speech import CT_TZ
+from ivr.cli.main import main
+from ivr.domain.staffdb import Login, StaffDB, StaffError, check_pin, hash_pin, pepper_for
 from ivr.settings import DEV_SECRET_KEY, ConfigError
-from ivr.speech import CT_TZ
-from ivr.staffdb import Login, StaffDB, StaffError, check_pin, hash_pin, pepper_for
 from tests.conftest import OPEN, TEST_REDIS_URL
 
 PEPPER = pepper_for({"IVR_SECRET_KEY": DEV_SECRET_KEY})     # what the commands use without IVR_ settings

@@ -3,7 +3,7 @@ number whatever IDs they try, a stranger cannot lock a staff member out of their
 numbers share one stricter bucket, many failures raise one alert, unknown and locked IDs sound the
 same, and PIN hashes are peppered (old ones upgraded at sign-in, short old PINs refused).
 
-The design is in ivr/staffdb.py's docstring. The numbers here (5 wrong PINs per number, 3 for withheld
+The design is in ivr/domain/staffdb.py's docstring. The numbers here (5 wrong PINs per number, 3 for withheld
 numbers, 5 per ID from numbers that never signed in as it, locks of 15 minutes, 1 hour, 4 hours, 24
 hours, an alert past 20 failures in an hour) are the ones it states.
 """

@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import responses
 
-from ivr import jobs
-from ivr.flow import successors, targets
-from ivr.staffdb import StaffDB
+from ivr.callflow.flow import successors, targets
+from ivr.domain.staffdb import StaffDB
+from ivr.jobs import worker as jobs
 from tests.walk import everything_in
 
 PIN = "482193"
@@ -308,7 +308,7 @@ def test_an_announcement_node_naming_an_unknown_line_stops_start_up(tmp_path, re
     from pathlib import Path
 
     from ivr.app import create_app
-    from ivr.flow import FlowError
+    from ivr.callflow.flow import FlowError
 
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(root / "config", tmp_path / "config")
@@ -365,7 +365,7 @@ def test_announcement_lines_named_outside_args_stop_start_up(tmp_path, redis_cli
     from pathlib import Path
 
     from ivr.app import create_app
-    from ivr.flow import FlowError
+    from ivr.callflow.flow import FlowError
 
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(root / "config", tmp_path / "config")

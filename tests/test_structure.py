@@ -19,10 +19,10 @@ import yaml
 from bench.driver import BROKEN  # what the system says when something broke, en and es
 from bench.paths import PATHS
 from bench.run import DURABLE_KEYS  # records kept for staff on purpose (inmate requests, jobs)
-from ivr import flow
-from ivr.prompts import Prompts
+from ivr.callflow import flow
+from ivr.callflow.prompts import Prompts
+from ivr.callflow.simphone import Phone, Transport
 from ivr.settings import DEV_AUTH_TOKEN, ROOT
-from ivr.simphone import Phone, Transport
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -259,21 +259,21 @@ def test_services_are_one_typed_object_built_once_and_no_module_wires_itself_in(
     """The steps' services are named and typed (no untyped bag); no handler module edits the app at start-up."""
     import typing
 
-    from ivr import handlers
+    from ivr import lines
     from ivr.services import Services
 
     hints = typing.get_type_hints(Services)
     assert len(hints) >= 10
     assert not [name for name, kind in hints.items() if kind is typing.Any]
-    handlers.load_all()
+    lines.load_all()
     for name in ("inmate", "offices", "payments", "staff"):
-        module = __import__(f"ivr.handlers.{name}", fromlist=["x"])
-        assert not hasattr(module, "setup"), f"ivr/handlers/{name}.py still wires itself into the app"
+        module = __import__(f"ivr.lines.{name}", fromlist=["x"])
+        assert not hasattr(module, "setup"), f"ivr/lines/{name}.py still wires itself into the app"
 
 
 def test_the_web_layer_knows_no_node_type_and_no_sdu():
     """webhooks.py turns requests into turns; what a node type allows and the SDU's time budget are the
     engine's (the late <Record> action and the shared budget are tested end to end elsewhere)."""
-    source = (ROOT / "ivr" / "webhooks.py").read_text()
+    source = (ROOT / "ivr" / "web" / "webhooks.py").read_text()
     assert "node.type" not in source and ".type ==" not in source and ".type !=" not in source
     assert "budget" not in source and "rt.flows" not in source

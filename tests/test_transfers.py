@@ -108,7 +108,7 @@ def test_hours_come_from_configuration(tmp_path, make_app, clock):
     (cfg / "hours.yaml").write_text(text)
     app = make_app(CONFIG_DIR=cfg)
     clock.set("2026-11-24 19:00")
-    from ivr.simphone import Phone
+    from ivr.callflow.simphone import Phone
     c = Phone(app, to="+18002285437").place(HARTFORD)
     assert c.dialed == ["+18605668723"]
 

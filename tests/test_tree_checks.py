@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr import flow
 from ivr.app import create_app
-from ivr.directory import DirectoryError
-from ivr.flow import FlowError
-from ivr.prompts import PromptError
+from ivr.callflow import flow
+from ivr.callflow.flow import FlowError
+from ivr.callflow.prompts import PromptError
+from ivr.domain.directory import DirectoryError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,13 +147,13 @@ def test_every_connecticut_town_routes_to_a_known_office(app):
 
 
 def test_the_readme_diagrams_match_the_configuration(capsys):
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     assert main(["tree", "--check", str(ROOT / "README.md")]) == 0, capsys.readouterr().out
 
 
 def test_ivr_tree_prints_an_outline_with_keys_and_destinations(capsys):
-    from ivr.cli import main
+    from ivr.cli.main import main
 
     assert main(["tree", "--line", "callcenter"]) == 0
     out = capsys.readouterr().out
@@ -181,7 +181,7 @@ def test_a_person_that_is_not_a_node(tree):
 
 def test_ivr_tree_draws_every_way_out_a_node_names(tree):
     # A `skip` (an unanswered message goes on to the goodbye) is drawn too, beside its handler's events.
-    from ivr.tree import markdown, outline
+    from ivr.callflow.tree import markdown, outline
 
     root, start = tree
     rt = start().extensions["ivr"]
@@ -239,7 +239,7 @@ def test_goes_is_gone_every_route_is_an_event():
 
 
 def test_every_handler_declares_its_events():
-    from ivr.handlers import load_all
+    from ivr.callflow.handler import load_all
 
     for name, fn in load_all().items():
         assert isinstance(getattr(fn, "events", None), frozenset), f"handler {name} declares no events"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ivr import store
-from ivr.simphone import Phone
+from ivr.callflow.simphone import Phone
 from tests.redis_server import free_port
 from tests.sdu_faults import FaultySDU
 from tests.twiml_check import Voices, check, url_checker
@@ -164,7 +164,7 @@ def test_the_checker_takes_what_the_twilio_package_builds(app):
 def test_the_webhooks_write_twiml_exactly_as_the_twilio_library_does():
     from twilio.twiml.voice_response import Gather, VoiceResponse
 
-    from ivr.webhooks import render
+    from ivr.web.webhooks import render
 
     response = VoiceResponse()
     gather = Gather(action="/voice/step?s=3&x=<1>", method="POST", num_digits=1, action_on_empty_result=False)

@@ -16,8 +16,8 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from ivr.callflow.simphone import Phone, Transport
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ConfigError, from_env
-from ivr.simphone import Phone, Transport
 from tests.conftest import LINES
 from tests.walk import spoken_ref
 
@@ -165,7 +165,7 @@ def test_a_real_sized_signed_twilio_call_still_works(app, parses):
 
 
 def test_a_route_can_have_its_own_larger_limit(make_app):
-    from ivr.limits import body_limit
+    from ivr.web.limits import body_limit
 
     app = make_app()
 
@@ -331,7 +331,7 @@ def test_during_a_rotation_the_previous_token_is_accepted_too(make_app):
 
 
 def test_a_signature_mismatch_is_logged_once_a_minute_with_the_url_checked(make_app, caplog, monkeypatch):
-    from ivr import signature
+    from ivr.web import signature
 
     now = [1000.0]
     monkeypatch.setattr(signature, "monotonic", lambda: now[0])

@@ -6,8 +6,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from ivr import store
+from ivr.callflow.simphone import Transport
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ConfigError, from_env
-from ivr.simphone import Transport
 from tests.walk import spoken_ref
 
 PARAMS = {"AccountSid": DEV_ACCOUNT_SID, "CallSid": "CA" + "a" * 32, "From": "+18605550100", "To": "+18002285437"}

@@ -12,11 +12,12 @@ import pytest
 import redis
 import responses
 
-from ivr import jobs, store
+from ivr import store
 from ivr.app import create_app
-from ivr.cli import main
+from ivr.callflow.simphone import Transport
+from ivr.cli.main import main
+from ivr.jobs import worker as jobs
 from ivr.settings import DEV_ACCOUNT_SID, ConfigError
-from ivr.simphone import Transport
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.redis_server import RedisServer
 from tests.test_inmate_recordings import AUDIO, message_on, store_of

@@ -13,10 +13,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ivr.callstate import CallState
-from ivr.flow import successors, targets
+from ivr.callflow.callstate import CallState
+from ivr.callflow.flow import successors, targets
+from ivr.callflow.simphone import Phone
 from ivr.settings import DEV_ACCOUNT_SID
-from ivr.simphone import Phone
 
 ACCOUNT_SID = DEV_ACCOUNT_SID   # the account the simulated phone's requests name
 DIAL_STATUSES = ("completed", "busy", "no-answer", "failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from ..hours import Hours
+from ivr.domain.hours import Hours
 
 NOTICE_BUSINESS_DAYS = 15
 

@@ -27,9 +27,9 @@ from werkzeug.exceptions import HTTPException
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Regexp
 
-from ...domain.accounts import Account, Accounts, SignIn, new_session_token, password_pepper
-from ...domain.audit import AuditLog
-from . import bp
+from ivr.domain.accounts import Account, Accounts, SignIn, new_session_token, password_pepper
+from ivr.domain.audit import AuditLog
+from ivr.web.console import bp
 
 log = logging.getLogger("ivr.console")
 

@@ -8,9 +8,9 @@ from datetime import datetime
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
-from ...domain.closures import TEXT_MAX, ClosureError
-from . import bp
-from .auth import audit, now, services, supervisor_only
+from ivr.domain.closures import TEXT_MAX, ClosureError
+from ivr.web.console import bp
+from ivr.web.console.auth import audit, now, services, supervisor_only
 
 
 def scopes() -> dict[str, str]:

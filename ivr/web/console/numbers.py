@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import render_template
 
-from . import bp
+from ivr.web.console import bp
 
 
 @bp.get("/numbers")

@@ -17,11 +17,11 @@ import yaml
 from flask import abort, current_app, flash, g, redirect, render_template, request, send_from_directory, url_for
 from flask_wtf import FlaskForm
 
-from ...limits import body_limit
-from ...prompts import _fields
-from ...published import ANN_LINES, AUDIO_NAME, NothingToRollBack, Who, audio_dir
-from . import bp
-from .auth import audit, now, services, supervisor_only
+from ivr.callflow.prompts import _fields
+from ivr.domain.published import ANN_LINES, AUDIO_NAME, NothingToRollBack, Who, audio_dir
+from ivr.web.console import bp
+from ivr.web.console.auth import audit, now, services, supervisor_only
+from ivr.web.limits import body_limit
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_SECONDS = 180.0

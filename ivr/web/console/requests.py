@@ -19,12 +19,12 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from ...domain.notice import NOTICE_BUSINESS_DAYS, business_days_left, due_date
-from ...redact import mask_digits, mask_phone
-from ...requests_cli import CSV_FIELDS, STAGE_WORDS, WHO_WORDS, hold_text, retention_text, twilio_copy
-from ...requests_store import NOTE_MAX, REASON_MAX, STATUSES, RequestError, check_ref
-from . import bp
-from .auth import audit, now, services, session_id, supervisor_only
+from ivr.cli.requests import CSV_FIELDS, STAGE_WORDS, WHO_WORDS, hold_text, retention_text, twilio_copy
+from ivr.domain.notice import NOTICE_BUSINESS_DAYS, business_days_left, due_date
+from ivr.domain.requests import NOTE_MAX, REASON_MAX, STATUSES, RequestError, check_ref
+from ivr.redact import mask_digits, mask_phone
+from ivr.web.console import bp
+from ivr.web.console.auth import audit, now, services, session_id, supervisor_only
 
 MESSAGE_LINK_SECONDS = 3600
 SORTS = {"due": "business days left", "newest": "newest first", "oldest": "oldest first"}

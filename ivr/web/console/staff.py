@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
-from ...domain.accounts import ROLES
-from ...staffdb import StaffError
-from . import bp
-from .auth import accounts, audit, audit_log, now, services, supervisor_only
+from ivr.domain.accounts import ROLES
+from ivr.domain.staffdb import StaffError
+from ivr.web.console import bp
+from ivr.web.console.auth import accounts, audit, audit_log, now, services, supervisor_only
 
 
 @bp.get("/staff")

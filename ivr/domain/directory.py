@@ -77,7 +77,7 @@ class Directory:
     def load(cls, config_dir: Path, langs: Iterable[str] | None = None) -> Directory:
         """`langs`: the languages every office's name is given in (by default the shipped ones)."""
         if langs is None:
-            from .prompts import bundled_languages
+            from ivr.callflow.prompts import bundled_languages
             langs = bundled_languages()
         langs = list(langs)
         path = config_dir / "offices.yaml"

@@ -1,8 +1,8 @@
 """The staff line (config/flows/staff.yaml): sign in, re-record a prompt, roll it back, announcements.
 
 A kept recording is not live at once: `staff_keep` queues the `staff.publish` job, which downloads it
-from Twilio into the system's own storage and only then publishes it (ivr/published.py). Callers are
-served the system's copy (`GET /audio/<file>`, ivr/audio.py).
+from Twilio into the system's own storage and only then publishes it (ivr/domain/published.py). Callers are
+served the system's copy (`GET /audio/<file>`, ivr/web/audio.py).
 
 Each handler leaves its node by the events it declares; config/flows/staff.yaml says where each goes.
 Every step after the PIN runs behind `signed_in`: a caller no longer signed in (or whose account was
@@ -10,7 +10,7 @@ disabled during the call) leaves by `signed_out`, which every such node maps.
 
 Call state holds the staff ID and name (`_staff`, `_staff_name`) once signed in; the PIN goes straight
 from the request to the hash check and is never stored or logged. The limits on guessing (per call here,
-per caller number and per ID in ivr/staffdb.py, whose docstring has the design) take the caller's number
+per caller number and per ID in ivr/domain/staffdb.py, whose docstring has the design) take the caller's number
 from Twilio's `From`.
 """
 
@@ -19,16 +19,17 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from .. import jobs, recordings
-from ..directory import ANONYMOUS, caller_id
-from ..engine import Turn
-from ..flow import FlowError
-from ..prompts import _fields, language_codes
-from ..published import ANN_LINES, Library, Mirror, NothingToRollBack, Who, audio_dir
-from ..redact import mask_digits
-from ..speech import say_date, say_digits
-from ..staffdb import TRIES_PER_CALL, Login, Staff
-from . import REGISTRY, Outcome, events_of, handler
+from ivr.callflow.engine import Turn
+from ivr.callflow.flow import FlowError
+from ivr.callflow.handler import REGISTRY, Outcome, events_of, handler
+from ivr.callflow.prompts import _fields, language_codes
+from ivr.callflow.speech import say_date, say_digits
+from ivr.domain import recordings
+from ivr.domain.directory import ANONYMOUS, caller_id
+from ivr.domain.published import ANN_LINES, Library, Mirror, NothingToRollBack, Who, audio_dir
+from ivr.domain.staffdb import TRIES_PER_CALL, Login, Staff
+from ivr.jobs import worker as jobs
+from ivr.redact import mask_digits
 
 log = logging.getLogger("ivr.staff")
 

@@ -1,5 +1,5 @@
 """What callers hear: prompt texts from prompts/<lang>/*.yaml, each language's own words
-(prompts/<lang>/language.yaml, ivr/language.py), and published staff recordings."""
+(prompts/<lang>/language.yaml, ivr/callflow/language.py), and published staff recordings."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import yaml
 
-from . import language
-from .language import Language
+from ivr.callflow import language
+from ivr.callflow.language import Language
+from ivr.settings import ROOT
 
 LANGUAGE_FILE = "language.yaml"
 CODES = "codes"         # prompts/codes/: the prompts' numeric codes, not a language
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class PromptError(RuntimeError):

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from .sealing import Sealer
-from .store import Direct
+from ivr.domain.sealing import Sealer
+from ivr.store import Direct
 
 KEY = "ivr:call:{sid}"
 ENDED = "ivr:ended:{sid}"   # the status callback came: only a late <Record> action is still taken

@@ -15,12 +15,12 @@ from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from .callstate import CallState
-from .flow import FlowSet, Node, as_list
-from .handlers import Outcome
-from .language import GLOBAL_KEYS, Language
-from .services import Services
-from .speech import say_digits, say_phone
+from ivr.callflow.callstate import CallState
+from ivr.callflow.flow import FlowSet, Node, as_list
+from ivr.callflow.handler import Outcome
+from ivr.callflow.language import GLOBAL_KEYS, Language
+from ivr.callflow.speech import say_digits, say_phone
+from ivr.services import Services
 
 log = logging.getLogger("ivr.engine")
 

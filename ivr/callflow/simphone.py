@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 from twilio.request_validator import RequestValidator
 
-from .settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
+from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -2,7 +2,7 @@
 
 Redis layout:
   ivr:req:{ref}           hash: one request. The inmate number, case number and caller ID are kept
-                          only sealed (ivr/sealing.py): a Redis dump or backup shows none of them. So is
+                          only sealed (ivr/domain/sealing.py): a Redis dump or backup shows none of them. So is
                           the Twilio URL of the caller's message (their name and date of birth), here and
                           in the jobs that fetch and then delete it; requests written before that keep a
                           plain URL until the worker reseals it (`reseal_legacy`, at its start).
@@ -20,7 +20,7 @@ Redis layout:
 A request is never popped: `take` and `done` change its status in one WATCH/MULTI transaction, so
 nothing can be lost between "stored" and a person finishing it (this is the acknowledgement: `done` is
 the only thing that takes a request out of `ivr:req:open`). Only the retention purge deletes one
-(ivr/retention.py): a done request past its period and not on legal hold (`hold`/`release`). After each
+(ivr/jobs/retention.py): a done request past its period and not on legal hold (`hold`/`release`). After each
 write the store waits for Redis to fsync its append-only file (WAITAOF, Redis >= 7.2) so that a
 reference is spoken only for a request that survives a crash; on older Redis run the server with
 `appendonly yes` and `appendfsync always` for the same guarantee.
@@ -39,8 +39,8 @@ from typing import NoReturn
 
 import redis
 
-from . import jobs
-from .sealing import TOKEN, Sealer
+from ivr.domain.sealing import TOKEN, Sealer
+from ivr.jobs import worker as jobs
 
 log = logging.getLogger("ivr.requests")
 
@@ -460,7 +460,7 @@ class RequestStore:
 
         return self._transition(ref, change) or "done"
 
-    # --- legal hold and retention (ivr/retention.py decides what is due) -------------------------
+    # --- legal hold and retention (ivr/jobs/retention.py decides what is due) -------------------------
     def hold(self, ref: str, by: str, reason: str = "") -> str:
         """Keep a request (and its message) past any retention period until `release`."""
         ref, by, reason = check_ref(ref), check_name(by), check_reason(reason)

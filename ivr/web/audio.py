@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, abort, current_app, send_from_directory
 
-from .published import AUDIO_NAME, audio_dir
+from ivr.domain.published import AUDIO_NAME, audio_dir
 
 bp = Blueprint("audio", __name__)
 

@@ -59,8 +59,8 @@ from enum import Enum
 
 import redis
 
-from .directory import ANONYMOUS
-from .redact import mask_digits
+from ivr.domain.directory import ANONYMOUS
+from ivr.redact import mask_digits
 
 log = logging.getLogger("ivr.staff")
 

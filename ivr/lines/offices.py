@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..speech import say_digits, say_phone
-from . import Outcome, handler
+from ivr.callflow.handler import Outcome, handler
+from ivr.callflow.speech import say_digits, say_phone
 
 
 @handler("office_by_town", events=("found",))

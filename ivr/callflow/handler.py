@@ -34,10 +34,3 @@ def handler(name: str, events: tuple[str, ...]) -> Callable[[Callable], Callable
 
 def events_of(fn: Callable) -> frozenset[str]:
     return getattr(fn, "events", frozenset())
-
-
-def load_all() -> dict[str, Callable]:
-    """Import every handler module so that their names are registered."""
-    from . import inmate, offices, payments, staff  # noqa: F401
-
-    return REGISTRY

@@ -13,10 +13,10 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from .callstate import CallState
-from .engine import Turn
-from .redact import mask_phone, printable
-from .signature import signed
+from ivr.callflow.callstate import CallState
+from ivr.callflow.engine import Turn
+from ivr.redact import mask_phone, printable
+from ivr.web.signature import signed
 
 bp = Blueprint("voice", __name__)
 log = logging.getLogger("ivr.calls")

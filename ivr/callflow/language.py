@@ -1,6 +1,6 @@
 """One language's own words and rules, read from prompts/<lang>/language.yaml: what of a language is not
 a prompt (the key that chooses it, the words that work like keys, how it says counts, lists, amounts,
-dates and hours). ivr/prompts.py finds the languages and checks them with the prompts."""
+dates and hours). ivr/callflow/prompts.py finds the languages and checks them with the prompts."""
 
 from __future__ import annotations
 

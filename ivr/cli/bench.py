@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .settings import ROOT
+from ivr.settings import ROOT
 
 
 def _bench_module():
@@ -22,7 +22,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers) -> None:
-    """Called by ivr/cli.py: adds `ivr bench`."""
+    """Called by ivr/cli/main.py: adds `ivr bench`."""
     p = subparsers.add_parser(
         "bench", help="load benchmark: many simultaneous simulated calls against gunicorn, Redis and the SDU stub",
         description="Starts redis-server, the SDU stub, the system (the Procfile's web: line) and a minimal "

@@ -4,7 +4,7 @@ What is kept, and how long (days, `IVR_RETAIN_<KIND>_DAYS`; defaults in ivr/sett
 
 - REQUESTS: a done request, with its audit trail and its message file, after that many days from `done`.
   Open and taken requests are never deleted, nor one on legal hold (`ivr requests hold`). What is left
-  is the reference alone in `ivr:req:purged` (see ivr/requests_store.py).
+  is the reference alone in `ivr:req:purged` (see ivr/domain/requests.py).
 - RECORDINGS: the caller's message of a done request (their voice, name and date of birth), sooner:
   the file goes, the request says when.
 - PROMPT_AUDIO: staff recordings no caller has heard for that long (replaced, rolled back, cleared),
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import redis
 
-from . import jobs
-from .published import Library, audio_dir
-from .requests_store import PURGED, RequestStore
-from .sealing import Sealer
+from ivr.domain.published import Library, audio_dir
+from ivr.domain.requests import PURGED, RequestStore
+from ivr.domain.sealing import Sealer
+from ivr.jobs import worker as jobs
 
 log = logging.getLogger("ivr.retention")
 
@@ -171,7 +171,7 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from . import settings, store
+    from ivr import settings, store
 
     config = settings.from_env()
     try:

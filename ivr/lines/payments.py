@@ -27,13 +27,13 @@ from pathlib import Path
 import yaml
 from num2words import num2words
 
-from ..directory import ANONYMOUS, caller_id
-from ..flow import FlowError
-from ..prompts import bundled_languages
-from ..redact import mask_digits, mask_phone
-from ..sdu.client import Payment, SDUError, SDULocked, SDUNoAnswer, Summary
-from ..speech import CT_TZ, say_date, say_digits, say_method, say_money, say_phone, say_source
-from . import Outcome, handler
+from ivr.callflow.flow import FlowError
+from ivr.callflow.handler import Outcome, handler
+from ivr.callflow.prompts import bundled_languages
+from ivr.callflow.speech import CT_TZ, say_date, say_digits, say_method, say_money, say_phone, say_source
+from ivr.domain.directory import ANONYMOUS, caller_id
+from ivr.redact import mask_digits, mask_phone
+from ivr.sdu.client import Payment, SDUError, SDULocked, SDUNoAnswer, Summary
 
 log = logging.getLogger("ivr.payments")
 
@@ -102,7 +102,7 @@ def load_settings(path: Path, langs: Iterable[str] | None = None) -> PaySettings
                       "so that the phone system never sends the PIN that makes the SDU lock a case")
     if "anonymous_lock_after" in ident:
         errors.append("settings.identification.anonymous_lock_after is gone: callers without a caller ID "
-                      "are no longer locked as a group (see the Guard in ivr/handlers/payments.py)")
+                      "are no longer locked as a group (see the Guard in ivr/lines/payments.py)")
     for name in ("mail_to", "website"):
         value = getattr(settings, name)
         if not isinstance(value, Mapping) or not all(isinstance(value.get(lg), str) and value.get(lg)

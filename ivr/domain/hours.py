@@ -13,7 +13,7 @@ import holidays
 import yaml
 from babel.dates import format_time, get_day_names
 
-from .language import Language
+from ivr.callflow.language import Language
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -38,7 +38,7 @@ class Hours:
         self.clock = clock or (lambda: datetime.now(self.zone))
         self._described: dict[tuple[str, str], str] = {}
         if languages is None:
-            from .prompts import bundled_languages
+            from ivr.callflow.prompts import bundled_languages
             languages = bundled_languages()
         self.languages = languages     # how each language words the hours (prompts/<lang>/language.yaml)
 

@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .settings import DEV_ACCOUNT_SID
+from ivr.settings import DEV_ACCOUNT_SID
 
 log = logging.getLogger("ivr.recordings")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .handlers import events_of
-from .prompts import Prompts
+from ivr.callflow.handler import events_of
+from ivr.callflow.prompts import Prompts
 
 MAX_OPTIONS = 5
 MAX_MENU_DEPTH = 3
@@ -27,7 +27,7 @@ FIELDS = {
     "next": "the node the call goes to when this one is done",
     "options": "a menu's or an answer's choices, each with `key` (1-8), `prompt` or `office`, `goto`, "
                "and optionally `words` {<lang>: [...]} (every language) a caller may say and `when` {variable: value}",
-    "handler": "a step in code (ivr/handlers/): said inside a menu or answer, or deciding at a question",
+    "handler": "a step in code (ivr/lines/): said inside a menu or answer, or deciding at a question",
     "on": "where each event its handler names leads: {event: node}; every event mapped, nothing else",
     "args": "the handler's own parameters at this node (never a node id)",
     "skip": "where star goes, or an optional question or message left unanswered",
@@ -89,7 +89,7 @@ LINKS = ("next", "skip")   # fields naming another node, besides options, `on`, 
 
 def guide() -> str:
     """The node types and their fields, as `ivr tree --node-types` prints them."""
-    out = ["Node types (config/flows/*.yaml; checked by ivr/flow.py):"]
+    out = ["Node types (config/flows/*.yaml; checked by ivr/callflow/flow.py):"]
     for name, kind in NODE_TYPES.items():
         needs = ", ".join(sorted(kind.required)) or "nothing"
         out.append(f"  {name:9} {kind.doc}\n            needs: {needs}; may have: "
@@ -356,7 +356,7 @@ GLOBAL_KINDS = ("home", "person")   # the keys that work the same in every menu
 
 def successors(flows: FlowSet, node: Node) -> list[Edge]:
     """Every way out of `node`, in this order: its options, `next`, `on`, `skip`, a handover's line,
-    then keys 9 and 0 where the engine (ivr/engine.py) takes them: menus and answers; a transfer's
+    then keys 9 and 0 where the engine (ivr/callflow/engine.py) takes them: menus and answers; a transfer's
     choices after it is closed or fails (0 at the agents' own transfer stays there); a question
     whose answer is never a lone digit (at least 2 digits) or that is read back for confirmation."""
     out = [Edge("option", opt["goto"], str(opt.get("key")), opt.get("prompt"), opt.get("office"),

@@ -23,13 +23,14 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from . import retention, settings, store
-from .callstate import CallStore
-from .jobs import CLAIM_IDLE_MS, MAX_DELIVERIES
-from .redact import mask_digits
-from .requests_store import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
-from .sealing import Sealer
-from .store import Unreachable
+from ivr import settings, store
+from ivr.callflow.callstate import CallStore
+from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
+from ivr.domain.sealing import Sealer
+from ivr.jobs import retention
+from ivr.jobs.worker import CLAIM_IDLE_MS, MAX_DELIVERIES
+from ivr.redact import mask_digits
+from ivr.store import Unreachable
 
 TZ = ZoneInfo("America/New_York")
 # No Twilio recording URL: staff work from the system's own file (Twilio's copy is deleted once it is there).
@@ -91,7 +92,7 @@ def cmd_reseal(args: argparse.Namespace) -> int:
 def open_store() -> RequestStore:
     import logging
 
-    from . import settings
+    from ivr import settings
 
     # The server warns when Redis cannot confirm fsyncs; a staff command has nothing to do about it.
     logging.getLogger("ivr.requests").setLevel(logging.ERROR)
@@ -142,8 +143,8 @@ def facility_name(req: dict) -> str:
 def _facility_names() -> dict[str, str]:
     global _NAMES
     if _NAMES is None:
-        from . import settings
-        from .handlers.inmate import FacilityError, load_facilities
+        from ivr import settings
+        from ivr.lines.inmate import FacilityError, load_facilities
         try:
             facilities = load_facilities(settings.from_env()["CONFIG_DIR"] / "facilities.yaml")
             _NAMES = {f.id: f.short for f in facilities.by_id.values()}
@@ -157,7 +158,7 @@ _NAMES: dict[str, str] | None = None
 
 def language_name(code: str) -> str:
     """The request's language by the name in its prompts/<lang>/language.yaml ("Spanish"); else its code."""
-    from .prompts import PromptError, load_languages
+    from ivr.callflow.prompts import PromptError, load_languages
     config = settings.from_env()
     try:
         language = load_languages(config["PROMPTS_DIR"], config["CONFIG_DIR"] / "lines.yaml").get(code)
@@ -196,7 +197,7 @@ def hold_text(req: dict) -> str:
 
 
 def retention_text(req: dict, config: dict) -> str:
-    """When the request may be deleted (ivr/retention.py), in Connecticut's dates."""
+    """When the request may be deleted (ivr/jobs/retention.py), in Connecticut's dates."""
     if req.get("hold_at"):
         return "on legal hold: kept until the hold is released"
     dates = retention.due_dates(req, config)

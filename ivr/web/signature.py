@@ -13,7 +13,7 @@ from typing import NoReturn
 from flask import Flask, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
-from .redact import printable
+from ivr.redact import printable
 
 log = logging.getLogger("ivr.signature")
 ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")

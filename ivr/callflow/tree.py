@@ -6,11 +6,12 @@ import argparse
 import re
 from pathlib import Path
 
-from . import flow, settings
-from .directory import Directory
-from .flow import Edge, FlowSet, Node, successors, targets
-from .handlers import load_all
-from .prompts import Prompts
+from ivr import settings
+from ivr.callflow import flow
+from ivr.callflow.flow import Edge, FlowSet, Node, successors, targets
+from ivr.callflow.prompts import Prompts
+from ivr.domain.directory import Directory
+from ivr.lines import load_all
 
 START, END = "<!-- call-tree:start -->", "<!-- call-tree:end -->"
 

@@ -9,19 +9,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import bench, requests_cli, retention, staff_cli
+from ivr.cli import bench
+from ivr.cli import requests as requests_cli
+from ivr.cli import staff as staff_cli
+from ivr.jobs import retention
 
 LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from .simphone import Phone, Transport
+    from ivr.callflow.simphone import Phone, Transport
 
     keys = None if args.keys is None else [k.strip() for k in args.keys.split(",")]
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     stop = None
     if args.url:
-        from .settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
+        from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
         # Behind a proxy the server checks signatures against its public URL, not the one posted to.
         sign_url = args.sign_url if args.sign_url is not None else os.environ.get("PUBLIC_BASE_URL", "")
         transport = Transport(token or DEV_AUTH_TOKEN, base_url=args.url, sign_url=sign_url or None,
@@ -34,10 +37,10 @@ def cmd_call(args: argparse.Namespace) -> int:
         os.environ.setdefault("IVR_ENV", "development")
         if not os.environ.get("SDU_BASE_URL"):
             # The embedded defaults: the bundled SDU stub, over real HTTP on a free loopback port.
-            from .sdu.stub import serve_in_thread
+            from ivr.sdu.stub import serve_in_thread
             base, stop = serve_in_thread()
             os.environ["SDU_BASE_URL"] = base
-        from .app import create_app
+        from ivr.app import create_app
         app = create_app()
         transport = Transport(app.config["TWILIO_AUTH_TOKEN"], app=app,
                               account_sid=app.config["TWILIO_ACCOUNT_SID"])
@@ -55,8 +58,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from . import settings
-    from .app import create_app
+    from ivr import settings
+    from ivr.app import create_app
 
     settings.check_listen(settings.from_env(), [args.host])
     create_app().run(host=args.host, port=args.port)
@@ -64,8 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from . import jobs, settings, store
-    from .handlers import load_all
+    from ivr import settings, store
+    from ivr.jobs import worker as jobs
+    from ivr.lines import load_all
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_all()  # the handler modules register their jobs
@@ -84,13 +88,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from .tree import main as tree_main
+    from ivr.callflow.tree import main as tree_main
 
     return tree_main(args)
 
 
 def cmd_sdu_stub(args: argparse.Namespace) -> int:
-    from .sdu.stub import main as stub_main
+    from ivr.sdu.stub import main as stub_main
 
     return stub_main(args.rest)
 

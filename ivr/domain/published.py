@@ -34,8 +34,8 @@ from pathlib import Path
 import redis
 from flask import has_request_context, url_for
 
-from .prompts import Prompts, Spoken, _fields
-from .signature import public_base
+from ivr.callflow.prompts import Prompts, Spoken, _fields
+from ivr.web.signature import public_base
 
 log = logging.getLogger("ivr.published")
 

@@ -1,5 +1,5 @@
 """Words for the text-to-speech voice: money, dates, digit strings, phone numbers and the SDU's enums,
-in the caller's language: its locale and rules come from prompts/<lang>/language.yaml (ivr/language.py).
+in the caller's language: its locale and rules come from prompts/<lang>/language.yaml (ivr/callflow/language.py).
 
 The TTS voice reads "206.00" or "2026-11-14" badly, so everything a caller hears about an amount or a
 date goes through here. `lang` is a Language, or a code or tag of a shipped language ("es", "es-US");
@@ -18,7 +18,7 @@ import phonenumbers
 from babel.dates import format_date
 from num2words import num2words
 
-from .language import Language
+from ivr.callflow.language import Language
 
 CT_TZ = ZoneInfo("America/New_York")
 
@@ -27,7 +27,7 @@ def language(lang: str | Language | None) -> Language:
     """`lang` itself, or the shipped language a code or tag names (the default one for any other)."""
     if isinstance(lang, Language):
         return lang
-    from .prompts import bundled_languages
+    from ivr.callflow.prompts import bundled_languages
     languages = bundled_languages()
     code = re.split(r"[-_]", (lang or "").lower())[0]
     return languages.get(code) or next(iter(languages.values()))

@@ -13,15 +13,15 @@ from datetime import datetime
 
 import redis
 
-from . import settings, store
-from .directory import ANONYMOUS, caller_id
-from .domain.accounts import PASSWORD_MIN, ROLES, Accounts, check_password, password_pepper
-from .prompts import PromptError, Prompts, load_languages
-from .published import ANN_LINES, Library, NothingToRollBack, Who
-from .redact import mask_phone
-from .sealing import Sealer
-from .speech import CT_TZ
-from .staffdb import PIN_MIN, StaffDB, StaffError, check_id, pepper_for
+from ivr import settings, store
+from ivr.callflow.prompts import PromptError, Prompts, load_languages
+from ivr.callflow.speech import CT_TZ
+from ivr.domain.accounts import PASSWORD_MIN, ROLES, Accounts, check_password, password_pepper
+from ivr.domain.directory import ANONYMOUS, caller_id
+from ivr.domain.published import ANN_LINES, Library, NothingToRollBack, Who
+from ivr.domain.sealing import Sealer
+from ivr.domain.staffdb import PIN_MIN, StaffDB, StaffError, check_id, pepper_for
+from ivr.redact import mask_phone
 
 
 class CliError(Exception):

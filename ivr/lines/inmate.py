@@ -5,7 +5,7 @@ path; anyone else reaches it from main menu option 4 and says whether they are t
 them. The caller hears the facts, keys the inmate number (stored at once as a request: a hang-up later
 keeps it), the facility (by name or keypad spelling, unless the caller ID already told it), the case or
 docket number, records a message, and hears a 6-digit reference once the request is durably stored
-(ivr/requests_store.py). The `inmate.recording` job (`ivr worker`) later downloads the message, and only
+(ivr/domain/requests.py). The `inmate.recording` job (`ivr worker`) later downloads the message, and only
 then does `inmate.recording.delete` delete Twilio's copy.
 
 Each step below names what happened (an event: `stored`, `capped`, `not_stored`...);
@@ -25,14 +25,14 @@ import redis
 import requests
 import yaml
 
-from .. import recordings
-from ..directory import ANONYMOUS, DirectoryError, caller_id, parse_phone
-from ..jobs import GiveUp, JobContext, RetryLater, at_start, job
-from ..redact import mask_digits, mask_phone
-from ..requests_store import DELETE_JOB, RECORDING_JOB, WHO_CALLED, Quota, RequestCapped, RequestStore
-from ..sealing import Sealer
-from ..speech import say_phone
-from . import Outcome, handler
+from ivr.callflow.handler import Outcome, handler
+from ivr.callflow.speech import say_phone
+from ivr.domain import recordings
+from ivr.domain.directory import ANONYMOUS, DirectoryError, caller_id, parse_phone
+from ivr.domain.requests import DELETE_JOB, RECORDING_JOB, WHO_CALLED, Quota, RequestCapped, RequestStore
+from ivr.domain.sealing import Sealer
+from ivr.jobs.worker import GiveUp, JobContext, RetryLater, at_start, job
+from ivr.redact import mask_digits, mask_phone
 
 log = logging.getLogger("ivr.inmate")
 
