@@ -145,14 +145,14 @@ def detail(ref: str, revealed: bool = False, note_form: NoteForm | None = None):
     else:
         message = "no message was left"
     numbers = {
-        "inmate number": req.get("inmate") or "(not given)",
-        "case/docket number": req.get("case") or "(not given)",
-        "caller ID": req.get("caller") or "(withheld)",
+        "Inmate number": req.get("inmate") or "(not given)",
+        "Case/docket number": req.get("case") or "(not given)",
+        "Caller ID": req.get("caller") or "(withheld)",
     }
     if not revealed:
-        numbers = {"inmate number": mask_digits(req.get("inmate")) if req.get("inmate") else "(not given)",
-                   "case/docket number": mask_digits(req.get("case")) if req.get("case") else "(not given)",
-                   "caller ID": mask_phone(req.get("caller")) if req.get("caller") else "(withheld)"}
+        numbers = {"Inmate number": mask_digits(req.get("inmate")) if req.get("inmate") else "(not given)",
+                   "Case/docket number": mask_digits(req.get("case")) if req.get("case") else "(not given)",
+                   "Caller ID": mask_phone(req.get("caller")) if req.get("caller") else "(withheld)"}
     facts = [
         ("Status", req.get("status", "?") + (f", taken by {req['taken_by']}" if req.get("taken_by") else "")
          + (f", done by {req['done_by']} {local(req.get('done_at', ''))}" if req.get("done_by") else "")),
