@@ -133,12 +133,19 @@ def test_staff_commands_refuse_unknown_or_malformed_references(store, staff, arg
     assert rc == 1 and message in err and not out
 
 
-@pytest.mark.parametrize("name", ["", "   ", "1234", "a" * 41, "ana\nbob", "-x"])
+@pytest.mark.parametrize("name", ["", "   ", "12", "12345678901", "12ab", "a" * 41, "ana\nbob", "-x"])
 def test_a_bad_by_is_refused(store, staff, name):
     ref = new(store)
     rc, _, err = staff("take", ref, f"--by={name}")
     assert rc == 1 and "--by must be" in err
     assert store.get(ref)["status"] == "open"
+
+
+def test_by_takes_a_staff_id(store, staff):
+    """The contract: `--by` takes a staff ID (the console's staff work requests by their IDs too)."""
+    ref = new(store)
+    rc, out, _ = staff("take", ref, "--by=4002")
+    assert rc == 0 and store.get(ref)["taken_by"] == "4002"
 
 
 def test_by_is_required(store, staff):
