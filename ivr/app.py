@@ -18,7 +18,7 @@ from ivr.callflow.callstate import CallStore
 from ivr.callflow.engine import Engine
 from ivr.callflow.prompts import Prompts
 from ivr.callflow.speech import say_phone
-from ivr.domain import closures
+from ivr.domain import closures, hours_edits
 from ivr.domain.directory import Directory, parse_phone
 from ivr.domain.hours import Hours
 from ivr.domain.published import REV, Library, Mirror
@@ -69,13 +69,15 @@ class Runtime:
             payments=load_settings(cfg_dir / "flows" / "payments.yaml", self.prompts.languages),
             library=library, published=Mirror(library, self.prompts, self.hours.now),
             staffdb=StaffDB(self.redis, pepper_for(config)),
-            closures=closures.Closures(self.redis, self.hours.now))
+            closures=closures.Closures(self.redis, self.hours.now),
+            hours_edits=hours_edits.HoursEdits(self.redis, self.hours))
         staff.check_flows(self.flows)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))
-        # Read in the same round trip as each call's state: the published prompts' and closures' revisions.
-        self.extra_keys: tuple[str, ...] = (REV, closures.REV)
+        # Read in the same round trip as each call's state: the revisions of the published prompts, the
+        # closures and the hours edited in the console.
+        self.extra_keys: tuple[str, ...] = (REV, closures.REV, hours_edits.REV)
 
     def _redis_ok(self) -> bool:
         try:
@@ -91,6 +93,7 @@ class Runtime:
     def refresh(self, values: list) -> None:
         self.services.published.refresh(values[0])
         self.services.closures.refresh(values[1])
+        self.services.hours_edits.refresh(values[2])
 
     def fallback_response(self) -> VoiceResponse:
         """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""

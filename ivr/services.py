@@ -12,6 +12,7 @@ from ivr.callflow.prompts import Prompts
 from ivr.domain.closures import Closures
 from ivr.domain.directory import Directory
 from ivr.domain.hours import Hours
+from ivr.domain.hours_edits import HoursEdits
 from ivr.domain.published import Library, Mirror
 from ivr.domain.requests import RequestStore
 from ivr.domain.sealing import Sealer
@@ -39,3 +40,4 @@ class Services:
     published: Mirror             # what callers hear now, refreshed with each call's state
     staffdb: StaffDB              # staff accounts and their sign-in limits
     closures: Closures            # emergency closures set in the console, obeyed from the next webhook
+    hours_edits: HoursEdits       # office hours and holidays edited in the console, applied to `hours`

@@ -155,3 +155,43 @@ def test_an_announcement_uploaded_in_the_console_is_heard_until_cleared(app, cal
     assert r.status_code == 400 and "cannot be in the past" in r.get_data(as_text=True)
     sup.post("/console/announcements/clear", {"line": "callcenter", "lang": "en"})
     assert not [e for e in call("callcenter", []).events if e.kind == "play"]
+
+
+# --- hours and holidays ------------------------------------------------------------------------------------
+def test_hours_edited_in_the_console_are_what_the_next_call_obeys(app, call, clock):
+    sup = supervisor(app)
+    assert call("callcenter", HARTFORD).dialed                               # Tuesday 10:00: open
+    sup.get("/console/hours")
+    r = sup.post("/console/hours/hartford", {"days": ["mon", "tue"], "open": "11:00", "close": "15:00"})
+    assert r.status_code == 303
+    c = call("callcenter", HARTFORD)
+    assert c.dialed == [] and "from 11:00 AM to 3:00 PM" in c.said, c.said
+    assert call("callcenter", ["-", "0"]).dialed                             # the agents keep their hours
+    sup.post("/console/hours/hartford", {"action": "reset"})
+    assert call("callcenter", HARTFORD).dialed
+    assert "hours changed" in sup.get("/console/audit").get_data(as_text=True)
+
+
+def test_a_closed_day_added_in_the_console_closes_the_offices(app, call):
+    sup = supervisor(app)
+    sup.get("/console/hours")
+    r = sup.post("/console/hours-closed-days", {"day": OPEN.date().isoformat()})
+    assert r.status_code == 303
+    assert call("callcenter", HARTFORD).dialed == []
+    sup.post("/console/hours-closed-days", {"day": OPEN.date().isoformat(), "action": "remove"})
+    assert call("callcenter", HARTFORD).dialed
+
+
+def test_bad_hours_get_a_message_next_to_the_field(app):
+    sup = supervisor(app)
+    sup.get("/console/hours")
+    for form, message in (({"days": [], "open": "08:00", "close": "16:00"}, "at least one day"),
+                          ({"days": ["mon"], "open": "8am", "close": "16:00"}, "HH:MM"),
+                          ({"days": ["mon"], "open": "17:00", "close": "16:00"}, "before closing")):
+        r = sup.post("/console/hours/agents", form)
+        assert r.status_code == 400 and message in r.get_data(as_text=True)
+    r = sup.post("/console/hours-closed-days", {"day": "someday"})
+    assert r.status_code == 400 and "YYYY-MM-DD" in r.get_data(as_text=True)
+    r = sup.post("/console/hours-holidays", {"holiday": ["Festivus"]})
+    assert r.status_code == 400 and "Festivus" in r.get_data(as_text=True)
+    assert app.extensions["ivr"].redis.hlen("ivr:hours:edits") == 0

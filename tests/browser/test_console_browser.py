@@ -106,7 +106,7 @@ def test_a_supervisor_publishes_an_uploaded_prompt_and_the_next_call_plays_it(ap
     c = call("callcenter", [])
     played = [e.text for e in c.events if e.kind == "play"]
     assert played and re.search(r"/audio/RE[0-9a-f]{32}\.mp3$", played[0])
-    for page in ("announcements", "staff", "audit"):
+    for page in ("announcements", "hours", "staff", "audit"):
         browser.get(f"{live}/console/{page}")
         shot(page)
         no_serious_violations(browser, page)
@@ -133,7 +133,8 @@ def test_an_emergency_closure_switched_on_is_heard_on_the_next_call(app, live, b
 def test_a_signed_out_browser_is_sent_to_sign_in_everywhere(app, live, browser):
     for path in ("/console/", "/console/requests", "/console/requests/123456", "/console/numbers",
                  "/console/prompts", "/console/prompts/cc.welcome/en", "/console/announcements",
-                 "/console/closures", "/console/staff", "/console/audit", "/console/requests.csv"):
+                 "/console/closures", "/console/hours", "/console/staff", "/console/audit",
+                 "/console/requests.csv"):
         browser.get(live + path)
         wait(browser).until(EC.url_contains("/console/login"))
         assert browser.find_element(By.ID, "staff_id")
