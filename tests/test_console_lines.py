@@ -35,11 +35,14 @@ def close(browser: Browser, scope: str, hours: int = 4):
         "text_en": MESSAGE_EN, "text_es": MESSAGE_ES})
 
 
-def test_a_line_closure_is_heard_at_the_start_and_replaces_every_transfer(app, call):
+def test_a_line_closure_is_heard_at_the_start_and_replaces_every_transfer(app, make_app, call):
     sup = supervisor(app)
+    web = make_app()            # another web process: it obeys from its next webhook too
+    assert call("callcenter", HARTFORD, target_app=web).dialed
     assert call("callcenter", HARTFORD).dialed == ["+18605668723"]
     r = close(sup, "line:callcenter")
     assert r.status_code == 303
+    assert call("callcenter", HARTFORD, target_app=web).said.startswith(MESSAGE_EN)
     c = call("callcenter", HARTFORD)
     assert c.said.startswith(MESSAGE_EN)                                  # at the start
     assert c.dialed == [] and c.said.count(MESSAGE_EN) == 2                # the transfer replaced
@@ -158,17 +161,18 @@ def test_an_announcement_uploaded_in_the_console_is_heard_until_cleared(app, cal
 
 
 # --- hours and holidays ------------------------------------------------------------------------------------
-def test_hours_edited_in_the_console_are_what_the_next_call_obeys(app, call, clock):
+def test_hours_edited_in_the_console_are_what_the_next_call_obeys(app, make_app, call, clock):
     sup = supervisor(app)
-    assert call("callcenter", HARTFORD).dialed                               # Tuesday 10:00: open
+    web = make_app()            # another web process: the calls go there, the console is this one
+    assert call("callcenter", HARTFORD, target_app=web).dialed               # Tuesday 10:00: open
     sup.get("/console/hours")
     r = sup.post("/console/hours/hartford", {"days": ["mon", "tue"], "open": "11:00", "close": "15:00"})
     assert r.status_code == 303
-    c = call("callcenter", HARTFORD)
+    c = call("callcenter", HARTFORD, target_app=web)
     assert c.dialed == [] and "from 11:00 AM to 3:00 PM" in c.said, c.said
-    assert call("callcenter", ["-", "0"]).dialed                             # the agents keep their hours
+    assert call("callcenter", ["-", "0"], target_app=web).dialed             # the agents keep their hours
     sup.post("/console/hours/hartford", {"action": "reset"})
-    assert call("callcenter", HARTFORD).dialed
+    assert call("callcenter", HARTFORD, target_app=web).dialed
     assert "hours changed" in sup.get("/console/audit").get_data(as_text=True)
 
 

@@ -72,6 +72,21 @@ def test_the_live_view_counts_calls_in_progress(app):
     assert re.search(r"Calls in progress, payments</dt><dd>0<", page)
 
 
+def test_the_live_view_shows_the_workers_queue(app):
+    from ivr.jobs.worker import GROUP, STREAM, enqueue, ensure_group
+
+    r = app.extensions["ivr"].redis
+    enqueue(r, "test.job", {})
+    enqueue(r, "test.job", {})
+    page = caseworker(app).get("/console/numbers").get_data(as_text=True)
+    assert re.search(r"Worker jobs waiting</dt><dd>2<", page)
+    ensure_group(r)
+    r.xreadgroup(GROUP, "someone", {STREAM: ">"}, count=1)
+    page = browser_again(app).get("/console/numbers").get_data(as_text=True)
+    assert re.search(r"Worker jobs waiting</dt><dd>1<", page)
+    assert re.search(r"Worker jobs being handled</dt><dd>1<", page)
+
+
 def test_bad_dates_get_a_message(app):
     browser = caseworker(app)
     r = browser.get("/console/numbers?since=yesterday&until=2026-13-01")

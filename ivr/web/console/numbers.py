@@ -74,9 +74,12 @@ def live_view(client: redis.Redis) -> dict:
         groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g
                   for g in client.xinfo_groups(STREAM)}
         group = groups.get(GROUP)
-        if group is not None:
+        if group is None:
+            queue["waiting"] = int(client.xlen(STREAM))       # no worker has started yet
+        else:
             queue["being handled"] = int(group.get("pending", 0))
-            queue["waiting"] = int(group.get("lag") or 0)
+            lag = group.get("lag")
+            queue["waiting"] = int(lag) if lag is not None else int(client.xlen(STREAM))
     except redis.ResponseError:
         pass        # no stream yet: nothing queued
     lines = [name for name in services().lines["lines"]]
