@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from datetime import datetime
 
 import pyotp
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from ivr.cli.main import main
 from ivr.domain.accounts import LOCK, MAX_FAILS
 from ivr.web.console.auth import SESSION
-from tests.conftest import OPEN, TEST_REDIS_URL
+from tests.conftest import OPEN, TEST_REDIS_URL, TZ
 from tests.console_helpers import CASEWORKER, PASSWORD, SUPERVISOR, Browser, accounts_of, add_staff
 
 
@@ -306,3 +307,15 @@ def test_a_password_is_never_an_argument(app, monkeypatch, capsys):
         run_ivr(monkeypatch, capsys, "staff", "set-password", CASEWORKER, "--password", PASSWORD)
     rc, out, err = run_ivr(monkeypatch, capsys, "staff", "set-password", CASEWORKER)   # no terminal to ask on
     assert rc != 0 and "--password-stdin" in err
+
+
+def test_ivr_staff_list_names_supervisors_and_console_locks(app, monkeypatch, capsys, supervisor_secret, caseworker,
+                                                           clock):
+    clock.now = datetime.now(TZ)        # the command reads the real clock
+    for _ in range(MAX_FAILS):
+        Browser(app).post("/console/login", {"staff_id": caseworker, "password": "not the password!"})
+    rc, out, _ = run_ivr(monkeypatch, capsys, "staff", "list")
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert "supervisor" in lines[SUPERVISOR] and "console locked" in lines[caseworker]
+    rc, out, _ = run_ivr(monkeypatch, capsys, "staff", "unlock-console", caseworker)
+    assert rc == 0 and "console locked" not in run_ivr(monkeypatch, capsys, "staff", "list")[1]

@@ -223,11 +223,20 @@ def cmd_staff_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_staff_list(args: argparse.Namespace) -> int:
-    db = _db(_config())
+    config = _config()
+    db = _db(config)
+    console = _accounts(config)
     now = _now()
     accounts = db.all()
     for s in accounts:
         flags = ["disabled"] if s.disabled else []
+        account = console.get(s.id)
+        if account is not None and account.supervisor:     # caseworker, the default, goes unsaid
+            flags.append("supervisor")
+            if account.has_password and not account.has_totp:
+                flags.append("no authenticator: `ivr staff set-password --new-totp`")
+        if console.locked_until(s.id, now):
+            flags.append("console locked: `ivr staff unlock-console`")
         until = db.locked_until(s.id, now)
         if until:
             flags.append(f"locked until {until:%Y-%m-%d %H:%M} for phones it has not signed in from")
