@@ -148,6 +148,22 @@ def test_sign_in_tries_from_one_address_are_limited_whatever_ids_they_name(app, 
     assert r.status_code == 429 and "Too many sign-in tries" in r.get_data(as_text=True)
 
 
+def test_behind_a_proxy_the_throttle_counts_each_browser_not_the_proxy(make_app):
+    app = make_app(CONSOLE_PROXY_HOPS=1)
+    add_staff(app, CASEWORKER)
+    guesser = Browser(app)
+    for n in range(31):
+        r = guesser.post("/console/login", {"staff_id": str(5000 + n), "password": "guess guess guess"},
+                         headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 429
+    r = Browser(app).post("/console/login", {"staff_id": CASEWORKER, "password": PASSWORD},
+                          headers={"X-Forwarded-For": "198.51.100.7"})
+    assert r.status_code == 303                          # another browser behind the same proxy
+    r = guesser.post("/console/login", {"staff_id": "5999", "password": "guess guess guess"},
+                     headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+    assert r.status_code == 429                          # a forged entry on the left changes nothing
+
+
 # --- supervisors' second factor ------------------------------------------------------------------
 def test_a_supervisor_needs_the_code_from_their_authenticator(app, supervisor_secret):
     browser = Browser(app)
@@ -266,6 +282,12 @@ def test_ivr_serve_is_checked(monkeypatch):
         settings.from_env({"IVR_SERVE": "everything"})
     with pytest.raises(settings.ConfigError, match="IVR_CONSOLE_IDLE_MINUTES"):
         settings.from_env({"IVR_CONSOLE_IDLE_MINUTES": "0"})
+    with pytest.raises(settings.ConfigError, match="IVR_CONSOLE_PROXY_HOPS"):
+        settings.from_env({"IVR_CONSOLE_PROXY_HOPS": "many"})
+    with pytest.raises(settings.ConfigError, match="IVR_CONSOLE_INSECURE_COOKIE"):
+        settings.from_env({"IVR_ENV": "production", "IVR_CONSOLE_INSECURE_COOKIE": "1"})
+    with pytest.raises(settings.ConfigError, match="IVR_PASSWORD_PEPPER must be at least"):
+        settings.check_production({"IVR_PASSWORD_PEPPER": "short"})
 
 
 # --- the commands ------------------------------------------------------------------------------------

@@ -174,10 +174,21 @@ def supervisor_only(view: Callable) -> Callable:
     return wrapper
 
 
+def client_address() -> str:
+    """The browser's address: behind IVR_CONSOLE_PROXY_HOPS trusted proxies, the one the nearest of them
+    saw (X-Forwarded-For, counted from the right: entries further left are the client's to forge)."""
+    hops = int(current_app.config.get("CONSOLE_PROXY_HOPS", 0))
+    if hops:
+        chain = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+        if len(chain) >= hops:
+            return chain[-hops]
+    return request.remote_addr or "?"
+
+
 def client_tag() -> str:
     """The client's address, as a tag (the throttle's key names no address)."""
     key = current_app.secret_key.encode()
-    return hmac.new(key, (request.remote_addr or "?").encode(), hashlib.sha256).hexdigest()[:20]
+    return hmac.new(key, client_address().encode(), hashlib.sha256).hexdigest()[:20]
 
 
 # --- the pages -------------------------------------------------------------------------------
