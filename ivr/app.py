@@ -20,18 +20,19 @@ from ivr.callflow.prompts import Prompts
 from ivr.callflow.speech import say_phone
 from ivr.domain import closures, hours_edits
 from ivr.domain.directory import Directory, parse_phone
+from ivr.domain.facilities import load_facilities
 from ivr.domain.hours import Hours
-from ivr.domain.published import REV, Library, Mirror
+from ivr.domain.payline import load_settings
+from ivr.domain.published import REV, Library
 from ivr.domain.requests import RequestStore
-from ivr.domain.sealing import Sealer
 from ivr.domain.staffdb import StaffDB, pepper_for
 from ivr.lines import load_all, staff
-from ivr.lines.inmate import load_facilities
-from ivr.lines.payments import load_settings
 from ivr.sdu.client import client_from_env
+from ivr.sealing import Sealer
 from ivr.services import Services
 from ivr.web import audio, limits, signature, webhooks
 from ivr.web.health import HealthCache
+from ivr.web.mirror import Mirror
 
 log = logging.getLogger("ivr")
 DEV_SDU_URL = "http://127.0.0.1:5001"
@@ -118,6 +119,8 @@ def load_lines(path: Path) -> dict:
     for name, line in cfg.get("lines", {}).items():
         line["number"] = parse_phone(line["number"], f"{path}: line {name!r}")
     cfg["agents"]["phone"] = parse_phone(cfg["agents"]["phone"], f"{path}: agents")
+    if cfg["agents"].get("tell"):
+        cfg["agents"]["tell"] = parse_phone(cfg["agents"]["tell"], f"{path}: agents.tell")
     cfg["callback_number"] = parse_phone(cfg["callback_number"], f"{path}: callback_number")
     if cfg.get("default_line") not in cfg.get("lines", {}):
         raise flow.FlowError(f"{path}: default_line {cfg.get('default_line')!r} is not a line")

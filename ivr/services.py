@@ -11,15 +11,16 @@ import redis
 from ivr.callflow.prompts import Prompts
 from ivr.domain.closures import Closures
 from ivr.domain.directory import Directory
+from ivr.domain.facilities import Facilities
 from ivr.domain.hours import Hours
 from ivr.domain.hours_edits import HoursEdits
-from ivr.domain.published import Library, Mirror
+from ivr.domain.payline import PaySettings
+from ivr.domain.published import Library
 from ivr.domain.requests import RequestStore
-from ivr.domain.sealing import Sealer
 from ivr.domain.staffdb import StaffDB
-from ivr.lines.inmate import Facilities
-from ivr.lines.payments import PaySettings
 from ivr.sdu.client import SDUClient
+from ivr.sealing import Sealer
+from ivr.web.mirror import Mirror
 
 
 @dataclass

@@ -108,13 +108,26 @@ def call(app):
     return place
 
 
+# Staff accounts the `staff` fixture makes, for `--by` (a staff ID, docs/interface.md).
+STAFF_IDS = {"4001": "Ana Ruiz", "4002": "Bob Lee", "4003": "B. Chen"}
+
+
 @pytest.fixture
 def staff(monkeypatch, capsys, redis_client):
-    """Run `ivr requests ...` as staff would (the tests' Redis): returns (exit code, stdout, stderr)."""
+    """Run `ivr requests ...` as staff would (the tests' Redis), with the accounts of STAFF_IDS: returns
+    (exit code, stdout, stderr)."""
+    from datetime import UTC, datetime
+
     from ivr.cli.main import main
+    from ivr.domain.staffdb import StaffDB, pepper_for
+    from ivr.settings import DEV_SECRET_KEY
 
     monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
     monkeypatch.delenv("IVR_SECRET_KEY", raising=False)
+    monkeypatch.delenv("IVR_PIN_PEPPER", raising=False)
+    accounts = StaffDB(redis_client, pepper_for({"IVR_SECRET_KEY": DEV_SECRET_KEY}))
+    for staff_id, name in STAFF_IDS.items():
+        accounts.add(staff_id, name, "730519", datetime.now(UTC))
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()

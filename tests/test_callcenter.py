@@ -203,9 +203,8 @@ def test_town_by_zip_is_confirmed_then_routed(call):
 def test_unconfirmed_district_says_to_call_back_and_press_0(call, prompts):
     c = call("callcenter", ["-", "5", "1", "say Avon", "1"])   # Litchfield JD: no SES office of its own
     assert "Avon is served by the Waterbury office." in c.said
-    # Said on 1-800-228-KIDS just before the transfer: its number is to call back, not "the call center".
-    assert ("If that office cannot help with your case, call us back at 1, 8 0 0, 2 2 8, 5 4 3 7 and press 0 "
-            "to talk to a child support specialist.") in c.said
+    # Said on 1-800-228-KIDS just before the transfer: the caller is not told to call the number they are on.
+    assert "If that office cannot help with your case, call this number again and press 0." in c.said
     assert c.dialed == ["+12035964188"]
 
 
@@ -223,6 +222,6 @@ def test_unknown_town_and_unknown_zip_say_what_went_wrong(call, prompts):
 
 def test_spanish_town_lookup(call):
     c = call("callcenter", ["2", "5", "1", "say Bridgeport", "1"])
-    assert "Su pueblo es Bridgeport." in c.said
+    assert "Su ciudad es Bridgeport." in c.said
     assert "La oficina que atiende a Bridgeport es la oficina de Bridgeport." in c.said
     assert c.dialed == ["+12035796590"]

@@ -28,7 +28,7 @@ from ivr import store
 from ivr.callflow.flow import successors, targets
 from ivr.callflow.prompts import Prompts
 from ivr.callflow.simphone import Phone, Transport
-from ivr.lines.payments import case_key
+from ivr.domain.payline import case_key
 from ivr.settings import DEV_AUTH_TOKEN
 from tests.redis_server import RedisServer, free_port
 from tests.sdu_faults import FaultySDU

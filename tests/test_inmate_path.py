@@ -18,7 +18,7 @@ from ivr import settings
 from ivr.callflow import flow
 from ivr.callflow.handler import events_of
 from ivr.callflow.simphone import Transport
-from ivr.callflow.tree import markdown
+from ivr.cli.tree import markdown
 from ivr.redact import mask_phone
 from ivr.settings import DEV_AUTH_TOKEN
 from tests.conftest import LINES
@@ -56,7 +56,7 @@ def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(
     ref = spoken_ref(said)
     spaced = f"{' '.join(ref[:3])}, {' '.join(ref[3:])}"
     assert said.count(spaced) == 2
-    assert "contact you in writing" in said and c.hung_up
+    assert "S E S staff will review your request." in said and c.hung_up
 
     rc, out, _ = staff("list")
     assert rc == 0
@@ -70,16 +70,16 @@ def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(
     assert "not downloaded yet" in out and "twilio.com" not in out and "Recordings/RE" not in out
     assert "facility caller ID" in out and "who called:          the parent" in out
 
-    assert staff("take", ref, "--by", "Ana Ruiz")[0] == 0
-    rc, _, err = staff("take", ref, "--by", "Bob Lee")
-    assert rc == 1 and "already taken by Ana Ruiz" in err
-    rc, _, err = staff("done", ref, "--by", "Bob Lee")
-    assert rc == 1 and "taken by Ana Ruiz" in err
-    assert staff("done", ref, "--by", "Ana Ruiz")[0] == 0
+    assert staff("take", ref, "--by", "4001")[0] == 0
+    rc, _, err = staff("take", ref, "--by", "4002")
+    assert rc == 1 and "already taken by 4001" in err
+    rc, _, err = staff("done", ref, "--by", "4002")
+    assert rc == 1 and "taken by 4001" in err
+    assert staff("done", ref, "--by", "4001")[0] == 0
     assert ref not in listed(staff("list")[1])
     assert ref in listed(staff("list", "--all")[1])
     history = staff("show", ref)[1].split("history:")[1]
-    assert re.search(r"Ana Ruiz\s+taken", history) and re.search(r"Ana Ruiz\s+done", history)
+    assert re.search(r"4001 Ana Ruiz\s+taken", history) and re.search(r"4001 Ana Ruiz\s+done", history)
     assert re.search(r"caller\s+created", history)
 
 
@@ -89,7 +89,7 @@ def test_from_the_main_menu_in_spanish_with_the_facility_said_by_name(call, staf
     said = c.said
     assert "Para un padre o una madre en prisión o en la cárcel, o alguien que llama por ellos, oprima 4." in said
     assert prompts.text("inm.facts", "es") in said
-    assert "Tengo Cheshire Correctional Institution." in said
+    assert "Tengo la Institución Correccional de Cheshire." in said
     ref = re.search(r"número de solicitud es (\d) (\d) (\d), (\d) (\d) (\d)", said)
     assert ref and said.count("número de solicitud es") == 2
     ref = "".join(ref.groups())
@@ -127,9 +127,9 @@ def test_a_facility_not_found_twice_moves_on_and_star_skips_it(call, prompts, st
 
 # What only the parent should hear: it speaks to them as the one in prison or jail.
 TO_THE_PARENT = {"en": ["while you are in prison", "say your full name", "your date of birth",
-                        "contact you in writing", "If you are moved or released"],
+                        "review your request", "If you are moved or released"],
                  "es": ["mientras usted está en prisión", "diga su nombre completo", "su fecha de nacimiento",
-                        "se comunicará con usted por escrito", "Si cambia de prisión"]}
+                        "revisará su solicitud", "Si cambia de prisión"]}
 FOR_THE_PARENT = ["inm.facts.for", "inm.opt.start.for", "inm.message.ask.for"]
 AS_THE_PARENT = ["inm.facts", "inm.opt.start", "inm.message.ask"]
 
@@ -212,7 +212,7 @@ def test_star_at_the_case_number_still_reaches_the_right_message(call, prompts):
 def test_changing_ones_mind_after_the_main_menu_counts_the_last_answer(call, prompts, redis_client):
     # For the parent, then back to the main menu (9), and this time as the parent.
     c = call("callcenter", ["-", "4", "2", "9", "4", "1", "1", f"{INMATE}#", "1", "*", "*", "record"])
-    assert prompts.text("inm.message.ask", "en") in c.said and "contact you in writing" in c.said
+    assert prompts.text("inm.message.ask", "en") in c.said and "review your request" in c.said
     ref = redis_client.zrange("ivr:req:all", 0, -1)[0].decode()
     assert redis_client.hget(f"ivr:req:{ref}", "who_called") == b"parent"
 
@@ -253,10 +253,12 @@ def test_the_inmate_number_too_short_too_long_silent_or_skipped_is_asked_again(c
     assert INMATE in staff("show", spoken_ref(c.said))[1]
     c = call("callcenter", ["-", "1", "-", "*", f"{INMATE}#", "1", "*", "-", "-"], caller=YORK)
     assert prompts.text("collect.no_input", "en") in c.said         # a question: not "a choice"
-    assert prompts.text("collect.digits_only", "en") in c.said      # the inmate number cannot be skipped
+    # The inmate number cannot be skipped: star says the question again, as it does everywhere.
+    assert prompts.text("collect.digits_only", "en") not in c.said
+    assert c.said.count(prompts.text("inm.number.ask", "en")) == 2
     assert spoken_ref(c.said)
     # Three failed tries in a row end with a person, not a loop; nothing half-made is stored.
-    c = call("callcenter", ["-", "1", "12#", "-", "*"], caller=YORK)
+    c = call("callcenter", ["-", "1", "12#", "-", "1#"], caller=YORK)
     assert c.dialed == ["+18605696233"]
     assert len(listed(staff("list")[1])) == 2
 

@@ -19,8 +19,8 @@ from responses.registries import OrderedRegistry
 from ivr.callflow.simphone import Phone, Transport
 from ivr.domain import recordings
 from ivr.domain.requests import DELETE_JOB, RECORDING_JOB
+from ivr.jobs import recordings as recording_jobs
 from ivr.jobs import worker as jobs
-from ivr.lines import inmate
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from tests.conftest import LINES
 from tests.walk import everything_in
@@ -35,8 +35,8 @@ INMATE = "7654321"
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(inmate, "http_session", lambda: recordings.session(retries=3, backoff=0))
-    monkeypatch.setattr(inmate, "delete_session", lambda: recordings.delete_session(retries=2, backoff=0))
+    monkeypatch.setattr(recording_jobs, "http_session", lambda: recordings.session(retries=3, backoff=0))
+    monkeypatch.setattr(recording_jobs, "delete_session", lambda: recordings.delete_session(retries=2, backoff=0))
 
 
 @pytest.fixture
@@ -339,7 +339,7 @@ def test_the_only_copy_is_never_deleted(live, redis_client, staff):
 @responses.activate
 def test_without_an_account_sid_nothing_is_deleted_with_one_warning(app, worker, caplog, monkeypatch,
                                                                   staff):
-    monkeypatch.setattr(inmate, "_warned_no_account", False)
+    monkeypatch.setattr(recording_jobs, "_warned_no_account", False)
     caplog.set_level(logging.WARNING)
     first, url1 = message_on(app, DEV_ACCOUNT_SID)
     second, url2 = message_on(app, DEV_ACCOUNT_SID)

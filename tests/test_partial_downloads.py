@@ -26,7 +26,6 @@ import io, os, signal, sys
 import redis, responses
 from ivr.jobs import worker as jobs
 from ivr import settings
-from ivr.lines import load_all
 
 class Dies(io.RawIOBase):
     reads = 0
@@ -39,7 +38,6 @@ class Dies(io.RawIOBase):
         b[:] = b"\\xff" * len(b)
         return len(b)
 
-load_all()
 config = settings.from_env()
 worker = jobs.Worker(jobs.JobContext(config, redis.Redis.from_url(config["REDIS_URL"])), name="doomed")
 with responses.RequestsMock() as twilio:

@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from ivr.callflow.simphone import Phone
-from ivr.lines.payments import case_key
+from ivr.domain.payline import case_key
 from tests.sdu_faults import FaultySDU
 from tests.walk import CASE, PAYER_PIN, forget_summary, line_number
 

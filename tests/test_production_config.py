@@ -193,7 +193,7 @@ def test_a_rotated_secret_key_still_opens_old_requests_and_reseal_moves_them_to_
         redis_client, monkeypatch, capsys):
     from ivr.cli.main import main
     from ivr.domain.requests import RequestStore
-    from ivr.domain.sealing import Sealer
+    from ivr.sealing import Sealer
 
     old, new = "old-key-" + "1" * 30 + "x", "new-key-" + "2" * 30 + "y"
     ref = RequestStore(redis_client, Sealer(old)).open_request("CA" + "a" * 32, "7654321", lang="en",

@@ -18,8 +18,8 @@ from tests.sdu_faults import FaultySDU
 from tests.walk import caller_numbers, explore, known_values
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_FIELDS = ("next", "skip", "home", "person")
-LINE_FIELDS = ("start", "home", "person", "entry")
+NODE_FIELDS = ("next", "skip", "home", "person", "giveup")
+LINE_FIELDS = ("start", "home", "person", "entry", "giveup")
 
 
 def renamed_copy(dest: Path) -> dict[str, str]:

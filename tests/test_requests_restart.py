@@ -10,7 +10,8 @@ import redis
 from ivr.app import create_app
 from ivr.callflow.simphone import Phone, Transport
 from ivr.cli.main import main
-from ivr.settings import DEV_AUTH_TOKEN
+from ivr.domain.staffdb import StaffDB, pepper_for
+from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
 from tests.conftest import LINES
 from tests.redis_server import RedisServer
 
@@ -53,4 +54,5 @@ def test_a_spoken_reference_survives_a_redis_crash_and_restart(private_redis, cl
     assert "inmate number:       7654321" in out and "York CI (from caller ID)" in out
     # The queued download of the message survived as well, and staff can work the request.
     assert client.xlen("ivr:jobs") == 1
-    assert main(["requests", "take", ref, "--by", "ana"]) == 0
+    StaffDB(client, pepper_for({"IVR_SECRET_KEY": DEV_SECRET_KEY})).add("4001", "Ana Ruiz", "730519", clock())
+    assert main(["requests", "take", ref, "--by", "4001"]) == 0

@@ -16,9 +16,9 @@ from ivr.callflow.simphone import Phone, Transport
 from ivr.cli.main import main
 from ivr.domain.published import Library, NothingToRollBack, Who, audio_dir
 from ivr.domain.requests import RequestError, RequestStore
-from ivr.domain.sealing import Sealer
 from ivr.jobs import retention
 from ivr.jobs import worker as jobs
+from ivr.sealing import Sealer
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
 from tests.conftest import LINES, TEST_REDIS_URL
 from tests.walk import snapshot, spoken_ref
@@ -137,33 +137,34 @@ def test_hold_and_release_are_audited_and_show_tells_hold_and_when_it_may_be_pur
     assert "retention:           kept while open or taken; deleted 1095 days after it is done" in out
     store.done(ref, "ana")                                # 2026-11-24 10:00 in Connecticut
 
-    rc, out, err = staff("hold", ref, "--by", "B. Chen", "--reason", "subpoena 2026-CV-114")
-    assert (rc, err) == (0, "") and out == f"request {ref}: on legal hold (B. Chen)\n"
+    rc, out, err = staff("hold", ref, "--by", "4003", "--reason", "subpoena 2026-CV-114")
+    assert (rc, err) == (0, "") and out == f"request {ref}: on legal hold (by 4003, B. Chen)\n"
     out = staff("show", ref)[1]
-    assert re.search(r"legal hold: +yes, since \d{4}-\d\d-\d\d \d\d:\d\d by B\. Chen: subpoena 2026-CV-114", out)
+    assert re.search(r"legal hold: +yes, since \d{4}-\d\d-\d\d \d\d:\d\d by 4003 B\. Chen: subpoena 2026-CV-114", out)
     assert "retention:           on legal hold: kept until the hold is released" in out
     assert re.search(r"legal hold placed: subpoena 2026-CV-114", out)
-    rc, out, _ = staff("hold", ref, "--by", "B. Chen")
+    rc, out, _ = staff("hold", ref, "--by", "4003")
     assert rc == 0 and "already on legal hold" in out
     assert [e.action for e in store.history(ref)].count("legal hold placed") == 1
 
-    rc, out, err = staff("release", ref, "--by", "B. Chen")
-    assert (rc, err) == (0, "") and out == f"request {ref}: legal hold released (B. Chen)\n"
+    rc, out, err = staff("release", ref, "--by", "4003")
+    assert (rc, err) == (0, "") and out == f"request {ref}: legal hold released (by 4003, B. Chen)\n"
     out = staff("show", ref)[1]
     assert "legal hold:          none" in out
     assert ("retention:           message deleted from 2027-11-24, "
             "the request and its history from 2029-11-23") in out
     trail = [(e.by, e.action) for e in store.history(ref)]
-    assert trail[-2:] == [("B. Chen", "legal hold placed"), ("B. Chen", "legal hold released")]
+    assert trail[-2:] == [("4003", "legal hold placed"), ("4003", "legal hold released")]
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["hold", "12345", "--by", "B. Chen"], "'12345' is not a request reference (6 digits)"),
-    (["hold", "999999", "--by", "B. Chen"], "no request 999999"),
-    (["release", "abcdef", "--by", "B. Chen"], "'abcdef' is not a request reference (6 digits)"),
-    (["hold", "{ref}", "--by", "<script>"], "--by must be a staff member's name"),
-    (["hold", "{ref}", "--by", "B. Chen", "--reason", "x" * 201], "--reason is at most 200 characters"),
-    (["release", "{ref}", "--by", "B. Chen"], "request {ref} is not on legal hold"),
+    (["hold", "12345", "--by", "4003"], "'12345' is not a request reference (6 digits)"),
+    (["hold", "999999", "--by", "4003"], "no request 999999"),
+    (["release", "abcdef", "--by", "4003"], "'abcdef' is not a request reference (6 digits)"),
+    (["hold", "{ref}", "--by", "<script>"], "a staff ID is 3 to 10 digits"),
+    (["hold", "{ref}", "--by", "4999"], "--by: no staff account 4999"),
+    (["hold", "{ref}", "--by", "4003", "--reason", "x" * 201], "--reason is at most 200 characters"),
+    (["release", "{ref}", "--by", "4003"], "request {ref} is not on legal hold"),
 ])
 def test_hold_and_release_refuse_bad_input_with_one_line_and_exit_1(staff, store, argv, message):
     ref = store.open_request("CA1", "7654321", lang="en", source="main menu")

@@ -8,7 +8,7 @@ import hashlib
 
 from cryptography.fernet import Fernet
 
-from ivr.domain.sealing import TOKEN, Sealer
+from ivr.sealing import TOKEN, Sealer
 
 
 def test_a_sealed_value_opens_with_its_key_only():

@@ -20,8 +20,8 @@ import pytest
 import responses
 
 from ivr.callflow.simphone import Phone
-from ivr.domain.sealing import TOKEN as SEALED
 from ivr.jobs.worker import JobContext, Worker
+from ivr.sealing import TOKEN as SEALED
 from tests.sdu_faults import FaultySDU
 from tests.walk import (
     CALLER,

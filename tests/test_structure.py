@@ -277,3 +277,50 @@ def test_the_web_layer_knows_no_node_type_and_no_sdu():
     source = (ROOT / "ivr" / "web" / "webhooks.py").read_text()
     assert "node.type" not in source and ".type ==" not in source and ".type !=" not in source
     assert "budget" not in source and "rt.flows" not in source
+
+
+# What each folder may import of the others: the layout is the architecture (README "Code layout").
+MAY_NOT_IMPORT = {
+    "callflow": ("web", "lines", "domain", "jobs", "cli", "sdu", "app"),
+    "domain": ("web", "lines", "cli", "app", "jobs.worker"),
+    "sdu": ("web", "lines", "domain", "jobs", "cli", "callflow", "app"),
+    "web": ("lines", "jobs", "cli"),
+    "lines": ("web", "cli", "app", "jobs.worker"),
+    "jobs": ("web", "lines", "cli", "app"),
+}
+
+
+def _imports(path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ivr."):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("ivr."))
+    return found
+
+
+def test_each_folder_imports_only_what_is_below_it():
+    broken = []
+    for folder, banned in MAY_NOT_IMPORT.items():
+        for path in sorted((ROOT / "ivr" / folder).glob("*.py")):
+            for name in _imports(path):
+                if any(name == f"ivr.{b}" or name.startswith(f"ivr.{b}.") for b in banned):
+                    broken.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not broken, broken
+
+
+def test_each_module_says_its_one_job_in_its_first_line():
+    import ast
+
+    silent = []
+    for path in sorted((ROOT / "ivr").rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        if path.name == "__init__.py" and not path.read_text().strip():
+            continue        # an empty package marker
+        if not doc or len(doc.split("\n")[0].split()) < 4:
+            silent.append(str(path.relative_to(ROOT)))
+    assert not silent, silent

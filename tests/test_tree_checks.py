@@ -157,7 +157,7 @@ def test_ivr_tree_prints_an_outline_with_keys_and_destinations(capsys):
 
     assert main(["tree", "--line", "callcenter"]) == 0
     out = capsys.readouterr().out
-    assert "[5] cc_office_menu  menu: \"S E S offices.\"" in out
+    assert "cc_office_menu  menu: \"S E S offices.\"" in out
     assert "transfer: the Hartford main office (+18605668723)" in out
     assert "handover: the payments line" in out
 
@@ -181,7 +181,7 @@ def test_a_person_that_is_not_a_node(tree):
 
 def test_ivr_tree_draws_every_way_out_a_node_names(tree):
     # A `skip` (an unanswered message goes on to the goodbye) is drawn too, beside its handler's events.
-    from ivr.callflow.tree import markdown, outline
+    from ivr.cli.tree import markdown, outline
 
     root, start = tree
     rt = start().extensions["ivr"]
@@ -239,7 +239,7 @@ def test_goes_is_gone_every_route_is_an_event():
 
 
 def test_every_handler_declares_its_events():
-    from ivr.callflow.handler import load_all
+    from ivr.lines import load_all
 
     for name, fn in load_all().items():
         assert isinstance(getattr(fn, "events", None), frozenset), f"handler {name} declares no events"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ivr.domain.sealing import Sealer
+from ivr.sealing import Sealer
 from ivr.store import Direct
 
 KEY = "ivr:call:{sid}"

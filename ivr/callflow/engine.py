@@ -84,6 +84,10 @@ class Turn:
             voice = self.services.lines["voices"][lang or self.lang]
             target.say(text, voice=voice["voice"], language=voice["language"])
 
+    def pause(self, seconds: int) -> None:
+        """A silence of `seconds` where say() would speak."""
+        (self.target if self.target is not None else self.response).pause(length=seconds)
+
     def action_url(self) -> str:
         return self.url(self.state.seq + 1)
 
@@ -115,7 +119,7 @@ class Engine:
         self.flows = flows
         self.services = services
         self.handlers = handlers
-        self.hints = {"towns": ", ".join(sorted(services.directory.towns)),
+        self.hints = {"towns": ", ".join(services.directory.heard_names()),
                       "facilities": services.facilities.hints()}
         self._sealer = services.sealer
 
@@ -192,6 +196,12 @@ class Engine:
                 turn.vars.pop("_pending", None)
                 turn.say("collect.skipped")
                 return self.enter(turn, node.get("skip"))
+            giveup = node.get("giveup") or self.flows.lines[turn.state.line].giveup
+            if giveup:
+                # The tree says where a caller goes who could not answer here (the town lookup: the
+                # offices by region), rather than a person or a goodbye.
+                turn.say(reason, **fields)
+                return self.enter(turn, giveup)
             self.give_up(turn)
             return
         turn.say(reason, **fields)
@@ -301,12 +311,15 @@ class Engine:
                 phrase = turn.services.prompts.text(opt["prompt"], turn.lang)
             turn.say("menu.option", gather, option=phrase, key=opt["key"])
         line = self.flows.lines[turn.state.line]
+        # 0 is "a person" where it dials one; where it says a message (the staff line's help), "help".
+        person = self.flows.nodes[self._person_id(turn)]
+        help_only = "" if person.type in ("transfer", "action") else ".help"
         if node.type == "answer":
-            turn.say("menu.globals.answer", gather)
+            turn.say("menu.globals.answer" + help_only, gather)
         elif node.id == line.home:
-            turn.say("menu.globals.home", gather)
+            turn.say("menu.globals.home" + help_only, gather)
         else:
-            turn.say("menu.globals", gather)
+            turn.say("menu.globals" + help_only, gather)
 
     def _hints(self, turn: Turn, node: Node) -> str:
         words = [w for o in self.options(turn, node) for w in o.get("words", {}).get(turn.lang, [])]
@@ -368,19 +381,29 @@ class Engine:
         return None
 
     # --- transfers -------------------------------------------------------------------------
-    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str, str]:
-        """(who, spoken name, number to dial, number to tell the caller) of a transfer node."""
+    def _target(self, turn: Turn, node: Node) -> tuple[str, str, str, str | None]:
+        """(who, spoken name, number to dial, number to tell the caller or None) of a transfer node."""
         office_id = node.get("office") or turn.vars.get(node.get("office_var"))
         office = self.services.directory.offices.get(office_id)
         if node.get("to") == "agents" or office is None:
-            # The agents' number is internal: callers are given the call center's own number.
-            agents, lines = self.services.lines["agents"], self.services.lines
-            return "agents", agents["name"][turn.lang], agents["phone"], lines["callback_number"]
-        return office.id, office.name[turn.lang], office.phone, office.phone
+            # The number told is the one dialed, unless config/lines.yaml names another (`tell`: an
+            # agents' queue number that is internal).
+            agents = self.services.lines["agents"]
+            tell = agents.get("tell") or agents["phone"]
+            return "agents", agents["name"][turn.lang], agents["phone"], self.number_to_tell(turn, tell)
+        return office.id, office.name[turn.lang], office.phone, self.number_to_tell(turn, office.phone)
+
+    def number_to_tell(self, turn: Turn, number: str) -> str | None:
+        """`number`, unless it is the one this call came in on: a caller is never told to call the
+        number they are on (a handover keeps the number first dialed)."""
+        called = re.sub(r"\D", "", turn.param("To") or turn.param("Called"))[-10:]
+        if called and called == re.sub(r"\D", "", number)[-10:]:   # Twilio's E.164 and config's
+            return None
+        return number
 
     def _enter_transfer(self, turn: Turn, node: Node, reprompt: bool = False) -> None:
         who, name, phone, public = self._target(turn, node)
-        spoken_phone = say_phone(public, turn.lang)
+        spoken_phone = say_phone(public, turn.lang) if public else ""
         hours = self.services.hours
         if turn.state.phase == "dialed":
             # Only a stale or out-of-order request lands here while a dial is under way: never dial twice.
@@ -394,24 +417,31 @@ class Engine:
             turn.say_text(closure.text.get(turn.lang) or next(iter(closure.text.values())))
             return self._transfer_options(turn, node, reprompt=False)
         if not hours.is_open(who):
+            if "closed" in (node.get("on") or {}):
+                return self.enter(turn, node.get("on")["closed"])   # that node says when people answer
             turn.state.phase = "closed"
             holiday = hours.holiday(hours.now().date())
             pid = "xfer.closed_holiday" if holiday else "xfer.closed"
-            turn.say(pid + ".agents" if who == "agents" else pid, name=name,
-                     hours=hours.describe(turn.lang, who), phone=spoken_phone)
+            if who == "agents":
+                pid += ".agents"          # no number in it: people are reached through this line
+            elif not public:
+                pid += ".here"
+            turn.say(pid, name=name, hours=hours.describe(turn.lang, who), phone=spoken_phone)
             return self._transfer_options(turn, node, reprompt=False)
         turn.state.phase = "dialed"
-        turn.say("xfer.connecting", name=name, phone=spoken_phone)
+        turn.say("xfer.connecting" if public else "xfer.connecting.here", name=name, phone=spoken_phone)
         dial = turn.response.dial(action=turn.action_url(), method="POST",
                                   timeout=self.services.lines["dial"]["timeout"])
         dial.number(phone)
 
     def _transfer_options(self, turn: Turn, node: Node, reprompt: bool) -> None:
         gather = turn.gather()
+        told = self._target(turn, node)[3] is not None
         if turn.state.phase == "failed":
-            pid = "xfer.options.failed"
-        elif self._target(turn, node)[0] == "agents":
-            pid = "xfer.options.closed.agents"   # the caller is on that number already: just the menu
+            # No "hear the number again" for a number the caller is on.
+            pid = "xfer.options.failed" if told else "xfer.options.failed.here"
+        elif self._target(turn, node)[0] == "agents" or not told:
+            pid = "xfer.options.closed.agents"   # no number to give: just the menu
         else:
             pid = "xfer.options.closed"
         turn.say(pid, gather)
@@ -425,15 +455,17 @@ class Engine:
                 turn.response.hangup()
                 return
             turn.state.phase = "failed"
-            pid = {"busy": "xfer.busy", "no-answer": "xfer.no_answer"}.get(status, "xfer.failed")
-            turn.say(pid, name=self._target(turn, node)[1])
+            event = {"busy": "busy", "no-answer": "no_answer"}.get(status, "failed")
+            turn.say(f"xfer.{event}", name=self._target(turn, node)[1])
+            if event in (node.get("on") or {}):
+                return self.enter(turn, node.get("on")[event])
             return self._transfer_options(turn, node, reprompt=False)
         key = self._key(turn, node)
         if key is None:
             if turn.param("Digits"):
                 return self.fail(turn, node, "menu.invalid", key=turn.language.key_name(turn.param("Digits")))
             return self.fail(turn, node, "menu.no_input")
-        if key == "1":
+        if key == "1" and self._target(turn, node)[3] is not None:
             _, name, _, public = self._target(turn, node)
             turn.say("xfer.number", name=name, phone=say_phone(public, turn.lang))
             return self._transfer_options(turn, node, reprompt=True)
@@ -495,8 +527,10 @@ class Engine:
         said = turn.param("SpeechResult")
         if not digits and not said:
             return self.fail(turn, node, "collect.no_input")   # a question, not a menu: no "choice"
-        if digits == "*" and node.get("skip"):
-            return self.enter(turn, node.get("skip"))
+        if digits == "*":
+            if node.get("skip"):
+                return self.enter(turn, node.get("skip"))
+            return self._enter_collect(turn, node)   # star repeats, here as in every menu
         spec = node.get("digits") or {}
         lo, hi = int(spec.get("min", 1)), int(spec.get("max", 20))
         if digits in ("0", "9") and lo > 1:

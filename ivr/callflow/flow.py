@@ -47,8 +47,15 @@ FIELDS = {
     "line": "the line a handover continues on, in the same call",
     "home": "where 9 goes from this node (default: the line's `home`)",
     "person": "where 0 goes from this node (default: the line's `person`)",
+    "giveup": "where a call goes after 3 tries without a usable answer (default: the line's `giveup`; "
+              "without one, a person in open hours, else the hours and goodbye)",
 }
-ANYWHERE = {"type", "home", "person"}
+ANYWHERE = {"type", "home", "person", "giveup"}
+# The ways a transfer can end without the caller being connected, as events its `on` may map (any of
+# them; one left out keeps the engine's own choices: hear the number, try again, the main menu).
+# `closed` is taken with nothing said (the node it leads to says when people answer); the others
+# after the sentence that says what happened ("the line is busy").
+TRANSFER_EVENTS = ("closed", "busy", "no_answer", "failed")
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,9 @@ NODE_TYPES = {
                   "prompt handler on args"),
     "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
                     "prompt options handler on args next"),
-    "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when", "",
-                      "office office_var to next"),
+    "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when; "
+                      "`on` may map " + ", ".join(TRANSFER_EVENTS), "",
+                      "office office_var to next on"),
     "collect": _type("a question answered with digits (and speech); the answer goes to `handler` or `var`",
                      "prompt", "next skip optional digits input hints confirm confirm_prompt short_prompt timeout "
                                "var handler on args"),
@@ -138,6 +146,7 @@ class Line:
     home: str
     person: str
     entry: str          # where a handover from another line comes in
+    giveup: str | None = None   # where 3 tries without an answer go, when not the engine's default
 
 
 @dataclass
@@ -174,7 +183,7 @@ def load(flow_dir: Path, prompts: Prompts, handlers: Mapping[str, Callable], off
             continue
         if name in flows.lines:
             # A further file of a line adds nodes to it (e.g. the inmate path of the call center).
-            if any(doc.get(k) for k in ("start", "home", "person", "entry")):
+            if any(doc.get(k) for k in ("start", "home", "person", "entry", "giveup")):
                 errors.append(f"{path}: line {name!r} is already defined in {flows.lines[name].file}; "
                               "a further file of a line may only add nodes")
                 continue
@@ -184,7 +193,7 @@ def load(flow_dir: Path, prompts: Prompts, handlers: Mapping[str, Callable], off
                 errors.append(f"{path}: line {name!r} needs {', '.join(missing)}")
                 continue
             flows.lines[name] = Line(name, str(path), doc["start"], doc["home"], doc["person"],
-                                     doc.get("entry", doc["home"]))
+                                     doc.get("entry", doc["home"]), doc.get("giveup"))
         for nid, data in doc["nodes"].items():
             if nid in flows.nodes:
                 errors.append(f"{path}: node {nid!r} is already defined in {flows.nodes[nid].file}")
@@ -198,7 +207,9 @@ def load(flow_dir: Path, prompts: Prompts, handlers: Mapping[str, Callable], off
     for node in flows.nodes.values():
         errors += _check_node(node, flows, prompts, handlers, offices, hint_sets)
     for line in flows.lines.values():
-        for key in ("start", "home", "person", "entry"):
+        for key in ("start", "home", "person", "entry", "giveup"):
+            if key == "giveup" and line.giveup is None:
+                continue
             if getattr(line, key) not in flows.nodes:
                 errors.append(f"{line.file}: {key} {getattr(line, key)!r} is not a node")
     if not errors:
@@ -233,7 +244,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
             need_node(node.get(key), f"`{key}`")
     for pid in as_list(node.get("prompt")):
         need_prompt(pid)
-    for key, what in (("home", "`home` (key 9)"), ("person", "`person` (key 0)")):
+    for key, what in (("home", "`home` (key 9)"), ("person", "`person` (key 0)"),
+                      ("giveup", "`giveup` (3 tries)")):
         if node.get(key) is not None:
             need_node(node.get(key), what)
     if node.get("optional") and node.get("skip") is None:
@@ -242,6 +254,15 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
         errors.append(f"{where}: handler {node.get('handler')!r} is not a registered handler")
     elif node.get("handler") is not None:
         errors += _check_events(where, node, handlers[node.get("handler")], need_node)
+    elif node.type == "transfer" and node.get("on") is not None:
+        on = node.get("on")
+        if not isinstance(on, dict):
+            errors.append(f"{where}: `on` must map events to nodes")
+        else:
+            errors += [f"{where}: `on` maps {event!r}; a transfer names only {', '.join(TRANSFER_EVENTS)}"
+                       for event in on if event not in TRANSFER_EVENTS]
+            for event, target in on.items():
+                need_node(target, f"event {event!r}")
     if node.get("hints") is not None and node.get("hints") not in hint_sets:
         errors.append(f"{where}: hints {node.get('hints')!r} is not one of {sorted(hint_sets)}")
     if node.type in ("menu", "answer") and not node.get("prompt") and not node.get("handler"):
@@ -250,8 +271,9 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
         options = node.options
         if not isinstance(options, list):
             return errors + [f"{where}: options must be a list"]
-        if len(options) > MAX_OPTIONS:
-            errors.append(f"{where}: {len(options)} options; a menu has at most {MAX_OPTIONS}")
+        keys = {str(o.get("key")) for o in options if isinstance(o, dict)}   # `when` twins share a key
+        if len(keys) > MAX_OPTIONS:
+            errors.append(f"{where}: {len(keys)} options; a menu has at most {MAX_OPTIONS}")
         seen: dict[str, int] = {}
         for i, opt in enumerate(options, 1):
             key = str(opt.get("key", ""))
@@ -348,6 +370,7 @@ EDGE_KINDS = {
     "on": "`on`: an event its handler names, and the node it leads to",
     "skip": "`skip`: star, or an optional question or message left unanswered",
     "handover": "`line`: the other line's entry, in the same call",
+    "giveup": "3 tries without a usable answer: the node's own `giveup` or its line's",
     "home": "key 9, the main menu: the node's own `home` or its line's",
     "person": "key 0, a person: the node's own `person` or its line's",
 }
@@ -370,6 +393,9 @@ def successors(flows: FlowSet, node: Node) -> list[Edge]:
     line = flows.lines.get(flows.node_line.get(node.id, ""))
     if line is None:
         return out
+    giveup = node.get("giveup") or line.giveup
+    if giveup and node.type in ("menu", "answer", "transfer", "collect", "record"):
+        out.append(Edge("giveup", giveup))
     lone_digit_is_an_answer = int((node.get("digits") or {}).get("min", 1)) <= 1 and not node.get("confirm")
     if node.type in ("menu", "answer", "transfer") or (node.type == "collect" and not lone_digit_is_an_answer):
         out.append(Edge("home", node.get("home") or line.home, "9"))

@@ -83,6 +83,11 @@ class Prompts:
         if errors:
             raise PromptError("\n".join(errors))
 
+    def has_parts(self, pid: str, lang: str) -> bool:
+        """Whether the prompt has variable parts ({name}): such a prompt is always the computer voice."""
+        template = self.texts.get(lang, {}).get(pid)
+        return template is not None and bool(_fields(template))
+
     def has(self, pid: str, lang: str) -> bool:
         return pid in self.texts.get(lang, {})
 

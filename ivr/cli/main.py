@@ -9,10 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ivr.cli import bench
+from ivr.cli import bench, purge
 from ivr.cli import requests as requests_cli
 from ivr.cli import staff as staff_cli
-from ivr.jobs import retention
 
 LINE_NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223"}
 
@@ -69,11 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from ivr import settings, store
     from ivr.jobs import worker as jobs
-    from ivr.lines import load_all
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_all()  # the handler modules register their jobs
-    __import__("ivr.retention")  # registers the hourly purge (jobs.periodic)
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
     client = store.connect(config["REDIS_URL"], config["IVR_ENV"], socket_timeout=jobs.BLOCK_MS / 1000 + 5)
@@ -88,7 +84,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    from ivr.callflow.tree import main as tree_main
+    from ivr.cli.tree import main as tree_main
 
     return tree_main(args)
 
@@ -136,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in (requests_cli, staff_cli, bench, retention):
+    for module in (requests_cli, staff_cli, bench, purge):
         module.add_commands(sub)
     return parser
 

@@ -3,10 +3,10 @@
     ivr requests list [--all]          open requests, one a line, starting with the reference
     ivr requests show REF              everything the caller gave, where the recording is, the history
     ivr requests export [--status S]   CSV on standard output (or --output FILE)
-    ivr requests take REF --by NAME    take an open request (no one else can then mark it done)
-    ivr requests done REF --by NAME    mark it done
-    ivr requests hold REF --by NAME [--reason TEXT]    legal hold: never deleted until released
-    ivr requests release REF --by NAME                 end the legal hold (retention applies again)
+    ivr requests take REF --by ID    take an open request (no one else can then mark it done)
+    ivr requests done REF --by ID    mark it done
+    ivr requests hold REF --by ID [--reason TEXT]    legal hold: never deleted until released
+    ivr requests release REF --by ID                 end the legal hold (retention applies again)
 
 They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal inmate and case numbers. Every change is
 written to the request's audit trail with who and when. A problem is one line on stderr and exit 1
@@ -25,11 +25,12 @@ import redis
 
 from ivr import settings, store
 from ivr.callflow.callstate import CallStore
-from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_name, check_ref
-from ivr.domain.sealing import Sealer
+from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_ref
+from ivr.domain.staffdb import ID_RE, StaffDB, StaffError, pepper_for
 from ivr.jobs import retention
 from ivr.jobs.worker import CLAIM_IDLE_MS, MAX_DELIVERIES
 from ivr.redact import mask_digits
+from ivr.sealing import Sealer
 from ivr.store import Unreachable
 
 TZ = ZoneInfo("America/New_York")
@@ -66,17 +67,17 @@ def add_commands(subparsers) -> None:
     for name, text in (("take", "take an open request"), ("done", "mark a request done")):
         s = sub.add_parser(name, help=text)
         s.add_argument("ref")
-        s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+        s.add_argument("--by", required=True, help="your staff ID (`ivr staff list`), kept in the audit trail")
         s.set_defaults(func=cmd_change, change=name)
 
     s = sub.add_parser("hold", help="put a request on legal hold: kept past any retention period")
     s.add_argument("ref")
-    s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+    s.add_argument("--by", required=True, help="your staff ID (`ivr staff list`), kept in the audit trail")
     s.add_argument("--reason", default="", help="why (a case or subpoena number...), kept in the audit trail")
     s.set_defaults(func=cmd_change, change="hold")
     s = sub.add_parser("release", help="end a request's legal hold (its retention period applies again)")
     s.add_argument("ref")
-    s.add_argument("--by", required=True, help="your name or user id (kept in the audit trail)")
+    s.add_argument("--by", required=True, help="your staff ID (`ivr staff list`), kept in the audit trail")
     s.set_defaults(func=cmd_change, change="release")
 
 
@@ -92,7 +93,6 @@ def cmd_reseal(args: argparse.Namespace) -> int:
 def open_store() -> RequestStore:
     import logging
 
-    from ivr import settings
 
     # The server warns when Redis cannot confirm fsyncs; a staff command has nothing to do about it.
     logging.getLogger("ivr.requests").setLevel(logging.ERROR)
@@ -107,7 +107,7 @@ def run(fn) -> int:
     except Unreachable as exc:
         print(f"ivr requests: {exc}", file=sys.stderr)
         return 2
-    except RequestError as exc:
+    except (RequestError, StaffError) as exc:
         print(f"ivr requests: {exc}", file=sys.stderr)
         return 1
     except redis.RedisError as exc:
@@ -143,8 +143,7 @@ def facility_name(req: dict) -> str:
 def _facility_names() -> dict[str, str]:
     global _NAMES
     if _NAMES is None:
-        from ivr import settings
-        from ivr.lines.inmate import FacilityError, load_facilities
+        from ivr.domain.facilities import FacilityError, load_facilities
         try:
             facilities = load_facilities(settings.from_env()["CONFIG_DIR"] / "facilities.yaml")
             _NAMES = {f.id: f.short for f in facilities.by_id.values()}
@@ -189,11 +188,11 @@ def twilio_copy(req: dict) -> str:
     return "kept until the message is downloaded"
 
 
-def hold_text(req: dict) -> str:
+def hold_text(req: dict, accounts: StaffDB) -> str:
     if not req.get("hold_at"):
         return "none"
     reason = f": {req['hold_reason']}" if req.get("hold_reason") else ""
-    return f"yes, since {local(req['hold_at'])} by {req.get('hold_by', '?')}{reason}"
+    return f"yes, since {local(req['hold_at'])} by {who(accounts, req.get('hold_by', '?'))}{reason}"
 
 
 def retention_text(req: dict, config: dict) -> str:
@@ -233,6 +232,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         req = store.get(ref)
         if req is None:
             raise store.missing(ref)
+        accounts = StaffDB(store.redis, pepper_for(settings.from_env()))
         # Only the system's own file: Twilio's URL stays sealed in Redis (and its copy is deleted).
         if req.get("recording_file"):
             recording = req["recording_file"]
@@ -245,9 +245,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             recording = "no message"
         status = req.get("status", "?")
         if req.get("taken_by"):
-            status += f" (taken by {req['taken_by']} {local(req.get('taken_at', ''))})"
+            status += f" (taken by {who(accounts, req['taken_by'])} {local(req.get('taken_at', ''))})"
         if req.get("done_by"):
-            status += f" (done by {req['done_by']} {local(req.get('done_at', ''))})"
+            status += f" (done by {who(accounts, req['done_by'])} {local(req.get('done_at', ''))})"
         rows = [
             ("reference", ref),
             ("status", status),
@@ -263,7 +263,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("case/docket number", req.get("case") or "(not given)"),
             ("caller ID", req.get("caller") or "(withheld)"),
             ("message", recording),
-            ("legal hold", hold_text(req)),
+            ("legal hold", hold_text(req, accounts)),
             ("retention", retention_text(req, settings.from_env())),
         ]
         if req.get("recording_url"):
@@ -273,9 +273,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("history:")
         for entry in store.history(ref):
             detail = f": {entry.detail}" if entry.detail else ""
-            print(f"  {local(entry.at)}  {entry.by:12} {entry.action}{detail}")
+            print(f"  {local(entry.at)}  {who(accounts, entry.by):20} {entry.action}{detail}")
         return 0
     return run(go)
+
+
+def who(accounts: StaffDB, by: str) -> str:
+    """A history entry's author: a staff ID with the account's name, or as written (the caller, a name)."""
+    staff = accounts.get(by) if ID_RE.match(by) else None
+    return f"{by} {staff.name}" if staff else by
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -301,13 +307,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_change(args: argparse.Namespace) -> int:
     def go(store: RequestStore) -> int:
-        ref, by = check_ref(args.ref), check_name(args.by)
+        ref = check_ref(args.ref)
+        member = StaffDB(store.redis, pepper_for(settings.from_env())).member(args.by)
+        by = member.id
         if args.change == "hold":
             result = store.hold(ref, by, args.reason)
         elif args.change == "release":
             result = store.release(ref, by)
         else:
             result = store.take(ref, by) if args.change == "take" else store.done(ref, by)
-        print(f"request {ref}: {result} ({by})")
+        print(f"request {ref}: {result} (by {by}, {member.name})")
         return 0
     return run(go)

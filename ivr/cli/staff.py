@@ -19,9 +19,9 @@ from ivr.callflow.speech import CT_TZ
 from ivr.domain.accounts import PASSWORD_MIN, ROLES, Accounts, check_password, password_pepper
 from ivr.domain.directory import ANONYMOUS, caller_id
 from ivr.domain.published import ANN_LINES, Library, NothingToRollBack, Who
-from ivr.domain.sealing import Sealer
 from ivr.domain.staffdb import PIN_MIN, StaffDB, StaffError, check_id, pepper_for
 from ivr.redact import mask_phone
+from ivr.sealing import Sealer
 
 
 class CliError(Exception):

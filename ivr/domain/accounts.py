@@ -29,9 +29,9 @@ from enum import Enum
 import pyotp
 import redis
 
-from ivr.domain.sealing import Sealer
 from ivr.domain.staffdb import ACCOUNT, ID_RE, StaffError, check_pin, hash_pin
 from ivr.redact import mask_digits
+from ivr.sealing import Sealer
 
 log = logging.getLogger("ivr.console.accounts")
 

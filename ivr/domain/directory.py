@@ -64,12 +64,17 @@ def _norm(name: str) -> str:
 
 class Directory:
     def __init__(self, offices: dict[str, Office], towns: dict[str, str],
-                 districts: dict[str, tuple[str, bool]], zips: dict[str, str]) -> None:
+                 districts: dict[str, tuple[str, bool]], zips: dict[str, str],
+                 local_names: dict[str, dict[str, list[str]]] | None = None) -> None:
         self.offices = offices
         self.towns = towns              # town -> judicial district
         self.districts = districts      # district -> (office id, confirmed)
         self.zips = zips                # ZIP -> town
+        self.local_names = local_names or {}   # lang -> town -> its names in that language, said first
         self._by_norm = {_norm(t): t for t in towns}
+        for names in self.local_names.values():
+            for town, said in names.items():
+                self._by_norm.update({_norm(name): town for name in said})
         # Compiled once: a spoken town is searched for every town's name (short names left out).
         self._named = [(n, re.compile(rf"\b{re.escape(n)}\b")) for n in self._by_norm if len(n) > 3]
 
@@ -108,7 +113,26 @@ class Directory:
         with (config_dir / "zips.csv").open(newline="") as f:
             for row in csv.DictReader(f):
                 zips[row["2020zip5"].zfill(5)] = row["Town_Name"]
-        return cls(offices, towns, districts, zips)
+        npath = config_dir / "town_names.yaml"
+        local: dict[str, dict[str, list[str]]] = {}
+        if npath.exists():
+            for lang, names in (yaml.safe_load(npath.read_text(encoding="utf-8")) or {}).items():
+                for town, said in (names or {}).items():
+                    if town not in towns or not isinstance(said, list) or not said \
+                            or not all(isinstance(n, str) and n for n in said):
+                        raise DirectoryError(f"{npath}: {lang}: {town!r} must be a town of towns.csv "
+                                             "with a list of names")
+                    local.setdefault(str(lang), {})[town] = said
+        return cls(offices, towns, districts, zips, local)
+
+    def spoken(self, town: str, lang: str) -> str:
+        """A town's name as said in `lang`: its own name there, if it has one, else its name."""
+        return self.local_names.get(lang, {}).get(town, [town])[0]
+
+    def heard_names(self) -> list[str]:
+        """Every name a town may be said by (for speech recognition hints)."""
+        return sorted({*self.towns, *(n for names in self.local_names.values() for said in names.values()
+                                      for n in said)})
 
     def route(self, town: str) -> Route:
         district = self.towns[town]

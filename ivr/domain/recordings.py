@@ -143,7 +143,7 @@ def download(url: str, dest_dir: Path, account_sid: str, auth_token: str,
                     out.write(chunk)
             except requests.RequestException as exc:    # cut off mid-body: tried again, shown on the request
                 raise RecordingError(f"recording {sid}: {type(exc).__name__} during the download") from exc
-            # On disk before the name says it is there: Twilio's copy is deleted once it is (handlers/inmate.py).
+            # On disk before the name says it is there: Twilio's copy is deleted once it is (ivr/jobs/recordings.py).
             out.flush()
             os.fsync(out.fileno())
             if size == 0:

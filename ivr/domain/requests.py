@@ -2,7 +2,7 @@
 
 Redis layout:
   ivr:req:{ref}           hash: one request. The inmate number, case number and caller ID are kept
-                          only sealed (ivr/domain/sealing.py): a Redis dump or backup shows none of them. So is
+                          only sealed (ivr/sealing.py): a Redis dump or backup shows none of them. So is
                           the Twilio URL of the caller's message (their name and date of birth), here and
                           in the jobs that fetch and then delete it; requests written before that keep a
                           plain URL until the worker reseals it (`reseal_legacy`, at its start).
@@ -39,8 +39,8 @@ from typing import NoReturn
 
 import redis
 
-from ivr.domain.sealing import TOKEN, Sealer
-from ivr.jobs import worker as jobs
+from ivr.jobs import queue as jobs
+from ivr.sealing import TOKEN, Sealer
 
 log = logging.getLogger("ivr.requests")
 
@@ -57,8 +57,7 @@ SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 RESEALED = (*SEALED, "recording_url")           # every sealed field, for a key rotation
 STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
-# A staff ID (digits, as `--by` and the console give it) or a name or user id.
-NAME_RE = re.compile(r"^(?:\d{3,10}|[A-Za-z][A-Za-z0-9 .'_@-]{0,39})$")
+NAME_RE = re.compile(r"^(\d{3,10}|[A-Za-z][A-Za-z0-9 .'_@-]{0,39})$")   # a staff ID, or a name (older entries)
 REASON_MAX = 200
 NOTE_MAX = 1000
 NOTE = "note"               # an audit entry whose detail is a staff note, kept sealed (it may name anyone)
@@ -124,8 +123,8 @@ def check_reason(reason: str | None) -> str:
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not NAME_RE.match(name):
-        raise RequestError("--by must be a staff ID, or a staff member's name or user id: a letter first, "
-                           "then up to 39 letters, digits, spaces or . ' _ @ -")
+        raise RequestError("--by must be a staff ID (3 to 10 digits) or a name: a letter first, then up to "
+                           "39 letters, digits, spaces or . ' _ @ -")
     return name
 
 

@@ -264,6 +264,15 @@ class StaffDB:
         d = {_text(k): _text(v) for k, v in data.items()}
         return Staff(staff_id, d.get("name", ""), d.get("disabled") == "1")
 
+    def member(self, staff_id: str) -> Staff:
+        """The enabled account a command's `--by` names (the audit trail keeps its ID); StaffError if none."""
+        staff = self.get(check_id(staff_id))
+        if staff is None:
+            raise StaffError(f"--by: no staff account {staff_id.strip()} (`ivr staff list` shows them)")
+        if staff.disabled:
+            raise StaffError(f"--by: staff account {staff.id} is disabled")
+        return staff
+
     def add(self, staff_id: str, name: str, pin: str, now: datetime) -> Staff:
         staff_id = check_id(staff_id)
         name = " ".join((name or "").split())

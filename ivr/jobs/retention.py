@@ -20,12 +20,10 @@ so purges may run on several workers at once and again after a crash: each item 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,8 +31,8 @@ import redis
 
 from ivr.domain.published import Library, audio_dir
 from ivr.domain.requests import PURGED, RequestStore
-from ivr.domain.sealing import Sealer
-from ivr.jobs import worker as jobs
+from ivr.jobs import queue as jobs
+from ivr.sealing import Sealer
 
 log = logging.getLogger("ivr.retention")
 
@@ -157,41 +155,3 @@ def hourly_purge(ctx: jobs.JobContext) -> None:
         log.info("retention purge: deleted %d request(s), %d message(s), %d prompt audio file(s), %d dead "
                  "letter(s); %d request(s) kept on legal hold", report.requests, report.messages,
                  report.prompt_audio, report.dead_letters, report.held)
-
-
-# --- `ivr purge` ------------------------------------------------------------------------------
-def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("purge", help="delete what is past its retention period (counts only)",
-                              description="Delete what is past its retention period (IVR_RETAIN_*_DAYS): "
-                              "done requests and their history, callers' messages, unused prompt audio, "
-                              "dead letters. Prints how many of each, never what. The worker does this "
-                              "once an hour.")
-    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
-    p.set_defaults(func=cmd_purge)
-
-
-def cmd_purge(args: argparse.Namespace) -> int:
-    from ivr import settings, store
-
-    config = settings.from_env()
-    try:
-        report = purge(store.for_command(config["REDIS_URL"]), config, clock(), dry_run=args.dry_run)
-    except store.Unreachable as exc:
-        print(f"ivr purge: {exc}", file=sys.stderr)
-        return 2
-    except redis.RedisError as exc:
-        print(f"ivr purge: Redis error: {exc}", file=sys.stderr)
-        return 2
-    print("would delete (dry run: nothing was changed):" if args.dry_run else "deleted:")
-    lines = {
-        "requests": f"(done more than {config['RETAIN_REQUESTS_DAYS']} days ago, with their history and message)",
-        "messages": f"(callers' messages of requests done more than {config['RETAIN_RECORDINGS_DAYS']} days ago)",
-        "prompt_audio": f"(staff recordings unheard for more than {config['RETAIN_PROMPT_AUDIO_DAYS']} days; "
-                        "never the live version or the one a rollback goes back to)",
-        "dead_letters": f"(failed jobs older than {config['RETAIN_DEAD_LETTERS_DAYS']} days)",
-        "held": "(done requests past their retention period, kept: on legal hold)",
-    }
-    for field in fields(report):
-        label = "on legal hold" if field.name == "held" else field.name.replace("_", " ")
-        print(f"{label:<14}{getattr(report, field.name):>6}  {lines[field.name]}")
-    return 0

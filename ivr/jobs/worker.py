@@ -1,8 +1,7 @@
-"""Background jobs on a Redis stream with a consumer group: nothing queued is lost.
+"""`ivr worker`: works the job queue (ivr/jobs/queue.py) so that nothing queued is lost.
 
-A webhook must answer in milliseconds, so slow work (downloading recordings) is queued here and done
-by `ivr worker`. A job stays pending until a worker acknowledges it; one whose worker died is claimed
-by another after `CLAIM_IDLE_MS`; one that keeps failing is moved to a dead-letter stream.
+A job stays pending until a worker acknowledges it; one whose worker died is claimed by another after
+`CLAIM_IDLE_MS`; one that keeps failing is moved to a dead-letter stream.
 """
 
 from __future__ import annotations
@@ -12,73 +11,37 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import redis
 
+from ivr.jobs import prompts, recordings, retention  # noqa: F401  (the jobs: importing registers them)
+from ivr.jobs.queue import (  # noqa: F401  (the queue's names, for the worker's users)
+    DEAD,
+    GROUP,
+    HANDLERS,
+    PERIODIC,
+    STARTUP,
+    STREAM,
+    GiveUp,
+    JobContext,
+    RetryLater,
+    at_start,
+    enqueue,
+    ensure_group,
+    job,
+    periodic,
+)
+
 log = logging.getLogger("ivr.jobs")
 
-STREAM = "ivr:jobs"
-DEAD = "ivr:jobs:dead"
-GROUP = "workers"
 # A failed job is tried again about every 5 minutes (its own worker, or another after a crash), so
 # MAX_DELIVERIES tries span ~25 minutes of a Twilio or network problem before a dead letter.
 CLAIM_IDLE_MS = 300_000
 MAX_DELIVERIES = 5
 BLOCK_MS = 5000          # how long an idle worker waits on the stream per read
 OUTAGE_PAUSE = 2.0       # seconds between tries while Redis does not answer
-HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
-STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
-PERIODIC: list[Callable[[JobContext], None]] = []    # run by each worker every PERIODIC_S (each decides if due)
 PERIODIC_S = 60
-
-
-class RetryLater(Exception):
-    """Raised by a job that failed for now: it is tried again, up to MAX_DELIVERIES times."""
-
-
-class GiveUp(Exception):
-    """Raised by a job that can never succeed: it goes to the dead-letter stream at once."""
-
-
-@dataclass
-class JobContext:
-    config: Mapping
-    redis: redis.Redis
-
-
-def job(kind: str) -> Callable:
-    def register(fn: Callable[[dict, JobContext], None]) -> Callable:
-        HANDLERS[kind] = fn
-        return fn
-    return register
-
-
-def at_start(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
-    """Register a task a worker runs once when it starts (e.g. upgrading what an older version stored)."""
-    STARTUP.append(fn)
-    return fn
-
-
-def periodic(fn: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
-    """Register a task every worker runs about once a minute; it decides itself (with a Redis key) whether
-    it is due, so that several workers do not all do it."""
-    PERIODIC.append(fn)
-    return fn
-
-
-def ensure_group(r: redis.Redis) -> None:
-    try:
-        r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def enqueue(r: redis.Redis, kind: str, payload: dict, pipe=None) -> None:
-    """Queue a job; with `pipe`, as part of the caller's own transaction."""
-    (pipe or r).xadd(STREAM, {"kind": kind, "payload": json.dumps(payload)})
 
 
 class Worker:

@@ -22,18 +22,18 @@ from datetime import date, datetime
 from ivr.callflow.engine import Turn
 from ivr.callflow.flow import FlowError
 from ivr.callflow.handler import REGISTRY, Outcome, events_of, handler
-from ivr.callflow.prompts import _fields, language_codes
 from ivr.callflow.speech import say_date, say_digits
 from ivr.domain import recordings
 from ivr.domain.directory import ANONYMOUS, caller_id
-from ivr.domain.published import ANN_LINES, Library, Mirror, NothingToRollBack, Who, audio_dir
+from ivr.domain.published import ANN_LINES, Library, NothingToRollBack, Who
 from ivr.domain.staffdb import TRIES_PER_CALL, Login, Staff
-from ivr.jobs import worker as jobs
+from ivr.jobs import queue as jobs
+from ivr.jobs.prompts import JOB
 from ivr.redact import mask_digits
 
 log = logging.getLogger("ivr.staff")
 
-JOB = "staff.publish"
+
 FIRST_WORDS = 10
 REVIEW_PAUSE = 1      # seconds before a fresh recording is first played back (see staff_review)
 SIGNED_OUT = "signed_out"
@@ -185,7 +185,7 @@ def staff_code(turn: Turn, value: str, staff: Staff) -> Outcome:
     pid = prompts.by_code(value)
     if pid is None or not prompts.has(pid, prompts.default):
         return Outcome(retry="st.code.unknown", fields={"code": say_digits(value)})
-    if _fields(prompts.texts[prompts.default][pid]):  # variable parts: always the computer voice
+    if prompts.has_parts(pid, prompts.default):  # variable parts: always the computer voice
         return Outcome(retry="st.code.fields", fields={"code": say_digits(value)})
     turn.vars["_pid"] = pid
     return Outcome(event="prompt_chosen")
@@ -279,7 +279,7 @@ def staff_review(turn: Turn, value, staff: Staff) -> Outcome | None:
         # <Play> of a recording not there yet is silence. A short pause the first time (with the
         # sentence above, about two seconds) gives it that moment; a repeat with * plays at once.
         # MP3: smaller than the WAV the bare URL gives, so it starts sooner.
-        (turn.target if turn.target is not None else turn.response).pause(length=REVIEW_PAUSE)
+        turn.pause(REVIEW_PAUSE)
     turn.say_text("", audio=recordings.mp3_url(url))
     return None
 
@@ -330,7 +330,7 @@ def staff_ann_status(turn: Turn, value, staff: Staff) -> Outcome | None:
     if turn.vars.pop("_quiet", None):
         return None
     turn.say("st.ann.intro")
-    mirror: Mirror = turn.services.published
+    mirror = turn.services.published
     for line in ANN_LINES:
         rec = mirror.announcement(line, _work(turn))
         name = _line_name(turn, line)
@@ -365,7 +365,7 @@ def staff_ann_until(turn: Turn, value: str, staff: Staff) -> Outcome:
 @handler("staff_ann_hear", events=("heard", SIGNED_OUT))
 @signed_in
 def staff_ann_hear(turn: Turn, value, staff: Staff) -> Outcome:
-    mirror: Mirror = turn.services.published
+    mirror = turn.services.published
     heard = False
     for line in ANN_LINES:
         rec = mirror.announcement(line, _work(turn))
@@ -408,47 +408,3 @@ def last_day(mmdd: str, today: date) -> date | None:
 
 def _say_until(turn: Turn, iso: str) -> str:
     return say_date(date.fromisoformat(iso), turn.language, today=_now(turn).date())
-
-
-# --- the background job: download, then publish -------------------------------------------------
-@jobs.job(JOB)
-def publish_recording(payload: dict, ctx: jobs.JobContext) -> None:
-    """Download a kept recording into DATA_DIR/prompts and, only when that worked, publish it."""
-    cfg = ctx.config
-    library = Library(ctx.redis)
-    url = payload.get("url", "")
-    try:
-        sid = recordings.check_url(url, cfg["TWILIO_ACCOUNT_SID"])
-        who = Who(str(payload.get("by", "")), str(payload.get("name", "")))
-        at = datetime.fromisoformat(payload["at"])
-        seq = int(payload.get("seq", 0))    # 0: queued by a version without stamps, older than any change
-        what, lang = payload["what"], payload["lang"]
-        if lang not in language_codes(cfg["PROMPTS_DIR"]) or what not in ("prompt", "announcement"):
-            raise ValueError(f"bad job payload: {what!r} {lang!r}")
-    except (recordings.RecordingError, KeyError, ValueError) as exc:
-        raise jobs.GiveUp(str(exc)) from exc
-    file = f"{sid}.mp3"
-    if not library.is_published_file(file):  # a job run twice does not fetch (and rewrite) it again
-        try:
-            file = recordings.download(url, audio_dir(cfg), cfg["TWILIO_ACCOUNT_SID"],
-                                       cfg["TWILIO_AUTH_TOKEN"]).name
-        except recordings.RecordingError as exc:
-            if exc.permanent:
-                raise jobs.GiveUp(str(exc)) from exc
-            raise jobs.RetryLater(str(exc)) from exc
-    # A refusal (something newer there) is logged and kept in the history by Library; the job is done.
-    if what == "prompt":
-        version = library.publish(payload["pid"], lang, file, who, at, seq=seq)
-        if version is not None:
-            log.info("published %s (%s) version %d by %s", payload["pid"], lang, version, who.by)
-    else:
-        until = date.fromisoformat(payload["until"]) if payload.get("until") else None
-        if library.set_announcement(list(payload["lines"]), lang, file, until, who, at, seq=seq):
-            log.info("announcement on %s (%s) by %s, until %s", ",".join(payload["lines"]), lang, who.by,
-                     until or "cleared")
-
-
-@jobs.at_start
-def sweep_partial_prompts(ctx: jobs.JobContext) -> None:
-    """What a worker killed mid-download left (a part of a staff recording) is removed at the next start."""
-    recordings.sweep_partial(audio_dir(ctx.config))

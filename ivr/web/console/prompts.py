@@ -17,7 +17,6 @@ import yaml
 from flask import abort, current_app, flash, g, redirect, render_template, request, send_from_directory, url_for
 from flask_wtf import FlaskForm
 
-from ivr.callflow.prompts import _fields
 from ivr.domain.published import ANN_LINES, AUDIO_NAME, NothingToRollBack, Who, audio_dir
 from ivr.web.console import bp
 from ivr.web.console.auth import audit, now, services, supervisor_only
@@ -122,7 +121,7 @@ def prompts():
                 per_lang[lang] = {"text": texts.get(lang, {}).get(pid, ""), "v": rec["v"] if rec else 0,
                                   "file": rec["file"] if rec else None}
             rows.append({"group": group, "pid": pid, "code": svc.prompts.codes.get(pid, ""), "langs": per_lang,
-                         "fixed": not _fields(texts.get(svc.prompts.default, {}).get(pid, "") or "")})
+                         "fixed": not svc.prompts.has_parts(pid, svc.prompts.default)})
     return render_template("console/prompts.html", rows=rows, groups=list(by_group), chosen=chosen,
                            problem=problem, languages=svc.prompts.languages)
 
@@ -143,7 +142,7 @@ def prompt(pid: str, lang: str, error: str = "", status: int = 200):
     return render_template("console/prompt.html", pid=pid, lang=lang, text=text, rec=rec,
                            code=services().prompts.codes.get(pid, ""),
                            history=list(reversed(library.history(pid, lang))),
-                           fixed=not _fields(text), error=error, form=FlaskForm(),
+                           fixed=not services().prompts.has_parts(pid, lang), error=error, form=FlaskForm(),
                            language=services().prompts.languages[lang], accepted=ACCEPTED,
                            max_mb=MAX_UPLOAD_BYTES // 2**20, max_seconds=int(MAX_SECONDS)), status
 
@@ -152,8 +151,8 @@ def prompt(pid: str, lang: str, error: str = "", status: int = 200):
 @body_limit(max_bytes=MAX_UPLOAD_BYTES + 65536, max_fields=10)
 @supervisor_only
 def prompt_publish(pid: str, lang: str):
-    text = _prompt(pid, lang)
-    if _fields(text):
+    _prompt(pid, lang)
+    if services().prompts.has_parts(pid, lang):
         return prompt(pid, lang, error="This prompt has parts filled in on each call: it is always spoken by "
                                        "the computer voice.", status=400)
     try:

@@ -163,7 +163,7 @@ def detail(ref: str, revealed: bool = False, note_form: NoteForm | None = None):
         ("Who called", WHO_WORDS.get(req.get("who_called", ""), "(not asked)")),
         ("Language", req.get("lang", "")),
         ("Facility", facility_name(req.get("facility", ""))),
-        ("Legal hold", hold_text(req)),
+        ("Legal hold", hold_text(req, services().staffdb)),
         ("Retention", retention_text(req, current_app.config)),
     ]
     if req.get("recording_url"):

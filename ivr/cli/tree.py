@@ -68,6 +68,8 @@ def named_events(edges: list[Edge]) -> dict[str, str]:
     for edge in edges:
         if edge.kind == "on":
             out.setdefault(edge.target, []).append(edge.key)
+        elif edge.kind == "giveup":
+            out.setdefault(edge.target, []).append("3 tries")
     return {target: " / ".join(events) for target, events in out.items()}
 
 

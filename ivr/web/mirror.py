@@ -1,0 +1,82 @@
+"""This web process's copy of what staff published: the recordings callers hear and the announcements,
+as absolute URLs Twilio's <Play> fetches, reloaded when the published index changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date, datetime
+
+import redis
+from flask import has_request_context, url_for
+
+from ivr.callflow.prompts import Prompts, Spoken
+from ivr.domain.published import Library
+from ivr.web.signature import public_base
+
+log = logging.getLogger("ivr.published")
+
+
+class Mirror:
+    """This web process's copy of the published index: it fills `Prompts.recordings` and answers
+    which announcements a line plays. Reloaded only when `ivr:prompts:rev` changed (the value is read
+    with the call state, so a webhook costs no extra round trip)."""
+
+    def __init__(self, library: Library, prompts: Prompts, now: Callable[[], datetime]) -> None:
+        self.library = library
+        self.prompts = prompts
+        self.now = now
+        self.seen: tuple | None = None                  # (revision, base URL) loaded
+        self.anns: dict[tuple[str, str], dict] = {}     # (line, lang) -> record with "url"
+        self._lock = threading.Lock()
+
+    def refresh(self, rev) -> None:
+        """Called on every webhook with the revision read in the call state's round trip."""
+        if not has_request_context():
+            return
+        base = public_base()
+        if (rev, base) == self.seen:
+            return
+        # Threads of one worker may reload at once: one at a time, or an older snapshot could land last.
+        with self._lock:
+            if (rev, base) != self.seen:
+                self._reload(rev, base)
+
+    def _reload(self, rev, base: str) -> None:
+        try:
+            published, anns = self.library.snapshot()
+        except redis.RedisError as exc:  # keep serving what was loaded before
+            log.error("cannot load the published prompts: %s", exc)
+            return
+        recordings = {}
+        for (pid, lang), rec in published.items():
+            if not self.prompts.has(pid, lang) or self.prompts.has_parts(pid, lang):
+                continue  # a prompt removed since, or one with variable parts: always text-to-speech
+            recordings[(pid, lang)] = self.url(base, rec["file"])
+        self.prompts.recordings = recordings            # one assignment: a reader sees old or new
+        self.anns = {key: {**rec, "url": self.url(base, rec["file"])} for key, rec in anns.items()}
+        self.seen = (rev, base)
+
+    @staticmethod
+    def url(base: str, file: str) -> str:
+        """The absolute URL Twilio's <Play> fetches (PUBLIC_BASE_URL behind a proxy)."""
+        return base + url_for("audio.play", name=file)
+
+    def announcement(self, line: str, lang: str) -> dict | None:
+        """The announcement `line` plays now in `lang` (its end date, America/New_York, not passed)."""
+        rec = self.anns.get((line, lang))
+        if rec is None:
+            return None
+        if rec.get("until"):
+            try:
+                if self.now().date() > date.fromisoformat(rec["until"]):
+                    return None
+            except ValueError:
+                return None
+        return rec
+
+    def announcements(self, line: str, lang: str) -> list[Spoken]:
+        """What the engine says before the line's greeting (services.published)."""
+        rec = self.announcement(line, lang)
+        return [Spoken("", audio=rec["url"])] if rec else []
