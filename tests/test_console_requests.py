@@ -161,3 +161,26 @@ def test_the_queue_is_sorted_by_business_days_left(app, clock):
     assert "overdue" not in page or page.index("overdue") > page.index(old) - 500
     page = browser.get("/console/requests?sort=newest").get_data(as_text=True)
     assert page.index(new) < page.index(old)
+
+
+def test_any_value_in_any_console_page_gets_a_page_never_a_500(app):
+    """Random path values and query strings on every console page a supervisor may open."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    browser = signed_in(app, "supervisor")
+    rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/console/") and "GET" in r.methods
+             and r.endpoint not in ("console.static", "console.logout")]
+    text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rule=st.sampled_from(rules), value=text, query=st.dictionaries(
+        st.sampled_from(["status", "sort", "since", "until", "line", "by", "next"]), text, max_size=3))
+    def run(rule, value, query):
+        from urllib.parse import quote
+        path = rule.rule
+        for arg in rule.arguments:
+            path = path.replace(f"<{arg}>", quote(value, safe="") or "x")
+        r = browser.client.get(path, query_string=query, base_url="https://localhost")
+        assert r.status_code < 500, (path, query, r.status_code)
+    run()
