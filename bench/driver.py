@@ -42,6 +42,17 @@ def broken_phrases() -> tuple[str, ...]:
 BROKEN = broken_phrases()
 
 
+def sdu_down_phrase() -> str:
+    """What a payment caller hears when the SDU cannot answer (or every SDU slot is taken)."""
+    from ivr.callflow.prompts import Prompts
+    from ivr.settings import ROOT
+
+    return Prompts.load(ROOT / "prompts").text("pay.sdu.down", "en").split(".")[0]
+
+
+SDU_DOWN = sdu_down_phrase()
+
+
 class Stop(Exception):
     """Raised inside a call when it must end now (the phase is over, or the call is to be held)."""
 
@@ -148,6 +159,7 @@ class Tally:
     calls: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    heard: dict[str, int] = field(default_factory=dict)    # answers that are no error, counted ("sdu_down")
 
     def error(self, kind: str, example: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -162,6 +174,8 @@ class Tally:
         for kind, n in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + n
         self.examples.extend(other.examples[: max(0, 5 - len(self.examples))])
+        for what, n in other.heard.items():
+            self.heard[what] = self.heard.get(what, 0) + n
 
 
 class BenchTransport:
@@ -169,7 +183,7 @@ class BenchTransport:
 
     def __init__(self, base_url: str, auth_token: str, path: Path, *, phase: Phase | None = None,
                  tally: Tally | None = None, hold_at: int | None = None, timeout: float = 20.0,
-                 pause: float = 0.0) -> None:
+                 pause: float = 0.0, by_line: bool = False) -> None:
         split = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -181,6 +195,7 @@ class BenchTransport:
         self.pause = pause         # seconds the caller waits before each request after the first
         self.posted = 0
         self.phone: Phone | None = None
+        self.by_line = by_line     # kinds named by line too ("callcenter /voice/step"): --capacity
 
     def bind(self, phone: Phone) -> None:
         self.phone = phone   # its `keys` are the path's keys not pressed yet
@@ -193,7 +208,8 @@ class BenchTransport:
     def kind(self, url: str) -> str:
         route = url.split("?", 1)[0]
         mark = self.path.marks.get(self._key_index()) if route == "/voice/step" else None
-        return f"{route} {mark}" if mark else route
+        kind = f"{route} {mark}" if mark else route
+        return f"{self.path.line} {kind}" if self.by_line else kind
 
     def post(self, url: str, params: dict, sign: bool = True) -> tuple[int, str]:
         phase = self.phase
@@ -223,6 +239,8 @@ class BenchTransport:
             if status not in (200, 204):
                 self.tally.error(f"http {status}", f"{kind}: HTTP {status}: {body[:200]!r}")
         text = body.decode("utf-8", "replace")
+        if SDU_DOWN in text:
+            self.tally.heard["sdu_down"] = self.tally.heard.get("sdu_down", 0) + 1
         if status == 200 and any(b in text for b in BROKEN):
             self.tally.error("app", f"{kind} ({self.path.name}): {text[:240]}")
         return status, text
@@ -238,11 +256,11 @@ def status_params(path: Path, sid: str) -> dict[str, str]:
 
 def place(base_url: str, auth_token: str, path: Path, *, phase: Phase | None = None,
           tally: Tally | None = None, hold: bool = False,
-          pause: float = 0.0) -> tuple[Phone | None, BenchTransport, str]:
+          pause: float = 0.0, by_line: bool = False) -> tuple[Phone | None, BenchTransport, str]:
     """One call along `path`. With `hold`, the caller stays on the line at the path's last key (no
     status callback yet; end it with `hang_up`). Returns (the Phone, its call over, or None; transport, sid)."""
     transport = BenchTransport(base_url, auth_token, path, phase=phase, tally=tally,
-                               hold_at=len(path.keys) - 1 if hold else None, pause=pause)
+                               hold_at=len(path.keys) - 1 if hold else None, pause=pause, by_line=by_line)
     sid = "CA" + uuid.uuid4().hex
     phone = Phone(transport=transport, to=path.to, caller=path.caller, sid=sid, account_sid=ACCOUNT_SID)
     transport.bind(phone)
@@ -272,7 +290,7 @@ def hang_up(transport: BenchTransport, sid: str) -> None:
 
 
 def run_phase(base_url: str, auth_token: str, paths: Iterable[Path], calls: int, *, warmup: float,
-              duration: float, max_requests: int, pause: float = 0.0) -> tuple[Tally, float]:
+              duration: float, max_requests: int, pause: float = 0.0, by_line: bool = False) -> tuple[Tally, float]:
     """`calls` simultaneous callers, each placing calls back to back along the paths in turn, for
     `warmup` + `duration` seconds (or until `max_requests`), pausing `pause` seconds before each
     request after a call's first. Returns the merged tally of the measured window and its length."""
@@ -292,7 +310,7 @@ def run_phase(base_url: str, auth_token: str, paths: Iterable[Path], calls: int,
                 return
             counted = time.perf_counter() >= phase.t0
             call, _, _ = place(base_url, auth_token, paths[(i + n) % len(paths)], phase=phase, tally=tally,
-                               pause=pause)
+                               pause=pause, by_line=by_line)
             if call is not None and not counted:
                 tally.calls -= 1   # finished a call that started in the warm-up: count only whole calls
             if call is not None and any(e.kind == "error" for e in call.events):

@@ -4,6 +4,10 @@ One endpoint for /voice, /voice/step and /voice/status that does one Redis round
 that reads and writes a small per-call key with an expiry) and builds a small `VoiceResponse` with a
 `<Gather>` and a `<Redirect>`, as every menu of the real system does. No signature check, no call
 tree, no prompts: whatever the system costs beyond this is the price of its features.
+
+`create_sdu_app()` is the floor of the payment line: the same, plus one SDU lookup over HTTP per
+step (a case summary from the SDU stub, through `requests` as the system's client makes it), the
+outside work a payment call does that no call center call does.
 """
 
 from __future__ import annotations
@@ -15,7 +19,20 @@ from flask import Flask, Response, request
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 
-def create_app() -> Flask:
+def create_sdu_app() -> Flask:
+    """The floor with one SDU lookup per step (SDU_BASE_URL, SDU_API_KEY)."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {os.environ.get('SDU_API_KEY', 'dev-sdu-key')}"
+    url = os.environ.get("SDU_BASE_URL", "http://127.0.0.1:5001").rstrip("/") + "/v1/cases/123456789/summary"
+
+    def lookup() -> None:
+        session.get(url, params={"role": "payer"}, timeout=(0.5, 2.5)).json()
+    return create_app(lookup)
+
+
+def create_app(outside=None) -> Flask:  # noqa: ANN001 - a callable or None
     app = Flask("bench.floor")
     client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                                   socket_connect_timeout=0.5, socket_timeout=1.0)
@@ -31,6 +48,8 @@ def create_app() -> Flask:
         pipe.set(key, request.form.get("Digits", "-"), ex=3600)
         seq = int(request.args.get("s", 0)) + 1
         pipe.execute()
+        if outside is not None:
+            outside()
         response = VoiceResponse()
         gather = Gather(action=f"/voice/step?s={seq}", method="POST", input="dtmf", num_digits=1, timeout=6)
         gather.say("For payments, press 1. For offices, press 5.", voice="Polly.Joanna", language="en-US")

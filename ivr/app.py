@@ -13,7 +13,7 @@ from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import settings, store
-from ivr.callflow import flow
+from ivr.callflow import calllog, flow
 from ivr.callflow.callstate import CallStore
 from ivr.callflow.engine import Engine
 from ivr.callflow.prompts import Prompts
@@ -26,11 +26,12 @@ from ivr.domain.payline import load_settings
 from ivr.domain.published import REV, Library
 from ivr.domain.requests import RequestStore
 from ivr.domain.staffdb import StaffDB, pepper_for
+from ivr.jobs import queue
 from ivr.lines import load_all, staff
 from ivr.sdu.client import client_from_env
 from ivr.sealing import Sealer
 from ivr.services import Services
-from ivr.web import audio, limits, signature, webhooks
+from ivr.web import audio, limits, metrics, signature, webhooks
 from ivr.web.health import HealthCache
 from ivr.web.mirror import Mirror
 
@@ -57,10 +58,10 @@ class Runtime:
         missing = set(self.lines_cfg["lines"]) - set(self.flows.lines)
         if missing:
             raise flow.FlowError(f"{cfg_dir / 'lines.yaml'}: no flow file for line(s) {sorted(missing)}")
-        self.redis = redis_client if redis_client is not None else store.connect(
-            config["REDIS_URL"], config["IVR_ENV"])
-        self.store = CallStore(self.redis, config["CALL_TTL"])
+        self.redis = redis_client if redis_client is not None else store.connect(config)
+        self.store = CallStore(self.redis, config["CALL_TTL"], config.get("ANALYTICS_MAX_EVENTS", 2_000_000))
         self.sealer = Sealer.from_config(config)
+        self._tags: dict[str, str] = {}     # CallSid -> its analytics name (call_tag)
         library = Library(self.redis)
         self.services = Services(
             config=config, prompts=self.prompts, directory=self.directory, hours=self.hours,
@@ -72,6 +73,8 @@ class Runtime:
             staffdb=StaffDB(self.redis, pepper_for(config)),
             closures=closures.Closures(self.redis, self.hours.now),
             hours_edits=hours_edits.HoursEdits(self.redis, self.hours))
+        if self.services.sdu is not None:
+            self.services.sdu.observer = _sdu_observer
         staff.check_flows(self.flows)
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
@@ -79,6 +82,18 @@ class Runtime:
         # Read in the same round trip as each call's state: the revisions of the published prompts, the
         # closures and the hours edited in the console.
         self.extra_keys: tuple[str, ...] = (REV, closures.REV, hours_edits.REV)
+        # What /metrics reads of the job queue (the web layer knows no jobs: ivr/web/metrics.py).
+        self.queue_keys = {"jobs": queue.STREAM, "dead": queue.DEAD, "heartbeat": queue.HEARTBEAT}
+
+    def call_tag(self, sid: str) -> str:
+        """The name a call has in analytics: a keyed hash of its CallSid (the CallSid is never kept).
+        Kept for the process's recent calls: their next webhooks come here too, half the time or more."""
+        tag = self._tags.get(sid)
+        if tag is None:
+            if len(self._tags) >= 4096:
+                self._tags.clear()
+            tag = self._tags[sid] = self.sealer.tag("call:" + sid)[:16]
+        return tag
 
     def _redis_ok(self) -> bool:
         try:
@@ -112,6 +127,12 @@ class Runtime:
             response.dial(self.lines_cfg["agents"]["phone"], timeout=self.lines_cfg["dial"]["timeout"])
         response.hangup()
         return response
+
+
+def _sdu_observer(op: str, ok: bool, breaker: str) -> None:
+    """Each SDU lookup: counted in /metrics, and noted in the call's analytics events."""
+    metrics.observe_sdu(op, ok, breaker)
+    calllog.note("u", op, int(ok))
 
 
 def load_lines(path: Path) -> dict:
@@ -165,4 +186,5 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     if serve in ("all", "console"):
         from ivr.web import console
         console.install(app)
+    app.register_blueprint(metrics.bp)      # its own allowlist (IVR_METRICS_ALLOW), on every host
     return app

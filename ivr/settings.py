@@ -44,8 +44,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         # Stated, not defaulted: only an explicit IVR_ENV=development may listen beyond loopback.
         "IVR_ENV_EXPLICIT": "IVR_ENV" in env,
         "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
+        **redis_settings(env),
         "SDU_BASE_URL": env.get("SDU_BASE_URL", ""),
         "SDU_API_KEY": env.get("SDU_API_KEY", ""),
+        # SDU lookups waiting at once per web process, beyond which a lookup fails fast to the SDU-down
+        # path: the web line's threads a slow SDU can hold (2 of each worker's 4), bench/RESULTS.md.
+        "SDU_MAX_CONCURRENT": _number(env, "IVR_SDU_MAX_CONCURRENT", 2, 1, 64),
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID", DEV_ACCOUNT_SID),
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN", DEV_AUTH_TOKEN),
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
@@ -65,6 +69,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_WEBHOOK_FIELDS": _webhook_limit(env, "IVR_MAX_WEBHOOK_FIELDS", 200, at_least=50),
         # The auth token Twilio may still sign with while a new one is rolled out (ivr/web/signature.py).
         "TWILIO_AUTH_TOKEN_PREVIOUS": env.get("IVR_TWILIO_AUTH_TOKEN_PREVIOUS", "").strip(),
+        # Call analytics (ivr/domain/callstats.py): raw events kept this many days, hourly figures this
+        # many months; the event stream is capped near this many entries whatever the worker does.
+        "ANALYTICS_RAW_DAYS": _whole(env, "IVR_ANALYTICS_RAW_DAYS", 30, at_least=1),
+        "ANALYTICS_KEEP_MONTHS": _whole(env, "IVR_ANALYTICS_KEEP_MONTHS", 25, at_least=1),
+        "ANALYTICS_MAX_EVENTS": _whole(env, "IVR_ANALYTICS_MAX_EVENTS", 2_000_000, at_least=10_000),
+        "METRICS_ALLOW": metrics_allow(env.get("IVR_METRICS_ALLOW", "")),
         **console_settings(env),
     }
 
@@ -175,6 +185,61 @@ def check_listen(config: Mapping, hosts: list[str]) -> None:
             "serve development on this address anyway.")
 
 
+def redis_settings(env: Mapping[str, str]) -> dict:
+    """Sentinel (docs/interface.md) and how long a write that must survive a failover waits for a replica.
+    A mistyped Sentinel list would leave every process on a master that is no longer one: refused."""
+    raw = env.get("REDIS_SENTINELS", "").strip()
+    master = env.get("REDIS_SENTINEL_MASTER", "").strip()
+    url = env.get("REDIS_URL", "redis://localhost:6379/0")
+    sentinels: list[tuple[str, int]] = []
+    if raw or master:
+        if not raw or not master:
+            raise ConfigError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both (the Sentinels' "
+                              "host:port list and the master's name) or neither")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", master):
+            raise ConfigError("REDIS_SENTINEL_MASTER must be the master's name as in sentinel.conf "
+                              "(letters, digits, '.', '_', '-'), not " + repr(master[:40]))
+        for item in raw.split(","):
+            sentinels.append(_host_port(item.strip(), "REDIS_SENTINELS"))
+    try:
+        db = redis_db(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL is not a Redis URL ({exc})") from None
+    return {"REDIS_SENTINELS": tuple(sentinels), "REDIS_SENTINEL_MASTER": master, "REDIS_DB": db,
+            # A write callers are told about (a request's reference) waits this long for one replica.
+            "REDIS_WAIT_MS": _number(env, "IVR_REDIS_WAIT_MS", 500, 10, 10_000),
+            # With Sentinel: how long a command keeps trying while a new master is chosen.
+            "REDIS_FAILOVER_SECONDS": _number(env, "IVR_REDIS_FAILOVER_SECONDS", 6, 0, 15)}
+
+
+def redis_db(url: str) -> int:
+    """The database number of a Redis URL (`/3` or `?db=3`), ValueError when it is not one."""
+    import redis.connection
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("it must start with redis://, rediss:// or unix://")
+    return int(redis.connection.parse_url(url).get("db", 0) or 0)
+
+
+def _host_port(item: str, name: str) -> tuple[str, int]:
+    host, sep, port = item.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise ConfigError(f"{name} must be comma-separated host:port pairs (e.g. "
+                          f"10.0.0.5:26379,10.0.0.6:26379), not {item[:60]!r}")
+    return host, int(port)
+
+
+def _number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {raw[:20]!r}")
+    return int(raw)
+
+
 # Days each kind is kept (ivr/jobs/retention.py); the defaults are in the README.
 RETENTION_DEFAULTS = {"REQUESTS": 1095, "RECORDINGS": 365, "PROMPT_AUDIO": 180, "DEAD_LETTERS": 90}
 
@@ -190,6 +255,30 @@ def retention_days(env: Mapping[str, str]) -> dict[str, int]:
             raise ConfigError(f"{name} must be a whole number of days, 1 or more (not {raw!r})")
         out[f"RETAIN_{kind}_DAYS"] = int(raw)
     return out
+
+
+def metrics_allow(raw: str) -> tuple:
+    """IVR_METRICS_ALLOW: the networks (comma-separated CIDRs or addresses) that may read /metrics;
+    loopback when unset."""
+    out = []
+    for part in (raw.strip() or "127.0.0.0/8,::1/128").split(","):
+        if not part.strip():
+            continue
+        try:
+            out.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"IVR_METRICS_ALLOW: {part.strip()[:60]!r} is not an address or a CIDR "
+                              "(e.g. 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, at_least: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < at_least:
+        raise ConfigError(f"{name} must be a whole number, {at_least} or more (not {raw[:20]!r})")
+    return int(raw)
 
 
 def _flag(env: Mapping[str, str], name: str, default: str) -> bool:

@@ -1,36 +1,113 @@
-"""The Redis connection: a real server, or in development only an embedded stand-in."""
+"""The Redis connection: a server or Sentinel's master, or in development only an embedded stand-in."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import redis
+import redis.connection
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from ivr import settings
 from ivr.settings import ConfigError
 
 log = logging.getLogger("ivr.store")
 
 
-def connect(url: str, ivr_env: str, socket_timeout: float = 1.0) -> redis.Redis:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=socket_timeout,
-                                  health_check_interval=30)
+def redis_config(where: str | Mapping) -> Mapping:
+    """The Redis part of the configuration: `where` is the config (settings.from_env) or, for callers
+    that only hold REDIS_URL, that URL, with Sentinel read from the environment (so no command can
+    miss it)."""
+    if isinstance(where, str):
+        return {**settings.redis_settings({**os.environ, "REDIS_URL": where}), "REDIS_URL": where}
+    return where
+
+
+def client(where: str | Mapping, *, socket_timeout: float = 1.0, connect_timeout: float = 0.5) -> redis.Redis:
+    """A client of the master: REDIS_URL's server, or with Sentinel whichever server the Sentinels name
+    master now. With Sentinel, redis-py's SentinelConnectionPool asks them again on every new connection,
+    and a command that finds its master gone keeps trying, for REDIS_FAILOVER_SECONDS, so every thread
+    of every process reaches the new master after a failover without a restart."""
+    config = redis_config(where)
+    made = _client(config, socket_timeout, connect_timeout)
+    made.ivr_wait_ms = config.get("REDIS_WAIT_MS", DEFAULT_WAIT_MS)   # read by `replicated`
+    return made
+
+
+def _client(config: Mapping, socket_timeout: float, connect_timeout: float) -> redis.Redis:
+    url = config["REDIS_URL"]
+    if not config.get("REDIS_SENTINELS"):
+        return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
+                                    health_check_interval=30)
+    options = redis.connection.parse_url(url)   # db, username, password, ssl ... of REDIS_URL; not host/port
+    for ignored in ("host", "port", "path", "connection_class"):
+        options.pop(ignored, None)
+    if url.startswith("rediss://"):
+        options["ssl"] = True
+    options["db"] = config["REDIS_DB"]
+    sentinel = Sentinel(list(config["REDIS_SENTINELS"]), socket_timeout=connect_timeout,
+                        socket_connect_timeout=connect_timeout)
+    patience = float(config.get("REDIS_FAILOVER_SECONDS", 6))
+    return sentinel.master_for(config["REDIS_SENTINEL_MASTER"], socket_timeout=socket_timeout,
+                               socket_connect_timeout=connect_timeout, health_check_interval=30,
+                               retry=Patience(patience), **options)
+
+
+def describe(where: str | Mapping) -> str:
+    """Where Redis is, for a message (never the URL's password)."""
+    config = redis_config(where)
+    if config.get("REDIS_SENTINELS"):
+        names = ",".join(f"{h}:{p}" for h, p in config["REDIS_SENTINELS"])
+        return f"master {config['REDIS_SENTINEL_MASTER']!r} of the Sentinels {names}"
+    parts = urlsplit(config["REDIS_URL"])
+    return f"Redis at {parts.hostname}:{parts.port or 6379}"
+
+
+class Patience(Retry):
+    """Retries a command that lost its server (connection refused or reset, no master known yet) until
+    `seconds` have passed since its first try: a Sentinel failover takes a few seconds, and a caller
+    waiting that long in silence still goes on with the call, where the fallback would end it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(ExponentialBackoff(cap=0.5, base=0.05), retries=1_000_000,
+                         supported_errors=(redis.ConnectionError, redis.TimeoutError, socket.timeout))
+        self.seconds = seconds
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):  # noqa: ANN001
+        deadline = time.monotonic() + self.seconds
+
+        def bounded(error: Exception) -> bool:
+            return time.monotonic() < deadline and (is_retryable is None or is_retryable(error))
+        return super().call_with_retry(do, fail, is_retryable=bounded, with_failure_count=with_failure_count)
+
+
+def connect(where: str | Mapping, ivr_env: str | None = None, socket_timeout: float = 1.0) -> redis.Redis:
+    """The Redis of a long-running process (web, worker). Outside development it is returned even when
+    it does not answer (the outage is logged); in development an embedded stand-in replaces it."""
+    config = redis_config(where)
+    ivr_env = ivr_env or config.get("IVR_ENV", "development")
+    real = client(config, socket_timeout=socket_timeout)
     try:
-        client.ping()
-        return client
+        real.ping()
+        return real
     except redis.RedisError as exc:
-        if ivr_env != "development":
+        if ivr_env != "development" or config.get("REDIS_SENTINELS"):
             # Outside development a missing Redis is an outage the operator must see, but the app
             # still starts: /voice/fallback and /health keep answering without it.
-            log.error("Redis at %s does not answer (%s); calls will get the fallback message", url, exc)
-            return client
+            log.error("%s does not answer (%s); calls will get the fallback message", describe(config), exc)
+            return real
         import fakeredis
 
         log.warning("=" * 72)
-        log.warning("NO REDIS at %s (%s).", url, exc)
+        log.warning("NO REDIS: %s (%s).", describe(config), exc)
         log.warning("Using an EMBEDDED in-process store: call state is lost on restart and NOT")
         log.warning("shared between workers. Development only; start redis-server for real use.")
         log.warning("=" * 72)
@@ -79,71 +156,100 @@ class Unreachable(RuntimeError):
     """A command for people found no Redis: one line for them, the URL's password left out."""
 
 
-def for_command(url: str) -> redis.Redis:
+def for_command(where: str | Mapping) -> redis.Redis:
     """The real Redis for a command people run (never the development stand-in: what a command stores
-    there would be lost), or Unreachable."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    there would be lost), or Unreachable. `where` is the config, or REDIS_URL (Sentinel then from the
+    environment)."""
+    config = redis_config(where)
+    found = client(config, socket_timeout=5, connect_timeout=2)
     try:
-        client.ping()
+        found.ping()
     except redis.RedisError as exc:
-        parts = urlsplit(url)   # never print a password that may be in the URL
-        raise Unreachable(f"cannot reach Redis at {parts.hostname}:{parts.port or 6379}: it does not answer "
-                          f"({exc}); start it or set REDIS_URL") from exc
-    return client
+        hint = "REDIS_SENTINELS and REDIS_SENTINEL_MASTER" if config.get("REDIS_SENTINELS") else "REDIS_URL"
+        raise Unreachable(f"cannot reach {describe(config)}: it does not answer ({exc}); start it or set "
+                          f"{hint}") from exc
+    return found
 
-class Direct:
-    """Commands sent on a connection of the calling thread's own, for what every webhook does (read and
-    write a call's state). redis-py's client spends ~80 us of CPU per command on top of the round trip
-    itself on the benchmark machine (pool checkout and its socket poll, retry wrapper, metrics;
-    bench/RESULTS.md), as much as the rest of a menu's work. The connection is redis-py's own (its
-    protocol, parser, timeouts and health check); only that per-command machinery is left out.
+# --- writes that must survive a failover ------------------------------------------------------------
+# Written just before WAIT on the same connection: WAIT counts the replicas that have everything this
+# connection wrote, and a pooled connection may not be the one that made the write itself. This later
+# write is, in the master's one replication stream, after it: acknowledged, so is the write.
+MARK_KEY = "ivr:replicated"
+DEFAULT_WAIT_MS = 500
+_REPLICA_CHECK_SECONDS = 30.0
 
-    Every command sent this way must be safe to send twice: a connection found broken (Redis restarted,
-    an idle connection dropped) is reconnected and the command sent once more. A timeout is not retried:
-    a caller waits on it. A client with another kind of pool (client-side caching, say) gets its
-    commands through the client as usual."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        pool = getattr(client, "connection_pool", None)
-        self.pool = pool if type(pool) is redis.ConnectionPool and \
-            issubclass(pool.connection_class, redis.connection.AbstractConnection) \
-            and getattr(pool, "cache", None) is None else None
-        self.local = threading.local()
+class Replication:
+    """Counts, for /health and /metrics, the writes no replica acknowledged in time (per process)."""
 
-    def _connection(self) -> redis.connection.AbstractConnection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None or conn.pid != os.getpid():   # none yet in this thread, or made before a fork
-            conn = self.local.conn = self.pool.connection_class(**self.pool.connection_kwargs)
-        return conn
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.unacknowledged = 0
+        self.last_unacknowledged: float | None = None   # time.time() of the last one
+        self.last_what = ""
+        self.replicas_seen: dict[int, tuple[float, bool]] = {}   # id(client) -> (checked at, any replica)
 
-    def command(self, *args):
-        return self.pipeline([args])[0]
+    def missed(self, what: str) -> None:
+        with self.lock:
+            self.unacknowledged += 1
+            self.last_unacknowledged = time.time()
+            self.last_what = what
 
-    def pipeline(self, commands: Sequence[tuple]) -> list:
-        """Several commands in one round trip, their replies in order (each reply an error raises)."""
-        if self.pool is None:
-            if len(commands) == 1:
-                return [self.client.execute_command(*commands[0])]
-            pipe = self.client.pipeline(transaction=False)
-            for args in commands:
-                pipe.execute_command(*args)
-            return pipe.execute()
-        conn = self._connection()
+    def snapshot(self) -> dict:
+        with self.lock:
+            ago = None if self.last_unacknowledged is None else round(time.time() - self.last_unacknowledged, 1)
+            return {"unacknowledged_writes": self.unacknowledged, "last_unacknowledged_seconds_ago": ago,
+                    "last_unacknowledged_kind": self.last_what or None}
+
+
+REPLICATION = Replication()
+
+
+def unacknowledged_writes() -> int:
+    """How many durable writes of this process no replica acknowledged in time (a counter for /metrics)."""
+    return REPLICATION.unacknowledged
+
+
+def _expects_replica(client: redis.Redis) -> bool:
+    """With Sentinel a replica is always expected; otherwise when the server had one at the last look
+    (INFO, at most every 30 s per client: a single server has none to wait for)."""
+    if isinstance(getattr(client, "connection_pool", None), SentinelConnectionPool):
+        return True
+    now = time.monotonic()
+    seen = REPLICATION.replicas_seen.get(id(client))
+    if seen is None or now - seen[0] > _REPLICA_CHECK_SECONDS:
         try:
-            return self._send(conn, commands)
-        except redis.ConnectionError:
-            conn.disconnect()   # the connection redis-py found broken; the next send reconnects
-            return self._send(conn, commands)
+            any_replica = int(client.info("replication").get("connected_slaves", 0)) > 0
+        except (redis.RedisError, AttributeError, ValueError):
+            any_replica = False
+        seen = REPLICATION.replicas_seen[id(client)] = (now, any_replica)
+    return seen[1]
 
-    @staticmethod
-    def _send(conn, commands: Sequence[tuple]) -> list:
-        if len(commands) == 1:
-            conn.send_command(*commands[0])
-        else:
-            conn.send_packed_command(conn.pack_commands(commands))
-        try:
-            return [conn.read_response() for _ in commands]
-        except redis.ResponseError:
-            conn.disconnect()   # replies of the commands after the failed one are still unread
-            raise
+
+def replicated(client: redis.Redis, what: str, wait_ms: int | None = None) -> bool | None:
+    """After a write callers rely on (a request whose reference they hear, a callback, a published
+    prompt): wait up to `wait_ms` for one replica to have it. True when one has; None when there is no
+    replica to wait for; False when none acknowledged in time: the write still stands on the master,
+    and this is logged at error level and counted (`unacknowledged_writes`, /health). `what` names the
+    kind of record, never its content."""
+    if not _expects_replica(client):
+        return None
+    wait_ms = wait_ms or getattr(client, "ivr_wait_ms", DEFAULT_WAIT_MS)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.set(MARK_KEY, "1", px=60_000)
+        pipe.execute_command("WAIT", 1, int(wait_ms))
+        acked = int(pipe.execute()[1])
+    except redis.ResponseError:     # a server without WAIT (the development stand-in)
+        return None
+    except redis.RedisError as exc:
+        acked, detail = 0, f" ({type(exc).__name__})"
+    else:
+        detail = ""
+    if acked >= 1:
+        return True
+    REPLICATION.missed(what)
+    log.error("write not replicated: %s written to the Redis master, but no replica acknowledged it within %d ms%s; "
+              "it would be lost if the master failed now (%d such writes since start)",
+              what, wait_ms, detail, REPLICATION.unacknowledged)
+    return False

@@ -106,7 +106,8 @@ def test_every_webhook_refuses_a_missing_forged_or_misdirected_signature(app):
 
 
 def test_get_routes_are_health_and_published_audio_only(app):
-    """Nothing but /health and served media answers a GET: no TwiML, no call data without a signature."""
+    """Nothing but /health, served media and /metrics (to IVR_METRICS_ALLOW only) answers a GET: no
+    TwiML, no call data without a signature."""
     client = app.test_client()
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.endpoint == "static":
@@ -117,8 +118,12 @@ def test_get_routes_are_health_and_published_audio_only(app):
                 assert client.get(rule.rule.replace("<", "").replace(">", "")).status_code in (302, 303)
             continue
         if rule.rule == "/health":
+            # `replication`: counts of writes no replica acknowledged (issue 19), nothing of a caller's.
             assert set(client.get("/health").get_json()) == {"status", "redis", "sdu", "sdu_breaker",
-                                                              "checked_seconds_ago"}
+                                                              "checked_seconds_ago", "replication"}
+            continue
+        if rule.rule == "/metrics":   # counts only, and to the operator's addresses only (tests/test_metrics.py)
+            assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
             continue
         assert rule.arguments, f"{rule.rule}: a GET route with no argument"
         path = rule.rule

@@ -73,7 +73,7 @@ def test_the_live_view_counts_calls_in_progress(app):
 
 
 def test_the_live_view_shows_the_workers_queue(app):
-    from ivr.jobs.worker import GROUP, STREAM, enqueue, ensure_group
+    from ivr.jobs.queue import GROUP, STREAM, enqueue, ensure_group
 
     r = app.extensions["ivr"].redis
     enqueue(r, "test.job", {})

@@ -219,7 +219,7 @@ def test_the_mailing_address_is_read_once_configured(call, make_app, tmp_path):
 
 def test_half_an_address_is_refused_at_start_up(tmp_path):
     from ivr.callflow.flow import FlowError
-    from ivr.lines.payments import load_settings
+    from ivr.domain.payline import load_settings
 
     path = tmp_path / "payments.yaml"
     path.write_text('settings: {how_to_pay: {mail_to: {en: "P O Box 1", es: ""}, website: {en: a, es: b}}}')

@@ -29,7 +29,7 @@ from tests.conftest import TEST_REDIS_URL
 def counting_client(monkeypatch) -> tuple[redis.Redis, SimpleNamespace]:
     """A real Redis client, and a count of the round trips sent on any connection of its kind: each
     command or pipeline leaves in one write (redis-py's `send_packed_command`), whether it came
-    through the client or on a connection of a thread's own (ivr/store.py `Direct`)."""
+    through the client or a pipeline."""
     client = redis.Redis.from_url(TEST_REDIS_URL)
     counter = SimpleNamespace(n=0, trips=[])
     connection_class = client.connection_pool.connection_class
@@ -120,8 +120,11 @@ def test_the_benchmark_paths_are_here(counted):
 # record for staff (the inmate intake's request, its audit entry, the recording download job, and
 # waiting for Redis to have it on disk); the payment line's guard against PIN guessing (locks and
 # failure counts per case and per caller number, which outlive the call); the staff line's sign-in
-# (account, failures, lock) and its reading of what is published for a prompt.
-HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:pay:lock:", "ivr:pay:tries:", "ivr:staff:", "ivr:prompts:")
+# (account, failures, lock) and its reading of what is published for a prompt. Waiting for a durable
+# write's replica (ivr/store.py `replicated`) adds a write of its own (ivr:replicated) and, at most
+# every 30 s, an INFO asking whether the server has replicas.
+HANDLER_KEYS = ("ivr:req:", "ivr:jobs", "WAITAOF", "ivr:replicated", "INFO", "ivr:pay:lock:", "ivr:pay:tries:",
+                "ivr:staff:", "ivr:prompts:")
 
 
 def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(counted):
@@ -135,10 +138,13 @@ def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(coun
             where = (path.name, route, names)
             if route == "/voice/status":
                 assert len(names) == 1 and names[0].startswith("EXPIRE ivr:call:*"), where
+                assert names[0].endswith("XADD ivr:an:events"), where     # the call's end, for analytics
                 continue
             # First the call's state (and the values read with it), in one pipeline; last its write.
             assert names[0].startswith(("GET ivr:call:*", "MGET ivr:call:*")), where
             assert names[-1].startswith("SET ivr:call:*"), where
+            # The step's call events ride the state's write (issue 16): no round trip of their own.
+            assert names[-1] == "SET ivr:call:* + XADD ivr:an:events", where
             assert sum("ivr:call:" in n for n in names) == 2, where
             assert all(any(k in n for k in HANDLER_KEYS) for n in names[1:-1]), where
         if path.line == "callcenter" and not any(n.startswith("inm_") for n in path.needs):

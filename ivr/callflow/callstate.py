@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ivr.callflow import calllog
 from ivr.sealing import Sealer
-from ivr.store import Direct
 
 KEY = "ivr:call:{sid}"
 ENDED = "ivr:ended:{sid}"   # the status callback came: only a late <Record> action is still taken
@@ -56,15 +56,18 @@ class CallState:
 class CallStore:
     """Reads and writes call state; each is a single Redis round trip (one pipeline)."""
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, events_max: int = 2_000_000) -> None:
+        # redis-py's own pooled client: a thread-local connection that skipped the pool (~80 us a command
+        # on the benchmark machine) showed no difference in the whole system (bench/RESULTS.md, issue 19),
+        # and the pool is what reaches a new master after a Sentinel failover.
         self.redis = client
-        self.direct = Direct(client)   # what is sent here may be sent twice (store.Direct)
         self.ttl = ttl
+        self.events_max = events_max   # the analytics stream's cap (ivr/callflow/calllog.py)
 
     def load(self, sid: str, extra_keys: tuple[str, ...] = ()) -> tuple[CallState | None, list]:
         """The call's state and, in the same round trip, the values of `extra_keys`."""
         # One MGET rather than a pipeline of GETs: the same round trip, less client work (bench/RESULTS.md).
-        raw, ended, *extra = self.direct.command("MGET", KEY.format(sid=sid), ENDED.format(sid=sid), *extra_keys)
+        raw, ended, *extra = self.redis.mget(KEY.format(sid=sid), ENDED.format(sid=sid), *extra_keys)
         state = None
         if raw:
             try:
@@ -74,18 +77,33 @@ class CallStore:
                 state = None  # unreadable state is treated as lost, never as a crash
         return state, extra
 
-    def save(self, state: CallState) -> None:
+    def save(self, state: CallState, events: str | None = None) -> None:
+        """Store the state; with `events` (a calllog entry), append them to the analytics stream in the
+        same round trip. Sent twice after a broken connection, the entry is counted once all the same:
+        the worker's fold takes each step of a call once (ivr/domain/callstats.py)."""
         # After the end (a hung-up <Record>'s late action) the state keeps the short expiry `end` gave it:
         # a full TTL again would outlive the ENDED mark and show the call as live for hours.
-        expiry = ("KEEPTTL",) if state.ended else ("EX", self.ttl)
-        self.direct.command("SET", KEY.format(sid=state.sid), state.to_json(), *expiry)
+        expiry = {"keepttl": True} if state.ended else {"ex": self.ttl}
+        key = KEY.format(sid=state.sid)
+        if events is None:
+            self.redis.set(key, state.to_json(), **expiry)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, state.to_json(), **expiry)
+        pipe.execute_command(*calllog.xadd(events, self.events_max))
+        pipe.execute()
 
-    def end(self, sid: str, linger: int = 300) -> bool:
+    def end(self, sid: str, linger: int = 300, events: str | None = None) -> bool:
         """The call ended. Its state is kept a few minutes, not deleted: Twilio may post a hung-up
         <Record>'s action after the status callback, and that message must still be taken. False when its
-        end was already recorded: a repeated status callback keeps nothing longer (LT, NX)."""
-        _, first = self.direct.pipeline([("EXPIRE", KEY.format(sid=sid), linger, "LT"),
-                                         ("SET", ENDED.format(sid=sid), 1, "EX", linger, "NX")])
+        end was already recorded: a repeated status callback keeps nothing longer (LT, NX). `events` (the
+        end's calllog entry) go in the same round trip, repeated or not: the fold counts an end once."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.expire(KEY.format(sid=sid), linger, lt=True)
+        pipe.set(ENDED.format(sid=sid), 1, ex=linger, nx=True)
+        if events is not None:
+            pipe.execute_command(*calllog.xadd(events, self.events_max))
+        first = pipe.execute()[1]
         return first is not None
 
     def live(self, sid: str) -> bool:

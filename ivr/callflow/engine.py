@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from ivr.callflow.calllog import CallLog
 from ivr.callflow.callstate import CallState
 from ivr.callflow.flow import FlowSet, Node, as_list
 from ivr.callflow.handler import Outcome
@@ -25,6 +26,8 @@ from ivr.services import Services
 log = logging.getLogger("ivr.engine")
 
 MAX_HOPS = 25  # node transitions within one request; a loop in the tree must not hang a worker
+SILENCE = frozenset({"menu.no_input", "collect.no_input", "record.none"})   # fail() reasons that are no input
+DIAL_STATUSES = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
 
 
 
@@ -39,6 +42,12 @@ class Turn:
         self.response = VoiceResponse()
         self.target = None      # where say() goes by default: the response, or an open <Gather>
         self.hops = 0
+        self.log = CallLog()    # what happened in this request, for analytics (ivr/callflow/calllog.py)
+        self.why = "menu"       # why a transfer entered now is made: menu, zero, giveup, again
+
+    def note(self, kind: str, *values: str | int) -> None:
+        """Note an analytics event of this call (ivr/callflow/calllog.py: never personal data)."""
+        self.log.note(kind, *values)
 
     # --- what handlers use -----------------------------------------------------------------
     @property
@@ -125,6 +134,7 @@ class Engine:
 
     # --- entry points --------------------------------------------------------------------
     def start(self, turn: Turn) -> VoiceResponse:
+        turn.note("s", turn.state.line, turn.state.lang, int(not self.services.hours.is_open("agents")))
         self.enter(turn, self.flows.lines[turn.state.line].start)
         return turn.response
 
@@ -143,8 +153,12 @@ class Engine:
 
     def run(self, turn: Turn, step: Callable[[Turn], VoiceResponse]) -> VoiceResponse:
         """One webhook's work, under one SDU time budget however many lookups its steps make."""
-        with self.services.sdu.budget_scope():
-            return step(turn)
+        token = turn.log.bind()    # the SDU client's lookups are noted in it (app.py wires the hook)
+        try:
+            with self.services.sdu.budget_scope():
+                return step(turn)
+        finally:
+            turn.log.unbind(token)
 
     def can_continue(self, state: CallState) -> bool:
         """Whether this tree has the call's line and language (not so after a tampered or old state)."""
@@ -164,6 +178,7 @@ class Engine:
         turn.hops += 1
         if turn.hops > MAX_HOPS:
             log.error("call tree loop at node %s", node_id)
+            turn.note("h", "error")
             turn.say("sys.error")
             turn.response.hangup()
             return
@@ -173,12 +188,14 @@ class Engine:
             turn.state.phase = ""
         turn.state.node = node_id
         turn.state.line = self.flows.node_line[node_id]
+        turn.note("n", node_id)
         getattr(self, f"_enter_{node.type}")(turn, node)
 
     def home(self, turn: Turn) -> None:
         self.enter(turn, self.flows.lines[turn.state.line].home)
 
-    def person(self, turn: Turn) -> None:
+    def person(self, turn: Turn, why: str = "zero") -> None:
+        turn.why = why
         self.enter(turn, self._person_id(turn))
 
     def _person_id(self, turn: Turn) -> str:
@@ -188,6 +205,7 @@ class Engine:
 
     def fail(self, turn: Turn, node: Node, reason: str, **fields) -> None:
         """A no-input or invalid try: say what went wrong and ask again, or give up after max tries."""
+        turn.note("x", "silence" if reason in SILENCE else "wrong")
         turn.state.tries += 1
         if turn.state.tries >= self.services.lines["menu"]["max_tries"]:
             if node.type == "collect" and node.get("optional"):
@@ -196,6 +214,7 @@ class Engine:
                 turn.vars.pop("_pending", None)
                 turn.say("collect.skipped")
                 return self.enter(turn, node.get("skip"))
+            turn.note("g")
             giveup = node.get("giveup") or self.flows.lines[turn.state.line].giveup
             if giveup:
                 # The tree says where a caller goes who could not answer here (the town lookup: the
@@ -214,18 +233,21 @@ class Engine:
         # hangs up, or a silent, off-hook phone would loop for ever.
         if hours.is_open("agents") and (person.type == "transfer" or person.id != turn.state.node):
             turn.say("menu.giveup_open")
-            self.person(turn)
+            self.person(turn, why="giveup")
         else:
             number = say_phone(self.services.lines["callback_number"], turn.lang)
             turn.say("menu.giveup_closed", number=number, hours=hours.describe(turn.lang))
+            turn.note("h", "giveup")
             turn.response.hangup()
 
     def apply(self, turn: Turn, node: Node, outcome: Outcome) -> None:
         if outcome.hangup:
+            turn.note("h", "handler")
             turn.response.hangup()
         elif outcome.retry:
             self.fail(turn, node, outcome.retry, **outcome.fields)
         elif outcome.event:
+            turn.note("x", "e:" + outcome.event)
             # The loader checked that `on` maps every event the handler declares.
             self.enter(turn, node.get("on")[outcome.event])
         else:
@@ -247,7 +269,9 @@ class Engine:
         chosen = self._chosen_language(turn.param("Digits"), _norm(turn.param("SpeechResult")))
         if chosen is not None and chosen != turn.lang:
             turn.state.lang = chosen
+            turn.note("l", chosen)
             self._announce(turn, turn.response)
+        turn.note("x", "l:" + chosen if chosen else "default")   # no choice is a choice here, not silence
         self.enter(turn, node.get("next"))
 
     def _chosen_language(self, digits: str, said: str) -> str | None:
@@ -291,6 +315,8 @@ class Engine:
                     for verb in gather.verbs:  # keep what the handler said before moving on
                         turn.response.append(verb)
                     return self.apply(turn, node, outcome)
+            if node.type == "answer" and node.get("counts_as_answer", True):
+                turn.note("a")
         self._say_options(turn, node, gather)
         turn.close_gather(gather)
 
@@ -333,6 +359,8 @@ class Engine:
             if turn.param("SpeechResult"):
                 return self.fail(turn, node, "menu.invalid_speech")
             return self.fail(turn, node, "menu.no_input")
+        if key in GLOBAL_KEYS or any(str(opt["key"]) == key for opt in self.options(turn, node)):
+            turn.note("x", ("k" if turn.param("Digits") else "w") + key)
         if self._global_key(turn, node, key):
             return
         for opt in self.options(turn, node):
@@ -417,6 +445,7 @@ class Engine:
             turn.say_text(closure.text.get(turn.lang) or next(iter(closure.text.values())))
             return self._transfer_options(turn, node, reprompt=False)
         if not hours.is_open(who):
+            turn.note("t", who, turn.why, "closed")
             if "closed" in (node.get("on") or {}):
                 return self.enter(turn, node.get("on")["closed"])   # that node says when people answer
             turn.state.phase = "closed"
@@ -429,6 +458,7 @@ class Engine:
             turn.say(pid, name=name, hours=hours.describe(turn.lang, who), phone=spoken_phone)
             return self._transfer_options(turn, node, reprompt=False)
         turn.state.phase = "dialed"
+        turn.note("t", who, turn.why, "dial")
         turn.say("xfer.connecting" if public else "xfer.connecting.here", name=name, phone=spoken_phone)
         dial = turn.response.dial(action=turn.action_url(), method="POST",
                                   timeout=self.services.lines["dial"]["timeout"])
@@ -450,6 +480,7 @@ class Engine:
     def _input_transfer(self, turn: Turn, node: Node) -> None:
         if turn.state.phase == "dialed":
             status = turn.param("DialCallStatus") or "failed"
+            turn.note("d", self._target(turn, node)[0], status if status in DIAL_STATUSES else "failed")
             if status in ("completed", "answered"):
                 turn.say("xfer.done")
                 turn.response.hangup()
@@ -471,12 +502,14 @@ class Engine:
             return self._transfer_options(turn, node, reprompt=True)
         if key == "2" and turn.state.phase == "failed":
             turn.state.phase = ""
+            turn.why = "again"
             return self._enter_transfer(turn, node)
         if key == "*":
             return self._transfer_options(turn, node, reprompt=True)
         if key == "0" and node.get("to") == "agents":
             # Already the person path: say when people answer instead of looping.
             turn.state.phase = ""
+            turn.why = "zero"
             return self._enter_transfer(turn, node)
         if key in ("0", "9"):
             return self._global_key(turn, node, key)
@@ -549,6 +582,7 @@ class Engine:
         return self._accept(turn, node, said[:200])
 
     def _accept(self, turn: Turn, node: Node, value: str) -> None:
+        turn.note("x", "given")    # never the value: digits and words are the caller's own
         if node.get("handler"):
             return self.apply(turn, node, self.handlers[node.get("handler")](turn, value))
         if node.get("var"):
@@ -569,6 +603,7 @@ class Engine:
             if node.get("skip") and turn.state.tries >= 1:
                 return self.enter(turn, node.get("skip"))   # an optional message: silent twice, go on
             return self.fail(turn, node, "record.none")
+        turn.note("x", "recorded")
         if node.get("handler"):
             return self.apply(turn, node, self.handlers[node.get("handler")](turn, url))
         turn.vars[node.get("var", "recording")] = url
@@ -596,6 +631,7 @@ class Engine:
         for pid in as_list(node.get("prompt")):
             turn.say(pid, number=say_phone(self.services.lines["callback_number"], turn.lang),
                      hours=self.services.hours.describe(turn.lang))
+        turn.note("h", "node")
         turn.response.hangup()
 
     def _input_hangup(self, turn: Turn, node: Node) -> None:

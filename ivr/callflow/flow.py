@@ -47,6 +47,8 @@ FIELDS = {
     "line": "the line a handover continues on, in the same call",
     "home": "where 9 goes from this node (default: the line's `home`)",
     "person": "where 0 goes from this node (default: the line's `person`)",
+    "counts_as_answer": "false: an answer that tells the caller they cannot be helped here (a lock, an "
+                        "outage); call analytics does not count hearing it as self-service",
     "giveup": "where a call goes after 3 tries without a usable answer (default: the line's `giveup`; "
               "without one, a person in open hours, else the hours and goodbye)",
 }
@@ -79,7 +81,7 @@ NODE_TYPES = {
     "menu": _type("`prompt`, then \"For <option>, press <key>.\" for each option", "options",
                   "prompt handler on args"),
     "answer": _type("information said once; then * repeats, 9 main menu, 0 a person, and any `options`", "",
-                    "prompt options handler on args next"),
+                    "prompt options handler on args next counts_as_answer"),
     "transfer": _type("dial `office`, `office_var` or `to: agents` within office hours; else say when; "
                       "`on` may map " + ", ".join(TRANSFER_EVENTS), "",
                       "office office_var to next on"),
@@ -248,6 +250,8 @@ def _check_node(node: Node, flows: FlowSet, prompts: Prompts, handlers: Mapping[
                       ("giveup", "`giveup` (3 tries)")):
         if node.get(key) is not None:
             need_node(node.get(key), what)
+    if node.get("counts_as_answer") not in (None, True, False):
+        errors.append(f"{where}: counts_as_answer must be true or false")
     if node.get("optional") and node.get("skip") is None:
         errors.append(f"{where}: an optional question needs `skip` (where the call goes without an answer)")
     if node.get("handler") is not None and node.get("handler") not in handlers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin
@@ -37,6 +37,10 @@ class Event:
     kind: str           # say, play, input, dial, hangup, end, error, record
     text: str = ""
     attrs: dict = field(default_factory=dict)
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 class CallFailed(AssertionError):
@@ -155,6 +159,32 @@ class Phone:
     @property
     def waiting_for(self) -> str | None:
         return None if self.pending is None else self.pending.tag
+
+    def unmet(self, expect: Sequence[str] = (), end: str | None = None) -> list[str]:
+        """What a scripted call did not do that was expected of it (a synthetic monitoring call):
+        `expect`, words heard in this order (case and spacing aside); `end`, how it ended: `hangup` (the
+        system hung up), `transfer` or `transfer:+1...` (a person dialed), `keys` (every key used and
+        the call still waiting for the caller: the script reached where it meant to)."""
+        problems = [e.text for e in self.events if e.kind == "error"]
+        heard, at = _plain(self.said), 0
+        for text in expect:
+            found = heard.find(_plain(text), at)
+            if found < 0:
+                problems.append(f"never heard {text!r}" + (" (after what was expected before it)" if at else ""))
+            else:
+                at = found + len(_plain(text))
+        if end == "hangup" and not self.hung_up:
+            problems.append("the system did not hang up")
+        elif end is not None and end.startswith("transfer"):
+            number = end.partition(":")[2]
+            if not self.dialed or (number and number not in self.dialed):
+                problems.append(f"no transfer to {number or 'a person'} (dialed: {', '.join(self.dialed) or 'none'})")
+        elif end == "keys":
+            if self.keys:
+                problems.append(f"the call ended with {len(self.keys)} key(s) of the script unused")
+            elif self.hung_up or self.pending is None:
+                problems.append("the call ended before the caller did")
+        return problems
 
     # --- placing the call one step at a time --------------------------------------------------
     def start(self) -> Phone:

@@ -28,8 +28,9 @@ def add_commands(subparsers) -> None:
         description="Starts redis-server, the SDU stub, the system (the Procfile's web: line) and a minimal "
                     "floor app on loopback ports, drives simultaneous signed calls along bench/paths.py, and "
                     "prints and writes (bench/results/*.json) throughput, latency per webhook kind, the ratio "
-                    "to the floor, and Redis memory per active call. About 2 minutes by default; --quick for "
-                    "a smoke run.")
+                    "to the floor, each path against the floor doing the same outside work (the per-path "
+                    "speed targets), and Redis memory per active call. About 6 minutes by default; --quick "
+                    "for a smoke run; --capacity for the most human-paced calls one host holds.")
     try:
         _bench_module().add_arguments(p)
     except RuntimeError as exc:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from ivr.cli import bench, purge
+from ivr.cli import report as report_cli
 from ivr.cli import requests as requests_cli
 from ivr.cli import staff as staff_cli
 
@@ -53,7 +55,20 @@ def cmd_call(args: argparse.Namespace) -> int:
             stop()
             del os.environ["SDU_BASE_URL"]   # that stub is gone: a next call in this process starts its own
             logging.getLogger("werkzeug").setLevel(werkzeug_level)
-    return 1 if any(e.kind == "error" for e in call.events) else 0
+    problems = call.unmet(args.expect or (), args.expect_end)
+    if problems:
+        # One line an operator's monitor can alert on (the transcript above says where it went).
+        print(f"ivr call: the call did not go as expected: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    if args.expect or args.expect_end:
+        print("ivr call: the call went as expected", file=sys.stderr)
+    return 0
+
+
+def _call_end(text: str) -> str:
+    if text in ("hangup", "transfer", "keys") or re.fullmatch(r"transfer:\+\d{8,15}", text):
+        return text
+    raise argparse.ArgumentTypeError("give hangup, transfer, transfer:+1NUMBER or keys")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -72,12 +87,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = settings.from_env()
     # Longer than the worker's blocking read, which would otherwise end in a timeout error.
-    client = store.connect(config["REDIS_URL"], config["IVR_ENV"], socket_timeout=jobs.BLOCK_MS / 1000 + 5)
+    client = store.connect(config, socket_timeout=jobs.BLOCK_MS / 1000 + 5)
     store.check_persistence(client, config)
     worker = jobs.Worker(jobs.JobContext(config, client))
     if args.once:
         worker.start_up()
         print(f"handled {worker.run_once(block_ms=None) + worker.retry_pending()} job(s)")
+        worker.run_periodic()   # the periodic tasks too (the call analytics fold: `ivr report` is current)
         return 0
     worker.run()
     return 0
@@ -110,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "$PUBLIC_BASE_URL, else --url): a production server behind a TLS proxy")
     p.add_argument("--dial-status", default="completed",
                    choices=["completed", "busy", "no-answer", "failed", "canceled"])
+    p.add_argument("--expect", action="append", metavar="TEXT",
+                   help="words the caller must hear, in the order given (repeatable): a synthetic monitoring "
+                        "call exits 1 when one is missing")
+    p.add_argument("--expect-end", metavar="END", type=_call_end,
+                   help="how the call must end: hangup (the system hangs up), transfer or transfer:+1NUMBER "
+                        "(a person is dialed), keys (every key of --keys used, the call still waiting); exit 1 "
+                        "otherwise")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("serve", help="run the development web server (use gunicorn for real)")
@@ -118,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run background jobs (recording downloads, then deleting Twilio's copies)")
-    p.add_argument("--once", action="store_true", help="handle what is queued now, then exit")
+    p.add_argument("--once", action="store_true", help="handle what is queued, run the periodic tasks once, exit")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("tree", help="print a line's call tree and write it as a Mermaid diagram")
@@ -132,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options for the stub (--port)")
     p.set_defaults(func=cmd_sdu_stub)
 
-    for module in (requests_cli, staff_cli, bench, purge):
+    for module in (requests_cli, staff_cli, bench, purge, report_cli):
         module.add_commands(sub)
     return parser
 

@@ -29,9 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 
+from ivr import store
+
+T = TypeVar("T")
 log = logging.getLogger("ivr.published")
 
 PUBLISHED = "ivr:prompts:published"
@@ -149,7 +153,7 @@ class Library:
             pipe.incr(REV)
             return v
 
-        return self.redis.transaction(txn, REV, hkey, value_from_callable=True)
+        return self._replicated(self.redis.transaction(txn, REV, hkey, value_from_callable=True))
 
     def rollback(self, pid: str, lang: str, who: Who, at: datetime, to: int | None = None) -> int:
         """Go back to the version that was live before the current one (or to version `to`; 0 is the
@@ -187,7 +191,7 @@ class Library:
             pipe.incr(REV)
             return target
 
-        return self.redis.transaction(txn, REV, hkey, value_from_callable=True)
+        return self._replicated(self.redis.transaction(txn, REV, hkey, value_from_callable=True))
 
     def set_announcement(self, lines: list[str], lang: str, file: str, until: date | None, who: Who,
                          at: datetime, seq: int | None = None) -> bool:
@@ -224,7 +228,7 @@ class Library:
             pipe.ltrim(ANN_LOG, 0, LOG_KEEP - 1)
             return bool(fresh)
 
-        return self.redis.transaction(txn, REV, ANN_LOG, value_from_callable=True)
+        return self._replicated(self.redis.transaction(txn, REV, ANN_LOG, value_from_callable=True))
 
     def clear_announcement(self, lines: list[str], lang: str, who: Who, at: datetime) -> int:
         """Take the announcement off `lines` in `lang`; return how many there were."""
@@ -239,7 +243,12 @@ class Library:
                                    **who.as_dict()}))
         pipe.ltrim(ANN_LOG, 0, LOG_KEEP - 1)
         pipe.incr(REV)
-        return sum(pipe.execute()[: len(lines)])
+        return self._replicated(sum(pipe.execute()[: len(lines)]))
+
+    def _replicated(self, result: T) -> T:
+        """A change staff are told is live waits for a replica first, as a request does (store.replicated)."""
+        store.replicated(self.redis, "published prompt")
+        return result
 
     def announcement_log(self, n: int = 20) -> list[dict]:
         return [_load(x) for x in self.redis.lrange(ANN_LOG, 0, n - 1)]

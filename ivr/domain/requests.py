@@ -39,6 +39,7 @@ from typing import NoReturn
 
 import redis
 
+from ivr import store
 from ivr.jobs import queue as jobs
 from ivr.sealing import TOKEN, Sealer
 
@@ -585,11 +586,21 @@ class RequestStore:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
 
     def _sync(self) -> None:
-        """Wait until Redis has fsynced the write to its AOF, where the server can tell us."""
+        """Wait until Redis has fsynced the write to its AOF, where the server can tell us, and until one
+        replica has it, where there are replicas (store.replicated: logged and counted when none does)."""
+        self._fsync()
+        store.replicated(self.redis, "inmate request")
+
+    def _fsync(self) -> None:
         if self._waitaof is False:
             return
         try:
-            local, _ = self.redis.execute_command("WAITAOF", 1, 0, 2000)
+            # After a write of its own on the same connection: WAITAOF counts what that connection wrote,
+            # and a pooled connection need not be the one the request was written on (store.MARK_KEY).
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(store.MARK_KEY, "1", px=60_000)
+            pipe.execute_command("WAITAOF", 1, 0, 2000)
+            local, _ = pipe.execute()[1]
         except redis.ResponseError as exc:
             # Redis < 7.2 has no WAITAOF, and it refuses one when AOF is off: durability then rests
             # on the server's appendfsync setting (see the module doc).

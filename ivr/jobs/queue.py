@@ -15,6 +15,7 @@ import redis
 STREAM = "ivr:jobs"
 DEAD = "ivr:jobs:dead"
 GROUP = "workers"
+HEARTBEAT = "ivr:worker:heartbeat"   # unix time of a worker's last round (/metrics reads it)
 HANDLERS: dict[str, Callable[[dict, JobContext], None]] = {}
 STARTUP: list[Callable[[JobContext], None]] = []     # run once when a worker starts (data upgrades)
 PERIODIC: list[Callable[[JobContext], None]] = []    # run by each worker every PERIODIC_S (each decides if due)

@@ -15,11 +15,12 @@ from collections.abc import Callable
 
 import redis
 
-from ivr.jobs import prompts, recordings, retention  # noqa: F401  (the jobs: importing registers them)
+from ivr.jobs import analytics, prompts, recordings, retention  # noqa: F401  (the jobs: importing registers them)
 from ivr.jobs.queue import (  # noqa: F401  (the queue's names, for the worker's users)
     DEAD,
     GROUP,
     HANDLERS,
+    HEARTBEAT,
     PERIODIC,
     STARTUP,
     STREAM,
@@ -171,6 +172,14 @@ class Worker:
             if down_since is not None:
                 log.info("Redis answers again after %.0f s", time.monotonic() - down_since)
                 down_since = None
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """When this worker last went round its loop, for /metrics (an alert when every worker is silent)."""
+        try:
+            self.ctx.redis.set(HEARTBEAT, int(time.time()), ex=7 * 86400)
+        except redis.RedisError:
+            pass   # the next round says so if Redis stays away
 
     def _fit_block(self, block_ms: int) -> int:
         """A blocking read that outlives the client's socket timeout ends in a timeout error: an idle

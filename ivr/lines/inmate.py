@@ -158,6 +158,7 @@ def inm_open_request(turn, value: str) -> Outcome:
         return _stored_failed(turn, exc)
     log.info("call %s: request %s for inmate %s", turn.state.sid[-6:], ref, mask_digits(value))
     turn.vars["inm_ref"] = ref
+    turn.note("r", "inmate")    # the call leaves a request (call analytics: request_left)
     return Outcome(event="stored_facility_known" if known_facility else "stored")
 
 

@@ -81,6 +81,7 @@ def identify(turn, value: str | None) -> Outcome:
     if turn.vars.get("ident_blocked"):
         return Outcome(event="tries_used_up")
     if _guard(turn).locked(None):
+        turn.note("i", "locked")
         return _locked(turn, "caller")
     return Outcome(event="not_identified")
 
@@ -110,7 +111,10 @@ def check_locks(turn, value: str | None) -> Outcome:
     if case is None:
         return Outcome(event="no_case")
     kind = _guard(turn).locked(case)
-    return _locked(turn, kind) if kind else Outcome(event="not_locked")
+    if kind:
+        turn.note("i", "locked")    # identification refused before the PIN is asked for
+        return _locked(turn, kind)
+    return Outcome(event="not_locked")
 
 
 @handler("pay_pin_entered",
@@ -126,6 +130,7 @@ def pin_entered(turn, pin: str) -> Outcome:
     guard = _guard(turn)
     kind = guard.reserve(case)  # it reads both locks too, in its one round trip
     if kind:
+        turn.note("i", "locked")
         return _locked(turn, kind)
     sdu = turn.services.sdu
     try:
@@ -134,6 +139,7 @@ def pin_entered(turn, pin: str) -> Outcome:
         with sdu.budget_scope():
             result = sdu.verify_pin(case, pin)
     except SDULocked:
+        turn.note("i", "locked")
         guard.give_back(case)
         log.warning("payments: call %s: the SDU has locked case %s", _sid(turn), mask_digits(case))
         return _locked(turn, "sdu")
@@ -141,20 +147,24 @@ def pin_entered(turn, pin: str) -> Outcome:
         # The SDU may have checked the PIN and counted it wrong: it stays counted for the case (not for
         # the caller number, nor as one of the call's tries: the caller did nothing wrong).
         guard.give_back(case, case_too=False)
+        turn.note("i", "sdu_down")
         log.warning("payments: call %s: PIN check not answered (counted for the case): %s", _sid(turn), exc)
         return Outcome(event="sdu_down")
     except SDUError as exc:
         guard.give_back(case)
+        turn.note("i", "sdu_down")
         log.warning("payments: call %s: PIN check not possible: %s", _sid(turn), exc)
         return Outcome(event="sdu_down")
     if result.match:
         guard.give_back(case, right_pin=True)
+        turn.note("i", "success")
         turn.vars["role"] = result.role
         turn.vars.pop("pin_fails", None)
         # The caller chose a language at the start (or on the call center line): that choice wins
         # over the SDU's preferred_language.
         log.info("payments: call %s identified as %s of case %s", _sid(turn), result.role, mask_digits(case))
         return Outcome(event="identified")
+    turn.note("i", "wrong_pin")   # counted once, whether or not it also ends identification or locks
     fails = int(turn.vars.get("pin_fails", 0)) + 1
     turn.vars["pin_fails"] = fails
     log.info("payments: call %s: wrong PIN for case %s (%d in this call, %d for the case, %s from %s)",

@@ -145,6 +145,7 @@ def staff_pin(turn: Turn, value: str) -> Outcome:
         turn.say("st.hello", name=staff.name)
         return Outcome(event="identified")
     log.warning("staff line: sign-in failed for staff ID %s (%s)", mask_digits(staff_id), result.value)
+    turn.note("p", "staff")   # a failed sign-in: /metrics counts them (PIN guessing)
     if result in (Login.LOCKED, Login.LOCKED_PHONE):
         withheld = result is Login.LOCKED_PHONE and caller == ANONYMOUS
         turn.say("st.login.locked_withheld" if withheld else "st.login.locked")

@@ -1,7 +1,9 @@
 """The one client of the SDU API (`contract.yaml`).
 
 Every public call:
-- fails fast with `SDUUnavailable` while the circuit breaker is open (no network at all);
+- fails fast with `SDUUnavailable` while the circuit breaker is open (no network at all), and when
+  `max_concurrent` lookups of this process are already waiting on the SDU: a slow SDU then holds at
+  most that many of the web threads, and the other lines' webhooks keep the rest (bench/RESULTS.md);
 - finishes within a time budget (default 2.5 s, the most a caller should wait on a webhook), counting
   connect/read timeouts, retries and `Retry-After` waits; the budget can be shared by several calls
   of one webhook with `budget_scope()`;
@@ -316,6 +318,8 @@ class SDUClient:
         retries: int = 2,
         breaker_threshold: int = 3,
         breaker_reset: float = 30.0,
+        max_concurrent: int = 2,
+        slot_wait: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -328,6 +332,17 @@ class SDUClient:
         self._clock = clock
         self._sleep = sleep
         self.breaker = CircuitBreaker(breaker_threshold, breaker_reset, clock)
+        # Lookups in flight at once in this process. A lookup waits for a slot only `slot_wait`: long
+        # enough for a healthy SDU's lookup (a few ms) to give one back, too short for a thread that
+        # waits to be missed by the callers of the other lines.
+        self.max_concurrent = max_concurrent
+        self.slot_wait = slot_wait
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._busy_lock = threading.Lock()
+        self.refused_busy = 0     # lookups refused because every slot was taken (a counter for /metrics)
+        # Told of every lookup, (op, answered, breaker state) with no case number: metrics and call
+        # analytics (wired by ivr/app.py); None: nobody listens.
+        self.observer: Callable[[str, bool, str], None] | None = None
         if session is None:
             session = requests.Session()
             # Retries are ours (they must respect the budget), so the adapter never retries.
@@ -484,21 +499,35 @@ class SDUClient:
         json: Mapping[str, Any] | None = None,
         idempotent: bool,
     ) -> dict[str, Any]:
-        """One logical call: breaker, budget, retries, status mapping and contract validation."""
-        deadline = self._deadline()
-        self.breaker.acquire()
+        """One logical call: slot, breaker, budget, retries, status mapping and contract validation."""
+        if not self._slots.acquire(timeout=self.slot_wait):
+            with self._busy_lock:
+                self.refused_busy += 1
+                refused = self.refused_busy
+            log.warning("SDU %s refused: all %d SDU slots of this process are waiting on the SDU (%d refused "
+                        "since start)", op, self.max_concurrent, refused)
+            if self.observer is not None:
+                self.observer(op, False, self.breaker.state)
+            raise SDUUnavailable(f"SDU {op}: every one of the {self.max_concurrent} SDU slots is in use")
         ok = False
         try:
-            body = self._attempts(op, method, path, case_number, params, json, idempotent, deadline)
-            ok = True
-            return body
-        except SDUUnavailable:
-            raise
-        except SDUError:
-            ok = True  # 400/404/423: the SDU is up and answered
-            raise
+            deadline = self._deadline()
+            self.breaker.acquire()
+            try:
+                body = self._attempts(op, method, path, case_number, params, json, idempotent, deadline)
+                ok = True
+                return body
+            except SDUUnavailable:
+                raise
+            except SDUError:
+                ok = True  # 400/404/423: the SDU is up and answered
+                raise
+            finally:
+                self.breaker.release(ok)
         finally:
-            self.breaker.release(ok)
+            self._slots.release()
+            if self.observer is not None:
+                self.observer(op, ok, self.breaker.state)
 
     def _attempts(
         self,
@@ -624,4 +653,5 @@ def client_from_env(config: Mapping[str, Any]) -> SDUClient:
         raise ValueError("SDU_BASE_URL and SDU_API_KEY must be set in production")
     if production and api_key == DEV_API_KEY:
         raise ValueError("the development SDU key is refused in production")
-    return SDUClient(base_url or DEV_BASE_URL, api_key or DEV_API_KEY)
+    return SDUClient(base_url or DEV_BASE_URL, api_key or DEV_API_KEY,
+                     max_concurrent=int(config.get("SDU_MAX_CONCURRENT", 2)))

@@ -6,16 +6,19 @@ import hashlib
 import logging
 import time
 import xml.etree.ElementTree as ET
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import phonenumbers
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from twilio.twiml.voice_response import VoiceResponse
 
+from ivr import store
+from ivr.callflow import calllog
 from ivr.callflow.callstate import CallState
 from ivr.callflow.engine import Turn
 from ivr.redact import mask_phone, printable
+from ivr.web import metrics
 from ivr.web.signature import signed
 
 bp = Blueprint("voice", __name__)
@@ -86,13 +89,31 @@ def _load(rt, sid: str) -> tuple[CallState | None, Response | None]:
     try:
         state, extra = rt.store.load(sid, rt.extra_keys)
     except redis.RedisError as exc:
+        metrics.REDIS_ERRORS.labels("load").inc()
         log.error("Redis unavailable on %s: %s", request.path, exc)
         return None, twiml(rt.fallback_response())
     rt.refresh(extra)
     return state, None
 
 
+def timed(kind: str):
+    """The webhook's latency, in /metrics' histogram for `kind` (signature checks included)."""
+    histogram = metrics.WEBHOOK_SECONDS.labels(kind)
+
+    def wrap(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return view(*args, **kwargs)
+            finally:
+                histogram.observe(time.perf_counter() - started)
+        return wrapper
+    return wrap
+
+
 @bp.post("/voice")
+@timed("voice")
 @signed
 def voice():
     rt = runtime()
@@ -112,6 +133,7 @@ def voice():
 
 
 @bp.post("/voice/step")
+@timed("step")
 @signed
 def step():
     rt = runtime()
@@ -132,6 +154,7 @@ def step():
         state = CallState(sid=sid, line=line_for(request.form.get("To", "")), lang=rt.prompts.default, new=True)
 
         def lost(turn):
+            turn.note("lost")
             turn.say("sys.state_lost")
             return rt.engine.start(turn)
         return _answer(rt, state, lost)
@@ -159,25 +182,37 @@ def _answer(rt, state: CallState, run) -> Response:
             log.exception("error recovering call %s", state.sid[-6:])
             return twiml(rt.fallback_response())
     body = render(response)
+    # This step's call events ride the state's own write (ivr/callflow/calllog.py): no round trip more.
+    events = turn.log.entry(rt.call_tag(state.sid), state.seq, rt.hours.now().timestamp())
     state.seq += 1
     state.remember_response(body, rt.sealer)
     state.token = retry_digest(state.ended)
     try:
-        rt.store.save(state)
+        rt.store.save(state, events)
     except redis.RedisError as exc:
+        metrics.REDIS_ERRORS.labels("save").inc()
         log.error("Redis unavailable saving call %s: %s", state.sid[-6:], exc)
         return twiml(rt.fallback_response())
+    metrics.observe_turn(turn.log)
     return twiml(body)
 
 
 @bp.post("/voice/status")
+@timed("status")
 @signed
 def status():
     rt = runtime()
     sid = request.form.get("CallSid", "")[:64]
     try:
-        first = rt.store.end(sid) if sid else True
+        # A repeated callback adds its end event again: the worker's fold counts a call's end once. A
+        # callback for a call still going (ringing, in-progress: if more events were asked of Twilio)
+        # ends nothing in the figures.
+        call_status = request.form.get("CallStatus", "")
+        events = calllog.end_entry(rt.call_tag(sid), rt.hours.now().timestamp(), call_status,
+                                   request.form.get("CallDuration")) if call_status in calllog.END_STATUSES else None
+        first = rt.store.end(sid, events=events) if sid else True
     except redis.RedisError as exc:
+        metrics.REDIS_ERRORS.labels("status").inc()
         log.error("Redis unavailable on /voice/status: %s", exc)
         first = True
     if first:   # a retry (Twilio's, or a copy) changes nothing, and is not logged twice either
@@ -187,6 +222,7 @@ def status():
 
 
 @bp.post("/voice/fallback")
+@timed("fallback")
 @signed
 def fallback():
     # Twilio calls this when a webhook failed (a worker killed mid-request, a timeout): when the call's
@@ -211,4 +247,6 @@ def health():
     status = rt.health.status()
     breaker = rt.services.sdu.breaker.state
     age = round(time.monotonic() - status.at, 1) if status.at else None
-    return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age), 200
+    # Writes no replica acknowledged in time (store.replicated): the process is up, and the operator sees it.
+    return jsonify(status="ok", **status.checks, sdu_breaker=breaker, checked_seconds_ago=age,
+                   replication=store.REPLICATION.snapshot()), 200

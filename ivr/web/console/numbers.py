@@ -19,7 +19,7 @@ import redis
 from flask import current_app, render_template, request
 
 from ivr.callflow.callstate import ENDED, KEY
-from ivr.jobs.worker import DEAD, GROUP, STREAM
+from ivr.jobs.queue import DEAD, GROUP, STREAM
 from ivr.web.console import bp
 from ivr.web.console.auth import now, services
 

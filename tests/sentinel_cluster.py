@@ -1,0 +1,141 @@
+"""A private Redis master, its replicas and three Sentinels on free loopback ports, for failover tests.
+
+    with SentinelCluster(tmp_path) as cluster:
+        env = cluster.env(db=15)          # REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_URL
+        cluster.kill_master()             # kill -9; cluster.wait_failover() returns the new master's port
+
+Every process is started here and stopped by its own pid; nothing touches the shared test Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.redis_server import free_port
+
+NAME = "ivrtest"
+DOWN_AFTER_MS = 1000
+
+
+class SentinelCluster:
+    def __init__(self, directory: Path, replicas: int = 2, sentinels: int = 3) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.skip("redis-server is not installed")
+        self.dir = Path(directory)
+        self.ports = [free_port() for _ in range(1 + replicas)]     # the first starts as master
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.master_port = self.ports[0]
+
+    # --- processes ---
+    def _start(self, port: int, args: list[str]) -> None:
+        folder = self.dir / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.procs[port] = subprocess.Popen([self.binary, *args], cwd=folder, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+
+    def start(self) -> SentinelCluster:
+        for port in self.ports:
+            args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                    "--appendfsync", "always", "--dir", str(self.dir / str(port)), "--loglevel", "warning",
+                    "--logfile", "redis.log"]
+            if port != self.master_port:
+                args += ["--replicaof", "127.0.0.1", str(self.master_port)]
+            self._start(port, args)
+        for port in self.sentinel_ports:
+            folder = self.dir / str(port)
+            folder.mkdir(parents=True, exist_ok=True)
+            conf = folder / "sentinel.conf"
+            conf.write_text("\n".join([
+                f"port {port}", "bind 127.0.0.1", f"dir {folder}", "logfile sentinel.log",
+                f"sentinel monitor {NAME} 127.0.0.1 {self.master_port} 2",
+                f"sentinel down-after-milliseconds {NAME} {DOWN_AFTER_MS}",
+                f"sentinel failover-timeout {NAME} 4000",
+                f"sentinel parallel-syncs {NAME} 2", ""]))
+            self._start(port, [str(conf), "--sentinel"])
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Replicas in sync, and every Sentinel knowing the replicas and the other Sentinels (without
+        those, a failover finds no majority to elect its leader)."""
+        deadline = time.monotonic() + timeout
+        want_replicas, want_others = len(self.ports) - 1, len(self.sentinel_ports) - 1
+        while True:
+            try:
+                master = self.client(self.master_port)
+                up = int(master.info("replication").get("connected_slaves", 0)) == want_replicas
+                for port in self.sentinel_ports:
+                    s = self.client(port)
+                    up = up and len(s.sentinel_slaves(NAME)) == want_replicas \
+                        and len(s.sentinel_sentinels(NAME)) == want_others
+                if up:
+                    return
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Sentinel cluster did not get ready in {timeout:.0f}s (logs: {self.dir})")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+
+    def __enter__(self) -> SentinelCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- what a test does ---
+    @staticmethod
+    def client(port: int, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, db=db, socket_timeout=2, socket_connect_timeout=1)
+
+    def env(self, db: int) -> dict[str, str]:
+        # REDIS_URL names a port nothing listens on: with Sentinel only its database number counts.
+        return {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
+                "REDIS_SENTINEL_MASTER": NAME, "REDIS_URL": f"redis://127.0.0.1:1/{db}"}
+
+    def kill_master(self) -> int:
+        """kill -9 the current master; its port."""
+        port = self.master_port
+        os.kill(self.procs[port].pid, signal.SIGKILL)
+        self.procs[port].wait(5)
+        return port
+
+    def pause(self, port: int) -> None:
+        os.kill(self.procs[port].pid, signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        os.kill(self.procs[port].pid, signal.SIGCONT)
+
+    def wait_failover(self, old: int, timeout: float = 30) -> float:
+        """Seconds until the Sentinels name a master other than `old` and it answers as master."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            with contextlib.suppress(redis.RedisError, TypeError):
+                _, port = self.client(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(NAME)
+                if int(port) != old and self.client(int(port)).info("replication")["role"] == "master":
+                    self.master_port = int(port)
+                    return time.monotonic() - started
+            time.sleep(0.1)
+        raise RuntimeError(f"no failover within {timeout:.0f}s (logs: {self.dir})")
