@@ -18,6 +18,7 @@ from ivr.callflow.callstate import CallStore
 from ivr.callflow.engine import Engine
 from ivr.callflow.prompts import Prompts
 from ivr.callflow.speech import say_phone
+from ivr.domain import closures, hours_edits
 from ivr.domain.callbacks import CallbackStore
 from ivr.domain.callbacks import load_settings as load_callback_settings
 from ivr.domain.directory import Directory, DirectoryError, parse_phone
@@ -77,7 +78,9 @@ class Runtime:
             callbacks=CallbackStore(self.redis, self.sealer, self.hours, callback_settings, clock=self.hours.now),
             callback_settings=callback_settings,
             texts=TextStore(self.redis, self.sealer, clock=self.hours.now),
-            sms=sms_config(config))
+            sms=sms_config(config),
+            closures=closures.Closures(self.redis, self.hours.now),
+            hours_edits=hours_edits.HoursEdits(self.redis, self.hours))
         if self.services.sdu is not None:
             self.services.sdu.observer = _sdu_observer
         staff.check_flows(self.flows)
@@ -85,8 +88,9 @@ class Runtime:
         self.engine = Engine(self.flows, self.services, handlers)
         self.health = HealthCache({"redis": self._redis_ok, "sdu": self._sdu_ok},
                                   ttl=float(config.get("HEALTH_TTL", 5.0)))
-        # Read in the same round trip as each call's state: the published prompts' revision.
-        self.extra_keys: tuple[str, ...] = (REV,)
+        # Read in the same round trip as each call's state: the revisions of the published prompts, the
+        # closures and the hours edited in the console.
+        self.extra_keys: tuple[str, ...] = (REV, closures.REV, hours_edits.REV)
         # What /metrics reads of the job queue (the web layer knows no jobs: ivr/web/metrics.py).
         self.queue_keys = {"jobs": queue.STREAM, "dead": queue.DEAD, "heartbeat": queue.HEARTBEAT}
 
@@ -113,6 +117,8 @@ class Runtime:
 
     def refresh(self, values: list) -> None:
         self.services.published.refresh(values[0])
+        self.services.closures.refresh(values[1])
+        self.services.hours_edits.refresh(values[2])
 
     def fallback_response(self) -> VoiceResponse:
         """What a caller hears when Redis (or anything else) is down: no state, no SDU needed."""
@@ -192,9 +198,18 @@ def create_app(overrides: Mapping | None = None, *, clock: Callable[[], datetime
     limits.install(app)
     app.extensions["ivr"] = Runtime(config, clock=clock, redis_client=redis_client)
     store.check_persistence(app.extensions["ivr"].redis, config)
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(audio.bp)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(sms.bp)
-    app.register_blueprint(callnow.bp)
+    # IVR_SERVE: "all" (default), "webhooks" (the public host) or "console" (an internal host): the same
+    # code, so an operator can keep the console off the host Twilio reaches.
+    serve = config.get("SERVE", "all")
+    if serve in ("all", "webhooks"):
+        app.register_blueprint(webhooks.bp)
+        app.register_blueprint(audio.bp)
+        app.register_blueprint(sms.bp)
+        app.register_blueprint(callnow.bp)
+    else:
+        app.add_url_rule("/health", "health", webhooks.health)    # the load balancer's, on every host
+    if serve in ("all", "console"):
+        from ivr.web import console
+        console.install(app)
+    app.register_blueprint(metrics.bp)      # its own allowlist (IVR_METRICS_ALLOW), on every host
     return app

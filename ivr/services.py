@@ -10,9 +10,11 @@ import redis
 
 from ivr.callflow.prompts import Prompts
 from ivr.domain.callbacks import CallbackSettings, CallbackStore
+from ivr.domain.closures import Closures
 from ivr.domain.directory import Directory
 from ivr.domain.facilities import Facilities
 from ivr.domain.hours import Hours
+from ivr.domain.hours_edits import HoursEdits
 from ivr.domain.payline import PaySettings
 from ivr.domain.published import Library
 from ivr.domain.requests import RequestStore
@@ -44,3 +46,5 @@ class Services:
     callback_settings: CallbackSettings   # config/callbacks.yaml: caps, expiry
     texts: TextStore              # texts callers asked for: consent, opt-outs
     sms: SmsConfig                # IVR_SMS_FROM: texts are offered only when it is set
+    closures: Closures            # emergency closures set in the console, obeyed from the next webhook
+    hours_edits: HoursEdits       # office hours and holidays edited in the console, applied to `hours`

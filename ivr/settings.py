@@ -78,7 +78,31 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "ANALYTICS_KEEP_MONTHS": _whole(env, "IVR_ANALYTICS_KEEP_MONTHS", 25, at_least=1),
         "ANALYTICS_MAX_EVENTS": _whole(env, "IVR_ANALYTICS_MAX_EVENTS", 2_000_000, at_least=10_000),
         "METRICS_ALLOW": metrics_allow(env.get("IVR_METRICS_ALLOW", "")),
+        **console_settings(env),
     }
+
+
+SERVE_CHOICES = ("all", "webhooks", "console")
+
+
+def console_settings(env: Mapping[str, str]) -> dict:
+    """The staff console's settings (ivr/web/console/): what this process serves, the password pepper,
+    the idle timeout, the proxies in front (for the sign-in throttle's client address), and (development
+    over plain http only) cookies without the Secure flag."""
+    serve = env.get("IVR_SERVE", "all").strip() or "all"
+    if serve not in SERVE_CHOICES:
+        raise ConfigError(f"IVR_SERVE must be {', '.join(SERVE_CHOICES)}, not {serve!r}")
+    raw = env.get("IVR_CONSOLE_IDLE_MINUTES", "15").strip() or "15"
+    if not raw.isdigit() or not 1 <= int(raw) <= 480:
+        raise ConfigError(f"IVR_CONSOLE_IDLE_MINUTES must be a whole number of minutes from 1 to 480, not {raw!r}")
+    insecure = _flag(env, "IVR_CONSOLE_INSECURE_COOKIE", "0")
+    hops = env.get("IVR_CONSOLE_PROXY_HOPS", "0").strip() or "0"
+    if not hops.isdigit() or int(hops) > 5:
+        raise ConfigError(f"IVR_CONSOLE_PROXY_HOPS must be the number of proxies in front, 0 to 5, not {hops!r}")
+    return {"SERVE": serve, "CONSOLE_IDLE_MINUTES": int(raw), "CONSOLE_COOKIE_SECURE": not insecure,
+            "CONSOLE_PROXY_HOPS": int(hops),
+            # "" derives the console password pepper from IVR_SECRET_KEY (ivr/domain/accounts.py).
+            "IVR_PASSWORD_PEPPER": env.get("IVR_PASSWORD_PEPPER", "")}
 
 
 def check_production(env: Mapping[str, str]) -> None:
@@ -118,9 +142,13 @@ def check_production(env: Mapping[str, str]) -> None:
     sdu = urlsplit(env.get("SDU_BASE_URL", "").strip())
     if env.get("SDU_BASE_URL", "").strip() and (sdu.scheme != "https" or not sdu.hostname):
         problems.append("SDU_BASE_URL must be an https:// URL when IVR_ENV=production (PINs go to it)")
-    pepper = env.get("IVR_PIN_PEPPER", "")
-    if pepper and len(pepper) < MIN_SECRET_LENGTH:
-        problems.append(f"IVR_PIN_PEPPER must be at least {MIN_SECRET_LENGTH} characters when IVR_ENV=production")
+    if env.get("IVR_CONSOLE_INSECURE_COOKIE", "0") != "0":
+        problems.append("IVR_CONSOLE_INSECURE_COOKIE is refused when IVR_ENV=production (console sessions go "
+                        "over https only)")
+    for name in ("IVR_PIN_PEPPER", "IVR_PASSWORD_PEPPER"):
+        pepper = env.get(name, "")
+        if pepper and len(pepper) < MIN_SECRET_LENGTH:
+            problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters when IVR_ENV=production")
     if env.get("DATA_DIR") and not env.get("IVR_DATA_DIR"):
         problems.append("DATA_DIR is not read: set IVR_DATA_DIR to the shared volume for recordings")
     if problems:

@@ -152,6 +152,7 @@ def test_a_by_that_is_no_enabled_staff_account_is_refused(store, staff, redis_cl
     assert store.get(ref)["status"] == "open"
 
 
+
 def test_by_is_required(store, staff):
     with pytest.raises(SystemExit) as exc:
         main(["requests", "take", new(store)])

@@ -369,7 +369,10 @@ class Engine:
         return None
 
     def _announce(self, turn: Turn, target) -> None:
-        """Announcements staff posted for the start of this line, in the caller's language, if any."""
+        """An emergency closure of this line, then announcements staff posted for its start, in the
+        caller's language, if any."""
+        for closure in self.services.closures.for_line(turn.state.line):
+            turn.say_text(closure.text.get(turn.lang) or next(iter(closure.text.values())), target)
         announcements = self.services.published.announcements(turn.state.line, turn.lang)
         for spoken in announcements:
             turn.say_text(spoken.text, target, audio=spoken.audio)
@@ -559,6 +562,12 @@ class Engine:
             turn.state.phase = "failed"
         if turn.state.phase in ("closed", "failed", "done"):    # never dial twice on a repeat
             return self._transfer_options(turn, node, reprompt)
+        closure = self.services.closures.for_transfer(turn.state.line, who)
+        if closure is not None:
+            # An emergency closure (the console) replaces every transfer to `who` by its message.
+            turn.state.phase = "closed"
+            turn.say_text(closure.text.get(turn.lang) or next(iter(closure.text.values())))
+            return self._transfer_options(turn, node, reprompt=False)
         if not hours.is_open(who):
             turn.note("t", who, turn.why, "closed")
             if "closed" in (node.get("on") or {}):

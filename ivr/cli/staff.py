@@ -16,10 +16,12 @@ import redis
 from ivr import settings, store
 from ivr.callflow.prompts import PromptError, Prompts, load_languages
 from ivr.callflow.speech import CT_TZ
+from ivr.domain.accounts import PASSWORD_MIN, ROLES, Accounts, check_password, password_pepper
 from ivr.domain.directory import ANONYMOUS, caller_id
 from ivr.domain.published import ANN_LINES, Library, NothingToRollBack, Who
 from ivr.domain.staffdb import PIN_MIN, StaffDB, StaffError, check_id, pepper_for
 from ivr.redact import mask_phone
+from ivr.sealing import Sealer
 
 
 class CliError(Exception):
@@ -34,8 +36,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("add", help="add a staff member (asks for the PIN)")
     p.add_argument("staff_id", metavar="ID", help="the staff ID keyed on the phone: 3 to 10 digits")
     p.add_argument("--name", required=True, help="the staff member's name (said when they sign in)")
+    p.add_argument("--role", choices=ROLES, default="caseworker",
+                   help="what they may do in the staff console (default: caseworker)")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input (scripts)")
     p.set_defaults(func=_run(cmd_staff_add))
+    p = ssub.add_parser("set-password", help="set the console password (asks for it); a supervisor's first one "
+                                             "also sets up their authenticator app")
+    p.add_argument("staff_id", metavar="ID")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input, one line (scripts)")
+    p.add_argument("--new-totp", action="store_true",
+                   help="a new authenticator secret for a supervisor (a lost phone): shown once")
+    p.set_defaults(func=_run(cmd_staff_set_password))
+    p = ssub.add_parser("unlock-console", help="end a console account's lock after wrong passwords")
+    p.add_argument("staff_id", metavar="ID")
+    p.set_defaults(func=_run(cmd_staff_unlock_console))
     p = ssub.add_parser("reset-pin", help="set a new PIN (asks for it); also ends the ID's lock and its phones' locks")
     p.add_argument("staff_id", metavar="ID")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input (scripts)")
@@ -126,8 +141,56 @@ def cmd_staff_add(args: argparse.Namespace) -> int:
     if db.get(staff_id) is not None:
         raise CliError(f"staff ID {staff_id} already exists; use `ivr staff reset-pin {staff_id}`", 1)
     staff = db.add(staff_id, args.name, _read_pin(args, staff_id), _now())
-    print(f"added staff ID {staff.id} ({staff.name}); they can sign in on the staff line now")
+    if args.role != "caseworker":
+        _accounts(_config()).set_role(staff.id, args.role)
+    print(f"added staff ID {staff.id} ({staff.name}, {args.role}); they can sign in on the staff line now, "
+          f"and in the console once `ivr staff set-password {staff.id}` has given them a password")
     return 0
+
+
+def _accounts(config: dict) -> Accounts:
+    return Accounts(_redis(config), password_pepper(config), Sealer.from_config(config))
+
+
+def _read_password(args: argparse.Namespace, staff_id: str) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to ask for the password on; use --password-stdin")
+    password = getpass.getpass(f"Console password for staff ID {staff_id} (at least {PASSWORD_MIN} characters): ")
+    check_password(password, staff_id)
+    if getpass.getpass("The same password again: ") != password:
+        raise CliError("the two passwords differ; nothing was changed")
+    return password
+
+
+def cmd_staff_set_password(args: argparse.Namespace) -> int:
+    staff_id = check_id(args.staff_id)
+    accounts = _accounts(_config())
+    account = accounts.get(staff_id)
+    if account is None:
+        raise CliError(f"there is no staff ID {staff_id}; add it with `ivr staff add`", 1)
+    if args.new_totp and not account.supervisor:
+        raise CliError(f"staff ID {staff_id} is a caseworker: only supervisors use an authenticator app")
+    accounts.set_password(staff_id, _read_password(args, staff_id), _now())
+    print(f"console password set for staff ID {staff_id} ({account.name}); any console lock is ended")
+    if account.supervisor and (args.new_totp or not account.has_totp):
+        secret, uri = accounts.new_totp(staff_id)
+        # Shown this once: the person adds it to their authenticator app now (it is kept only sealed).
+        print("Supervisors also give a code from an authenticator app. Add this account to theirs now "
+              "(it is not shown again):")
+        print(f"  secret: {secret}")
+        print(f"  or the link (as a QR code): {uri}")
+    return 0
+
+
+def cmd_staff_unlock_console(args: argparse.Namespace) -> int:
+    staff_id = check_id(args.staff_id)
+    if _accounts(_config()).unlock(staff_id):
+        print(f"staff ID {staff_id} can sign in to the console again")
+        return 0
+    print(f"staff ID {staff_id} was not locked: nothing changed")
+    return 1
 
 
 def cmd_staff_reset(args: argparse.Namespace) -> int:
@@ -160,11 +223,20 @@ def cmd_staff_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_staff_list(args: argparse.Namespace) -> int:
-    db = _db(_config())
+    config = _config()
+    db = _db(config)
+    console = _accounts(config)
     now = _now()
     accounts = db.all()
     for s in accounts:
         flags = ["disabled"] if s.disabled else []
+        account = console.get(s.id)
+        if account is not None and account.supervisor:     # caseworker, the default, goes unsaid
+            flags.append("supervisor")
+            if account.has_password and not account.has_totp:
+                flags.append("no authenticator: `ivr staff set-password --new-totp`")
+        if console.locked_until(s.id, now):
+            flags.append("console locked: `ivr staff unlock-console`")
         until = db.locked_until(s.id, now)
         if until:
             flags.append(f"locked until {until:%Y-%m-%d %H:%M} for phones it has not signed in from")

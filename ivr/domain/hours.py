@@ -37,6 +37,8 @@ class Hours:
         self.closures = closures
         self.clock = clock or (lambda: datetime.now(self.zone))
         self._described: dict[tuple[str, str], str] = {}
+        # As config/hours.yaml has them: what the console's edits (`edited`) apply on top of.
+        self._file = (dict(overrides), set(holiday_names), set(closures))
         if languages is None:
             from ivr.callflow.prompts import bundled_languages
             languages = bundled_languages()
@@ -51,7 +53,7 @@ class Hours:
             return Schedule(tuple(DAYS.index(x) for x in d["days"]),
                             time.fromisoformat(d["open"]), time.fromisoformat(d["close"]))
 
-        known = set(holidays.US(subdiv="CT", years=2026).values())
+        known = holiday_choices()
         names = set(cfg.get("holidays", []))
         unknown = names - known
         if unknown:
@@ -59,6 +61,16 @@ class Hours:
         return cls(ZoneInfo(cfg.get("timezone", "America/New_York")), schedule(cfg["default"]),
                    {k: schedule(v) for k, v in (cfg.get("overrides") or {}).items()},
                    names, {date.fromisoformat(str(d)) for d in cfg.get("closures") or []}, clock, languages)
+
+    def edited(self, overrides: Mapping[str, Schedule], holiday_names: set[str] | None,
+               closures: set[date]) -> None:
+        """Apply what staff changed in the console (ivr/domain/hours_edits.py) on top of the file: a
+        schedule per office or for the agents, which holidays close, and extra closed days."""
+        file_overrides, file_names, file_closures = self._file
+        self.overrides = {**file_overrides, **overrides}
+        self.holiday_names = set(holiday_names) if holiday_names is not None else set(file_names)
+        self.closures = set(file_closures) | set(closures)
+        self._described = {}
 
     def now(self) -> datetime:
         return self.clock().astimezone(self.zone)
@@ -97,6 +109,11 @@ class Hours:
         return language.hours.format(first=names[s.days[0]], last=names[s.days[-1]],
                                      open=format_time(s.open, pattern, locale=language.locale),
                                      close=format_time(s.close, pattern, locale=language.locale))
+
+
+def holiday_choices() -> set[str]:
+    """The names of Connecticut's legal holidays (CGS 1-4) as the `holidays` package gives them."""
+    return set(holidays.US(subdiv="CT", years=2026).values())
 
 
 @lru_cache(maxsize=8)

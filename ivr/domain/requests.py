@@ -60,6 +60,8 @@ STATUSES = ("open", "taken", "done")
 REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^(\d{3,10}|[A-Za-z][A-Za-z0-9 .'_@-]{0,39})$")   # a staff ID, or a name (older entries)
 REASON_MAX = 200
+NOTE_MAX = 1000
+NOTE = "note"               # an audit entry whose detail is a staff note, kept sealed (it may name anyone)
 WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
 # Field `stage` (how far a caller got): number, facility, case, message, finished.
 # Field `twilio_copy` (what became of Twilio's copy of the message; none on requests from before): deleting,
@@ -124,6 +126,17 @@ def check_name(name: str) -> str:
         raise RequestError("--by must be a staff ID (3 to 10 digits) or a name: a letter first, then up to "
                            "39 letters, digits, spaces or . ' _ @ -")
     return name
+
+
+def check_note(text: str | None) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise RequestError("a note cannot be empty")
+    if len(text) > NOTE_MAX:
+        raise RequestError(f"a note is at most {NOTE_MAX} characters")
+    if not all(c.isprintable() or c in "\r\n\t" for c in text):
+        raise RequestError("a note must be plain text")
+    return text
 
 
 class RequestStore:
@@ -387,8 +400,22 @@ class RequestStore:
         out = []
         for _, fields in self.redis.xrange(audit_key(ref)):
             f = {k.decode(): v.decode() for k, v in fields.items()}
-            out.append(AuditEntry(f.get("at", ""), f.get("by", ""), f.get("action", ""), f.get("detail", "")))
+            detail = f.get("detail", "")
+            if f.get("action") == NOTE and detail:
+                detail = self.sealer.unseal(detail) or "(a note sealed with another key)"
+            out.append(AuditEntry(f.get("at", ""), f.get("by", ""), f.get("action", ""), detail))
         return out
+
+    def note(self, ref: str, by: str, text: str) -> None:
+        """A staff note on a request, kept (sealed) in its history with who and when."""
+        ref, by, text = check_ref(ref), check_name(by), check_note(text)
+        if not self.redis.exists(req_key(ref)):
+            raise self.missing(ref)
+        pipe = self.redis.pipeline()
+        pipe.hset(req_key(ref), "updated", self._now())
+        pipe.xadd(audit_key(ref), {"at": self._now(), "by": by, "action": NOTE, "detail": self.sealer.seal(text)})
+        pipe.execute()
+        self._sync()
 
     def take(self, ref: str, by: str) -> str:
         """Give an open request to `by`; RequestError if someone else has it or it is done."""
