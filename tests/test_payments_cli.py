@@ -35,7 +35,7 @@ def test_ivr_call_walks_a_payer_lookup(embedded, capsys, to, first):
 def test_ivr_call_in_spanish_as_the_payee(embedded, capsys):
     assert main(["call", "--to", "payments", "--keys", "2,089123456#,1,0707#,1"]) == 0
     out = capsys.readouterr().out
-    assert "Está retenido, así que no se le ha enviado." in out
+    assert "Está en espera, así que no se le ha enviado." in out
     assert "trescientos noventa dólares" in out
 
 
