@@ -62,6 +62,16 @@ def test_a_line_closure_is_heard_at_the_start_and_replaces_every_transfer(app, m
     assert "closure switched on" in log and "closure switched off" in log
 
 
+def test_a_closure_offers_a_call_back_in_place_of_the_transfer(app, call, prompts):
+    """Issue 17: once callbacks exist, a closure's message is followed by the call back offer."""
+    close(supervisor(app), "office:hartford")
+    c = call("callcenter", HARTFORD + ["3"])
+    assert c.dialed == [] and MESSAGE_EN in c.said
+    offer = prompts.text("xfer.opt.callback", "en")
+    assert offer in c.said.split(MESSAGE_EN, 1)[1]                        # offered after the message
+    assert prompts.text("cb.opt.this_number", "en") in c.said                # key 3: the call back begins
+
+
 def test_an_office_closure_replaces_only_transfers_to_that_office(app, call):
     sup = supervisor(app)
     close(sup, "office:hartford")

@@ -564,8 +564,11 @@ class Engine:
             return self._transfer_options(turn, node, reprompt)
         closure = self.services.closures.for_transfer(turn.state.line, who)
         if closure is not None:
-            # An emergency closure (the console) replaces every transfer to `who` by its message.
+            # An emergency closure (the console) replaces every transfer to `who` by its message, then
+            # what the node offers when no one can be reached (a call back).
             turn.state.phase = "closed"
+            turn.note("t", who, turn.why, "closed")
+            self._ended(turn, who, "closure")
             turn.say_text(closure.text.get(turn.lang) or next(iter(closure.text.values())))
             return self._transfer_options(turn, node, reprompt=False)
         if not hours.is_open(who):
