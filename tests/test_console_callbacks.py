@@ -90,6 +90,8 @@ def test_someone_elses_callback_and_bad_input_are_messages_not_errors(app, call)
     app.extensions["ivr"].services.staffdb.add("4009", "Other Worker", "480213", callbacks.clock())
     callbacks.take(ref, "4009")
     browser = signed_in(app)
+    page = browser.get(f"/console/callbacks/{ref}").get_data(as_text=True)
+    assert "Taken by 4009: only they log its attempts and close it." in page and "Mark done" not in page
     for action, data in (("take", {}), ("attempt", {"result": "reached"}), ("done", {})):
         r = browser.post(f"/console/callbacks/{ref}/{action}", data)
         assert r.status_code == 303, action
