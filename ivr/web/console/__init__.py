@@ -16,7 +16,7 @@ bp = Blueprint("console", __name__, url_prefix="/console", template_folder="temp
 
 def install(app: Flask) -> None:
     """Register the console on `app` (create_app calls it unless IVR_SERVE=webhooks)."""
-    from ivr.web.console import auth, closures, hours, numbers, prompts, requests, staff  # noqa: F401 - routes
+    from ivr.web.console import auth, callbacks, closures, hours, numbers, prompts, requests, staff  # noqa: F401 - routes
 
     auth.configure(app)
     app.register_blueprint(bp)
