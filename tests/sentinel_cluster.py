@@ -67,14 +67,21 @@ class SentinelCluster:
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Replicas in sync, and every Sentinel knowing the replicas and the other Sentinels (without
-        those, a failover finds no majority to elect its leader)."""
+        """Replicas online and acknowledging writes, and every Sentinel knowing the replicas and the other
+        Sentinels (without those, a failover finds no majority to elect its leader)."""
         deadline = time.monotonic() + timeout
         want_replicas, want_others = len(self.ports) - 1, len(self.sentinel_ports) - 1
         while True:
             try:
                 master = self.client(self.master_port)
-                up = int(master.info("replication").get("connected_slaves", 0)) == want_replicas
+                replication = master.info("replication")
+                states = [replication.get(f"slave{i}", {}).get("state") for i in range(want_replicas)]
+                # "online" and acknowledging: WAIT counts a replica only once its initial sync is done,
+                # which takes seconds on a loaded machine even after INFO lists it.
+                up = states == ["online"] * want_replicas
+                if up:
+                    master.set("ivrtest:ready", "1")
+                    up = int(master.execute_command("WAIT", want_replicas, 200)) == want_replicas
                 for port in self.sentinel_ports:
                     s = self.client(port)
                     up = up and len(s.sentinel_slaves(NAME)) == want_replicas \
