@@ -46,7 +46,7 @@ csrf = CSRFProtect()
 class ConsoleSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, opened only under the cookie's own path: a webhook (a browser never
     sends the cookie there) gets the null session without Flask building a signer for it on every
-    request (~4% of a webhook's CPU, bench/RESULTS.md)."""
+    request (19 us of a webhook's ~1.5 ms, bench/RESULTS.md)."""
 
     def open_session(self, app: Flask, request):  # noqa: ANN001, ANN201 - Flask's signature
         if not request.path.startswith(app.config["SESSION_COOKIE_PATH"]):
