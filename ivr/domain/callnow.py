@@ -37,10 +37,11 @@ class CallNowError(CallbackError):
 
 
 def call_now(store: CallbackStore, config: Mapping, ref: str, by: str, staff_phone: str, caller_id: str,
-             client: Callable[[str, str], Client] = twilio_client) -> str:
+             client: Callable[[str, str], Client] = twilio_client, via: str = "the console") -> str:
     """Ring `staff_phone`; when the staff member answers, Twilio fetches the bridge (PUBLIC_BASE_URL +
     BRIDGE_PATH) which dials the parent from `caller_id` (the call center's number). Takes the callback for
-    `by` if it was open. Returns the staff leg's CallSid; CallNowError when no call was placed."""
+    `by` if it was open. Returns the staff leg's CallSid; CallNowError when no call was placed. `via` names
+    where it was asked for, in the callback's history."""
     ref, by = check_ref(ref), store.check_staff(by)
     base = (config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     if not base:
@@ -65,15 +66,15 @@ def call_now(store: CallbackStore, config: Mapping, ref: str, by: str, staff_pho
             to=staff_phone, from_=caller_id, url=f"{base}{BRIDGE_PATH}?ref={ref}", method="POST")
     except TwilioRestException as exc:
         reason = f"Twilio refused the call: {exc.code or exc.status} {exc.msg}"[:300]
-        store.note(ref, by, "call from the console not placed", reason)
+        store.note(ref, by, f"call from {via} not placed", reason)
         store.redis.delete(CALLING.format(ref=ref))
         raise CallNowError(reason) from exc
     except requests.RequestException as exc:
         # No answer: the call may have been placed. Not tried again, and the lock is kept for its minutes.
         reason = f"no answer from Twilio ({type(exc).__name__}): the call may have been placed; not tried again"
-        store.note(ref, by, "call from the console: unknown", reason)
+        store.note(ref, by, f"call from {via}: unknown", reason)
         raise CallNowError(reason) from exc
-    store.note(ref, by, "call placed from the console", f"your phone first ({mask_phone(staff_phone)}), "
+    store.note(ref, by, f"call placed from {via}", f"your phone first ({mask_phone(staff_phone)}), "
                f"then the parent; call ...{(call.sid or '')[-6:]}")
     log.info("callback %s: call placed by %s", ref, by)
     return call.sid or ""
