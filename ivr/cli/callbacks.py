@@ -151,6 +151,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     def go(cbs: CallbackStore) -> int:
         ref = check_ref(args.ref)
         cb = cbs.get(ref)
+        if cb is None and cbs.purged_at(ref):
+            raise CallbackError(f"callback {ref} was deleted {local(cbs.purged_at(ref), cbs.hours.zone)} at the end "
+                                "of its retention period")
         if cb is None:
             raise CallbackError(f"no callback {ref}")
         zone = cbs.hours.zone
