@@ -55,6 +55,7 @@ def test_a_caseworker_finds_a_callback_left_by_phone_opens_the_number_and_closes
     assert "Tue 2026-11-24 afternoon" in queue and "English" in queue and "hartford (line busy)" in queue
     page = browser.get(f"/console/callbacks/{ref}").get_data(as_text=True)
     assert "5550147" not in page and "5550199" not in page                      # masked until opened
+    assert "kept while open or taken; deleted 365 days after it is done or expired" in page
     opened = browser.post(f"/console/callbacks/{ref}/open").get_data(as_text=True)
     assert KEYED in opened and CALLER in opened
     r = browser.post(f"/console/callbacks/{ref}/take")
@@ -68,6 +69,7 @@ def test_a_caseworker_finds_a_callback_left_by_phone_opens_the_number_and_closes
     r = browser.post(f"/console/callbacks/{ref}/done")
     page = browser.get(r.headers["Location"]).get_data(as_text=True)
     assert f"done by {CASEWORKER}" in page
+    assert re.search(r"deleted after 2027-11-24 \d\d:\d\d \(365 days after it was closed\)", page)
     assert f">{ref}</a>" not in browser.get("/console/callbacks").get_data(as_text=True)
     assert f">{ref}</a>" in browser.get("/console/callbacks?status=done").get_data(as_text=True)
     cb = app.extensions["ivr"].services.callbacks.get(ref)

@@ -21,6 +21,7 @@ from ivr.jobs import worker as jobs
 from ivr.sealing import Sealer
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
 from tests.conftest import LINES, TEST_REDIS_URL
+from tests.test_console_callbacks import signed_in
 from tests.walk import snapshot, spoken_ref
 
 DAY = timedelta(days=1)
@@ -405,6 +406,8 @@ def test_an_old_closed_callback_is_purged_open_and_recent_ones_are_kept(make_app
                      "period", capsys.readouterr().err)
     with pytest.raises(Exception, match="deleted at the end of its retention period"):
         callbacks.take(done, "4001")
+    page = signed_in(app).get(f"/console/callbacks/{done}")
+    assert page.status_code == 410 and "was deleted" in page.get_data(as_text=True)
     refs = iter([done, "654321"])
     monkeypatch.setattr(callbacks, "new_ref", lambda: next(refs))
     assert callbacks.request("CA" + "9" * 32, "+12035550999", lang="en", best="morning", source="closed") == \

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Response, abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
@@ -34,6 +35,7 @@ from ivr.domain.callbacks import (
     NumberRefused,
     check_number,
     check_ref,
+    closed_at,
     describe_due,
 )
 from ivr.domain.callnow import CallNowError, call_now
@@ -110,9 +112,20 @@ def _load(ref: str) -> tuple[str, dict]:
     except CallbackError:
         abort(404)
     cb = store().get(ref)
+    if cb is None and (purged := store().purged_at(ref)):
+        abort(410, description=f"Callback {ref} was deleted {local(purged)} at the end of its retention period.")
     if cb is None:
         abort(404)
     return ref, cb
+
+
+def _retention(cb: dict) -> str:
+    """When retention deletes this callback (ivr/jobs/retention.py)."""
+    keep = int(current_app.config["RETAIN_CALLBACKS_DAYS"])
+    closed = closed_at(cb)
+    if closed is None:
+        return f"kept while open or taken; deleted {keep} days after it is done or expired"
+    return f"deleted after {local((closed + timedelta(days=keep)).isoformat())} ({keep} days after it was closed)"
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -171,6 +184,7 @@ def callback(ref: str, revealed: bool = False, call_form: CallNowForm | None = N
         ("For", _why(cb)),
         ("Number from", HOW_WORDS.get(cb.get("number_how", ""), cb.get("number_how", "") or "?")),
         ("Attempts", _tried(cb)),
+        ("Retention", _retention(cb)),
     ]
     return render_template("console/callback.html", ref=ref, cb=cb, facts=facts, revealed=revealed,
                            numbers={"Number to call": number, "Caller ID": caller},
