@@ -58,7 +58,7 @@ CALLED = "Your phone will ring; answer and you will be connected to the parent."
 
 class CallNowForm(FlaskForm):
     phone = TelField("Your phone number (we ring it first)",
-                        validators=[DataRequired("Enter the number of the phone you are at.")])
+                     validators=[DataRequired("Enter the number of the phone you are at.")])
 
     def validate_phone(self, field) -> None:
         try:
