@@ -244,7 +244,8 @@ def _number(env: Mapping[str, str], name: str, default: int, low: int, high: int
 
 
 # Days each kind is kept (ivr/jobs/retention.py); the defaults are in the README.
-RETENTION_DEFAULTS = {"REQUESTS": 1095, "RECORDINGS": 365, "PROMPT_AUDIO": 180, "DEAD_LETTERS": 90}
+RETENTION_DEFAULTS = {"REQUESTS": 1095, "RECORDINGS": 365, "PROMPT_AUDIO": 180, "DEAD_LETTERS": 90,
+                      "CALLBACKS": 365, "TEXTS": 1460}
 
 
 def retention_days(env: Mapping[str, str]) -> dict[str, int]:

@@ -371,3 +371,40 @@ def test_a_spoken_callback_reference_survives_a_redis_crash_and_restart(tmp_path
         assert client.xlen("ivr:jobs") == 1              # the message's download survived as well
     finally:
         server.stop()
+
+
+def test_staff_call_the_parent_now_from_the_command_line_one_request_per_command(call, cli, clock, monkeypatch):
+    """`ivr callbacks call`: Twilio rings the staff member's phone first, then the bridge dials the parent;
+    a second command while that call is being placed places none; refusals are one line."""
+    from urllib.parse import parse_qs
+
+    import responses
+
+    from ivr.settings import DEV_ACCOUNT_SID
+
+    calls = f"https://api.twilio.com/2010-04-01/Accounts/{DEV_ACCOUNT_SID}/Calls.json"
+    clock.set(SATURDAY_NIGHT)
+    ref = spoken_ref(call("callcenter", ["-", "0", "3", "1", "1", "2"]).said)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://ivr.example.org")
+    with responses.RequestsMock() as twilio:
+        twilio.post(calls, status=201,
+                    json={"sid": "CA" + "e" * 32, "status": "queued", "account_sid": DEV_ACCOUNT_SID})
+        rc, out, err = cli("call", ref, "--by", STAFF[0], "--phone", "860-555-0142")
+        assert (rc, err) == (0, "")
+        assert out == (f"callback {ref}: your phone will ring; answer and you will be connected to the parent "
+                       "(call ...eeeeee)\n")
+        rc, out, err = cli("call", ref, "--by", STAFF[0], "--phone", "860-555-0142")
+        assert rc == 1 and "being placed already" in err and out == ""
+        rc, _, err = cli("call", ref, "--by", STAFF[1], "--phone", "860-555-0142")
+        assert rc == 1 and f"taken by {STAFF[0]}" in err
+        rc, _, err = cli("call", ref, "--by", "999", "--phone", "860-555-0142")
+        assert rc == 1 and "no staff member with ID 999" in err
+        rc, _, err = cli("call", ref, "--by", STAFF[0], "--phone", "800-555-0142")
+        assert rc == 1 and "your phone number is not one we can call (toll free)" in err
+        (sent,) = twilio.calls
+    body = sent.request.body
+    assert parse_qs(body.decode() if isinstance(body, bytes) else body) == {
+        "To": ["+18605550142"], "From": ["+18002285437"], "Method": ["POST"],
+        "Url": [f"https://ivr.example.org/callbacks/bridge?ref={ref}"]}
+    rc, out, _ = cli("show", ref)
+    assert "call placed from the command line" in out and "5550142" not in out

@@ -21,6 +21,7 @@ from ivr.jobs import worker as jobs
 from ivr.sealing import Sealer
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
 from tests.conftest import LINES, TEST_REDIS_URL
+from tests.test_console_callbacks import signed_in
 from tests.walk import snapshot, spoken_ref
 
 DAY = timedelta(days=1)
@@ -352,3 +353,128 @@ def test_a_message_period_longer_than_the_requests_ends_with_the_request(store, 
     clock.now += 1096 * DAY
     assert retention.purge(redis_client, config, clock()).requests == 1
     assert store.get(ref) is None and not file.exists()
+
+
+# --- callbacks and texts ------------------------------------------------------------------------------
+
+def callback_with_message(app, n: int, message: bool = True) -> tuple[str, Path | None]:
+    """A callback a caller asked for (the store as the callback path writes it), with its message saved
+    where the worker saves it ($IVR_DATA_DIR/callbacks/REF/)."""
+    callbacks = app.extensions["ivr"].services.callbacks
+    ref, _ = callbacks.request(f"CA{n:032x}", f"+1203555{n:04d}", lang="en", best="morning", source="closed")
+    if not message:
+        return ref, None
+    folder = Path(app.config["DATA_DIR"]) / "callbacks" / ref
+    folder.mkdir(parents=True)
+    path = folder / f"{sid(n)}.mp3"
+    path.write_bytes(AUDIO)
+    callbacks.update(ref, "message downloaded", by="worker", detail=str(path), recording_file=str(path))
+    return ref, path
+
+
+def test_an_old_closed_callback_is_purged_open_and_recent_ones_are_kept(make_app, redis_client, clock, monkeypatch,
+                                                                          capsys):
+    app = make_app()
+    callbacks = app.extensions["ivr"].services.callbacks
+    done, done_file = callback_with_message(app, 1)
+    callbacks.done(done, "4001")
+    expired, expired_file = callback_with_message(app, 2)
+    clock.now += 8 * DAY
+    assert callbacks.expire_old() == [expired]               # not done in 7 days: expired, with a note
+    still_open, open_file = callback_with_message(app, 3)    # asked, never done (the worker's expiry not run)
+    clock.now += 300 * DAY
+    recent, recent_file = callback_with_message(app, 4)
+    callbacks.done(recent, "4001")
+    clock.now += 66 * DAY + timedelta(minutes=1)             # 365 days after `expired` expired
+
+    report = retention.purge(redis_client, app.config, clock())
+    assert (report.callbacks, report.callback_messages) == (2, 0)
+    for ref, file in ((done, done_file), (expired, expired_file)):
+        assert callbacks.get(ref) is None and callbacks.history(ref) == []
+        assert not file.exists() and not file.parent.exists()
+        assert keys_naming(redis_client, ref) == [f"ivr:cb:{ref}".encode()]     # the reference alone
+        assert ref not in callbacks.refs(("open", "taken", "done", "expired"))
+    for ref, file in ((still_open, open_file), (recent, recent_file)):
+        assert callbacks.get(ref) is not None and file.read_bytes() == AUDIO
+    assert [cb["ref"] for cb in callbacks.listing(("open", "done"))] == [still_open, recent]
+
+    # Staff asking for it are told; nothing can be done to it; its reference is never drawn again.
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.delenv("IVR_SECRET_KEY", raising=False)
+    assert main(["callbacks", "show", done]) == 1
+    assert re.search(rf"callback {done} was deleted \d{{4}}-\d\d-\d\d \d\d:\d\d at the end of its retention "
+                     "period", capsys.readouterr().err)
+    with pytest.raises(Exception, match="deleted at the end of its retention period"):
+        callbacks.take(done, "4001")
+    page = signed_in(app).get(f"/console/callbacks/{done}")
+    assert page.status_code == 410 and "was deleted" in page.get_data(as_text=True)
+    refs = iter([done, "654321"])
+    monkeypatch.setattr(callbacks, "new_ref", lambda: next(refs))
+    assert callbacks.request("CA" + "9" * 32, "+12035550999", lang="en", best="morning", source="closed") == \
+        ("654321", True)
+    again = retention.purge(redis_client, app.config, clock())
+    assert (again.callbacks, again.callback_messages) == (0, 0)
+
+
+def test_a_closed_callbacks_message_goes_sooner_when_recordings_are_kept_less(make_app, redis_client, clock):
+    app = make_app(RETAIN_RECORDINGS_DAYS=30)
+    callbacks = app.extensions["ivr"].services.callbacks
+    ref, file = callback_with_message(app, 1)
+    callbacks.done(ref, "4001")
+    clock.now += 29 * DAY
+    assert retention.purge(redis_client, app.config, clock()).callback_messages == 0 and file.exists()
+    clock.now += 2 * DAY
+    assert retention.purge(redis_client, app.config, clock()).callback_messages == 1
+    assert not file.exists() and not file.parent.exists()
+    cb = callbacks.get(ref)
+    assert cb["status"] == "done" and cb["recording_file"] == "" and cb["number"] == "+12035550001"
+    assert callbacks.history(ref)[-1].action == "message deleted (retention period)"
+
+
+def test_text_records_are_purged_after_their_period_and_stop_replies_kept(make_app, redis_client, clock):
+    app = make_app()
+    texts = app.extensions["ivr"].services.texts
+    old, _ = texts.consent("CA1", "+18605550177", kind="office", lang="en", office="hartford")
+    texts.set_status(old, "sent", message_sid="SM" + "a" * 32)
+    texts.opt("+18605550177", "stop")
+    clock.now += 1000 * DAY
+    newer, _ = texts.consent("CA2", "+18605550178", kind="office", lang="es", office="hartford")
+    clock.now += 461 * DAY                                # `old` unchanged for 1461 days, `newer` for 461
+    assert retention.purge(redis_client, app.config, clock(), dry_run=True).texts == 1
+    assert texts.get(old) is not None
+    assert retention.purge(redis_client, app.config, clock()).texts == 1
+    assert texts.get(old) is None and texts.get(newer) is not None
+    assert texts.by_message("SM" + "a" * 32) is None
+    assert not texts.may_text("+18605550177")             # the STOP reply outlives the text
+    assert retention.purge(redis_client, app.config, clock()).texts == 0
+
+
+def test_purges_running_at_once_delete_each_callback_once(make_app, redis_client, clock):
+    app = make_app()
+    callbacks = app.extensions["ivr"].services.callbacks
+    refs = []
+    for n in range(10):
+        ref, _ = callback_with_message(app, n)
+        callbacks.done(ref, "4001")
+        refs.append(ref)
+    clock.now += 366 * DAY
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda _: retention.purge(redis_client, app.config, clock()), range(4)))
+    assert sum(r.callbacks for r in reports) == 10
+    assert all(callbacks.get(ref) is None for ref in refs)
+    assert not any((Path(app.config["DATA_DIR"]) / "callbacks").iterdir())
+
+
+def test_ivr_purge_counts_callbacks_and_texts(purge_cli, make_app, clock):
+    app = make_app()
+    callbacks = app.extensions["ivr"].services.callbacks
+    ref, _ = callback_with_message(app, 1, message=False)
+    callbacks.done(ref, "4001")
+    app.extensions["ivr"].services.texts.consent("CA1", "+18605550177", kind="callback", lang="en", ref=ref)
+    clock.now += 1461 * DAY
+    rc, out, _ = purge_cli("--dry-run")
+    assert rc == 0 and re.search(r"^callbacks +1 +\(done or expired more than 365 days ago", out, re.M)
+    assert re.search(r"^texts +1 +\(records of texts unchanged for more than 1460 days", out, re.M)
+    assert re.search(r"^callback messages +0 ", out, re.M) and ref not in out and "5550177" not in out
+    rc, out, _ = purge_cli()
+    assert re.search(r"^callbacks +1 ", out, re.M) and callbacks.get(ref) is None

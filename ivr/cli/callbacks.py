@@ -6,6 +6,10 @@
     ivr callbacks take REF --by ID               take it (no one else can then log attempts or close it)
     ivr callbacks attempt REF --result no_answer|left_message|reached --by ID
     ivr callbacks done REF --by ID               close it
+    ivr callbacks call REF --by ID --phone NUMBER
+                                                 call the parent now: Twilio rings your phone first, then
+                                                 dials them from the call center's number (needs
+                                                 PUBLIC_BASE_URL and the Twilio account); never retried
     ivr callbacks export [--status S] [-o FILE]  CSV, numbers in full: handle with care
 
 `--by` is a staff ID (`ivr staff list`). They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal
@@ -68,6 +72,11 @@ def add_commands(subparsers) -> None:
         s.add_argument("ref")
         s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
         s.set_defaults(func=cmd_change, change=name)
+    s = sub.add_parser("call", help="call the parent now: your phone rings first, then theirs")
+    s.add_argument("ref")
+    s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
+    s.add_argument("--phone", required=True, help="the phone you are at (Twilio rings it first)")
+    s.set_defaults(func=cmd_call)
     s = sub.add_parser("attempt", help="log a call made to the caller")
     s.add_argument("ref")
     s.add_argument("--result", required=True, choices=RESULTS)
@@ -142,6 +151,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     def go(cbs: CallbackStore) -> int:
         ref = check_ref(args.ref)
         cb = cbs.get(ref)
+        if cb is None and cbs.purged_at(ref):
+            raise CallbackError(f"callback {ref} was deleted {local(cbs.purged_at(ref), cbs.hours.zone)} at the end "
+                                "of its retention period")
         if cb is None:
             raise CallbackError(f"no callback {ref}")
         zone = cbs.hours.zone
@@ -200,5 +212,21 @@ def cmd_change(args: argparse.Namespace) -> int:
         else:
             result = cbs.take(ref, args.by) if args.change == "take" else cbs.done(ref, args.by)
         print(f"callback {ref}: {result} ({args.by.strip()})")
+        return 0
+    return run(go)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    """One request to Twilio, never repeated: a refusal or no answer is one line on standard error."""
+    from ivr.app import load_lines
+    from ivr.domain.callnow import call_now
+
+    def go(cbs: CallbackStore) -> int:
+        config = settings.from_env()
+        caller_id = load_lines(config["CONFIG_DIR"] / "lines.yaml")["callback_number"]
+        ref = check_ref(args.ref)
+        sid = call_now(cbs, config, ref, args.by, args.phone, caller_id, via="the command line")
+        print(f"callback {ref}: your phone will ring; answer and you will be connected to the parent "
+              f"(call ...{sid[-6:]})")
         return 0
     return run(go)

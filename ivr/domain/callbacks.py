@@ -14,6 +14,10 @@ Redis layout:
   ivr:cb:all                sorted set: every reference, by creation time (export).
   ivr:cb:cap:{bucket}:{day} requests counted against a day's cap (CallbackCaps); expire two days later.
 
+Retention (ivr/jobs/retention.py) deletes a done or expired callback with its history once its period is
+over, leaving only `ivr:cb:{ref}` = {status: purged, purged_at}: so the reference is never drawn for
+another callback, and staff asking for it are told it was deleted.
+
 Every write that a caller is told about waits for Redis to make it durable (`_durable`): a reference is
 said only for a callback that survives a Redis crash.
 """
@@ -50,6 +54,9 @@ CAP_TTL = 2 * 24 * 3600
 SEALED = ("number", "caller", "recording_url")
 STATUSES = ("open", "taken", "done", "expired")
 OPEN_STATUSES = ("open", "taken")
+CLOSED_AT = {"done": "done_at", "expired": "expired_at"}   # when a closed callback was closed
+PURGED = "purged"             # the status of what retention leaves of a deleted callback
+RETENTION_FIELDS = ("status", "done_at", "expired_at", "recording_file", "recording_deleted", "number_tag")
 BEST_TIMES = ("morning", "afternoon")
 RESULTS = ("no_answer", "left_message", "reached")
 # Why the caller was offered a callback (field `source`).
@@ -208,7 +215,7 @@ def check_staff_id(staff_id: str) -> str:
 
 
 class CallbackStore:
-    def __init__(self, client: redis.Redis, sealer: Sealer, hours: Hours,
+    def __init__(self, client: redis.Redis, sealer: Sealer, hours: Hours | None,
                  settings: CallbackSettings | None = None, clock: Callable[[], datetime] | None = None,
                  new_ref: Callable[[], str] | None = None,
                  staff_exists: Callable[[str], bool] | None = None) -> None:
@@ -216,7 +223,7 @@ class CallbackStore:
         self.sealer = sealer
         self.hours = hours
         self.settings = settings or CallbackSettings()
-        self.clock = clock or hours.now
+        self.clock = clock or hours.now     # hours None (retention): a clock must be given
         self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
         self.staff_exists = staff_exists     # None: any well-formed staff ID is taken
         # THE one place a callback write is made durable before the caller is told about it.
@@ -350,8 +357,16 @@ class CallbackStore:
 
     # --- staff ----------------------------------------------------------------------------------
     def raw(self, ref: str) -> dict[str, str] | None:
+        """A callback as stored; None when there is none (or only what retention left of it)."""
         data = self.redis.hgetall(cb_key(ref))
-        return {k.decode(): v.decode() for k, v in data.items()} if data else None
+        if not data or data.get(b"status") == PURGED.encode():
+            return None
+        return {k.decode(): v.decode() for k, v in data.items()}
+
+    def purged_at(self, ref: str) -> str:
+        """When retention deleted callback `ref` ("" if it did not)."""
+        status, at = self.redis.hmget(cb_key(ref), "status", "purged_at")
+        return (at or b"").decode() if status == PURGED.encode() else ""
 
     def get(self, ref: str) -> dict[str, str] | None:
         """A callback with its personal fields unsealed ("" when not given, "?" when unreadable)."""
@@ -488,6 +503,67 @@ class CallbackStore:
             log.warning("callbacks: %d expired after %d days without being done", len(expired), days)
         return expired
 
+    # --- retention (ivr/jobs/retention.py) ------------------------------------------------------
+    def retention_view(self) -> list[tuple[str, dict[str, str]]]:
+        """Every callback's reference with the fields retention looks at, in two round trips."""
+        refs = [r.decode() for r in self.redis.zrange(ALL, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hmget(cb_key(ref), *RETENTION_FIELDS)
+        return [(ref, {k: (v or b"").decode() for k, v in zip(RETENTION_FIELDS, values, strict=True)})
+                for ref, values in zip(refs, pipe.execute(), strict=True) if values[0] is not None]
+
+    def delete_message(self, ref: str, closed_before: datetime, detail: str) -> str | None:
+        """Forget the caller's message of a callback closed (done or expired) before `closed_before` (the
+        caller deletes the file): its former path, or None when there is nothing to do (any more)."""
+        def change(pipe, cb: dict[str, str]) -> str | None:
+            if not _closed_before(cb, closed_before) or not cb["recording_file"]:
+                return None
+            now = self._now()
+            pipe.multi()
+            pipe.hset(cb_key(ref), mapping={"recording_file": "", "recording_deleted": now, "updated": now})
+            self._audit(pipe, ref, "retention", "message deleted (retention period)", detail)
+            return cb["recording_file"]
+        return self._retention_change(ref, change)
+
+    def delete(self, ref: str, closed_before: datetime) -> str | None:
+        """Delete a callback closed before `closed_before`, with its history and index entries, in one
+        transaction, leaving only its reference (PURGED). Returns the path of its message file ("" for none:
+        the caller deletes the folder), None when the callback is not due (any more) or gone."""
+        def change(pipe, cb: dict[str, str]) -> str | None:
+            if not _closed_before(cb, closed_before):
+                return None
+            pipe.multi()
+            pipe.delete(cb_key(ref), audit_key(ref), f"{PREFIX}{ref}:calling")
+            pipe.hset(cb_key(ref), mapping={"ref": ref, "status": PURGED, "purged_at": self._now()})
+            pipe.zrem(OPEN, ref)
+            pipe.zrem(ALL, ref)
+            if cb["number_tag"]:
+                _drop_index(pipe, BY_NUMBER.format(tag=cb["number_tag"]), ref)
+            return cb["recording_file"]
+        return self._retention_change(ref, change)
+
+    def _retention_change(self, ref: str, change) -> str | None:
+        """Check and change under WATCH: a purge running twice at once deletes each callback once."""
+        key = cb_key(ref)
+        for _ in range(20):
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    values = pipe.hmget(key, *RETENTION_FIELDS)
+                    if values[0] is None:
+                        return None         # gone
+                    result = change(pipe, {k: (v or b"").decode()
+                                           for k, v in zip(RETENTION_FIELDS, values, strict=True)})
+                    if result is None:
+                        pipe.unwatch()
+                        return None
+                    pipe.execute()
+            except redis.WatchError:
+                continue
+            return result
+        return None                         # changing all the time: the next purge looks again
+
     def check_staff(self, by: str) -> str:
         """A staff ID that may act on callbacks (well-formed, and an account when the store knows them)."""
         return self._staff(by)
@@ -508,6 +584,8 @@ class CallbackStore:
                     status, owner = pipe.hmget(key, "status", "taken_by")
                     if status is None:
                         raise CallbackError(f"no callback {ref}")
+                    if status == PURGED.encode():
+                        raise CallbackError(f"callback {ref} was deleted at the end of its retention period")
                     result = change(pipe, status.decode(), (owner or b"").decode())
                     if result is None:
                         pipe.execute()
@@ -531,6 +609,20 @@ def _drop_index(pipe, key: str, ref: str) -> None:
     """Delete a number's index entry only if it still names `ref` (queued inside MULTI: compare by Lua)."""
     pipe.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
               1, key, ref)
+
+
+def closed_at(cb: Mapping[str, str]) -> datetime | None:
+    """When a done or expired callback was closed; None while it is open or taken (or unreadable: kept)."""
+    field = CLOSED_AT.get(cb.get("status", ""))
+    try:
+        return datetime.fromisoformat(cb.get(field, "")) if field else None
+    except ValueError:
+        return None
+
+
+def _closed_before(cb: Mapping[str, str], before: datetime) -> bool:
+    at = closed_at(cb)
+    return at is not None and at <= before
 
 
 def describe_due(data: Mapping[str, str], zone) -> str:

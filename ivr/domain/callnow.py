@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 import requests
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from ivr.domain.callbacks import OPEN_STATUSES, CallbackError, CallbackStore, NumberRefused, check_number, check_ref
@@ -22,6 +23,13 @@ log = logging.getLogger("ivr.callbacks")
 BRIDGE_PATH = "/callbacks/bridge"
 CALLING = "ivr:cb:{ref}:calling"     # set while a call is being placed: a double click places one call
 CALLING_TTL = 120
+TWILIO_TIMEOUT_S = 15                # Twilio's answer to "create a call" is awaited this long, then "unknown"
+
+
+def twilio_client(account_sid: str, auth_token: str) -> Client:
+    """Twilio's REST client as calls are placed: a bounded wait, and no retry of its own (requests' adapter
+    with max_retries=0), so one click is one request."""
+    return Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=TWILIO_TIMEOUT_S, max_retries=0))
 
 
 class CallNowError(CallbackError):
@@ -29,10 +37,11 @@ class CallNowError(CallbackError):
 
 
 def call_now(store: CallbackStore, config: Mapping, ref: str, by: str, staff_phone: str, caller_id: str,
-             client: Callable[[str, str], Client] = Client) -> str:
+             client: Callable[[str, str], Client] = twilio_client, via: str = "the console") -> str:
     """Ring `staff_phone`; when the staff member answers, Twilio fetches the bridge (PUBLIC_BASE_URL +
     BRIDGE_PATH) which dials the parent from `caller_id` (the call center's number). Takes the callback for
-    `by` if it was open. Returns the staff leg's CallSid; CallNowError when no call was placed."""
+    `by` if it was open. Returns the staff leg's CallSid; CallNowError when no call was placed. `via` names
+    where it was asked for, in the callback's history."""
     ref, by = check_ref(ref), store.check_staff(by)
     base = (config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     if not base:
@@ -57,15 +66,15 @@ def call_now(store: CallbackStore, config: Mapping, ref: str, by: str, staff_pho
             to=staff_phone, from_=caller_id, url=f"{base}{BRIDGE_PATH}?ref={ref}", method="POST")
     except TwilioRestException as exc:
         reason = f"Twilio refused the call: {exc.code or exc.status} {exc.msg}"[:300]
-        store.note(ref, by, "call from the console not placed", reason)
+        store.note(ref, by, f"call from {via} not placed", reason)
         store.redis.delete(CALLING.format(ref=ref))
         raise CallNowError(reason) from exc
     except requests.RequestException as exc:
         # No answer: the call may have been placed. Not tried again, and the lock is kept for its minutes.
         reason = f"no answer from Twilio ({type(exc).__name__}): the call may have been placed; not tried again"
-        store.note(ref, by, "call from the console: unknown", reason)
+        store.note(ref, by, f"call from {via}: unknown", reason)
         raise CallNowError(reason) from exc
-    store.note(ref, by, "call placed from the console", f"your phone first ({mask_phone(staff_phone)}), "
+    store.note(ref, by, f"call placed from {via}", f"your phone first ({mask_phone(staff_phone)}), "
                f"then the parent; call ...{(call.sid or '')[-6:]}")
     log.info("callback %s: call placed by %s", ref, by)
     return call.sid or ""

@@ -13,6 +13,10 @@ Redis layout:
   ivr:sms:stop:{tag}        the number replied STOP (when): nothing is ever sent to it until START.
   ivr:sms:landline:{tag}    Twilio refused a text to it as a landline (error 30006): never tried again.
 
+Retention (ivr/jobs/retention.py) deletes a text's record (and its message index) once it has not changed
+for IVR_RETAIN_TEXTS_DAYS. The STOP and landline markers are kept: they hold no number, only its tag, and
+they are what keeps a number that opted out from ever being texted again.
+
 What a text may say is fixed by its template (prompts/<lang>/sms/texts.yaml): an office's name, phone,
 address and hours, or a callback's reference and when to expect the call. Never a case number, PIN,
 inmate number or payment figure: no template has a field for one.
@@ -24,7 +28,7 @@ import logging
 import re
 import secrets
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +57,7 @@ START_WORDS = {"start", "yes", "unstop", "subscribe", "optin", "iniciar"}
 TEMPLATE_FIELDS = {"office": {"office", "phone", "address", "hours"}, "callback": {"ref", "when"},
                    "when.morning": {"day"}, "when.afternoon": {"day"}}
 STATUSES = ("queued", "sent", "delivered", "undelivered", "failed", "not sent")
+ID_RE = re.compile(r"[0-9a-f]{16}")
 
 
 class TextError(RuntimeError):
@@ -181,6 +186,47 @@ class TextStore:
             self.redis.set(key, self._now())
         else:
             self.redis.delete(key)
+
+    # --- retention (ivr/jobs/retention.py) ------------------------------------------------------
+    def retention_view(self) -> Iterator[tuple[str, str]]:
+        """(id, last change) of every text, found by SCAN (texts have no index; the records of older
+        versions neither)."""
+        tids = [tid for key in self.redis.scan_iter(match=PREFIX + "?" * 16, count=1000)
+                if ID_RE.fullmatch(tid := key.decode()[len(PREFIX):])]
+        for start in range(0, len(tids), 1000):
+            batch = tids[start:start + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in batch:
+                pipe.hmget(PREFIX + tid, "updated", "consent_at")
+            for tid, (changed, consent) in zip(batch, pipe.execute(), strict=True):
+                yield tid, (changed or consent or b"").decode()
+
+    def delete(self, tid: str, before: datetime) -> bool:
+        """Delete text `tid` if it has not changed since before `before` (a status arriving meanwhile keeps
+        it), with its message index: whether it was deleted now."""
+        key = PREFIX + tid
+        for _ in range(20):
+            try:
+                with self.redis.pipeline() as pipe:
+                    pipe.watch(key)
+                    changed, consent, message_sid = pipe.hmget(key, "updated", "consent_at", "message_sid")
+                    try:
+                        at = datetime.fromisoformat((changed or consent or b"").decode())
+                    except ValueError:
+                        return False        # gone, or its time cannot be read: kept
+                    if at > before:
+                        return False
+                    pipe.multi()
+                    pipe.delete(key)
+                    if message_sid:
+                        index = BY_MESSAGE.format(message_sid=message_sid.decode())
+                        pipe.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
+                                  "end return 0", 1, index, tid)
+                    pipe.execute()
+                    return True
+            except redis.WatchError:
+                continue
+        return False
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")

@@ -10,6 +10,12 @@ What is kept, and how long (days, `IVR_RETAIN_<KIND>_DAYS`; defaults in ivr/sett
 - PROMPT_AUDIO: staff recordings no caller has heard for that long (replaced, rolled back, cleared),
   except the version a rollback goes back to.
 - DEAD_LETTERS: jobs in `ivr:jobs:dead` older than that.
+- CALLBACKS: a done or expired callback, with its history and the caller's message, after that many days
+  from when it was closed (open and taken callbacks are never deleted; callbacks have no legal hold).
+  The message goes sooner when RECORDINGS is shorter. Only the reference is left (ivr/domain/callbacks.py).
+- TEXTS: the record of a text (sealed number, consent time, delivery status) after that many days without
+  a change. The STOP and landline markers are kept (they name no number, and keep an opted-out number
+  from being texted).
 
 Call state, PIN-guess counters and locks expire by themselves (TTL); staff accounts are kept (audit
 trails name them, and a kept ID is never given to someone else).
@@ -29,8 +35,10 @@ from pathlib import Path
 
 import redis
 
+from ivr.domain import callbacks as cb
 from ivr.domain.published import Library, audio_dir
 from ivr.domain.requests import PURGED, RequestStore
+from ivr.domain.texts import TextStore
 from ivr.jobs import queue as jobs
 from ivr.sealing import Sealer
 
@@ -49,9 +57,13 @@ class Report:
     prompt_audio: int = 0
     dead_letters: int = 0
     held: int = 0          # done requests past a period, kept for a legal hold
+    callbacks: int = 0
+    callback_messages: int = 0
+    texts: int = 0
 
     def total(self) -> int:
-        return self.requests + self.messages + self.prompt_audio + self.dead_letters
+        return (self.requests + self.messages + self.prompt_audio + self.dead_letters + self.callbacks
+                + self.callback_messages + self.texts)
 
 
 def days(config: Mapping, kind: str) -> timedelta:
@@ -77,6 +89,8 @@ def purge(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool = False)
     _requests(r, config, now, dry_run, report)
     report.prompt_audio = Library(r).purge_audio(audio_dir(config), now - days(config, "PROMPT_AUDIO"), dry_run)
     report.dead_letters = _dead_letters(r, now - days(config, "DEAD_LETTERS"), dry_run)
+    _callbacks(r, config, now, dry_run, report)
+    _texts(r, config, now, dry_run, report)
     return report
 
 
@@ -117,11 +131,65 @@ def _requests(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, rep
                 _remove(folder / name, "", name)
 
 
-def _remove(folder: Path, path: str, ref: str) -> None:
-    """A request's message file and its folder DATA_DIR/requests/REF (`path` as the request named it, only
-    when it is in a folder of that request, wherever DATA_DIR was then)."""
+def callback_due_dates(data: Mapping[str, str], config: Mapping) -> tuple[datetime, datetime] | None:
+    """When a closed callback's message, then the callback itself, may be deleted; None while it is open
+    or taken (or its closing time cannot be read: kept)."""
+    closed = cb.closed_at(data)
+    if closed is None:
+        return None
+    whole = closed + days(config, "CALLBACKS")
+    return min(closed + days(config, "RECORDINGS"), whole), whole
+
+
+def _callbacks(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, report: Report) -> None:
+    store = cb.CallbackStore(r, Sealer(config["IVR_SECRET_KEY"]), None, clock=lambda: now)
+    folder = Path(config["DATA_DIR"]) / "callbacks"
+    cut, message_cut = now - days(config, "CALLBACKS"), now - days(config, "RECORDINGS")
+    detail = f"kept {config['RETAIN_RECORDINGS_DAYS']} days after the callback was closed"
+    for ref, data in store.retention_view():
+        dates = callback_due_dates(data, config)
+        if dates is None or dates[0] > now:
+            continue
+        if dates[1] <= now:
+            if dry_run:
+                report.callbacks += 1
+            elif (path := store.delete(ref, cut)) is not None:
+                report.callbacks += 1
+                _remove(folder / ref, path, ref, "callbacks")
+        elif data["recording_file"]:
+            if dry_run:
+                report.callback_messages += 1
+            elif (path := store.delete_message(ref, message_cut, detail)) is not None:
+                report.callback_messages += 1
+                _remove(folder / ref, path, ref, "callbacks")
+        elif data["recording_deleted"] and not dry_run:
+            _remove(folder / ref, "", ref, "callbacks")     # a purge cut off between the record and the file
+    if not dry_run and folder.is_dir():
+        # Folders of callbacks deleted by a purge cut off before their files went; as for requests, a
+        # folder with no callback and no record of its deletion is kept.
+        names = [p.name for p in folder.iterdir() if p.is_dir() and cb.REF_RE.match(p.name)]
+        for name in names:
+            if store.purged_at(name):
+                _remove(folder / name, "", name, "callbacks")
+
+
+def _texts(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, report: Report) -> None:
+    store = TextStore(r, Sealer(config["IVR_SECRET_KEY"]), clock=lambda: now)
+    cut = now - days(config, "TEXTS")
+    for tid, changed in store.retention_view():
+        try:
+            due = datetime.fromisoformat(changed) <= cut
+        except ValueError:
+            continue                                        # its time cannot be read: kept
+        if due and (dry_run or store.delete(tid, cut)):
+            report.texts += 1
+
+
+def _remove(folder: Path, path: str, ref: str, kind: str = "requests") -> None:
+    """A request's (or callback's) message file and its folder DATA_DIR/<kind>/REF (`path` as the record
+    named it, only when it is in a folder of that record, wherever DATA_DIR was then)."""
     file = Path(path) if path else None
-    if file is not None and file.parent.name == ref and file.parent.parent.name == "requests":
+    if file is not None and file.parent.name == ref and file.parent.parent.name == kind:
         file.unlink(missing_ok=True)
         if file.parent != folder:
             shutil.rmtree(file.parent, ignore_errors=True)
@@ -130,7 +198,7 @@ def _remove(folder: Path, path: str, ref: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:      # left for the next run, which finds the folder again
-        log.error("could not delete a request's message folder: %s", type(exc).__name__)
+        log.error("could not delete a %s message folder: %s", kind[:-1], type(exc).__name__)
 
 
 def _dead_letters(r: redis.Redis, before: datetime, dry_run: bool) -> int:
@@ -153,5 +221,6 @@ def hourly_purge(ctx: jobs.JobContext) -> None:
     report = purge(ctx.redis, ctx.config, clock())
     if report.total() or report.held:
         log.info("retention purge: deleted %d request(s), %d message(s), %d prompt audio file(s), %d dead "
-                 "letter(s); %d request(s) kept on legal hold", report.requests, report.messages,
-                 report.prompt_audio, report.dead_letters, report.held)
+                 "letter(s), %d callback(s), %d callback message(s), %d text record(s); %d request(s) kept "
+                 "on legal hold", report.requests, report.messages, report.prompt_audio, report.dead_letters,
+                 report.callbacks, report.callback_messages, report.texts, report.held)
