@@ -1,14 +1,15 @@
 """Shared fixtures: a real Redis server, a fixed clock, the app, and the simulated phone.
 
-Redis: $TEST_REDIS_URL, or redis://127.0.0.1:6379/9. The tests flush that database before each test,
-so never point it at a database that holds anything you want to keep. `.ci/run` starts a server
-when none answers.
+Redis: $TEST_REDIS_URL, or redis://127.0.0.1:6379/9. The tests flush that database before each test
+(with pytest-xdist, worker N flushes the one N above it: 9, 10, ...), so never point it at databases
+that hold anything you want to keep. `.ci/run` starts a server when none answers.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +20,23 @@ from ivr.callflow.simphone import Phone, Transport
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 
 TZ = ZoneInfo("America/New_York")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _worker_redis_url(url: str, worker: str | None) -> str:
+    """Under pytest-xdist (scripts/test runs `-n auto`) each worker flushes a database of its own: the
+    given one for gw0, the next for gw1, and so on."""
+    if not worker or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) + int(worker[2:])
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+# Set in the environment too: the tests that start a process of their own (gunicorn, the CLI) pass it on.
+# Worked out from the URL as given (kept aside), so that importing this module again (as tests.conftest)
+# gives the same database, not the next one.
+_GIVEN = os.environ.setdefault("IVR_TEST_REDIS_URL_GIVEN", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9"))
+TEST_REDIS_URL = os.environ["TEST_REDIS_URL"] = _worker_redis_url(_GIVEN, os.environ.get("PYTEST_XDIST_WORKER"))
 # A Tuesday morning in Connecticut, when offices are open.
 OPEN = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
 LINES = {"callcenter": "+18002285437", "payments": "+18882337223", "staff": "+18605550142"}
