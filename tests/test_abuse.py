@@ -396,6 +396,7 @@ EVIL = ["http://127.0.0.1:6379/", "http://169.254.169.254/latest/meta-data/",
         "file:///etc/passwd", "gopher://127.0.0.1:25/", "//evil.example/x"]
 
 
+@pytest.mark.slow      # walks every line (about 40 s on 2 cores): CI runs it (.ci/run: scripts/test -m slow)
 def test_recording_urls_outside_twilio_are_never_fetched(app, redis_client):
     """At every place of every line that records, a RecordingUrl that is not one of our account's
     Twilio recordings: the caller's call goes on, and neither the web process nor the worker makes

@@ -219,6 +219,7 @@ def sdu():
     server.stop()
 
 
+@pytest.mark.slow      # walks every line (about 2 min on 2 cores): CI runs it (.ci/run: scripts/test -m slow)
 def test_every_node_of_every_line_is_reached_by_keys_alone(make_app, redis_client, clock, sdu):
     """711 relay callers type; the relay operator keys what they type. A walk that never speaks reaches
     every node of every line, in both languages: in open hours, and in closed hours with the SDU down."""

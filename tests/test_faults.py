@@ -400,6 +400,7 @@ def test_sdu_unreachable_every_webhook_answers(make_app, caplog):
 
 # --- Twilio retries -------------------------------------------------------------------------------
 
+@pytest.mark.slow      # walks every line (about 2 min on 2 cores): CI runs it (.ci/run: scripts/test -m slow)
 def test_a_twilio_retry_of_any_step_changes_nothing_twice(app, redis_client):
     """Walk every line; after each step, send the same request again (Twilio did not get the answer
     in time): the same TwiML comes back and nothing in Redis changes (no second wrong-PIN count, no

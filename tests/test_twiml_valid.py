@@ -72,6 +72,7 @@ def facility_numbers(app) -> list[str]:
     return [n for f in (data.get("facilities") or {}).values() for n in f.get("numbers") or []]
 
 
+@pytest.mark.slow      # walks every line (about 1 min on 2 cores): CI runs it (.ci/run: scripts/test -m slow)
 def test_every_document_of_every_line_is_twiml_twilio_takes(make_app, redis_client, clock, sdu):
     """Open hours with the SDU answering, then closed hours with the SDU failing: between them
     every node of every line is reached, and every document is valid."""
