@@ -176,11 +176,8 @@ def check_ref(ref: str) -> str:
 
 class CallbackStore(WorkItemStore):
     """Callbacks: what they share with inmate requests is WorkItemStore's (ivr/domain/workitems.py)."""
-    PREFIX = PREFIX
-    NOUN = "callback"
-    Error = CallbackError
-    SEALED = SEALED
-    STATUSES = STATUSES
+    PREFIX, OPEN, ALL, SEALED, STATUSES = PREFIX, OPEN, ALL, SEALED, STATUSES
+    NOUN, Error = "callback", CallbackError
     RETENTION_FIELDS = RETENTION_FIELDS
     log = log
 
@@ -318,13 +315,11 @@ class CallbackStore(WorkItemStore):
     def listing(self, statuses: Iterable[str] = OPEN_STATUSES) -> list[dict[str, str]]:
         """Callbacks, oldest first, the number masked (for lists anyone may glance at)."""
         out = []
-        for ref in self.refs(statuses):
-            data = self.get(ref)
-            if data is not None:
-                data["number"] = mask_phone(data.get("number"))
-                data.pop("caller", None)
-                data.pop("recording_url", None)
-                out.append(data)
+        for _, data in self.items(statuses):
+            data["number"] = mask_phone(data.get("number"))
+            data.pop("caller", None)
+            data.pop("recording_url", None)
+            out.append(data)
         return out
 
     def attempt(self, ref: str, result: str, by: str) -> str:

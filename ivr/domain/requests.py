@@ -109,11 +109,8 @@ def check_note(text: str | None) -> str:
 
 class RequestStore(WorkItemStore):
     """Inmate requests: what they share with callbacks is WorkItemStore's (ivr/domain/workitems.py)."""
-    PREFIX = PREFIX
-    NOUN = "request"
-    Error = RequestError
-    SEALED = SEALED
-    STATUSES = STATUSES
+    PREFIX, OPEN, ALL, SEALED, STATUSES = PREFIX, OPEN, ALL, SEALED, STATUSES
+    NOUN, Error = "request", RequestError
     log = log
     RETENTION_FIELDS = ("status", "done_at", "hold_at", "recording_file", "recording_deleted")
 

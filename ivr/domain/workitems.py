@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -71,6 +71,8 @@ def check_staff_id(staff_id: str, error: type[Exception]) -> str:
 class WorkItemStore:
     """The store of one kind of work item; a subclass names the kind in its class attributes."""
     PREFIX: str                         # its Redis keys start with this
+    OPEN: str                           # {PREFIX}open and {PREFIX}all
+    ALL: str
     NOUN: str                           # what staff are told it is: "request", "callback"
     Error: type[Exception]              # what a staff command (or the console) tells a person
     SEALED: tuple[str, ...]             # the fields kept only sealed
@@ -86,7 +88,6 @@ class WorkItemStore:
         self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
         # THE one place a write is made durable before the caller (or staff) is told about it.
         self._durable = store.Durable(client, durable_what)
-        self.OPEN, self.ALL = self.PREFIX + "open", self.PREFIX + "all"
 
     def key(self, ref: str) -> str:
         return f"{self.PREFIX}{ref}"
@@ -154,6 +155,13 @@ class WorkItemStore:
             pipe.hget(self.key(ref), "status")
         return [ref for ref, st in zip(refs, pipe.execute(), strict=True)
                 if st is not None and st.decode() in statuses]
+
+    def items(self, statuses: Iterable[str] = OPEN_STATUSES) -> Iterator[tuple[str, dict[str, str]]]:
+        """(reference, item unsealed) of those in `statuses`, in order of creation."""
+        for ref in self.refs(statuses):
+            data = self.get(ref)
+            if data is not None:
+                yield ref, data
 
     def history(self, ref: str) -> list[AuditEntry]:
         out = []
