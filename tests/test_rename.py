@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ivr.callflow import flow
-from ivr.domain import requests as requests_store
+from ivr.domain import workitems
 from tests.sdu_faults import FaultySDU
 from tests.walk import caller_numbers, explore, known_values
 
@@ -54,7 +54,7 @@ def numbered_refs(monkeypatch):
     def restart() -> None:
         nonlocal counter
         counter = itertools.count(1)
-    monkeypatch.setattr(requests_store.secrets, "randbelow", lambda n: next(counter) % n)
+    monkeypatch.setattr(workitems.secrets, "randbelow", lambda n: next(counter) % n)
     return restart
 
 

@@ -20,15 +20,13 @@ hourly; `list` first too). A problem is one line on standard error and exit 1 (b
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
 
-import redis
-
 from ivr import settings, store
+from ivr.cli import workitems
 from ivr.domain.callbacks import (
     OPEN_STATUSES,
     RESULTS,
@@ -42,7 +40,6 @@ from ivr.domain.callbacks import (
 from ivr.domain.hours import Hours
 from ivr.redact import mask_phone
 from ivr.sealing import Sealer
-from ivr.store import Unreachable
 
 CSV_FIELDS = ["ref", "status", "created", "updated", "due", "best", "lang", "number", "number_how", "source",
               "office", "complete", "requests", "attempts", "last_attempt", "last_result", "recording_file",
@@ -57,31 +54,17 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("callbacks", help="callbacks callers asked for", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="callbacks_command", required=True)
-    s = sub.add_parser("list", help="open callbacks, oldest first, one a line")
-    s.add_argument("--all", action="store_true", help="include callbacks done or expired")
-    s.set_defaults(func=cmd_list)
-    s = sub.add_parser("show", help="everything a callback holds, and its history")
-    s.add_argument("ref")
-    s.set_defaults(func=cmd_show)
-    s = sub.add_parser("export", help="callbacks as CSV (phone numbers in full: handle with care)")
-    s.add_argument("--status", choices=[*STATUSES, "all"], default="all")
-    s.add_argument("--output", "-o", help="write to this file instead of standard output")
-    s.set_defaults(func=cmd_export)
-    for name, text in (("take", "take an open callback"), ("done", "close a callback")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("ref")
-        s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
-        s.set_defaults(func=cmd_change, change=name)
-    s = sub.add_parser("call", help="call the parent now: your phone rings first, then theirs")
-    s.add_argument("ref")
-    s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
+    by = "your staff ID (kept in the history)"
+    workitems.add_common(sub, STATUSES, {
+        "list": "open callbacks, oldest first, one a line", "--all": "include callbacks done or expired",
+        "show": "everything a callback holds, and its history",
+        "export": "callbacks as CSV (phone numbers in full: handle with care)",
+        "take": "take an open callback", "done": "close a callback",
+    }, by, {"list": cmd_list, "show": cmd_show, "export": cmd_export, "change": cmd_change})
+    s = workitems.add_change(sub, "call", "call the parent now: your phone rings first, then theirs", by, cmd_call)
     s.add_argument("--phone", required=True, help="the phone you are at (Twilio rings it first)")
-    s.set_defaults(func=cmd_call)
-    s = sub.add_parser("attempt", help="log a call made to the caller")
-    s.add_argument("ref")
+    s = workitems.add_change(sub, "attempt", "log a call made to the caller", by, cmd_change)
     s.add_argument("--result", required=True, choices=RESULTS)
-    s.add_argument("--by", required=True, help="your staff ID (kept in the history)")
-    s.set_defaults(func=cmd_change, change="attempt")
 
 
 # The clock of the commands (None: now); tests set it to the calls' own, as they do for the app.
@@ -103,24 +86,10 @@ def open_store() -> CallbackStore:
 
 
 def run(fn: Callable[[CallbackStore], int]) -> int:
-    try:
-        return fn(open_store())
-    except Unreachable as exc:
-        print(f"ivr callbacks: {exc}", file=sys.stderr)
-        return 2
-    except CallbackError as exc:
-        print(f"ivr callbacks: {exc}", file=sys.stderr)
-        return 1
-    except redis.RedisError as exc:
-        print(f"ivr callbacks: Redis error: {exc}", file=sys.stderr)
-        return 2
+    return workitems.run("ivr callbacks", open_store, (CallbackError,), fn)
 
 
-def local(stamp: str, zone) -> str:
-    try:
-        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M") if stamp else ""
-    except ValueError:
-        return stamp
+local = workitems.local
 
 
 def line(cb: dict[str, str], zone) -> str:
@@ -176,12 +145,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 ("why", SOURCE_WORDS.get(cb.get("source", ""), cb.get("source", ""))),
                 ("asked", f"{local(cb.get('created', ''), zone)} ({cb.get('requests', '1')} request(s))"),
                 ("attempts", cb.get("attempts", "0")), ("message", message), ("text", text or "none")]
-        for label, value in rows:
-            print(f"{label + ':':16} {value}")
-        print("history:")
-        for entry in cbs.history(ref):
-            detail = f": {entry.detail}" if entry.detail else ""
-            print(f"  {local(entry.at, zone)}  {entry.by:10} {entry.action}{detail}")
+        workitems.print_item(rows, 16, cbs.history(ref), lambda at: local(at, zone))
         return 0
     return run(go)
 
@@ -189,18 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     def go(cbs: CallbackStore) -> int:
         statuses = STATUSES if args.status == "all" else (args.status,)
-        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
-        try:
-            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            for ref in cbs.refs(statuses):
-                cb = cbs.get(ref)
-                if cb is not None:
-                    writer.writerow(cb)
-        finally:
-            if out is not sys.stdout:
-                out.close()
-        return 0
+        return workitems.export(args.output, CSV_FIELDS, (cb for _, cb in cbs.items(statuses)))
     return run(go)
 
 

@@ -16,22 +16,18 @@ written to the request's audit trail with who and when. A problem is one line on
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from datetime import datetime
 from zoneinfo import ZoneInfo
-
-import redis
 
 from ivr import settings, store
 from ivr.callflow.callstate import CallStore
+from ivr.cli import workitems
 from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_ref
 from ivr.domain.staffdb import ID_RE, StaffDB, StaffError, pepper_for
 from ivr.jobs import retention
 from ivr.jobs.worker import CLAIM_IDLE_MS, MAX_DELIVERIES
 from ivr.redact import mask_digits
 from ivr.sealing import Sealer
-from ivr.store import Unreachable
 
 TZ = ZoneInfo("America/New_York")
 # No Twilio recording URL: staff work from the system's own file (Twilio's copy is deleted once it is there).
@@ -47,38 +43,21 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("requests", help="requests callers left for SES staff (incarcerated parents)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="requests_command", required=True)
-
-    s = sub.add_parser("list", help="open requests, one a line, oldest first")
-    s.add_argument("--all", action="store_true", help="include requests already done")
-    s.set_defaults(func=cmd_list)
-
-    s = sub.add_parser("show", help="everything a request holds, and its history")
-    s.add_argument("ref")
-    s.set_defaults(func=cmd_show)
-
-    s = sub.add_parser("export", help="requests as CSV (inmate and case numbers included: handle with care)")
-    s.add_argument("--status", choices=[*STATUSES, "all"], default="all")
-    s.add_argument("--output", "-o", help="write to this file instead of standard output")
-    s.set_defaults(func=cmd_export)
+    by = "your staff ID (`ivr staff list`), kept in the audit trail"
+    workitems.add_common(sub, STATUSES, {
+        "list": "open requests, one a line, oldest first", "--all": "include requests already done",
+        "show": "everything a request holds, and its history",
+        "export": "requests as CSV (inmate and case numbers included: handle with care)",
+        "take": "take an open request", "done": "mark a request done",
+    }, by, {"list": cmd_list, "show": cmd_show, "export": cmd_export, "change": cmd_change})
 
     s = sub.add_parser("reseal", help="seal with the current IVR_SECRET_KEY what only IVR_SECRET_KEY_PREVIOUS opens")
     s.set_defaults(func=cmd_reseal)
 
-    for name, text in (("take", "take an open request"), ("done", "mark a request done")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("ref")
-        s.add_argument("--by", required=True, help="your staff ID (`ivr staff list`), kept in the audit trail")
-        s.set_defaults(func=cmd_change, change=name)
-
-    s = sub.add_parser("hold", help="put a request on legal hold: kept past any retention period")
-    s.add_argument("ref")
-    s.add_argument("--by", required=True, help="your staff ID (`ivr staff list`), kept in the audit trail")
+    s = workitems.add_change(sub, "hold", "put a request on legal hold: kept past any retention period", by, cmd_change)
     s.add_argument("--reason", default="", help="why (a case or subpoena number...), kept in the audit trail")
-    s.set_defaults(func=cmd_change, change="hold")
-    s = sub.add_parser("release", help="end a request's legal hold (its retention period applies again)")
-    s.add_argument("ref")
-    s.add_argument("--by", required=True, help="your staff ID (`ivr staff list`), kept in the audit trail")
-    s.set_defaults(func=cmd_change, change="release")
+    workitems.add_change(sub, "release", "end a request's legal hold (its retention period applies again)", by,
+                         cmd_change)
 
 
 def cmd_reseal(args: argparse.Namespace) -> int:
@@ -102,26 +81,11 @@ def open_store() -> RequestStore:
 
 
 def run(fn) -> int:
-    try:
-        return fn(open_store())
-    except Unreachable as exc:
-        print(f"ivr requests: {exc}", file=sys.stderr)
-        return 2
-    except (RequestError, StaffError) as exc:
-        print(f"ivr requests: {exc}", file=sys.stderr)
-        return 1
-    except redis.RedisError as exc:
-        print(f"ivr requests: Redis error: {exc}", file=sys.stderr)
-        return 2
+    return workitems.run("ivr requests", open_store, (RequestError, StaffError), fn)
 
 
 def local(stamp: str) -> str:
-    if not stamp:
-        return ""
-    try:
-        return datetime.fromisoformat(stamp).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return stamp
+    return workitems.local(stamp, TZ)
 
 
 def completeness(store: RequestStore, req: dict) -> str:
@@ -210,17 +174,14 @@ def retention_text(req: dict, config: dict) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     def go(store: RequestStore) -> int:
-        refs = store.refs(STATUSES if args.all else ("open", "taken"))
-        for ref in refs:
-            req = store.get(ref)
-            if req is None:
-                continue
+        items = list(store.items(STATUSES if args.all else ("open", "taken")))
+        for ref, req in items:
             who = f" by {req.get('taken_by')}" if req.get("status") in ("taken", "done") else ""
             flag = "  TWILIO COPY NOT DELETED" if req.get("twilio_copy") in ("delete failed", "not deleted") else ""
             print(f"{ref}  {req.get('status', '?')}{who}  {local(req.get('created', ''))}  "
                   f"inmate {mask_digits(req.get('inmate'))}  {facility_name(req)}  "
                   f"{'message' if req.get('recording_url') else 'no message'}  {completeness(store, req)}{flag}")
-        if not refs:
+        if not items:
             print("no open requests" if not args.all else "no requests", file=sys.stderr)
         return 0
     return run(go)
@@ -268,12 +229,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         if req.get("recording_url"):
             rows.append(("Twilio's copy", twilio_copy(req)))
-        for label, value in rows:
-            print(f"{label + ':':20} {value}")
-        print("history:")
-        for entry in store.history(ref):
-            detail = f": {entry.detail}" if entry.detail else ""
-            print(f"  {local(entry.at)}  {who(accounts, entry.by):20} {entry.action}{detail}")
+        workitems.print_item(rows, 20, store.history(ref), local, lambda by: who(accounts, by), 20)
         return 0
     return run(go)
 
@@ -287,22 +243,14 @@ def who(accounts: StaffDB, by: str) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     def go(store: RequestStore) -> int:
         statuses = STATUSES if args.status == "all" else (args.status,)
-        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
-        try:
-            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            for ref in store.refs(statuses):
-                req = store.get(ref)
-                if req is None:
-                    continue
-                req.update(inmate_number=req.get("inmate", ""), case_number=req.get("case", ""),
-                           caller_id=req.get("caller", ""))
-                writer.writerow(req)
-        finally:
-            if out is not sys.stdout:
-                out.close()
-        return 0
+        return workitems.export(args.output, CSV_FIELDS, (csv_row(req) for _, req in store.items(statuses)))
     return run(go)
+
+
+def csv_row(req: dict) -> dict:
+    """A request as exported: its numbers under the names the CSV gives them."""
+    return {**req, "inmate_number": req.get("inmate", ""), "case_number": req.get("case", ""),
+            "caller_id": req.get("caller", "")}
 
 
 def cmd_change(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The queue of callbacks callers ask for when no person can take their call now (issue 18).
 
-Modelled on the inmate requests (ivr/domain/requests.py): durable, sealed, never popped, audited.
+Kept like the inmate requests (ivr/domain/requests.py): durable, sealed, never popped, audited; what the
+two share (the reference, the audit trail, take and done) is in ivr/domain/workitems.py.
 
 Redis layout:
   ivr:cb:{ref}              hash: one callback. The number to call and the caller ID are kept only sealed
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -37,8 +37,9 @@ import phonenumbers
 import redis
 import yaml
 
-from ivr import store
+from ivr.domain import workitems
 from ivr.domain.hours import Hours
+from ivr.domain.workitems import BY_CALL_TTL, CAP_TTL, OPEN_STATUSES, PURGED, Quota, WorkItemStore
 from ivr.redact import mask_phone
 from ivr.sealing import Sealer
 
@@ -49,20 +50,14 @@ OPEN = PREFIX + "open"
 ALL = PREFIX + "all"
 BY_CALL = PREFIX + "call:{sid}"
 BY_NUMBER = PREFIX + "number:{tag}"
-BY_CALL_TTL = 24 * 3600
-CAP_TTL = 2 * 24 * 3600
 SEALED = ("number", "caller", "recording_url")
 STATUSES = ("open", "taken", "done", "expired")
-OPEN_STATUSES = ("open", "taken")
 CLOSED_AT = {"done": "done_at", "expired": "expired_at"}   # when a closed callback was closed
-PURGED = "purged"             # the status of what retention leaves of a deleted callback
 RETENTION_FIELDS = ("status", "done_at", "expired_at", "recording_file", "recording_deleted", "number_tag")
 BEST_TIMES = ("morning", "afternoon")
 RESULTS = ("no_answer", "left_message", "reached")
 # Why the caller was offered a callback (field `source`).
 SOURCES = ("closed", "holiday", "closure", "busy", "no_answer", "failed", "office", "gave_up")
-REF_RE = re.compile(r"^\d{6}$")
-STAFF_ID_RE = re.compile(r"^\d{3,10}$")      # the staff IDs of ivr/domain/staffdb.py
 RECORDING_JOB = "callback.recording"
 
 
@@ -175,59 +170,26 @@ def due_time(hours: Hours, best: str, noon: time, now: datetime | None = None) -
 
 # --- the store ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Quota:
-    """A cap one request counts against: `bucket` names it (a tag, never a number), `who` says it in the
-    alert (masked), `limit` 0: no cap."""
-    bucket: str
-    limit: int
-    who: str
-
-
-@dataclass
-class Attempt:
-    at: str
-    by: str
-    action: str
-    detail: str
-
-
-def cb_key(ref: str) -> str:
-    return f"{PREFIX}{ref}"
-
-
-def audit_key(ref: str) -> str:
-    return f"{PREFIX}{ref}:audit"
-
-
 def check_ref(ref: str) -> str:
-    ref = (ref or "").strip()
-    if not REF_RE.match(ref):
-        raise CallbackError(f"{ref!r} is not a callback reference (6 digits)")
-    return ref
+    return workitems.check_ref(ref, "callback", CallbackError)
 
 
-def check_staff_id(staff_id: str) -> str:
-    staff_id = (staff_id or "").strip()
-    if not STAFF_ID_RE.match(staff_id):
-        raise CallbackError("--by must be your staff ID (3 to 10 digits, as in `ivr staff list`)")
-    return staff_id
+class CallbackStore(WorkItemStore):
+    """Callbacks: what they share with inmate requests is WorkItemStore's (ivr/domain/workitems.py)."""
+    PREFIX, OPEN, ALL, SEALED, STATUSES = PREFIX, OPEN, ALL, SEALED, STATUSES
+    NOUN, Error = "callback", CallbackError
+    RETENTION_FIELDS = RETENTION_FIELDS
+    log = log
 
-
-class CallbackStore:
     def __init__(self, client: redis.Redis, sealer: Sealer, hours: Hours | None,
                  settings: CallbackSettings | None = None, clock: Callable[[], datetime] | None = None,
                  new_ref: Callable[[], str] | None = None,
                  staff_exists: Callable[[str], bool] | None = None) -> None:
-        self.redis = client
-        self.sealer = sealer
+        # hours None (retention): a clock must be given
+        super().__init__(client, sealer, clock or hours.now, new_ref, "callback")
         self.hours = hours
         self.settings = settings or CallbackSettings()
-        self.clock = clock or hours.now     # hours None (retention): a clock must be given
-        self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
         self.staff_exists = staff_exists     # None: any well-formed staff ID is taken
-        # THE one place a callback write is made durable before the caller is told about it.
-        self._durable = store.Durable(client, "callback")
 
     def number_tag(self, e164: str) -> str:
         return self.sealer.tag("callback:" + e164)
@@ -253,7 +215,7 @@ class CallbackStore:
                     pipe.watch(by_call, by_number, *cap_keys.values())
                     mine, theirs = pipe.get(by_call), pipe.get(by_number)
                     existing = (mine or theirs or b"").decode()
-                    if existing and pipe.hget(cb_key(existing), "status") not in (b"open", b"taken"):
+                    if existing and pipe.hget(self.key(existing), "status") not in (b"open", b"taken"):
                         existing = "" if not mine else existing
                     counted = [] if mine else quotas[:1] if existing else quotas
                     for q in counted:
@@ -261,7 +223,7 @@ class CallbackStore:
                             pipe.unwatch()
                             self._capped(q, cap_keys[q.bucket])
                     ref = existing or self.new_ref()
-                    if not existing and pipe.exists(cb_key(ref)):
+                    if not existing and pipe.exists(self.key(ref)):
                         continue            # the reference is taken: draw another
                     now = self._now()
                     values = {"updated": now, "lang": lang, "best": best, "due": due.isoformat(timespec="seconds"),
@@ -272,14 +234,14 @@ class CallbackStore:
                         pipe.incr(cap_keys[q.bucket])
                         pipe.expire(cap_keys[q.bucket], CAP_TTL)
                     if existing:
-                        pipe.hset(cb_key(ref), mapping=values)
-                        pipe.hincrby(cb_key(ref), "requests", 1)
+                        pipe.hset(self.key(ref), mapping=values)
+                        pipe.hincrby(self.key(ref), "requests", 1)
                         self._audit(pipe, ref, "caller", "asked again" if not mine else "changed",
                                     f"{best}, due {self._local(due)}, from {source}")
                     else:
                         values.update(ref=ref, sid=sid, status="open", created=now, complete="0", requests="1",
                                       attempts="0", caller=self.sealer.seal(caller) if caller else "")
-                        pipe.hset(cb_key(ref), mapping=values)
+                        pipe.hset(self.key(ref), mapping=values)
                         score = self.clock().timestamp()
                         pipe.zadd(OPEN, {ref: score})
                         pipe.zadd(ALL, {ref: score})
@@ -303,7 +265,7 @@ class CallbackStore:
         keys = [f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas]
         for quota, key, count in zip(quotas, keys, self.redis.mget(keys), strict=True):
             if int(count or 0) >= quota.limit:
-                self._alert(quota, key)
+                self._alert(quota, key, "callbacks")
                 return True
         return False
 
@@ -311,23 +273,15 @@ class CallbackStore:
         return self._now()
 
     def _capped(self, quota: Quota, cap_key: str) -> NoReturn:
-        self._alert(quota, cap_key)
+        self._alert(quota, cap_key, "callbacks")
         raise CallbackCapped(f"{quota.who}: {quota.limit} today")
-
-    def _alert(self, quota: Quota, cap_key: str) -> None:
-        """The first refusal of the day at a cap raises the alert; later ones only say so at info level."""
-        if self.redis.set(cap_key + ":alerted", 1, nx=True, ex=CAP_TTL):
-            log.error("callbacks: %s reached its cap of %d today: further requests are refused until tomorrow "
-                      "(a flood, or a cap too low?)", quota.who, quota.limit)
-        else:
-            log.info("callbacks: %s is at its cap of %d today: request refused", quota.who, quota.limit)
 
     def add_message(self, ref: str, url: str, queue: Callable[[Any, str, dict], None] | None = None) -> None:
         """Keep the caller's message URL (sealed); `queue(pipe, kind, payload)` queues its download in the
         same transaction."""
         token = self.sealer.seal(url)
         pipe = self.redis.pipeline()
-        pipe.hset(cb_key(ref), mapping={"recording_url": token, "recording_file": "", "updated": self._now()})
+        pipe.hset(self.key(ref), mapping={"recording_url": token, "recording_file": "", "updated": self._now()})
         self._audit(pipe, ref, "caller", "message recorded")
         if queue is not None:
             queue(pipe, RECORDING_JOB, {"ref": ref, "url": token})
@@ -342,96 +296,41 @@ class CallbackStore:
             raise CallbackError(f"no callback {ref}")
         return data
 
-    def update(self, ref: str, action: str, by: str = "caller", detail: str = "", **fields: str) -> None:
-        values = {k: self.sealer.seal(v) if k in SEALED and v else v for k, v in fields.items()}
-        values["updated"] = self._now()
-        pipe = self.redis.pipeline()
-        pipe.hset(cb_key(ref), mapping=values)
-        self._audit(pipe, ref, by, action, detail)
-        pipe.execute()
-        self._durable()
-
     def note(self, ref: str, by: str, action: str, detail: str = "") -> None:
         """An entry in the history only (a text sent or refused ...)."""
         self._audit(self.redis, ref, by, action, detail)
 
     # --- staff ----------------------------------------------------------------------------------
-    def raw(self, ref: str) -> dict[str, str] | None:
-        """A callback as stored; None when there is none (or only what retention left of it)."""
-        data = self.redis.hgetall(cb_key(ref))
-        if not data or data.get(b"status") == PURGED.encode():
-            return None
-        return {k.decode(): v.decode() for k, v in data.items()}
+    def missing(self, ref: str) -> CallbackError:
+        """What staff are told about a reference with no callback: never given, or deleted."""
+        if self.purged_at(ref):
+            return CallbackError(f"callback {ref} was deleted at the end of its retention period")
+        return CallbackError(f"no callback {ref}")
 
     def purged_at(self, ref: str) -> str:
         """When retention deleted callback `ref` ("" if it did not)."""
-        status, at = self.redis.hmget(cb_key(ref), "status", "purged_at")
+        status, at = self.redis.hmget(self.key(ref), "status", "purged_at")
         return (at or b"").decode() if status == PURGED.encode() else ""
-
-    def get(self, ref: str) -> dict[str, str] | None:
-        """A callback with its personal fields unsealed ("" when not given, "?" when unreadable)."""
-        data = self.raw(ref)
-        if data is None:
-            return None
-        for name in SEALED:
-            token = data.get(name, "")
-            data[name] = "" if not token else self.sealer.unseal(token) or "?"
-        return data
 
     def listing(self, statuses: Iterable[str] = OPEN_STATUSES) -> list[dict[str, str]]:
         """Callbacks, oldest first, the number masked (for lists anyone may glance at)."""
         out = []
-        for ref in self.refs(statuses):
-            data = self.get(ref)
-            if data is not None:
-                data["number"] = mask_phone(data.get("number"))
-                data.pop("caller", None)
-                data.pop("recording_url", None)
-                out.append(data)
+        for _, data in self.items(statuses):
+            data["number"] = mask_phone(data.get("number"))
+            data.pop("caller", None)
+            data.pop("recording_url", None)
+            out.append(data)
         return out
-
-    def refs(self, statuses: Iterable[str] = OPEN_STATUSES) -> list[str]:
-        statuses = set(statuses)
-        index = OPEN if statuses <= set(OPEN_STATUSES) else ALL
-        refs = [r.decode() for r in self.redis.zrange(index, 0, -1)]
-        pipe = self.redis.pipeline(transaction=False)
-        for ref in refs:
-            pipe.hget(cb_key(ref), "status")
-        return [ref for ref, st in zip(refs, pipe.execute(), strict=True) if st is not None and st.decode() in statuses]
-
-    def history(self, ref: str) -> list[Attempt]:
-        out = []
-        for _, fields in self.redis.xrange(audit_key(ref)):
-            f = {k.decode(): v.decode() for k, v in fields.items()}
-            out.append(Attempt(f.get("at", ""), f.get("by", ""), f.get("action", ""), f.get("detail", "")))
-        return out
-
-    def take(self, ref: str, by: str) -> str:
-        ref, by = check_ref(ref), self._staff(by)
-
-        def change(pipe, status: str, owner: str) -> str | None:
-            if status == "taken" and owner == by:
-                return "already yours"
-            if status == "taken":
-                raise CallbackError(f"callback {ref} is already taken by {owner}")
-            if status in ("done", "expired"):
-                raise CallbackError(f"callback {ref} is {status}")
-            now = self._now()
-            pipe.multi()
-            pipe.hset(cb_key(ref), mapping={"status": "taken", "taken_by": by, "taken_at": now, "updated": now})
-            self._audit(pipe, ref, by, "taken")
-            return None
-        return self._transition(ref, change) or "taken"
 
     def attempt(self, ref: str, result: str, by: str) -> str:
         """Log an attempt to call (no_answer, left_message, reached); taking the callback if nobody had."""
-        ref, by = check_ref(ref), self._staff(by)
+        ref, by = check_ref(ref), self.check_staff(by)
         if result not in RESULTS:
             raise CallbackError(f"--result must be one of {', '.join(RESULTS)}")
 
         def change(pipe, status: str, owner: str) -> str | None:
-            if status in ("done", "expired"):
-                raise CallbackError(f"callback {ref} is {status}")
+            if status not in OPEN_STATUSES:
+                raise CallbackError(self._closed(ref, status, "attempt"))
             if status == "taken" and owner != by:
                 raise CallbackError(f"callback {ref} is taken by {owner}; only they log its attempts")
             now = self._now()
@@ -440,35 +339,21 @@ class CallbackStore:
             if status == "open":
                 values.update(status="taken", taken_by=by, taken_at=now)
                 self._audit(pipe, ref, by, "taken")
-            pipe.hset(cb_key(ref), mapping=values)
-            pipe.hincrby(cb_key(ref), "attempts", 1)
+            pipe.hset(self.key(ref), mapping=values)
+            pipe.hincrby(self.key(ref), "attempts", 1)
             self._audit(pipe, ref, by, "attempt", result.replace("_", " "))
             return None
         self._transition(ref, change)
         return f"attempt logged: {result.replace('_', ' ')}"
 
-    def done(self, ref: str, by: str) -> str:
-        ref, by = check_ref(ref), self._staff(by)
+    def _closed(self, ref: str, status: str, doing: str) -> str:
+        """"is done" to one taking it or logging an attempt; "is already done" to one closing it."""
+        return f"callback {ref} is {'already ' if doing == 'done' else ''}{status}"
 
-        def change(pipe, status: str, owner: str) -> str | None:
-            if status in ("done", "expired"):
-                raise CallbackError(f"callback {ref} is already {status}")
-            if status == "taken" and owner != by:
-                raise CallbackError(f"callback {ref} is taken by {owner}; only they can mark it done")
-            now = self._now()
-            tag = (pipe.hget(cb_key(ref), "number_tag") or b"").decode()
-            pipe.multi()
-            values = {"status": "done", "done_by": by, "done_at": now, "updated": now}
-            if status == "open":
-                values.update(taken_by=by, taken_at=now)
-                self._audit(pipe, ref, by, "taken")
-            pipe.hset(cb_key(ref), mapping=values)
-            pipe.zrem(OPEN, ref)
-            if tag:
-                _drop_index(pipe, BY_NUMBER.format(tag=tag), ref)
-            self._audit(pipe, ref, by, "done")
-            return None
-        return self._transition(ref, change) or "done"
+    def _closing(self, pipe, ref: str) -> Callable[[Any], None]:
+        """A closed callback frees its number to ask again (the number's index entry goes)."""
+        tag = (pipe.hget(self.key(ref), "number_tag") or b"").decode()
+        return lambda pipe: _drop_index(pipe, BY_NUMBER.format(tag=tag), ref) if tag else None
 
     def expire_old(self) -> list[str]:
         """Open or taken callbacks asked more than `expire_days` ago: expired, each with a note in its
@@ -484,13 +369,12 @@ class CallbackStore:
                     pipe.multi()
                     pipe.zrem(OPEN, ref)
                     return None
-                tag = (pipe.hget(cb_key(ref), "number_tag") or b"").decode()
+                closing = self._closing(pipe, ref)
                 now = self._now()
                 pipe.multi()
-                pipe.hset(cb_key(ref), mapping={"status": "expired", "expired_at": now, "updated": now})
+                pipe.hset(self.key(ref), mapping={"status": "expired", "expired_at": now, "updated": now})
                 pipe.zrem(OPEN, ref)
-                if tag:
-                    _drop_index(pipe, BY_NUMBER.format(tag=tag), ref)
+                closing(pipe)
                 self._audit(pipe, ref, "system", "expired",
                             f"not done within {days} days of the request; the caller was not reached by then")
                 return None
@@ -504,38 +388,22 @@ class CallbackStore:
         return expired
 
     # --- retention (ivr/jobs/retention.py) ------------------------------------------------------
-    def retention_view(self) -> list[tuple[str, dict[str, str]]]:
-        """Every callback's reference with the fields retention looks at, in two round trips."""
-        refs = [r.decode() for r in self.redis.zrange(ALL, 0, -1)]
-        pipe = self.redis.pipeline(transaction=False)
-        for ref in refs:
-            pipe.hmget(cb_key(ref), *RETENTION_FIELDS)
-        return [(ref, {k: (v or b"").decode() for k, v in zip(RETENTION_FIELDS, values, strict=True)})
-                for ref, values in zip(refs, pipe.execute(), strict=True) if values[0] is not None]
-
-    def delete_message(self, ref: str, closed_before: datetime, detail: str) -> str | None:
-        """Forget the caller's message of a callback closed (done or expired) before `closed_before` (the
-        caller deletes the file): its former path, or None when there is nothing to do (any more)."""
-        def change(pipe, cb: dict[str, str]) -> str | None:
-            if not _closed_before(cb, closed_before) or not cb["recording_file"]:
-                return None
-            now = self._now()
-            pipe.multi()
-            pipe.hset(cb_key(ref), mapping={"recording_file": "", "recording_deleted": now, "updated": now})
-            self._audit(pipe, ref, "retention", "message deleted (retention period)", detail)
-            return cb["recording_file"]
-        return self._retention_change(ref, change)
+    @staticmethod
+    def _due(cb: Mapping[str, str], closed_before: datetime) -> bool:
+        """Closed (done or expired) before `closed_before`."""
+        at = closed_at(cb)
+        return at is not None and at <= closed_before
 
     def delete(self, ref: str, closed_before: datetime) -> str | None:
         """Delete a callback closed before `closed_before`, with its history and index entries, in one
         transaction, leaving only its reference (PURGED). Returns the path of its message file ("" for none:
         the caller deletes the folder), None when the callback is not due (any more) or gone."""
         def change(pipe, cb: dict[str, str]) -> str | None:
-            if not _closed_before(cb, closed_before):
+            if not self._due(cb, closed_before):
                 return None
             pipe.multi()
-            pipe.delete(cb_key(ref), audit_key(ref), f"{PREFIX}{ref}:calling")
-            pipe.hset(cb_key(ref), mapping={"ref": ref, "status": PURGED, "purged_at": self._now()})
+            pipe.delete(self.key(ref), self.audit_key(ref), f"{PREFIX}{ref}:calling")
+            pipe.hset(self.key(ref), mapping={"ref": ref, "status": PURGED, "purged_at": self._now()})
             pipe.zrem(OPEN, ref)
             pipe.zrem(ALL, ref)
             if cb["number_tag"]:
@@ -543,64 +411,14 @@ class CallbackStore:
             return cb["recording_file"]
         return self._retention_change(ref, change)
 
-    def _retention_change(self, ref: str, change) -> str | None:
-        """Check and change under WATCH: a purge running twice at once deletes each callback once."""
-        key = cb_key(ref)
-        for _ in range(20):
-            try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(key)
-                    values = pipe.hmget(key, *RETENTION_FIELDS)
-                    if values[0] is None:
-                        return None         # gone
-                    result = change(pipe, {k: (v or b"").decode()
-                                           for k, v in zip(RETENTION_FIELDS, values, strict=True)})
-                    if result is None:
-                        pipe.unwatch()
-                        return None
-                    pipe.execute()
-            except redis.WatchError:
-                continue
-            return result
-        return None                         # changing all the time: the next purge looks again
-
     def check_staff(self, by: str) -> str:
         """A staff ID that may act on callbacks (well-formed, and an account when the store knows them)."""
-        return self._staff(by)
-
-    # --- internals ------------------------------------------------------------------------------
-    def _staff(self, by: str) -> str:
-        by = check_staff_id(by)
+        by = workitems.check_staff_id(by, CallbackError)
         if self.staff_exists is not None and not self.staff_exists(by):
             raise CallbackError(f"no staff member with ID {by} (see `ivr staff list`)")
         return by
 
-    def _transition(self, ref: str, change) -> str | None:
-        key = cb_key(ref)
-        for _ in range(20):
-            try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(key)
-                    status, owner = pipe.hmget(key, "status", "taken_by")
-                    if status is None:
-                        raise CallbackError(f"no callback {ref}")
-                    if status == PURGED.encode():
-                        raise CallbackError(f"callback {ref} was deleted at the end of its retention period")
-                    result = change(pipe, status.decode(), (owner or b"").decode())
-                    if result is None:
-                        pipe.execute()
-                        self._durable()
-                    return result
-            except redis.WatchError:
-                continue
-        raise CallbackError(f"callback {ref} is changing too often; try again")
-
-    def _audit(self, pipe, ref: str, by: str, action: str, detail: str = "") -> None:
-        pipe.xadd(audit_key(ref), {"at": self._now(), "by": by, "action": action, "detail": detail[:300]})
-
-    def _now(self) -> str:
-        return self.clock().astimezone(UTC).isoformat(timespec="seconds")
-
+    # --- internals ------------------------------------------------------------------------------
     def _local(self, at: datetime) -> str:
         return at.astimezone(self.hours.zone).strftime("%a %Y-%m-%d %H:%M")
 
@@ -618,11 +436,6 @@ def closed_at(cb: Mapping[str, str]) -> datetime | None:
         return datetime.fromisoformat(cb.get(field, "")) if field else None
     except ValueError:
         return None
-
-
-def _closed_before(cb: Mapping[str, str], before: datetime) -> bool:
-    at = closed_at(cb)
-    return at is not None and at <= before
 
 
 def describe_due(data: Mapping[str, str], zone) -> str:

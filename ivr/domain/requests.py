@@ -17,13 +17,14 @@ Redis layout:
   ivr:req:cap:{tag}:{day} the new requests one caller ID (or a facility's phones) left that day (`Quota`;
                           the tag names it, never the number); expires two days later.
 
-A request is never popped: `take` and `done` change its status in one WATCH/MULTI transaction, so
-nothing can be lost between "stored" and a person finishing it (this is the acknowledgement: `done` is
-the only thing that takes a request out of `ivr:req:open`). Only the retention purge deletes one
-(ivr/jobs/retention.py): a done request past its period and not on legal hold (`hold`/`release`). After each
-write the store waits for Redis to fsync its append-only file (WAITAOF, Redis >= 7.2) so that a
-reference is spoken only for a request that survives a crash; on older Redis run the server with
-`appendonly yes` and `appendfsync always` for the same guarantee.
+What requests share with callbacks (the reference, the audit trail, take and done) is in
+ivr/domain/workitems.py. A request is never popped: `take` and `done` change its status in one
+WATCH/MULTI transaction, so nothing can be lost between "stored" and a person finishing it (this is
+the acknowledgement: `done` is the only thing that takes a request out of `ivr:req:open`). Only the
+retention purge deletes one (ivr/jobs/retention.py): a done request past its period and not on legal
+hold (`hold`/`release`). After each write the store waits for Redis to fsync its append-only file
+(WAITAOF, Redis >= 7.2) so that a reference is spoken only for a request that survives a crash; on
+older Redis run the server with `appendonly yes` and `appendfsync always` for the same guarantee.
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NoReturn
 
 import redis
 
-from ivr import store
+from ivr.domain import workitems
+from ivr.domain.workitems import BY_CALL_TTL, CAP_TTL, NOTE, Quota, WorkItemStore
 from ivr.jobs import queue as jobs
 from ivr.sealing import TOKEN, Sealer
 
@@ -50,18 +50,14 @@ OPEN = PREFIX + "open"
 ALL = PREFIX + "all"
 PURGED = PREFIX + "purged"
 BY_CALL = PREFIX + "call:{sid}"
-BY_CALL_TTL = 24 * 3600    # only needed while the call lasts (IVR_CALL_TTL, 4 h): every key of a call expires
-CAP_TTL = 2 * 24 * 3600    # a day's count of new requests per caller ID outlives its day, then expires
 RECORDING_JOB = "inmate.recording"
 DELETE_JOB = "inmate.recording.delete"        # Twilio's copy, once the system has its own
 SEALED = ("inmate", "case", "caller")          # fields kept only sealed
 RESEALED = (*SEALED, "recording_url")           # every sealed field, for a key rotation
 STATUSES = ("open", "taken", "done")
-REF_RE = re.compile(r"^\d{6}$")
 NAME_RE = re.compile(r"^(\d{3,10}|[A-Za-z][A-Za-z0-9 .'_@-]{0,39})$")   # a staff ID, or a name (older entries)
 REASON_MAX = 200
 NOTE_MAX = 1000
-NOTE = "note"               # an audit entry whose detail is a staff note, kept sealed (it may name anyone)
 WHO_CALLED = ("parent", "for the parent")     # the parent in prison or jail, or someone calling for them
 # Field `stage` (how far a caller got): number, facility, case, message, finished.
 # Field `twilio_copy` (what became of Twilio's copy of the message; none on requests from before): deleting,
@@ -79,36 +75,8 @@ class RequestCapped(Exception):
     """The caller ID has left as many new requests today as its `Quota` allows: none was stored."""
 
 
-@dataclass(frozen=True)
-class Quota:
-    """How many new requests one source may leave per day: `bucket` names it (a tag, never a phone
-    number), `who` says it in the alert (a masked number or a facility), `limit` 0 means no cap."""
-    bucket: str
-    limit: int
-    who: str
-
-
-@dataclass
-class AuditEntry:
-    at: str
-    by: str
-    action: str
-    detail: str
-
-
-def req_key(ref: str) -> str:
-    return f"{PREFIX}{ref}"
-
-
-def audit_key(ref: str) -> str:
-    return f"{PREFIX}{ref}:audit"
-
-
 def check_ref(ref: str) -> str:
-    ref = (ref or "").strip()
-    if not REF_RE.match(ref):
-        raise RequestError(f"{ref!r} is not a request reference (6 digits)")
-    return ref
+    return workitems.check_ref(ref, "request", RequestError)
 
 
 def check_reason(reason: str | None) -> str:
@@ -139,14 +107,16 @@ def check_note(text: str | None) -> str:
     return text
 
 
-class RequestStore:
+class RequestStore(WorkItemStore):
+    """Inmate requests: what they share with callbacks is WorkItemStore's (ivr/domain/workitems.py)."""
+    PREFIX, OPEN, ALL, SEALED, STATUSES = PREFIX, OPEN, ALL, SEALED, STATUSES
+    NOUN, Error = "request", RequestError
+    log = log
+    RETENTION_FIELDS = ("status", "done_at", "hold_at", "recording_file", "recording_deleted")
+
     def __init__(self, client: redis.Redis, sealer: Sealer, clock: Callable[[], datetime] | None = None,
                  new_ref: Callable[[], str] | None = None) -> None:
-        self.redis = client
-        self.sealer = sealer
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.new_ref = new_ref or (lambda: str(100000 + secrets.randbelow(900000)))
-        self._durable = store.Durable(client, "inmate request")
+        super().__init__(client, sealer, clock or (lambda: datetime.now(UTC)), new_ref, "inmate request")
 
     # --- the caller's side ----------------------------------------------------------------------
     def open_request(self, sid: str, inmate: str, *, lang: str, source: str, caller: str = "",
@@ -179,8 +149,8 @@ class RequestStore:
                 with self.redis.pipeline() as pipe:
                     # The day's count is watched with the call's key: requests made at the same moment on
                     # other workers cannot together pass the cap.
-                    pipe.watch(by_call, req_key(ref), *([cap_key] if capped else []))
-                    if pipe.get(by_call) or pipe.exists(req_key(ref)) or pipe.zscore(PURGED, ref) is not None:
+                    pipe.watch(by_call, self.key(ref), *([cap_key] if capped else []))
+                    if pipe.get(by_call) or pipe.exists(self.key(ref)) or pipe.zscore(PURGED, ref) is not None:
                         continue        # another webhook of this call won, or the reference is (was) taken
                     if capped and int(pipe.get(cap_key) or 0) >= quota.limit:
                         pipe.unwatch()
@@ -189,7 +159,7 @@ class RequestStore:
                     if capped:
                         pipe.incr(cap_key)
                         pipe.expire(cap_key, CAP_TTL)
-                    pipe.hset(req_key(ref), mapping=fields)
+                    pipe.hset(self.key(ref), mapping=fields)
                     pipe.set(by_call, ref, ex=BY_CALL_TTL)
                     score = self.clock().timestamp()
                     pipe.zadd(OPEN, {ref: score})
@@ -200,40 +170,25 @@ class RequestStore:
                     pipe.execute()
             except redis.WatchError:
                 continue
-            self._sync()
+            self._durable()
             return ref
         raise RuntimeError("could not find a free request reference")
 
     def _capped(self, quota: Quota, cap_key: str) -> NoReturn:
-        # The first refusal of the day raises the alert; later ones only say so at info level.
-        if self.redis.set(cap_key + ":alerted", 1, nx=True, ex=CAP_TTL):
-            log.error("inmate requests: %s reached its cap of %d new requests today: further requests are "
-                      "refused until tomorrow (a flood, or a cap too low?)", quota.who, quota.limit)
-        else:
-            log.info("inmate requests: %s is at its cap of %d today: request refused", quota.who, quota.limit)
+        self._alert(quota, cap_key, "inmate requests", " new requests")
         raise RequestCapped(f"{quota.who}: {quota.limit} new requests today")
-
-    def update(self, ref: str, action: str, by: str = "caller", detail: str = "", **fields: str) -> None:
-        """Change fields of a request (sealing the personal ones) and write the change to its audit."""
-        values = {k: self._seal(v) if k in SEALED else v for k, v in fields.items()}
-        values["updated"] = self._now()
-        pipe = self.redis.pipeline()
-        pipe.hset(req_key(ref), mapping=values)
-        self._audit(pipe, ref, by, action, detail)
-        pipe.execute()
-        self._sync()
 
     def add_recording(self, ref: str, url: str) -> None:
         """Keep the caller's message URL (sealed) and queue its download, in one transaction."""
         token = self.sealer.seal(url)
         pipe = self.redis.pipeline()
-        pipe.hset(req_key(ref), mapping={"recording_url": token, "recording_file": "", "recording_error": "",
+        pipe.hset(self.key(ref), mapping={"recording_url": token, "recording_file": "", "recording_error": "",
                                          "twilio_copy": "", "twilio_copy_error": "",
                                          "stage": "message", "updated": self._now()})
         self._audit(pipe, ref, "caller", "message recorded")
         jobs.enqueue(self.redis, RECORDING_JOB, {"ref": ref, "url": token}, pipe=pipe)
         pipe.execute()
-        self._sync()
+        self._durable()
 
     def open_url(self, value: str) -> str | None:
         """A recording URL as kept in a request or a job: sealed, or plain from an older version.
@@ -251,7 +206,7 @@ class RequestStore:
     def recording_saved(self, ref: str, path: str, url: str, delete: bool) -> None:
         """The message is in the system's own storage; with `delete`, queue the deletion of Twilio's copy
         in the same transaction (so it happens after a download, and only then)."""
-        key, audit = req_key(ref), audit_key(ref)
+        key, audit = self.key(ref), self.audit_key(ref)
         for _ in range(20):
             try:
                 with self.redis.pipeline() as pipe:
@@ -277,7 +232,7 @@ class RequestStore:
                     pipe.execute()
             except redis.WatchError:
                 continue
-            self._sync()
+            self._durable()
             return
         raise RuntimeError(f"request {ref} is changing too often")
 
@@ -309,9 +264,9 @@ class RequestStore:
         refs = [raw.decode() for raw in self.redis.zrange(ALL, 0, -1)]
         pipe = self.redis.pipeline(transaction=False)
         for ref in refs:
-            pipe.hget(req_key(ref), "recording_url")
+            pipe.hget(self.key(ref), "recording_url")
         for ref in [ref for ref, url in zip(refs, pipe.execute(), strict=True) if _plain_url((url or b"").decode())]:
-            key, audit = req_key(ref), audit_key(ref)
+            key, audit = self.key(ref), self.audit_key(ref)
             try:
                 with self.redis.pipeline() as pipe:
                     pipe.watch(key, audit)
@@ -334,7 +289,7 @@ class RequestStore:
             sealed += 1
             queued += int(downloaded and not copy)
         if sealed:
-            self._sync()
+            self._durable()
             log.info("sealed %d recording URL(s) kept in plain by an older version; %d deletion(s) queued",
                      sealed, queued)
         return sealed, queued
@@ -345,7 +300,7 @@ class RequestStore:
         rewritten. The worker runs it when it starts; `ivr requests reseal` runs it on demand."""
         rewritten = 0
         for ref in (raw.decode() for raw in self.redis.zrange(ALL, 0, -1)):
-            key = req_key(ref)
+            key = self.key(ref)
             try:
                 with self.redis.pipeline() as pipe:
                     pipe.watch(key)
@@ -362,102 +317,24 @@ class RequestStore:
                 continue        # changed meanwhile: the next run looks again
             rewritten += 1
         if rewritten:
-            self._sync()
+            self._durable()
             log.info("resealed %d request(s) with the current IVR_SECRET_KEY", rewritten)
         return rewritten
 
     # --- staff ----------------------------------------------------------------------------------
-    def raw(self, ref: str) -> dict[str, str] | None:
-        data = self.redis.hgetall(req_key(ref))
-        if not data:
-            return None
-        return {k.decode(): v.decode() for k, v in data.items()}
-
-    def get(self, ref: str) -> dict[str, str] | None:
-        """A request with its personal fields unsealed ("" when not given, "?" when unreadable)."""
-        data = self.raw(ref)
-        if data is None:
-            return None
-        for name in SEALED:
-            token = data.get(name, "")
-            data[name] = "" if not token else self.sealer.unseal(token) or "?"
-        return data
-
-    def refs(self, statuses: Iterable[str] = ("open", "taken")) -> list[str]:
-        """References in order of creation; `open`/`taken` from the open index, `done` needs the rest."""
-        statuses = set(statuses)
-        index = ALL if "done" in statuses else OPEN
-        refs = [r.decode() for r in self.redis.zrange(index, 0, -1)]
-        if statuses >= set(STATUSES):
-            return refs
-        pipe = self.redis.pipeline(transaction=False)
-        for ref in refs:
-            pipe.hget(req_key(ref), "status")
-        return [ref for ref, st in zip(refs, pipe.execute(), strict=True)
-                if st is not None and st.decode() in statuses]
-
-    def history(self, ref: str) -> list[AuditEntry]:
-        out = []
-        for _, fields in self.redis.xrange(audit_key(ref)):
-            f = {k.decode(): v.decode() for k, v in fields.items()}
-            detail = f.get("detail", "")
-            if f.get("action") == NOTE and detail:
-                detail = self.sealer.unseal(detail) or "(a note sealed with another key)"
-            out.append(AuditEntry(f.get("at", ""), f.get("by", ""), f.get("action", ""), detail))
-        return out
+    def check_staff(self, by: str) -> str:
+        return check_name(by)
 
     def note(self, ref: str, by: str, text: str) -> None:
         """A staff note on a request, kept (sealed) in its history with who and when."""
         ref, by, text = check_ref(ref), check_name(by), check_note(text)
-        if not self.redis.exists(req_key(ref)):
+        if not self.redis.exists(self.key(ref)):
             raise self.missing(ref)
         pipe = self.redis.pipeline()
-        pipe.hset(req_key(ref), "updated", self._now())
-        pipe.xadd(audit_key(ref), {"at": self._now(), "by": by, "action": NOTE, "detail": self.sealer.seal(text)})
+        pipe.hset(self.key(ref), "updated", self._now())
+        pipe.xadd(self.audit_key(ref), {"at": self._now(), "by": by, "action": NOTE, "detail": self.sealer.seal(text)})
         pipe.execute()
-        self._sync()
-
-    def take(self, ref: str, by: str) -> str:
-        """Give an open request to `by`; RequestError if someone else has it or it is done."""
-        ref, by = check_ref(ref), check_name(by)
-
-        def change(pipe, status: str, owner: str) -> str | None:
-            if status == "taken" and owner == by:
-                return "already yours"
-            if status == "taken":
-                raise RequestError(f"request {ref} is already taken by {owner}")
-            if status == "done":
-                raise RequestError(f"request {ref} is already done")
-            now = self._now()
-            pipe.multi()
-            pipe.hset(req_key(ref), mapping={"status": "taken", "taken_by": by, "taken_at": now,
-                                             "updated": now})
-            self._audit(pipe, ref, by, "taken")
-            return None
-
-        return self._transition(ref, change) or "taken"
-
-    def done(self, ref: str, by: str) -> str:
-        """Mark a request done (taking it first if nobody had); RequestError if someone else has it."""
-        ref, by = check_ref(ref), check_name(by)
-
-        def change(pipe, status: str, owner: str) -> str | None:
-            if status == "done":
-                raise RequestError(f"request {ref} is already done")
-            if status == "taken" and owner != by:
-                raise RequestError(f"request {ref} is taken by {owner}; only they can mark it done")
-            now = self._now()
-            pipe.multi()
-            values = {"status": "done", "done_by": by, "done_at": now, "updated": now}
-            if status == "open":
-                values.update(taken_by=by, taken_at=now)
-                self._audit(pipe, ref, by, "taken")
-            pipe.hset(req_key(ref), mapping=values)
-            pipe.zrem(OPEN, ref)
-            self._audit(pipe, ref, by, "done")
-            return None
-
-        return self._transition(ref, change) or "done"
+        self._durable()
 
     # --- legal hold and retention (ivr/jobs/retention.py decides what is due) -------------------------
     def hold(self, ref: str, by: str, reason: str = "") -> str:
@@ -465,12 +342,12 @@ class RequestStore:
         ref, by, reason = check_ref(ref), check_name(by), check_reason(reason)
 
         def change(pipe, status: str, owner: str) -> str | None:
-            held_by, held_at = (v.decode() if v else "" for v in pipe.hmget(req_key(ref), "hold_by", "hold_at"))
+            held_by, held_at = (v.decode() if v else "" for v in pipe.hmget(self.key(ref), "hold_by", "hold_at"))
             if held_at:
                 return f"already on legal hold (by {held_by} since {held_at[:10]})"
             now = self._now()
             pipe.multi()
-            pipe.hset(req_key(ref), mapping={"hold_by": by, "hold_at": now, "hold_reason": reason, "updated": now})
+            pipe.hset(self.key(ref), mapping={"hold_by": by, "hold_at": now, "hold_reason": reason, "updated": now})
             self._audit(pipe, ref, by, "legal hold placed", reason)
             return None
 
@@ -480,11 +357,11 @@ class RequestStore:
         ref, by = check_ref(ref), check_name(by)
 
         def change(pipe, status: str, owner: str) -> str | None:
-            if not pipe.hget(req_key(ref), "hold_at"):
+            if not pipe.hget(self.key(ref), "hold_at"):
                 raise RequestError(f"request {ref} is not on legal hold")
             pipe.multi()
-            pipe.hdel(req_key(ref), "hold_by", "hold_at", "hold_reason")
-            pipe.hset(req_key(ref), "updated", self._now())
+            pipe.hdel(self.key(ref), "hold_by", "hold_at", "hold_reason")
+            pipe.hset(self.key(ref), "updated", self._now())
             self._audit(pipe, ref, by, "legal hold released")
             return None
 
@@ -498,109 +375,30 @@ class RequestStore:
         day = datetime.fromtimestamp(purged, UTC).date().isoformat()
         return RequestError(f"request {ref} was deleted on {day} at the end of its retention period")
 
-    def retention_view(self) -> list[tuple[str, dict[str, str]]]:
-        """Every request's reference with the fields retention looks at, in two round trips."""
-        refs = [r.decode() for r in self.redis.zrange(ALL, 0, -1)]
-        pipe = self.redis.pipeline(transaction=False)
-        for ref in refs:
-            pipe.hmget(req_key(ref), *RETENTION_FIELDS)
-        return [(ref, {k: (v or b"").decode() for k, v in zip(RETENTION_FIELDS, values, strict=True)})
-                for ref, values in zip(refs, pipe.execute(), strict=True) if values[0] is not None]
-
-    def delete_message(self, ref: str, done_before: datetime, detail: str) -> str | None:
-        """Forget the caller's message of a request done before `done_before` and not on hold (the caller
-        deletes the file): its former path, or None when there is nothing to do (any more)."""
-        def change(pipe, req: dict[str, str]) -> str | None:
-            if not _past(req, done_before) or not req["recording_file"]:
-                return None
-            now = self._now()
-            pipe.multi()
-            pipe.hset(req_key(ref), mapping={"recording_file": "", "recording_deleted": now, "updated": now})
-            self._audit(pipe, ref, "retention", "message deleted (retention period)", detail)
-            return req["recording_file"]
-        return self._retention_change(ref, change)
-
     def delete(self, ref: str, done_before: datetime) -> str | None:
         """Delete a request done before `done_before` and not on hold, with its audit trail and index entries,
         in one transaction, leaving its reference in PURGED. Returns the path of its message file ("" for
         none: the caller deletes the folder), None when the request is not due (any more) or gone."""
         def change(pipe, req: dict[str, str]) -> str | None:
-            if not _past(req, done_before):
+            if not self._due(req, done_before):
                 return None
             pipe.multi()
-            pipe.delete(req_key(ref), audit_key(ref))
+            pipe.delete(self.key(ref), self.audit_key(ref))
             pipe.zrem(OPEN, ref)
             pipe.zrem(ALL, ref)
             pipe.zadd(PURGED, {ref: self.clock().timestamp()})
             return req["recording_file"]
         return self._retention_change(ref, change)
 
-    # --- internals ------------------------------------------------------------------------------
-    def _retention_change(self, ref: str, change) -> str | None:
-        """Check and change under WATCH: a hold placed, or a second purge, at the same moment wins or waits."""
-        key = req_key(ref)
-        for _ in range(20):
-            try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(key)
-                    values = pipe.hmget(key, *RETENTION_FIELDS)
-                    if values[0] is None:
-                        return None         # gone: another purge got there first
-                    result = change(pipe, {k: (v or b"").decode()
-                                           for k, v in zip(RETENTION_FIELDS, values, strict=True)})
-                    if result is None:
-                        return None
-                    pipe.execute()
-            except redis.WatchError:
-                continue
-            self._sync()
-            return result
-        return None                         # changing all the time: the next purge looks again
-
-    def _transition(self, ref: str, change) -> str | None:
-        key = req_key(ref)
-        for _ in range(20):
-            try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(key)
-                    status, owner = pipe.hmget(key, "status", "taken_by")
-                    if status is None:
-                        raise self.missing(ref)
-                    result = change(pipe, status.decode(), (owner or b"").decode())
-                    if result is None:
-                        pipe.execute()
-                        self._sync()
-                    return result
-            except redis.WatchError:
-                continue        # someone changed it at the same moment: look again
-        raise RequestError(f"request {ref} is changing too often; try again")
-
-    def _audit(self, pipe, ref: str, by: str, action: str, detail: str = "") -> None:
-        pipe.xadd(audit_key(ref), {"at": self._now(), "by": by, "action": action, "detail": detail[:300]})
-
-    def _seal(self, value: str) -> str:
-        return self.sealer.seal(value) if value else ""
-
-    def _now(self) -> str:
-        return self.clock().astimezone(UTC).isoformat(timespec="seconds")
-
-    def _sync(self) -> None:
-        """Wait until Redis has fsynced the write to its AOF, where the server can tell us, and until one
-        replica has it, where there are replicas (store.Durable: logged and counted when none does)."""
-        self._durable()
-
-
-RETENTION_FIELDS = ("status", "done_at", "hold_at", "recording_file", "recording_deleted")
-
-
-def _past(req: dict[str, str], done_before: datetime) -> bool:
-    """Done before `done_before` and not on legal hold: open and taken requests are never due."""
-    if req.get("status") != "done" or req.get("hold_at") or not req.get("done_at"):
-        return False
-    try:
-        return datetime.fromisoformat(req["done_at"]) <= done_before
-    except ValueError:
-        return False        # unreadable: kept, rather than deleted on a guess
+    @staticmethod
+    def _due(req: Mapping[str, str], done_before: datetime) -> bool:
+        """Done before `done_before` and not on legal hold: open and taken requests are never due."""
+        if req.get("status") != "done" or req.get("hold_at") or not req.get("done_at"):
+            return False
+        try:
+            return datetime.fromisoformat(req["done_at"]) <= done_before
+        except ValueError:
+            return False        # unreadable: kept, rather than deleted on a guess
 
 
 def _drop_url_from_trail(pipe, audit: str, url: str, trail: list) -> None:

@@ -39,6 +39,7 @@ from ivr.domain import callbacks as cb
 from ivr.domain.published import Library, audio_dir
 from ivr.domain.requests import PURGED, RequestStore
 from ivr.domain.texts import TextStore
+from ivr.domain.workitems import REF_RE
 from ivr.jobs import queue as jobs
 from ivr.sealing import Sealer
 
@@ -167,7 +168,7 @@ def _callbacks(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, re
     if not dry_run and folder.is_dir():
         # Folders of callbacks deleted by a purge cut off before their files went; as for requests, a
         # folder with no callback and no record of its deletion is kept.
-        names = [p.name for p in folder.iterdir() if p.is_dir() and cb.REF_RE.match(p.name)]
+        names = [p.name for p in folder.iterdir() if p.is_dir() and REF_RE.match(p.name)]
         for name in names:
             if store.purged_at(name):
                 _remove(folder / name, "", name, "callbacks")

@@ -10,7 +10,8 @@ from flask import Blueprint, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.callflow.speech import say_digits
-from ivr.domain.callbacks import OPEN_STATUSES, REF_RE
+from ivr.domain.callbacks import OPEN_STATUSES
+from ivr.domain.workitems import REF_RE
 from ivr.web.signature import signed
 from ivr.web.webhooks import twiml
 

@@ -1,9 +1,10 @@
 """Console pages for the callbacks callers ask for (issue 18): the queue oldest first, one callback, its
 message, take / attempt / done / "call now" by the signed-in staff member, and the CSV export (supervisors).
 
-Modelled on the requests pages (requests.py): the number to call is shown masked until a staff member
-opens it on the callback's page, each opening written to the audit log, and so is every change. The
-caller's message plays through a link made for this session and this callback only (signed, expiring).
+Modelled on the requests pages (requests.py; what they share is in workitems.py): the number to call is
+shown masked until a staff member opens it on the callback's page, each opening written to the audit log,
+and so is every change. The caller's message plays through a link made for this session and this
+callback only (signed, expiring).
 The store's own rules decide who may do what (a callback taken by someone else is theirs to close); a
 refusal is a message on the page.
 
@@ -14,35 +15,30 @@ places none. The staff member's number goes to Twilio only: not into the audit l
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Response, abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import TelField
 from wtforms.validators import DataRequired, ValidationError
 
 from ivr.cli.callbacks import CSV_FIELDS, SOURCE_WORDS
 from ivr.domain.callbacks import (
-    OPEN_STATUSES,
     RESULTS,
     STATUSES,
     CallbackError,
     CallbackStore,
     NumberRefused,
     check_number,
-    check_ref,
     closed_at,
     describe_due,
 )
 from ivr.domain.callnow import CallNowError, call_now
 from ivr.redact import mask_phone
-from ivr.web.console import bp
-from ivr.web.console.auth import audit, now, services, session_id, supervisor_only
-from ivr.web.console.requests import AUDIO_TYPES, MESSAGE_LINK_SECONDS, _cell, local
+from ivr.web.console import bp, workitems
+from ivr.web.console.auth import audit, services, supervisor_only
+from ivr.web.console.workitems import local
 
 LANGUAGES = {"en": "English", "es": "Spanish"}
 RESULT_WORDS = {"no_answer": "no answer", "left_message": "left a message", "reached": "reached the caller"}
@@ -54,6 +50,7 @@ PHONE_REFUSED = {
     "toll_free": "A toll-free number cannot be called from here: give your direct or mobile number.",
 }
 CALLED = "Your phone will ring; answer and you will be connected to the parent."
+SALT = "console callback message"
 
 
 class CallNowForm(FlaskForm):
@@ -94,12 +91,7 @@ def _row(cb: dict) -> dict:
 
 @bp.get("/callbacks")
 def callbacks():
-    status = request.args.get("status", "active")
-    problems = []
-    if status not in (*STATUSES, "active", "all"):
-        problems.append(f"There is no status {status!r}: showing open and taken callbacks.")
-        status = "active"
-    wanted = {"active": OPEN_STATUSES, "all": STATUSES}.get(status, (status,))
+    status, wanted, problems = workitems.status_filter(STATUSES, "callbacks")
     # listing() masks the number and drops the caller ID; it is oldest first (by the time asked).
     rows = [_row(cb) for cb in store().listing(wanted)]
     return render_template("console/callbacks.html", rows=rows, status=status, problems=problems,
@@ -107,16 +99,12 @@ def callbacks():
 
 
 def _load(ref: str) -> tuple[str, dict]:
-    try:
-        ref = check_ref(ref)
-    except CallbackError:
-        abort(404)
-    cb = store().get(ref)
-    if cb is None and (purged := store().purged_at(ref)):
-        abort(410, description=f"Callback {ref} was deleted {local(purged)} at the end of its retention period.")
-    if cb is None:
-        abort(404)
-    return ref, cb
+    return workitems.load(store(), ref, _gone)
+
+
+def _gone(ref: str) -> str:
+    purged = store().purged_at(ref)
+    return f"Callback {ref} was deleted {local(purged)} at the end of its retention period." if purged else ""
 
 
 def _retention(cb: dict) -> str:
@@ -126,10 +114,6 @@ def _retention(cb: dict) -> str:
     if closed is None:
         return f"kept while open or taken; deleted {keep} days after it is done or expired"
     return f"deleted after {local((closed + timedelta(days=keep)).isoformat())} ({keep} days after it was closed)"
-
-
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="console callback message")
 
 
 def _message_file(ref: str, cb: dict) -> Path | None:
@@ -165,7 +149,7 @@ def callback(ref: str, revealed: bool = False, call_form: CallNowForm | None = N
     if cb.get("recording_file"):
         if _message_file(ref, cb) is not None:
             message = "left"
-            message_link = url_for("console.callback_message", token=_serializer().dumps({"r": ref, "s": session_id()}))
+            message_link = workitems.message_link("console.callback_message", SALT, ref)
         else:
             message = "left, but its file is missing from the server's data folder"
     elif cb.get("recording_deleted"):
@@ -197,21 +181,10 @@ def callback(ref: str, revealed: bool = False, call_form: CallNowForm | None = N
 @bp.get("/callbacks/messages/<token>")
 def callback_message(token: str):
     """A callback's message, for the session the link was made for (signed, an hour at most)."""
-    try:
-        data = _serializer().loads(token, max_age=MESSAGE_LINK_SECONDS)
-    except BadSignature:
-        abort(404)
-    if not isinstance(data, dict) or data.get("s") != session_id():
-        abort(404)
-    ref, cb = _load(str(data.get("r", "")))
-    path = _message_file(ref, cb)
-    if path is None:
-        abort(404)
-    audit("played the message of a callback", ref)
-    response = send_file(path, mimetype=AUDIO_TYPES.get(path.suffix.lower(), "application/octet-stream"),
-                         conditional=True, max_age=0)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    def find(ref: str) -> tuple[str, Path | None]:
+        ref, cb = _load(ref)
+        return ref, _message_file(ref, cb)
+    return workitems.play(token, SALT, find, "callback")
 
 
 @bp.post("/callbacks/<ref>/open")
@@ -287,20 +260,4 @@ def callback_done(ref: str):
 @bp.get("/callbacks.csv")
 @supervisor_only
 def callbacks_export():
-    status = request.args.get("status", "all")
-    if status not in (*STATUSES, "all"):
-        abort(404)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    count = 0
-    for ref in store().refs(STATUSES if status == "all" else (status,)):
-        cb = store().get(ref)
-        if cb is None:
-            continue
-        writer.writerow({k: _cell(v) for k, v in cb.items()})
-        count += 1
-    audit("exported callbacks (CSV)", f"{status}: {count}")
-    stamp = now().strftime("%Y%m%d-%H%M")
-    return Response(out.getvalue(), mimetype="text/csv", headers={
-        "Content-Disposition": f"attachment; filename=callbacks-{status}-{stamp}.csv", "Cache-Control": "no-store"})
+    return workitems.export(store(), CSV_FIELDS, "callbacks")

@@ -3,32 +3,29 @@ note, legal hold, and the CSV export (supervisors).
 
 Numbers (inmate, case, caller ID) are shown masked until a staff member opens them on a request's page,
 each opening written to the audit log. A message is played through a link made for this session and
-this request only (signed, expiring): no URL names a file, and none can be guessed or reused elsewhere.
+this request only (workitems.py, shared with the callback pages).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from pathlib import Path
 
-from flask import Response, abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from ivr.cli.requests import CSV_FIELDS, STAGE_WORDS, WHO_WORDS, hold_text, retention_text, twilio_copy
+from ivr.cli.requests import CSV_FIELDS, STAGE_WORDS, WHO_WORDS, csv_row, hold_text, retention_text, twilio_copy
 from ivr.domain.notice import NOTICE_BUSINESS_DAYS, business_days_left, due_date
-from ivr.domain.requests import NOTE_MAX, REASON_MAX, STATUSES, RequestError, check_ref
+from ivr.domain.requests import NOTE_MAX, REASON_MAX, STATUSES, RequestError
 from ivr.redact import mask_digits, mask_phone
-from ivr.web.console import bp
-from ivr.web.console.auth import audit, now, services, session_id, supervisor_only
+from ivr.web.console import bp, workitems
+from ivr.web.console.auth import audit, now, services, supervisor_only
+from ivr.web.console.workitems import local
 
-MESSAGE_LINK_SECONDS = 3600
 SORTS = {"due": "business days left", "newest": "newest first", "oldest": "oldest first"}
-AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav"}
+SALT = "console request message"
 
 
 class NoteForm(FlaskForm):
@@ -50,13 +47,6 @@ def _created(req: dict) -> datetime | None:
         return datetime.fromisoformat(req.get("created", ""))
     except ValueError:
         return None
-
-
-def local(stamp: str) -> str:
-    try:
-        return datetime.fromisoformat(stamp).astimezone(services().hours.zone).strftime("%Y-%m-%d %H:%M")
-    except (ValueError, TypeError):
-        return stamp or ""
 
 
 def facility_name(fid: str) -> str:
@@ -87,21 +77,12 @@ def _row(ref: str, req: dict) -> dict:
 
 @bp.get("/requests")
 def queue():
-    status = request.args.get("status", "active")
+    status, wanted, problems = workitems.status_filter(STATUSES, "requests")
     sort = request.args.get("sort", "due")
-    problems = []
-    if status not in (*STATUSES, "active", "all"):
-        problems.append(f"There is no status {status!r}: showing open and taken requests.")
-        status = "active"
     if sort not in SORTS:
         problems.append(f"There is no sort {sort!r}: sorted by business days left.")
         sort = "due"
-    wanted = {"active": ("open", "taken"), "all": STATUSES}.get(status, (status,))
-    rows = []
-    for ref in store().refs(wanted):
-        req = store().get(ref)
-        if req is not None:
-            rows.append(_row(ref, req))
+    rows = [_row(ref, req) for ref, req in store().items(wanted)]
     if sort == "due":
         rows.sort(key=lambda r: (r["left"] is None, r["left"] if r["left"] is not None else 0, r["created_sort"]))
     else:
@@ -112,23 +93,7 @@ def queue():
 
 
 def _load(ref: str) -> tuple[str, dict]:
-    try:
-        ref = check_ref(ref)
-    except RequestError:
-        abort(404)
-    req = store().get(ref)
-    if req is None:
-        abort(404)
-    return ref, req
-
-
-def _message_link(ref: str) -> str:
-    token = _serializer().dumps({"r": ref, "s": session_id()})
-    return url_for("console.message", token=token)
-
-
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="console request message")
+    return workitems.load(store(), ref)
 
 
 @bp.get("/requests/<ref>")
@@ -170,7 +135,8 @@ def detail(ref: str, revealed: bool = False, note_form: NoteForm | None = None):
         facts.append(("Twilio's copy", twilio_copy(req)))
     return render_template("console/request.html", ref=ref, req=req, facts=facts, numbers=numbers,
                            revealed=revealed, message=message,
-                           message_link=_message_link(ref) if message == "file" else None,
+                           message_link=workitems.message_link("console.message", SALT, ref) if message == "file"
+                           else None,
                            history=store().history(ref), local=local, form=FlaskForm(),
                            note_form=note_form or NoteForm(), hold_form=HoldForm())
 
@@ -185,26 +151,20 @@ def reveal(ref: str):
 @bp.get("/messages/<token>")
 def message(token: str):
     """A request's message, for the session the link was made for (signed, an hour at most)."""
-    try:
-        data = _serializer().loads(token, max_age=MESSAGE_LINK_SECONDS)
-    except BadSignature:
-        abort(404)
-    if not isinstance(data, dict) or data.get("s") != session_id():
-        abort(404)
-    ref, req = _load(str(data.get("r", "")))
-    path = Path(req.get("recording_file") or "")
+    return workitems.play(token, SALT, _message_file, "request")
+
+
+def _message_file(ref: str) -> tuple[str, Path | None]:
+    """The request's message as the worker saved it ($IVR_DATA_DIR/requests/...), if it is there."""
+    ref, req = _load(ref)
     folder = (Path(current_app.config["DATA_DIR"]) / "requests").resolve()
     try:
-        path = path.resolve()
+        path = Path(req.get("recording_file") or "").resolve()
     except OSError:
-        abort(404)
+        return ref, None
     if not req.get("recording_file") or folder not in path.parents or not path.is_file():
-        abort(404)
-    audit("played the message of a request", ref)
-    response = send_file(path, mimetype=AUDIO_TYPES.get(path.suffix.lower(), "application/octet-stream"),
-                         conditional=True, max_age=0)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+        return ref, None
+    return ref, path
 
 
 def _change(ref: str, what: str):
@@ -271,31 +231,4 @@ def note(ref: str):
 @bp.get("/requests.csv")
 @supervisor_only
 def export():
-    status = request.args.get("status", "all")
-    if status not in (*STATUSES, "all"):
-        abort(404)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    count = 0
-    for ref in store().refs(STATUSES if status == "all" else (status,)):
-        req = store().get(ref)
-        if req is None:
-            continue
-        req.update(inmate_number=req.get("inmate", ""), case_number=req.get("case", ""),
-                   caller_id=req.get("caller", ""))
-        writer.writerow({k: _cell(v) for k, v in req.items()})
-        count += 1
-    audit("exported requests (CSV)", f"{status}: {count}")
-    stamp = now().strftime("%Y%m%d-%H%M")
-    return Response(out.getvalue(), mimetype="text/csv", headers={
-        "Content-Disposition": f"attachment; filename=requests-{status}-{stamp}.csv", "Cache-Control": "no-store"})
-
-
-def _cell(value: str) -> str:
-    """A spreadsheet must not run a cell as a formula (CSV injection)."""
-    if not isinstance(value, str) or not value:
-        return value
-    if value[0] in "=@\t\r" or (value[0] in "+-" and not value[1:].replace(".", "", 1).isdigit()):
-        return "'" + value
-    return value
+    return workitems.export(store(), CSV_FIELDS, "requests", csv_row)
