@@ -162,9 +162,11 @@ def test_how_to_pay_says_each_part_in_30_seconds_or_less_and_every_fact_in_all(c
     heard = " ".join(parts)
     for fact in facts:
         assert fact.strip() in heard, fact
-    # What the SDU says of this payer comes in the first part.
+    # What the SDU says of this payer comes in the first part; 2 there is how withholding works at once.
     assert parts[0].startswith(prompts.text("pay.how.intro", lang, website=website))
     assert len(parts[0]) > len(prompts.text("pay.how.intro", lang, website=website))
+    withholding = call("payments", sign_in + ["2"])
+    assert first_part(withholding.said_after(len(sign_in) + 1), lang) == parts[2]
 
 
 def call_center_texts(prompts, lang: str) -> dict[str, str]:

@@ -460,7 +460,7 @@ def say_next(turn, value: str | None) -> Outcome | None:
 @handler("pay_say_how", events=())
 def say_how(turn, value: str | None) -> None:
     """The three ways to pay, then, for a payer, what the SDU says of withholding on the case (the
-    rest is behind "for more": pay_say_how_more, then how withholding works)."""
+    rest is behind "for more": pay_say_how_more, then how withholding works, also behind 2)."""
     settings = _settings(turn)
     turn.say("pay.how.intro", website=settings.website.get(turn.lang, ""))
     # For a payer, whether withholding is working on the case; without the SDU the general facts
