@@ -198,12 +198,14 @@ def test_a_payer_without_withholding_or_benefits_still_hears_to_pay_by_mail_or_o
 
 def test_the_mailing_address_is_not_read_until_configured(call):
     """No seed gives the SDU's mailing address: the caller hears where to find it."""
-    c = call("payments", sign_in("en", "012345678", "0417") + ["4"])
-    assert ("Second, by mail. For the mailing address, go to the payment website, C T dot smart child support "
-            f"dot com, or call S E S at {CALL_CENTER}.") in c.said
+    c = call("payments", sign_in("en", "012345678", "0417") + ["4", "1"])
+    assert ("To pay by mail, find the mailing address on the payment website, C T dot smart child support "
+            f"dot com. Or call S E S at {CALL_CENTER}.") in c.said
     assert "P O Box" not in c.said and "Bureau" not in c.said
-    es = call("payments", sign_in("es", "012345678", "0417") + ["4"])
-    assert "Para la dirección, visite el sitio web de pagos, C T punto smart child support punto com" in es.said
+    handed = call("callcenter", ["-", "1", "1", "012345678#", "1", "0417#", "4", "1"])   # on 1-800 already
+    assert "dot com. Or press 0 to ask someone at S E S." in handed.said and CALL_CENTER not in handed.said
+    es = call("payments", sign_in("es", "012345678", "0417") + ["4", "1"])
+    assert "busque la dirección en el sitio web de pagos, C T punto smart child support punto com" in es.said
     assert "Bureau" not in es.said and "apartado" not in es.said
 
 
@@ -211,10 +213,10 @@ def test_the_mailing_address_is_read_once_configured(call, make_app, tmp_path):
     cfg = config_with(tmp_path, "flows/payments.yaml", '    mail_to:\n      en: ""\n      es: ""',
                       '    mail_to:\n      en: "the test address, P O Box 1 2 3"\n'
                       '      es: "la dirección de prueba, apartado postal 1 2 3"')
-    c = call("payments", sign_in("en", "012345678", "0417") + ["4"], target_app=make_app(CONFIG_DIR=cfg))
-    assert ("Second, by mail: send a check or money order, with your case number written on it, to the test "
+    c = call("payments", sign_in("en", "012345678", "0417") + ["4", "1"], target_app=make_app(CONFIG_DIR=cfg))
+    assert ("To pay by mail, send a check or money order, with your case number written on it, to the test "
             "address, P O Box 1 2 3.") in c.said
-    assert "For the mailing address" not in c.said
+    assert "find the mailing address" not in c.said
 
 
 def test_half_an_address_is_refused_at_start_up(tmp_path):

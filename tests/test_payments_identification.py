@@ -14,6 +14,7 @@ import pytest
 
 from ivr.callflow.flow import FlowError
 from ivr.callflow.simphone import Phone
+from ivr.callflow.speech import say_phone
 from ivr.domain.directory import ANONYMOUS, caller_id
 from ivr.domain.payline import PaySettings, caller_keys, case_key, load_settings
 from ivr.sdu.client import SDUClient, SDULocked
@@ -87,6 +88,45 @@ def test_a_case_is_locked_across_calls_before_the_sdu_locks_it(
     redis_client.delete(tries)
     c = call("payments", ["-", CASE + "#", "1", PAYER_PIN + "#", "1"], caller="+18605550103", target_app=lock_app)
     assert "two hundred six dollars" in c.said
+
+
+LANG_KEY = {"en": "-", "es": "2"}
+TO_PAYMENTS = ["1", "1"]      # the call center's main menu: payments, then the payment line in the same call
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_locked_case_gives_the_call_centers_number_only_to_a_caller_not_on_it(call, lock_app, prompts, clock, lang):
+    """On 1-888 the caller hears the call center's number; handed over from 1-800-228-KIDS in the same
+    call, they are on it already: 0 instead, which reaches a person, or offers a call back after hours."""
+    rt = lock_app.extensions["ivr"]
+    number = say_phone(rt.lines_cfg["callback_number"], lang)
+    fields = {"days": "thirty" if lang == "en" else "treinta", "hours": " ".join(rt.hours.describe(lang).split()),
+              "website": rt.services.payments.website[lang]}
+    direct = call("payments", [LANG_KEY[lang], CASE + "#", "1"] + WRONG, caller="+18605550111", target_app=lock_app)
+    assert prompts.text("pay.locked.case", lang, number=number, **fields) in direct.said
+    handed = call("callcenter", [LANG_KEY[lang], *TO_PAYMENTS, "234567890#", "1"] + WRONG + ["0"],
+                  caller="+18605550112", target_app=lock_app)
+    locked = handed.said_after(8)
+    assert locked.startswith(prompts.text("pay.locked.case.here", lang, **fields))
+    assert number not in handed.said
+    assert ("press 0" if lang == "en" else "oprima 0") in prompts.text("pay.locked.case.here", lang)
+    assert handed.dialed == [AGENTS]                  # 0, in open hours: a person
+    # After hours, 0 there offers the call back (the call center's person), and 9 its main menu.
+    clock.set("2026-11-24T20:00:00")
+    late = call("callcenter", [LANG_KEY[lang], *TO_PAYMENTS, "345678912#", "1"] + WRONG + ["0", "9"],
+                caller="+18605550113", target_app=lock_app)
+    assert number not in late.said_after(0).split(prompts.text("cc.main.intro", lang))[0]
+    callback = prompts.text("menu.option", lang, option=prompts.text("xfer.opt.callback", lang), key=3)
+    assert callback in late.said_after(9)
+    assert late.said_after(10).startswith(prompts.text("cc.main.intro", lang))
+
+
+def test_every_lock_said_to_a_caller_on_the_call_centers_number_says_0_and_no_number(prompts):
+    for lang, zero in (("en", "press 0"), ("es", "oprima 0")):
+        for kind in ("case", "case_all", "caller", "sdu"):
+            here = prompts.texts[lang][f"pay.locked.{kind}.here"]
+            assert zero in here and "{number}" not in here and "{hours}" in here, (lang, kind)
+            assert "{number}" in prompts.texts[lang][f"pay.locked.{kind}"]
 
 
 def test_attempts_are_counted_before_the_sdu_is_asked(call, lock_app, prompts, redis_client, sealer):

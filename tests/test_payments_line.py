@@ -181,8 +181,9 @@ def test_every_case_reads_its_figures_to_payer_and_payee(app, call, prompts, lan
                 assert prompts.text("pay.next.scheduled", lang, amount=money(nd["amount"], lang),
                                     date=day(nd["date"], lang), method=say_method(nd["method"], lang)) in fourth
         else:
-            assert prompts.text("pay.how.intro", lang) in fourth, where
-            assert prompts.text("pay.how.withholding", lang) in fourth, where
+            website = "C T dot smart child support dot com" if lang == "en" else \
+                "C T punto smart child support punto com"
+            assert prompts.text("pay.how.intro", lang, website=website) in fourth, where
             iw = case.get("income_withholding_active")
             # A payer whose last payment came from unemployment or workers' compensation hears that
             # support can be taken from those benefits, never "no withholding: pay by mail or online".
@@ -256,13 +257,15 @@ def test_a_new_order_without_payments(call):
 
 
 def test_payer_learns_how_to_pay_from_the_menu_and_from_the_balance(call, prompts):
-    c = call("payments", sign_in("en", "456789123", "4826") + ["3", "1"])
+    c = call("payments", sign_in("en", "456789123", "4826") + ["3", "1", "1", "1"])
     assert prompts.text("pay.menu.opt.how", "en") + ", press 1." in heard(c, SIGNED_IN + 1)
     how = heard(c, SIGNED_IN + 2)
-    assert "There are three ways to pay child support." in how
-    assert "First, income withholding" in how and "Second, by mail" in how
-    assert "Third, online, at C T dot smart child support dot com." in how
-    assert "not to the other parent" in how
+    assert ("There are three ways to pay child support: income withholding, by mail, or online at "
+            "C T dot smart child support dot com.") in how
+    assert "For more, press 1." in how
+    assert "To pay by mail, find the mailing address" in heard(c, SIGNED_IN + 3)
+    assert "not to the other parent" in heard(c, SIGNED_IN + 3)
+    assert "With income withholding, your employer takes the support out of your pay" in heard(c, SIGNED_IN + 4)
     payee = call("payments", sign_in("en", "456789123", "6284") + ["3"])
     assert prompts.text("pay.menu.opt.how", "en") not in payee.said
 

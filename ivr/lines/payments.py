@@ -209,14 +209,20 @@ def say_no_number(turn, value: str | None) -> None:
 
 @handler("pay_say_locked", events=())
 def say_locked(turn, value: str | None) -> None:
+    """Which lock, until when, and who can help: at the call center's number, or (`.here`) with 0 to a
+    caller on that number already (handed over from 1-800-228-KIDS in this call)."""
     kind = turn.vars.get("lock", "case")
     pid = {"caller": "pay.locked.caller", "sdu": "pay.locked.sdu",
            "case_all": "pay.locked.case_all"}.get(kind, "pay.locked.case")
     settings = _settings(turn)
-    turn.say(pid, minutes=num2words(settings.lock_seconds // 60, lang=turn.language.locale),
-             days=num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.language.locale),
-             website=settings.website.get(turn.lang, ""), hours=turn.services.hours.describe(turn.lang),
-             number=say_phone(turn.services.lines["callback_number"], turn.lang))
+    fields = {"minutes": num2words(settings.lock_seconds // 60, lang=turn.language.locale),
+              "days": num2words(settings.case_memory_seconds // (24 * 3600), lang=turn.language.locale),
+              "website": settings.website.get(turn.lang, ""), "hours": turn.services.hours.describe(turn.lang)}
+    number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+    if number is None:
+        turn.say(pid + ".here", **fields)
+    else:
+        turn.say(pid, number=say_phone(number, turn.lang), **fields)
     return None
 
 
@@ -453,22 +459,10 @@ def say_next(turn, value: str | None) -> Outcome | None:
 
 @handler("pay_say_how", events=())
 def say_how(turn, value: str | None) -> None:
+    """The three ways to pay, then, for a payer, what the SDU says of withholding on the case (the
+    rest is behind "for more": pay_say_how_more, then how withholding works, also behind 2)."""
     settings = _settings(turn)
-    lang = turn.lang
-    turn.say("pay.how.intro")
-    turn.say("pay.how.withholding")
-    website = settings.website.get(lang, "")
-    if settings.mail_to.get(lang):
-        turn.say("pay.how.mail", address=settings.mail_to[lang])
-    else:
-        # No seed gives the SDU's mailing address: never read one until it is configured.
-        number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
-        if number is None:
-            turn.say("pay.how.mail_unknown.here", website=website)
-        else:
-            turn.say("pay.how.mail_unknown.call", website=website, number=say_phone(number, lang))
-    turn.say("pay.how.online", website=website)
-    turn.say("pay.how.credit")
+    turn.say("pay.how.intro", website=settings.website.get(turn.lang, ""))
     # For a payer, whether withholding is working on the case; without the SDU the general facts
     # above still hold, so its absence is only logged.
     case = _identified(turn)
@@ -486,6 +480,26 @@ def say_how(turn, value: str | None) -> None:
                 turn.say("pay.how.iw_benefits", source=say_source(benefit, turn.language))
             elif benefit == "":
                 turn.say("pay.how.iw_inactive")
+    return None
+
+
+@handler("pay_say_how_more", events=())
+def say_how_more(turn, value: str | None) -> None:
+    """Paying by mail (the address once configured, else where to find it), and paying through the
+    SDU to get credit."""
+    settings = _settings(turn)
+    lang = turn.lang
+    website = settings.website.get(lang, "")
+    if settings.mail_to.get(lang):
+        turn.say("pay.how.mail", address=settings.mail_to[lang])
+    else:
+        # No seed gives the SDU's mailing address: never read one until it is configured.
+        number = turn.engine.number_to_tell(turn, turn.services.lines["callback_number"])
+        if number is None:
+            turn.say("pay.how.mail_unknown.here", website=website)
+        else:
+            turn.say("pay.how.mail_unknown.call", website=website, number=say_phone(number, lang))
+    turn.say("pay.how.credit")
     return None
 
 
