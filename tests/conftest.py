@@ -63,6 +63,14 @@ def redis_server() -> redis.Redis:
                     "so give them one of their own (e.g. redis://127.0.0.1:6379/9).", returncode=3)
     try:
         client.ping()
+    except redis.ResponseError as exc:
+        if "out of range" not in str(exc):
+            raise
+        # pytest.fail, not exit: a worker of pytest-xdist that exits is only reported as crashed.
+        pytest.fail(f"TEST_REDIS_URL={TEST_REDIS_URL}: the server has no such database ({exc}); with "
+                    "pytest-xdist each worker takes the next one. Give a lower database, fewer workers "
+                    "(TEST_WORKERS=2 scripts/test) or a server with more (redis-server --databases 64).",
+                    pytrace=False)
     except redis.RedisError as exc:
         pytest.exit(f"The tests need a Redis server at {TEST_REDIS_URL} ({exc}). "
                     "Start one (redis-server) or run .ci/run, which starts it.", returncode=3)
