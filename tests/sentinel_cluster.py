@@ -4,6 +4,10 @@
         env = cluster.env(db=15)          # REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_URL
         cluster.kill_master()             # kill -9; cluster.wait_failover() returns the new master's port
 
+With `sentinel_password` the Sentinels ask for it (sentinel.conf `requirepass`, which they also use with
+each other); with `master_password` the master and replicas ask for theirs (`requirepass`, `masterauth`)
+and the Sentinels are given it (`sentinel auth-pass`). `cluster.client(port)` signs in as each needs.
+
 Every process is started here and stopped by its own pid; nothing touches the shared test Redis.
 """
 
@@ -27,7 +31,8 @@ DOWN_AFTER_MS = 1000
 
 
 class SentinelCluster:
-    def __init__(self, directory: Path, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(self, directory: Path, replicas: int = 2, sentinels: int = 3, *,
+                 sentinel_password: str | None = None, master_password: str | None = None) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.skip("redis-server is not installed")
@@ -36,6 +41,8 @@ class SentinelCluster:
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.procs: dict[int, subprocess.Popen] = {}
         self.master_port = self.ports[0]
+        self.sentinel_password = sentinel_password
+        self.master_password = master_password
 
     # --- processes ---
     def _start(self, port: int, args: list[str]) -> None:
@@ -51,6 +58,8 @@ class SentinelCluster:
                     "--logfile", "redis.log"]
             if port != self.master_port:
                 args += ["--replicaof", "127.0.0.1", str(self.master_port)]
+            if self.master_password:
+                args += ["--requirepass", self.master_password, "--masterauth", self.master_password]
             self._start(port, args)
         for port in self.sentinel_ports:
             folder = self.dir / str(port)
@@ -61,7 +70,9 @@ class SentinelCluster:
                 f"sentinel monitor {NAME} 127.0.0.1 {self.master_port} 2",
                 f"sentinel down-after-milliseconds {NAME} {DOWN_AFTER_MS}",
                 f"sentinel failover-timeout {NAME} 4000",
-                f"sentinel parallel-syncs {NAME} 2", ""]))
+                f"sentinel parallel-syncs {NAME} 2",
+                *([f"sentinel auth-pass {NAME} {self.master_password}"] if self.master_password else []),
+                *([f"requirepass {self.sentinel_password}"] if self.sentinel_password else []), ""]))
             self._start(port, [str(conf), "--sentinel"])
         self.wait_ready()
         return self
@@ -113,14 +124,17 @@ class SentinelCluster:
         self.stop()
 
     # --- what a test does ---
-    @staticmethod
-    def client(port: int, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, db=db, socket_timeout=2, socket_connect_timeout=1)
+    def client(self, port: int, db: int = 0) -> redis.Redis:
+        password = self.sentinel_password if port in self.sentinel_ports else self.master_password
+        return redis.Redis(host="127.0.0.1", port=port, db=db, password=password, socket_timeout=2,
+                           socket_connect_timeout=1)
 
     def env(self, db: int) -> dict[str, str]:
-        # REDIS_URL names a port nothing listens on: with Sentinel only its database number counts.
+        """The app's Redis settings, the Sentinels' password (if any) left for the test to give or not."""
+        # REDIS_URL names a port nothing listens on: with Sentinel only its database number and password count.
+        secret = f":{self.master_password}@" if self.master_password else ""
         return {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
-                "REDIS_SENTINEL_MASTER": NAME, "REDIS_URL": f"redis://127.0.0.1:1/{db}"}
+                "REDIS_SENTINEL_MASTER": NAME, "REDIS_URL": f"redis://{secret}127.0.0.1:1/{db}"}
 
     def kill_master(self) -> int:
         """kill -9 the current master; its port."""
