@@ -53,14 +53,18 @@ class SentinelCluster:
 
     def start(self) -> SentinelCluster:
         for port in self.ports:
+            # No diskless-sync delay: by default a master waits 5 s for more replicas before the first sync.
             args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                     "--appendfsync", "always", "--dir", str(self.dir / str(port)), "--loglevel", "warning",
-                    "--logfile", "redis.log"]
+                    "--logfile", "redis.log", "--repl-diskless-sync-delay", "0"]
             if port != self.master_port:
                 args += ["--replicaof", "127.0.0.1", str(self.master_port)]
             if self.master_password:
                 args += ["--requirepass", self.master_password, "--masterauth", self.master_password]
             self._start(port, args)
+        # Sentinels started after the replicas are in sync list them from their first INFO of the master,
+        # not 10 s later at the next.
+        self.wait_ready(sentinels=False)
         for port in self.sentinel_ports:
             folder = self.dir / str(port)
             folder.mkdir(parents=True, exist_ok=True)
@@ -77,9 +81,9 @@ class SentinelCluster:
         self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Replicas online and acknowledging writes, and every Sentinel knowing the replicas and the other
-        Sentinels (without those, a failover finds no majority to elect its leader)."""
+    def wait_ready(self, timeout: float = 30, sentinels: bool = True) -> None:
+        """Replicas online and acknowledging writes, and (`sentinels`) every Sentinel knowing the replicas and
+        the other Sentinels (without those, a failover finds no majority to elect its leader)."""
         deadline = time.monotonic() + timeout
         want_replicas, want_others = len(self.ports) - 1, len(self.sentinel_ports) - 1
         while True:
@@ -93,7 +97,7 @@ class SentinelCluster:
                 if up:
                     master.set("ivrtest:ready", "1")
                     up = int(master.execute_command("WAIT", want_replicas, 200)) == want_replicas
-                for port in self.sentinel_ports:
+                for port in self.sentinel_ports if sentinels else ():
                     s = self.client(port)
                     up = up and len(s.sentinel_slaves(NAME)) == want_replicas \
                         and len(s.sentinel_sentinels(NAME)) == want_others
