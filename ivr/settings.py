@@ -204,15 +204,33 @@ def redis_settings(env: Mapping[str, str]) -> dict:
                               "(letters, digits, '.', '_', '-'), not " + repr(master[:40]))
         for item in raw.split(","):
             sentinels.append(_host_port(item.strip(), "REDIS_SENTINELS"))
+    auth = sentinel_auth(env, bool(sentinels))
     try:
         db = redis_db(url)
     except ValueError as exc:
         raise ConfigError(f"REDIS_URL is not a Redis URL ({exc})") from None
-    return {"REDIS_SENTINELS": tuple(sentinels), "REDIS_SENTINEL_MASTER": master, "REDIS_DB": db,
+    return {"REDIS_SENTINELS": tuple(sentinels), "REDIS_SENTINEL_MASTER": master, "REDIS_DB": db, **auth,
             # A write callers are told about (a request's reference) waits this long for one replica.
             "REDIS_WAIT_MS": _number(env, "IVR_REDIS_WAIT_MS", 500, 10, 10_000),
             # With Sentinel: how long a command keeps trying while a new master is chosen.
             "REDIS_FAILOVER_SECONDS": _number(env, "IVR_REDIS_FAILOVER_SECONDS", 6, 0, 15)}
+
+
+def sentinel_auth(env: Mapping[str, str], with_sentinels: bool) -> dict:
+    """What the Sentinels themselves ask for (their `requirepass`, or an ACL user); the master's own password
+    stays in REDIS_URL. Values are never echoed: a message names the variable only."""
+    password = env.get("REDIS_SENTINEL_PASSWORD", "")
+    username = env.get("REDIS_SENTINEL_USERNAME", "")
+    for name, value in (("REDIS_SENTINEL_PASSWORD", password), ("REDIS_SENTINEL_USERNAME", username)):
+        if value and not with_sentinels:
+            raise ConfigError(f"{name} is set but REDIS_SENTINELS is not: set REDIS_SENTINELS and "
+                              "REDIS_SENTINEL_MASTER too, or leave it unset")
+        if value != value.strip():
+            # A secret file's trailing newline would otherwise be a wrong password with no visible cause.
+            raise ConfigError(f"{name} begins or ends with a space or a line break: remove it")
+    if username and not password:
+        raise ConfigError("REDIS_SENTINEL_USERNAME needs REDIS_SENTINEL_PASSWORD: an ACL user signs in with both")
+    return {"REDIS_SENTINEL_PASSWORD": password, "REDIS_SENTINEL_USERNAME": username}
 
 
 def redis_db(url: str) -> int:

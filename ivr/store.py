@@ -14,7 +14,7 @@ import redis
 import redis.connection
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from ivr import settings
 from ivr.settings import ConfigError
@@ -53,8 +53,14 @@ def _client(config: Mapping, socket_timeout: float, connect_timeout: float) -> r
     if url.startswith("rediss://"):
         options["ssl"] = True
     options["db"] = config["REDIS_DB"]
-    sentinel = Sentinel(list(config["REDIS_SENTINELS"]), socket_timeout=connect_timeout,
-                        socket_connect_timeout=connect_timeout)
+    # The Sentinels' own connections take only sentinel_kwargs (the socket options too, once it is given);
+    # the master's take REDIS_URL's password, through master_for.
+    asked = {"socket_timeout": connect_timeout, "socket_connect_timeout": connect_timeout}
+    if config.get("REDIS_SENTINEL_PASSWORD"):
+        asked["password"] = config["REDIS_SENTINEL_PASSWORD"]
+        asked["username"] = config.get("REDIS_SENTINEL_USERNAME") or None
+    sentinel = CheckedSentinel(list(config["REDIS_SENTINELS"]), sentinel_kwargs=asked,
+                               socket_timeout=connect_timeout, socket_connect_timeout=connect_timeout)
     patience = float(config.get("REDIS_FAILOVER_SECONDS", 6))
     return sentinel.master_for(config["REDIS_SENTINEL_MASTER"], socket_timeout=socket_timeout,
                                socket_connect_timeout=connect_timeout, health_check_interval=30,
@@ -71,6 +77,43 @@ def describe(where: str | Mapping) -> str:
     return f"Redis at {parts.hostname}:{parts.port or 6379}"
 
 
+class SentinelRefused(redis.AuthenticationError):
+    """The Sentinels refused this process's credentials (REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_USERNAME):
+    not retried, since a password does not come right in a few seconds; the message names the settings,
+    never their values."""
+
+
+class CheckedSentinel(Sentinel):
+    """redis-py's Sentinel, telling a refused password from Sentinels that are down: when none named the
+    master, each is asked once more for a PING, and one refusing the credentials is a SentinelRefused."""
+
+    def discover_master(self, service_name: str):  # noqa: ANN201 - redis-py's signature
+        try:
+            return super().discover_master(service_name)
+        except MasterNotFoundError:
+            if not any(self._refuses(one) for one in self.sentinels):
+                raise
+        if self.sentinel_kwargs.get("username"):
+            raise SentinelRefused("the Sentinels refused the user in REDIS_SENTINEL_USERNAME with the password in "
+                                  "REDIS_SENTINEL_PASSWORD: they must be an ACL user of the Sentinels and its "
+                                  "password") from None
+        if self.sentinel_kwargs.get("password"):
+            raise SentinelRefused("the Sentinels refused the password in REDIS_SENTINEL_PASSWORD: it must be the "
+                                  "`requirepass` of their sentinel.conf") from None
+        raise SentinelRefused("the Sentinels ask for a password: set REDIS_SENTINEL_PASSWORD to the `requirepass` "
+                              "of their sentinel.conf (and REDIS_SENTINEL_USERNAME for an ACL user)") from None
+
+    @staticmethod
+    def _refuses(sentinel: redis.Redis) -> bool:
+        try:
+            sentinel.ping()
+        except redis.AuthenticationError:
+            return True
+        except redis.RedisError:
+            return False
+        return False
+
+
 class Patience(Retry):
     """Retries a command that lost its server (connection refused or reset, no master known yet) until
     `seconds` have passed since its first try: a Sentinel failover takes a few seconds, and a caller
@@ -85,7 +128,8 @@ class Patience(Retry):
         deadline = time.monotonic() + self.seconds
 
         def bounded(error: Exception) -> bool:
-            return time.monotonic() < deadline and (is_retryable is None or is_retryable(error))
+            return (time.monotonic() < deadline and not isinstance(error, SentinelRefused)
+                    and (is_retryable is None or is_retryable(error)))
         return super().call_with_retry(do, fail, is_retryable=bounded, with_failure_count=with_failure_count)
 
 
@@ -102,7 +146,10 @@ def connect(where: str | Mapping, ivr_env: str | None = None, socket_timeout: fl
         if ivr_env != "development" or config.get("REDIS_SENTINELS"):
             # Outside development a missing Redis is an outage the operator must see, but the app
             # still starts: /voice/fallback and /health keep answering without it.
-            log.error("%s does not answer (%s); calls will get the fallback message", describe(config), exc)
+            if isinstance(exc, SentinelRefused):
+                log.error("%s: %s; calls will get the fallback message", describe(config), exc)
+            else:
+                log.error("%s does not answer (%s); calls will get the fallback message", describe(config), exc)
             return real
         import fakeredis
 
@@ -164,6 +211,8 @@ def for_command(where: str | Mapping) -> redis.Redis:
     found = client(config, socket_timeout=5, connect_timeout=2)
     try:
         found.ping()
+    except SentinelRefused as exc:
+        raise Unreachable(f"cannot reach {describe(config)}: {exc}") from exc
     except redis.RedisError as exc:
         hint = "REDIS_SENTINELS and REDIS_SENTINEL_MASTER" if config.get("REDIS_SENTINELS") else "REDIS_URL"
         raise Unreachable(f"cannot reach {describe(config)}: it does not answer ({exc}); start it or set "

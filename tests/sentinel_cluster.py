@@ -4,6 +4,10 @@
         env = cluster.env(db=15)          # REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_URL
         cluster.kill_master()             # kill -9; cluster.wait_failover() returns the new master's port
 
+With `sentinel_password` the Sentinels ask for it (sentinel.conf `requirepass`, which they also use with
+each other); with `master_password` the master and replicas ask for theirs (`requirepass`, `masterauth`)
+and the Sentinels are given it (`sentinel auth-pass`). `cluster.client(port)` signs in as each needs.
+
 Every process is started here and stopped by its own pid; nothing touches the shared test Redis.
 """
 
@@ -27,7 +31,8 @@ DOWN_AFTER_MS = 1000
 
 
 class SentinelCluster:
-    def __init__(self, directory: Path, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(self, directory: Path, replicas: int = 2, sentinels: int = 3, *,
+                 sentinel_password: str | None = None, master_password: str | None = None) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.skip("redis-server is not installed")
@@ -36,6 +41,8 @@ class SentinelCluster:
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.procs: dict[int, subprocess.Popen] = {}
         self.master_port = self.ports[0]
+        self.sentinel_password = sentinel_password
+        self.master_password = master_password
 
     # --- processes ---
     def _start(self, port: int, args: list[str]) -> None:
@@ -46,12 +53,18 @@ class SentinelCluster:
 
     def start(self) -> SentinelCluster:
         for port in self.ports:
+            # No diskless-sync delay: by default a master waits 5 s for more replicas before the first sync.
             args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                     "--appendfsync", "always", "--dir", str(self.dir / str(port)), "--loglevel", "warning",
-                    "--logfile", "redis.log"]
+                    "--logfile", "redis.log", "--repl-diskless-sync-delay", "0"]
             if port != self.master_port:
                 args += ["--replicaof", "127.0.0.1", str(self.master_port)]
+            if self.master_password:
+                args += ["--requirepass", self.master_password, "--masterauth", self.master_password]
             self._start(port, args)
+        # Sentinels started after the replicas are in sync list them from their first INFO of the master,
+        # not 10 s later at the next.
+        self.wait_ready(sentinels=False)
         for port in self.sentinel_ports:
             folder = self.dir / str(port)
             folder.mkdir(parents=True, exist_ok=True)
@@ -61,14 +74,16 @@ class SentinelCluster:
                 f"sentinel monitor {NAME} 127.0.0.1 {self.master_port} 2",
                 f"sentinel down-after-milliseconds {NAME} {DOWN_AFTER_MS}",
                 f"sentinel failover-timeout {NAME} 4000",
-                f"sentinel parallel-syncs {NAME} 2", ""]))
+                f"sentinel parallel-syncs {NAME} 2",
+                *([f"sentinel auth-pass {NAME} {self.master_password}"] if self.master_password else []),
+                *([f"requirepass {self.sentinel_password}"] if self.sentinel_password else []), ""]))
             self._start(port, [str(conf), "--sentinel"])
         self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Replicas online and acknowledging writes, and every Sentinel knowing the replicas and the other
-        Sentinels (without those, a failover finds no majority to elect its leader)."""
+    def wait_ready(self, timeout: float = 30, sentinels: bool = True) -> None:
+        """Replicas online and acknowledging writes, and (`sentinels`) every Sentinel knowing the replicas and
+        the other Sentinels (without those, a failover finds no majority to elect its leader)."""
         deadline = time.monotonic() + timeout
         want_replicas, want_others = len(self.ports) - 1, len(self.sentinel_ports) - 1
         while True:
@@ -82,7 +97,7 @@ class SentinelCluster:
                 if up:
                     master.set("ivrtest:ready", "1")
                     up = int(master.execute_command("WAIT", want_replicas, 200)) == want_replicas
-                for port in self.sentinel_ports:
+                for port in self.sentinel_ports if sentinels else ():
                     s = self.client(port)
                     up = up and len(s.sentinel_slaves(NAME)) == want_replicas \
                         and len(s.sentinel_sentinels(NAME)) == want_others
@@ -113,14 +128,17 @@ class SentinelCluster:
         self.stop()
 
     # --- what a test does ---
-    @staticmethod
-    def client(port: int, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, db=db, socket_timeout=2, socket_connect_timeout=1)
+    def client(self, port: int, db: int = 0) -> redis.Redis:
+        password = self.sentinel_password if port in self.sentinel_ports else self.master_password
+        return redis.Redis(host="127.0.0.1", port=port, db=db, password=password, socket_timeout=2,
+                           socket_connect_timeout=1)
 
     def env(self, db: int) -> dict[str, str]:
-        # REDIS_URL names a port nothing listens on: with Sentinel only its database number counts.
+        """The app's Redis settings, the Sentinels' password (if any) left for the test to give or not."""
+        # REDIS_URL names a port nothing listens on: with Sentinel only its database number and password count.
+        secret = f":{self.master_password}@" if self.master_password else ""
         return {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
-                "REDIS_SENTINEL_MASTER": NAME, "REDIS_URL": f"redis://127.0.0.1:1/{db}"}
+                "REDIS_SENTINEL_MASTER": NAME, "REDIS_URL": f"redis://{secret}127.0.0.1:1/{db}"}
 
     def kill_master(self) -> int:
         """kill -9 the current master; its port."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,11 +28,12 @@ from tests.walk import spoken_ref
 YORK = "+19595550113"          # York CI's inmate phones (config/facilities.yaml)
 INTAKE = ["-", "1", "7654321#", "1", "246813579#", "1", "record"]
 FAQ = ["-", "1", "2", "9", "2"]
+SENTINEL_AUTH = ("REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_USERNAME")
 
 
 def app_for(monkeypatch, env: dict[str, str], sdu_stub: str, tmp_path, **overrides):
     """The app as a web process builds it: Redis from the environment alone."""
-    for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_URL"):
+    for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_URL", *SENTINEL_AUTH):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -80,6 +82,19 @@ def test_a_mistyped_sentinel_setting_stops_commands_and_the_web_line_with_one_cl
     assert stopped.value.code == 3
     with pytest.raises(settings.ConfigError, match=named):
         create_app({"IVR_ENV": "test"})
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"REDIS_SENTINEL_PASSWORD": "pw-without-sentinels"}, "REDIS_SENTINELS is not"),
+    ({"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "ivr",
+      "REDIS_SENTINEL_USERNAME": "ivr-app"}, "REDIS_SENTINEL_USERNAME needs REDIS_SENTINEL_PASSWORD"),
+    ({"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "ivr",
+      "REDIS_SENTINEL_PASSWORD": "pw-from-a-file\n"}, "REDIS_SENTINEL_PASSWORD begins or ends"),
+])
+def test_a_sentinel_password_that_cannot_work_is_refused_without_being_echoed(env, named):
+    with pytest.raises(settings.ConfigError, match=named) as refused:
+        settings.from_env(env)
+    assert "pw-" not in str(refused.value)
 
 
 def test_without_a_replica_a_durable_write_waits_for_nothing(redis_client):
@@ -172,3 +187,52 @@ def test_a_write_no_replica_acknowledges_still_stands_is_logged_counted_and_show
         health = app.test_client().get("/health").get_json()
         assert health["replication"]["unacknowledged_writes"] >= store.unacknowledged_writes() - before
         assert health["replication"]["last_unacknowledged_kind"] == "published prompt"
+
+
+SENTINEL_PASSWORD = "sentinel-" + secrets.token_hex(12)
+MASTER_PASSWORD = "master-" + secrets.token_hex(12)
+
+
+def test_sentinels_that_ask_for_a_password_get_it_and_a_wrong_or_missing_one_is_one_clear_line(
+        tmp_path, monkeypatch, capsys, caplog, sdu_stub):
+    """The Sentinels' password (REDIS_SENTINEL_PASSWORD) and the master's (REDIS_URL) are two secrets, each
+    given only where it belongs, neither ever written to a log or a message."""
+    from ivr.cli.main import main
+
+    monkeypatch.setenv("IVR_SECRET_KEY", settings.DEV_SECRET_KEY)
+    wrong = "wrong-" + secrets.token_hex(12)
+    caplog.set_level(logging.DEBUG)
+    with SentinelCluster(tmp_path / "redis", replicas=1, sentinels=1, sentinel_password=SENTINEL_PASSWORD,
+                         master_password=MASTER_PASSWORD) as cluster:
+        env = cluster.env(db=15)
+        app = app_for(monkeypatch, {**env, "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}, sdu_stub, tmp_path)
+        call = phone(app, caller=YORK).place(INTAKE)
+        ref = spoken_ref(call.said)
+        assert cluster.client(cluster.master_port, db=15).hget(f"ivr:req:{ref}", "stage") == b"finished"
+        capsys.readouterr()
+        assert main(["requests", "list"]) == 0
+        assert ref in capsys.readouterr().out
+
+        for given in (wrong, None):
+            if given:
+                monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", given)
+            else:
+                monkeypatch.delenv("REDIS_SENTINEL_PASSWORD")
+            started = time.monotonic()
+            assert main(["requests", "list"]) != 0
+            took = time.monotonic() - started
+            out, err = capsys.readouterr()
+            assert not out.strip() and len(err.strip().splitlines()) == 1, err
+            assert "Sentinels" in err and "REDIS_SENTINEL_PASSWORD" in err and "Traceback" not in err
+            assert ("refused" if given else "ask for a password") in err
+            assert not any(secret in err for secret in (SENTINEL_PASSWORD, MASTER_PASSWORD, wrong))
+            assert took < 3      # refused at once, not retried for IVR_REDIS_FAILOVER_SECONDS
+
+        # A web process started with the wrong password says why in its log and answers the fallback.
+        refused = app_for(monkeypatch, {**env, "REDIS_SENTINEL_PASSWORD": wrong}, sdu_stub, tmp_path)
+        assert any("REDIS_SENTINEL_PASSWORD" in r.getMessage() for r in caplog.records
+                   if r.levelno == logging.ERROR and r.name == "ivr.store")
+        assert fallback_words(refused) in phone(refused).place(["-"]).said
+
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
+    assert logged and not any(secret in logged for secret in (SENTINEL_PASSWORD, MASTER_PASSWORD, wrong))
