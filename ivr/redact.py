@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+# A run of digits that may be a phone, case or inmate number, with the separators people write.
+_NUMBER = re.compile(r"\+?\d[\d\s().-]{3,}\d")
+
 
 def mask_digits(value: str | None, keep: int = 2) -> str:
     """`123456789` -> `*******89`: enough to tell two cases apart in a log, not enough to use."""
@@ -21,6 +26,14 @@ def mask_phone(number: str | None) -> str:
     if number.startswith("+1") and len(number) > 4:
         return "+1" + mask_digits(number[2:], keep=2)
     return mask_digits(number, keep=2)
+
+
+def mask_numbers(text: str | None) -> str:
+    """Every number of 5 digits or more in a text from outside (an error message that may quote the number
+    it was about) masked as `mask_digits` masks it, so the text can be shown, logged or kept."""
+    def mask(match: re.Match) -> str:
+        return mask_digits(re.sub(r"\D", "", match.group()))
+    return _NUMBER.sub(mask, text or "")
 
 
 def printable(value: object, limit: int = 200) -> str:

@@ -90,6 +90,42 @@ def test_a_failed_call_is_never_retried_and_is_noted(app, callback, status, body
     assert history[-1].startswith("call from the console")
 
 
+def test_twilios_refusal_quoting_the_staff_phone_is_kept_and_shown_without_it(app, callback):
+    refusal = {"code": 21215, "status": 400,
+               "message": f"Account not authorized to call {STAFF_PHONE}. Perhaps you need to enable geo permissions"}
+    with responses.RequestsMock() as mock, pytest.raises(CallNowError) as refused:
+        mock.add(responses.POST, CALLS, json=refusal, status=400)
+        place(app, callback)
+    history = app.extensions["ivr"].services.callbacks.history(callback)
+    shown = str(refused.value) + " ".join(f"{e.action} {e.detail}" for e in history)
+    assert "21215" in shown and "not authorized" in shown
+    assert "5550142" not in shown and "*********42" in shown
+
+
+def test_a_callback_taken_by_someone_else_meanwhile_places_no_call_and_leaves_no_lock(app, callback, redis_client):
+    from datetime import datetime
+
+    services = app.extensions["ivr"].services
+    services.staffdb.add("472", "Bo Lee", "639147", datetime.now())
+    store = services.callbacks
+    read = store.get
+
+    def read_then_taken(ref):      # 472 takes it between 471's read and 471's take
+        data = read(ref)
+        store.take(ref, "472")
+        return data
+    store.get = read_then_taken
+    with responses.RequestsMock() as mock, pytest.raises(Exception, match="taken by 472"):
+        place(app, callback, by="471")
+    assert not mock.calls
+    store.get = read
+    assert redis_client.get(f"ivr:cb:{callback}:calling") is None     # 472's own click is not refused
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, CALLS, json=reply(), status=201)
+        place(app, callback, by="472")
+        assert len(mock.calls) == 1
+
+
 def test_the_bridge_dials_the_parent_from_the_call_center_number_and_is_signed(app, callback):
     transport = Transport(DEV_AUTH_TOKEN, app=app)
     status, body = transport.post(f"/callbacks/bridge?ref={callback}", {"CallSid": "CA" + "f" * 32,

@@ -16,7 +16,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from ivr.domain.callbacks import OPEN_STATUSES, CallbackError, CallbackStore, NumberRefused, check_number, check_ref
-from ivr.redact import mask_phone
+from ivr.redact import mask_numbers, mask_phone
 
 log = logging.getLogger("ivr.callbacks")
 
@@ -45,7 +45,7 @@ def call_now(store: CallbackStore, config: Mapping, ref: str, by: str, staff_pho
     ref, by = check_ref(ref), store.check_staff(by)
     base = (config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     if not base:
-        raise CallNowError("calling from the console needs PUBLIC_BASE_URL (Twilio fetches the bridge from it)")
+        raise CallNowError(f"calling from {via} needs PUBLIC_BASE_URL (Twilio fetches the bridge from it)")
     try:
         staff_phone = check_number(staff_phone)
     except NumberRefused as refused:
@@ -57,23 +57,28 @@ def call_now(store: CallbackStore, config: Mapping, ref: str, by: str, staff_pho
         raise CallbackError(f"callback {ref} is {data.get('status')}")
     if data.get("status") == "taken" and data.get("taken_by") != by:
         raise CallbackError(f"callback {ref} is taken by {data.get('taken_by')}")
-    if not store.redis.set(CALLING.format(ref=ref), by, nx=True, ex=CALLING_TTL):
+    lock = CALLING.format(ref=ref)
+    if not store.redis.set(lock, by, nx=True, ex=CALLING_TTL):
         raise CallNowError(f"a call for callback {ref} is being placed already; wait a minute")
-    if data.get("status") == "open":
-        store.take(ref, by)
     try:
+        if data.get("status") == "open":
+            store.take(ref, by)      # refused if someone took it since it was read: no call, lock released
         call = client(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"]).calls.create(
             to=staff_phone, from_=caller_id, url=f"{base}{BRIDGE_PATH}?ref={ref}", method="POST")
-    except TwilioRestException as exc:
-        reason = f"Twilio refused the call: {exc.code or exc.status} {exc.msg}"[:300]
-        store.note(ref, by, f"call from {via} not placed", reason)
-        store.redis.delete(CALLING.format(ref=ref))
-        raise CallNowError(reason) from exc
     except requests.RequestException as exc:
         # No answer: the call may have been placed. Not tried again, and the lock is kept for its minutes.
         reason = f"no answer from Twilio ({type(exc).__name__}): the call may have been placed; not tried again"
         store.note(ref, by, f"call from {via}: unknown", reason)
         raise CallNowError(reason) from exc
+    except TwilioRestException as exc:
+        store.redis.delete(lock)
+        # Twilio's message may quote the number it refused (the staff member's): masked before it is kept.
+        reason = f"Twilio refused the call: {exc.code or exc.status} {mask_numbers(exc.msg)}"[:300]
+        store.note(ref, by, f"call from {via} not placed", reason)
+        raise CallNowError(reason) from exc
+    except BaseException:
+        store.redis.delete(lock)     # nothing was placed: the next click may try
+        raise
     store.note(ref, by, f"call placed from {via}", f"your phone first ({mask_phone(staff_phone)}), "
                f"then the parent; call ...{(call.sid or '')[-6:]}")
     log.info("callback %s: call placed by %s", ref, by)
