@@ -22,6 +22,9 @@ PUBLIC = "https://ivr.example.org"
 CALLER = "+18605550199"
 MESSAGES = f"https://api.twilio.com/2010-04-01/Accounts/{DEV_ACCOUNT_SID}/Messages.json"
 HARTFORD = ["-", "5", "2", "1"]
+LANG = {"en": "-", "es": "2"}
+# 1-888-233-7223 in English or Spanish, then 9 at the case number: handed over to the call center's menu.
+PAY_TO_CC = {"en": ["1", "9"], "es": ["2", "9"]}
 SATURDAY_NIGHT = "2026-11-28 23:30"
 
 
@@ -32,8 +35,8 @@ def sms_app(make_app):
 
 @pytest.fixture
 def place(sms_app):
-    def run(keys, caller=CALLER, app=None) -> Phone:
-        return Phone(transport=Transport(DEV_AUTH_TOKEN, app=app or sms_app), to=LINES["callcenter"],
+    def run(keys, caller=CALLER, app=None, line="callcenter") -> Phone:
+        return Phone(transport=Transport(DEV_AUTH_TOKEN, app=app or sms_app), to=LINES[line],
                      caller=caller).place(keys)
     return run
 
@@ -225,3 +228,76 @@ def test_twilio_refusals_are_recorded_and_only_not_processed_is_tried_again(plac
     assert text[b"status"] == b"not sent" and str(code).encode() in text[b"error"]
     again = place(HARTFORD + ["dial:busy", "-"])
     assert ("text message" in again.said) is (then == "not sent")
+
+
+# --- a caller handed over from the payment line (1-888-233-7223) ------------------------------------------
+
+def sent_request(worker):
+    """The one request the worker makes to Twilio for what is queued."""
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, MESSAGES, json=twilio_reply(), status=201)
+        assert worker() == 1
+        (sent,) = mock.calls
+    return sent.request
+
+
+def same_request(one, other) -> bool:
+    return ((one.method, one.url, form(one), one.headers["Authorization"])
+            == (other.method, other.url, form(other), other.headers["Authorization"]))
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_caller_handed_over_from_the_payment_line_gets_the_callback_reference_by_text(place, worker, clock,
+                                                                                         prompts, lang):
+    """The payment line hands the caller over to the call center's menu, where 0 on a Saturday night leaves
+    a callback: the reference is offered by text as on 1-800-228-KIDS, and sent the same way."""
+    clock.set(SATURDAY_NIGHT)
+    callback = ["0", "3", "1", "1", "2"]          # a person: closed; a call back, this number, morning, no message
+    handed = place(PAY_TO_CC[lang] + callback + ["1"], line="payments")
+    assert prompts.text("pay.to_cc", lang) in handed.said
+    assert prompts.text("cb.text.offer", lang) in handed.said
+    assert prompts.text("sms.queued", lang) in handed.said and handed.hung_up
+    ref = re.search(r"(\d) (\d) (\d), (\d) (\d) (\d)",
+                    handed.said.split("reference" if lang == "en" else "referencia")[1])
+    ref = "".join(ref.groups())
+    from_888 = sent_request(worker)
+    fields = form(from_888)
+    assert fields["To"] == [CALLER] and fields["From"] == [SENDER]       # from IVR_SMS_FROM, never the line
+    assert ref in fields["Body"][0] and "STOP" in fields["Body"][0]
+    # The same caller on 1-800-228-KIDS (their one open callback, updated): the very same request.
+    direct = place([LANG[lang]] + callback + ["1"])
+    assert prompts.text("cb.text.offer", lang) in direct.said
+    assert same_request(sent_request(worker), from_888)
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_caller_handed_over_from_the_payment_line_gets_the_offices_details_by_text(place, worker, prompts, lang):
+    option = prompts.text("menu.option", lang, option=prompts.text("xfer.opt.text", lang), key=4)
+    handed = place(PAY_TO_CC[lang] + ["5", "2", "1", "dial:busy", "4"], line="payments")
+    assert option in handed.said and prompts.text("sms.queued", lang) in handed.said
+    from_888 = sent_request(worker)
+    assert "(860) 566-8723, 999 Asylum Street, Hartford, CT." in form(from_888)["Body"][0]
+    direct = place([LANG[lang], "5", "2", "1", "dial:busy", "4"])
+    assert option in direct.said
+    assert same_request(sent_request(worker), from_888)
+
+
+def test_0_after_a_failed_sign_in_on_the_payment_line_leaves_a_callback_with_the_text(place, worker, clock):
+    """0 at a failed or locked sign-in reaches the call center's person, who offers a call back after hours;
+    its reference is offered by text too."""
+    clock.set(SATURDAY_NIGHT)
+    wrong = ["1", "718000018#", "1", "0000#", "0001#", "0002#"]     # no such case: three wrong PINs
+    c = place(wrong + ["0", "3", "1", "1", "2", "1"], line="payments")
+    assert "We can also send your reference number to this phone in a text message." in c.said
+    assert c.said.endswith("We will send the text message in a minute. Thank you for calling. Goodbye.")
+    assert form(sent_request(worker))["To"] == [CALLER]
+
+
+def test_a_handed_over_caller_who_stopped_texts_or_withholds_the_number_is_not_offered_them(place, sms_app):
+    office = PAY_TO_CC["en"] + ["5", "2", "1", "dial:busy", "-"]
+    withheld = place(office, caller="anonymous", line="payments")
+    assert "busy" in withheld.said and "text message" not in withheld.said
+    transport = Transport(DEV_AUTH_TOKEN, app=sms_app)
+    transport.post("/sms", {"MessageSid": "SM" + "f" * 32, "From": CALLER, "To": SENDER, "Body": "STOP"})
+    c = place(office, line="payments")
+    assert "busy" in c.said and "text message" not in c.said

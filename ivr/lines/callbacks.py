@@ -3,9 +3,9 @@
 A caller who cannot reach a person now confirms the number to call (the caller ID read back, or another
 number keyed twice and checked), chooses the next business morning or afternoon, may leave a message, and
 hears a reference once the callback is stored for good (ivr/domain/callbacks.py). A caller whose caller ID
-may get texts (`sms_ok`, checked once at the start of the call) may ask for the reference, or an office's
-name, phone number and address, by text: the step records the consent and queues the text; `ivr worker`
-sends it (ivr/jobs/callbacks.py).
+may get texts (`sms_ok`, checked at the start of the call, and again when another line hands the caller
+over to the call center) may ask for the reference, or an office's name, phone number and address, by
+text: the step records the consent and queues the text; `ivr worker` sends it (ivr/jobs/callbacks.py).
 
 Each step names what happened (an event); config/flows/callback.yaml says where each event leads.
 """
