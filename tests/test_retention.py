@@ -478,3 +478,31 @@ def test_ivr_purge_counts_callbacks_and_texts(purge_cli, make_app, clock):
     assert re.search(r"^callback messages +0 ", out, re.M) and ref not in out and "5550177" not in out
     rc, out, _ = purge_cli()
     assert re.search(r"^callbacks +1 ", out, re.M) and callbacks.get(ref) is None
+
+
+@responses.activate
+def test_a_purged_callbacks_message_still_at_twilio_is_deleted_there(make_app, redis_client, clock):
+    """The sealed URL is the last pointer to a message Twilio still holds (never downloaded, or its deletion
+    failed): the purge that deletes the callback queues its deletion at Twilio, and the worker does it."""
+    from ivr.callflow.simphone import recording_url
+
+    account = "AC" + "5a" * 16                  # a configured account (the development one deletes nothing)
+    app = make_app(TWILIO_ACCOUNT_SID=account)
+    callbacks = app.extensions["ivr"].services.callbacks
+    failed, _ = callback_with_message(app, 1, message=False)
+    url = recording_url(account)
+    callbacks.add_message(failed, url)
+    callbacks.update(failed, "message download failed", by="worker", recording_error="HTTP 404")
+    gone, _ = callback_with_message(app, 2, message=False)
+    callbacks.add_message(gone, recording_url(account))
+    callbacks.update(gone, "Twilio's copy of the message deleted", by="worker", twilio_copy="deleted")
+    for ref in (failed, gone):
+        callbacks.done(ref, "4001")
+    clock.now += 366 * DAY
+
+    assert retention.purge(redis_client, app.config, clock()).callbacks == 2
+    responses.delete(url + ".json", status=204)
+    worker = jobs.Worker(jobs.JobContext(app.config, redis_client), name="test-worker")
+    assert worker.run_once(block_ms=None) == 1
+    assert worker.run_once(block_ms=None) == 0     # nothing queued for the one Twilio no longer holds
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [("DELETE", url + ".json")]

@@ -53,12 +53,14 @@ BY_NUMBER = PREFIX + "number:{tag}"
 SEALED = ("number", "caller", "recording_url")
 STATUSES = ("open", "taken", "done", "expired")
 CLOSED_AT = {"done": "done_at", "expired": "expired_at"}   # when a closed callback was closed
-RETENTION_FIELDS = ("status", "done_at", "expired_at", "recording_file", "recording_deleted", "number_tag")
+RETENTION_FIELDS = ("status", "done_at", "expired_at", "recording_file", "recording_deleted", "number_tag",
+                    "recording_url", "twilio_copy")
 BEST_TIMES = ("morning", "afternoon")
 RESULTS = ("no_answer", "left_message", "reached")
 # Why the caller was offered a callback (field `source`).
 SOURCES = ("closed", "holiday", "closure", "busy", "no_answer", "failed", "office", "gave_up")
 RECORDING_JOB = "callback.recording"
+TWILIO_COPY_JOB = "callback.twilio_copy"     # a purged callback's message still at Twilio: delete it there
 
 
 class CallbackError(Exception):
@@ -394,14 +396,19 @@ class CallbackStore(WorkItemStore):
         at = closed_at(cb)
         return at is not None and at <= closed_before
 
-    def delete(self, ref: str, closed_before: datetime) -> str | None:
+    def delete(self, ref: str, closed_before: datetime,
+               queue: Callable[[Any, str, dict], None] | None = None) -> str | None:
         """Delete a callback closed before `closed_before`, with its history and index entries, in one
         transaction, leaving only its reference (PURGED). Returns the path of its message file ("" for none:
-        the caller deletes the folder), None when the callback is not due (any more) or gone."""
+        the caller deletes the folder), None when the callback is not due (any more) or gone. When Twilio
+        may still hold the caller's message (never downloaded, or its deletion failed), `queue(pipe, kind,
+        payload)` queues its deletion there in the same transaction: the sealed URL is the last pointer."""
         def change(pipe, cb: dict[str, str]) -> str | None:
             if not self._due(cb, closed_before):
                 return None
             pipe.multi()
+            if queue is not None and cb["recording_url"] and cb["twilio_copy"] != "deleted":
+                queue(pipe, TWILIO_COPY_JOB, {"ref": ref, "url": cb["recording_url"]})
             pipe.delete(self.key(ref), self.audit_key(ref), f"{PREFIX}{ref}:calling")
             pipe.hset(self.key(ref), mapping={"ref": ref, "status": PURGED, "purged_at": self._now()})
             pipe.zrem(OPEN, ref)

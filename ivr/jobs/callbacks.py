@@ -23,7 +23,7 @@ from twilio.rest import Client
 from ivr.callflow.prompts import load_languages
 from ivr.callflow.speech import say_date
 from ivr.domain import recordings
-from ivr.domain.callbacks import RECORDING_JOB, CallbackStore, load_settings
+from ivr.domain.callbacks import RECORDING_JOB, TWILIO_COPY_JOB, CallbackStore, load_settings
 from ivr.domain.directory import Directory
 from ivr.domain.hours import Hours
 from ivr.domain.texts import LANDLINE_ERROR, TEXT_JOB, TextStore, load_templates, record_on_callback
@@ -163,6 +163,25 @@ def fetch_callback_message(payload: dict, ctx: JobContext) -> None:
                          twilio_copy="not deleted")
         return
     callbacks.update(ref, "Twilio's copy of the message deleted", by="worker", twilio_copy="deleted")
+
+
+@job(TWILIO_COPY_JOB)
+def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
+    """A callback retention deleted while Twilio still held the caller's message (it was never downloaded,
+    or deleting Twilio's copy failed): deleted there too, tried again until Twilio answers."""
+    url = Sealer.from_config(ctx.config).unseal(str(payload.get("url", "")))
+    if url is None:
+        raise GiveUp(f"callback {payload.get('ref')}: the message URL cannot be unsealed")
+    account, token = ctx.config["TWILIO_ACCOUNT_SID"], ctx.config["TWILIO_AUTH_TOKEN"]
+    if not recordings.account_configured(account):
+        return                  # development: no account to delete it from
+    try:
+        recordings.delete(url, account, token, http=recordings.delete_session())
+    except recordings.RecordingError as exc:
+        if exc.permanent:
+            raise GiveUp(str(exc)) from exc
+        raise RetryLater(str(exc)) from exc
+    log.info("callback %s (deleted by retention): Twilio's copy of its message deleted", payload.get("ref"))
 
 
 @periodic

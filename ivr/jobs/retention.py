@@ -144,6 +144,9 @@ def callback_due_dates(data: Mapping[str, str], config: Mapping) -> tuple[dateti
 
 def _callbacks(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, report: Report) -> None:
     store = cb.CallbackStore(r, Sealer(config["IVR_SECRET_KEY"]), None, clock=lambda: now)
+
+    def queue(pipe, kind: str, payload: dict) -> None:
+        jobs.enqueue(r, kind, payload, pipe=pipe)
     folder = Path(config["DATA_DIR"]) / "callbacks"
     cut, message_cut = now - days(config, "CALLBACKS"), now - days(config, "RECORDINGS")
     detail = f"kept {config['RETAIN_RECORDINGS_DAYS']} days after the callback was closed"
@@ -154,7 +157,7 @@ def _callbacks(r: redis.Redis, config: Mapping, now: datetime, dry_run: bool, re
         if dates[1] <= now:
             if dry_run:
                 report.callbacks += 1
-            elif (path := store.delete(ref, cut)) is not None:
+            elif (path := store.delete(ref, cut, queue=queue)) is not None:
                 report.callbacks += 1
                 _remove(folder / ref, path, ref, "callbacks")
         elif data["recording_file"]:
