@@ -6,10 +6,12 @@
     ivr callbacks take REF --by ID               take it (no one else can then log attempts or close it)
     ivr callbacks attempt REF --result no_answer|left_message|reached --by ID
     ivr callbacks done REF --by ID               close it
-    ivr callbacks call REF --by ID --phone NUMBER
+    ivr callbacks call REF --by ID [--phone NUMBER]
                                                  call the parent now: Twilio rings your phone first, then
                                                  dials them from the call center's number (needs
-                                                 PUBLIC_BASE_URL and the Twilio account); never retried
+                                                 PUBLIC_BASE_URL and the Twilio account); never retried.
+                                                 Without --phone the number is asked for (or read from
+                                                 standard input), so it stays out of shell history
     ivr callbacks export [--status S] [-o FILE]  CSV, numbers in full: handle with care
 
 `--by` is a staff ID (`ivr staff list`). They read REDIS_URL like the server, and IVR_SECRET_KEY to unseal
@@ -62,7 +64,7 @@ def add_commands(subparsers) -> None:
         "take": "take an open callback", "done": "close a callback",
     }, by, {"list": cmd_list, "show": cmd_show, "export": cmd_export, "change": cmd_change})
     s = workitems.add_change(sub, "call", "call the parent now: your phone rings first, then theirs", by, cmd_call)
-    s.add_argument("--phone", required=True, help="the phone you are at (Twilio rings it first)")
+    s.add_argument("--phone", help="the phone you are at (Twilio rings it first); asked for when left out")
     s = workitems.add_change(sub, "attempt", "log a call made to the caller", by, cmd_change)
     s.add_argument("--result", required=True, choices=RESULTS)
 
@@ -178,8 +180,17 @@ def cmd_call(args: argparse.Namespace) -> int:
         config = settings.from_env()
         caller_id = load_lines(config["CONFIG_DIR"] / "lines.yaml")["callback_number"]
         ref = check_ref(args.ref)
-        sid = call_now(cbs, config, ref, args.by, args.phone, caller_id, via="the command line")
+        phone = args.phone if args.phone is not None else _read_phone()
+        sid = call_now(cbs, config, ref, args.by, phone, caller_id, via="the command line")
         print(f"callback {ref}: your phone will ring; answer and you will be connected to the parent "
               f"(call ...{sid[-6:]})")
         return 0
     return run(go)
+
+
+def _read_phone() -> str:
+    """The staff member's number from a prompt (or the first line of standard input): not an argument, so
+    that it is in no shell history or process list."""
+    if sys.stdin.isatty():
+        print("Your phone number (Twilio rings it first): ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip()
