@@ -43,9 +43,10 @@ def test_a_facility_caller_walks_the_path_and_staff_find_and_finish_the_request(
     assert said.startswith(prompts.text("inm.welcome", "en"))
     assert "Para español, oprima 2." in said
     assert prompts.text("cc.main.intro", "en") not in said
-    # The facts, in plain words; what the court looks at is behind 2 (tests/test_timing.py), 1 starts.
-    for fact in ("keeps running while you are in prison or jail", "support you do not pay adds up",
-                 "S E S does this at no charge", "file it yourself"):
+    # The facts, in plain words, the court's limit among them before the caller can press 1 to ask; what
+    # the court looks at is behind 2 (tests/test_timing.py).
+    for fact in ("keeps running while you are in prison or jail", "will not lower your order if your crime "
+                 "was against your child", "S E S does this at no charge", "file it yourself"):
         assert fact in said
     assert "To hear what the court will look at, press 2. " in said
     # Keyed entries read back; the facility was not asked: the caller ID told it.
