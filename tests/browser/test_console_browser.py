@@ -6,7 +6,6 @@ token is refused; five wrong passwords lock the account; axe-core finds no serio
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 import numpy as np
@@ -155,19 +154,21 @@ def test_a_form_posted_without_its_csrf_token_is_refused(app, live, browser):
 def test_five_wrong_passwords_lock_the_account(app, live, browser, shot):
     add_staff(app, CASEWORKER)
     browser.get(live + "/console/login")
-    for _ in range(5):
-        browser.find_element(By.ID, "staff_id").clear()
-        browser.find_element(By.ID, "staff_id").send_keys(CASEWORKER)
-        browser.find_element(By.ID, "password").send_keys("not my password at all")
+    def try_password(password: str) -> None:
+        field = browser.find_element(By.ID, "staff_id")
+        field.clear()
+        field.send_keys(CASEWORKER)
+        browser.find_element(By.ID, "password").send_keys(password)
         browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        # The answer is a new page: wait until the old form is gone (the last answer's error box is still
+        # there until then), then for the new one's.
+        wait(browser).until(EC.staleness_of(field))
         wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".error-box")))
+    for _ in range(5):
+        try_password("not my password at all")
     assert "locked" in browser.find_element(By.CSS_SELECTOR, ".error-box").text
     shot("sign-in-locked")
-    browser.find_element(By.ID, "staff_id").clear()
-    browser.find_element(By.ID, "staff_id").send_keys(CASEWORKER)
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    time.sleep(0.2)
+    try_password(PASSWORD)
     assert "locked" in browser.find_element(By.CSS_SELECTOR, ".error-box").text
     assert "/console/login" in browser.current_url
 
