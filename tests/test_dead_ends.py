@@ -27,17 +27,6 @@ def sign_in(lang: str, case: str, pin: str) -> list[str]:
     return [LANG_KEY[lang], case + "#", "1", pin + "#"]
 
 
-def heard(c, n: int) -> str:
-    """What the caller heard after the n-th input and before the next one."""
-    seen, out = 0, []
-    for e in c.events:
-        if e.kind == "input":
-            seen += 1
-        elif e.kind == "say" and seen == n:
-            out.append(e.text)
-    return " ".join(out)
-
-
 def config_with(tmp_path: Path, file: str, old: str, new: str) -> Path:
     """A copy of config/ with one text of one file replaced."""
     cfg = tmp_path / "config"
@@ -63,24 +52,24 @@ def test_silence_at_the_case_number_tells_what_to_do_and_offers_the_call_center(
     clock.set(when)
     c = call("payments", ["-", "-", "-", "-", "1"])
     assert c.said.count(prompts.text("pay.case.ask", "en")) == 3
-    assert NO_NUMBER in heard(c, 4)
-    assert "For the child support call center menu, with answers to common questions, press 1." in heard(c, 4)
-    assert prompts.text("cc.main.intro", "en") in heard(c, 5)
+    assert NO_NUMBER in c.said_at(4)
+    assert "For the child support call center menu, with answers to common questions, press 1." in c.said_at(4)
+    assert prompts.text("cc.main.intro", "en") in c.said_at(5)
     assert not c.dialed and not c.hung_up
 
 
 def test_star_at_the_case_number_tells_a_caller_without_one_what_to_do(call, prompts):
     c = call("payments", ["-", "*", "2", "123456789#", "1", "1234#"])
-    assert "If you do not have your case number or PIN, press star." in heard(c, 1)
-    assert NO_NUMBER in heard(c, 2)
-    assert prompts.text("pay.case.ask", "en") in heard(c, 3)          # 2: a case number after all
-    assert prompts.text("pay.menu.intro", "en") in heard(c, 6)
+    assert "If you do not have your case number or PIN, press star." in c.said_at(1)
+    assert NO_NUMBER in c.said_at(2)
+    assert prompts.text("pay.case.ask", "en") in c.said_at(3)          # 2: a case number after all
+    assert prompts.text("pay.menu.intro", "en") in c.said_at(6)
 
 
 def test_star_at_the_pin_leads_to_the_same_help(call, prompts):
     c = call("payments", ["-", "123456789#", "1", "*", "*"])
-    assert prompts.text("pay.case.ask", "en") in heard(c, 4)
-    assert NO_NUMBER in heard(c, 5)
+    assert prompts.text("pay.case.ask", "en") in c.said_at(4)
+    assert NO_NUMBER in c.said_at(5)
 
 
 def test_after_hours_0_then_9_no_longer_loops_back_to_the_case_number(call, clock, prompts):
@@ -88,23 +77,23 @@ def test_after_hours_0_then_9_no_longer_loops_back_to_the_case_number(call, cloc
     number again, for ever. Now 0 says what to do without a PIN, and 9 is the call center's menu."""
     clock.set(AFTER_HOURS)
     c = call("payments", ["-", "0", "9"])
-    assert NO_NUMBER in heard(c, 2)
+    assert NO_NUMBER in c.said_at(2)
     assert not c.dialed
-    assert prompts.text("cc.main.intro", "en") in heard(c, 3)
-    assert prompts.text("pay.case.ask", "en") not in heard(c, 3)
+    assert prompts.text("cc.main.intro", "en") in c.said_at(3)
+    assert prompts.text("pay.case.ask", "en") not in c.said_at(3)
 
 
 def test_in_open_hours_0_before_sign_in_dials_and_a_busy_line_tells_what_to_do(call, prompts):
     c = call("payments", ["-", "0", "dial:busy", "1"])
     assert c.dialed == ["+18605696233"]
-    assert NO_NUMBER in heard(c, 2)
-    assert prompts.text("cc.main.intro", "en") in heard(c, 3)
+    assert NO_NUMBER in c.said_at(2)
+    assert prompts.text("cc.main.intro", "en") in c.said_at(3)
 
 
 def test_the_help_without_a_case_number_in_spanish(call, clock):
     clock.set("2026-11-28 11:00")                                     # a Saturday
     c = call("payments", ["2", "*"])
-    said = heard(c, 2)
+    said = c.said_at(2)
     assert "Esta línea solo puede dar información de pagos con su número de caso y su PIN." in said
     assert "Para ayuda con su número de caso o su PIN, llame a S E S, el Centro de Llamadas de Manutención" in said
     assert "Atendemos de lunes a viernes" in said
@@ -115,7 +104,7 @@ def test_handed_over_from_the_call_center_the_help_says_press_0_not_its_own_numb
     """The caller dialed 1-800-228-KIDS: they are not told to call it."""
     c = call("callcenter", ["-", "1", "1", "*"])
     assert f"For help with your case number or PIN, talk to someone at S E S: press 0. People answer {HOURS}." \
-        in heard(c, 4)
+        in c.said_at(4)
     assert CALL_CENTER not in c.said
 
 
@@ -134,9 +123,9 @@ def test_sign_in_help_is_read_once_configured(call, make_app, tmp_path):
 @pytest.mark.parametrize("pin", ["4826", "6284"], ids=["payer", "payee"])
 def test_after_sign_in_5_reaches_the_call_centers_answers_and_its_payments_option_comes_back(call, prompts, pin):
     c = call("payments", sign_in("en", "456789123", pin) + ["5", "1", "1"])
-    assert "For answers to common questions, in the call center menu, press 5." in heard(c, SIGNED_IN)
-    assert prompts.text("cc.main.intro", "en") in heard(c, SIGNED_IN + 1)
-    back = heard(c, SIGNED_IN + 3)                     # main menu 1, then 1: the payment line again
+    assert "For answers to common questions, in the call center menu, press 5." in c.said_at(SIGNED_IN)
+    assert prompts.text("cc.main.intro", "en") in c.said_at(SIGNED_IN + 1)
+    back = c.said_at(SIGNED_IN + 3)                     # main menu 1, then 1: the payment line again
     assert prompts.text("pay.menu.intro", "en") in back
     assert prompts.text("pay.case.ask", "en") not in back       # still signed in
     es = call("payments", sign_in("es", "456789123", pin) + ["5"])
@@ -151,9 +140,9 @@ def test_held_payments_are_said_as_the_sdu_says_them_with_no_guessed_reason(call
             "received on Friday, November 6. It is on hold, so it has not been sent to you.") in c.said
     held = (f"This line cannot tell why a payment is on hold. To ask about it, call S E S at {CALL_CENTER}. "
             f"People answer {HOURS}.")
-    assert held in heard(c, SIGNED_IN + 1)
+    assert held in c.said_at(SIGNED_IN + 1)
     assert ("No payment to you is scheduled right now. The newest payment received on your case is on hold. "
-            + held) in heard(c, SIGNED_IN + 3)
+            + held) in c.said_at(SIGNED_IN + 3)
     for guess in ("address", "most often", "after the State Disbursement Unit receives money", "released"):
         assert guess not in c.said, guess
 
@@ -162,8 +151,8 @@ def test_held_payments_in_spanish_are_en_espera_not_retenido(call):
     """"Retención" is the income withholding; a held payment is "en espera" (never "retenido")."""
     c = call("payments", sign_in("es", "089123456", "0707") + ["1", "9", "2", "9", "4"])
     assert "Está en espera, así que no se le ha enviado." in c.said
-    assert "en espera." in heard(c, SIGNED_IN + 3)
-    assert "El pago más reciente que se recibió en su caso está en espera." in heard(c, SIGNED_IN + 5)
+    assert "en espera." in c.said_at(SIGNED_IN + 3)
+    assert "El pago más reciente que se recibió en su caso está en espera." in c.said_at(SIGNED_IN + 5)
     assert "retenid" not in c.said and "dirección" not in c.said
 
 
@@ -182,7 +171,7 @@ def test_a_payer_paid_from_benefits_is_not_told_to_pay_by_mail_for_lack_of_withh
     recent payments came from those is not told "no income withholding ... pay by mail or online"
     (case 567891234's newest payment is a bank seizure, the two before it workers' compensation)."""
     c = call("payments", sign_in("en", case, pin) + ["4"])
-    how = heard(c, SIGNED_IN + 1)
+    how = c.said_at(SIGNED_IN + 1)
     assert "no income withholding" not in how
     assert (f"A recent payment came {source}. S E S can have support taken out of these benefits, as it is "
             "taken out of a paycheck. When support is not taken out for you, make your payments yourself.") in how
@@ -252,7 +241,7 @@ TOWN = ["-", "5", "1"]
 
 def test_star_at_the_town_question_repeats_it(call, prompts):
     c = call("callcenter", TOWN + ["*"])
-    assert prompts.text("cc.town.ask", "en") in heard(c, 4)
+    assert prompts.text("cc.town.ask", "en") in c.said_at(4)
     assert "Please use only the number keys" not in c.said
 
 
@@ -260,7 +249,7 @@ def test_star_at_the_town_question_repeats_it(call, prompts):
 def test_9_and_0_work_at_the_town_question(call, prompts, key, says):
     c = call("callcenter", TOWN + [key])
     if says:
-        assert prompts.text(says, "en") in heard(c, 4)
+        assert prompts.text(says, "en") in c.said_at(4)
     else:
         assert c.dialed == ["+18605696233"]
 
@@ -270,11 +259,11 @@ def test_three_misses_offer_the_offices_by_region_at_any_hour(call, clock, promp
     """After hours the call used to end here; in open hours it went to a person."""
     clock.set(when)
     c = call("callcenter", TOWN + ["say Boston", "-", "12345#", "4"])
-    after = heard(c, 6)
+    after = c.said_at(6)
     assert prompts.text("cc.office.intro", "en") in after
     assert f"{prompts.text('cc.office.opt.fairfield', 'en')}, press 4." in after
     assert not c.hung_up and not c.dialed[:-1]
-    assert "the Bridgeport office" in heard(c, 7)
+    assert "the Bridgeport office" in c.said_at(7)
 
 
 def test_an_unconfirmed_office_does_not_tell_a_caller_to_call_the_number_they_are_on(call):
@@ -287,9 +276,9 @@ def test_an_unconfirmed_office_does_not_tell_a_caller_to_call_the_number_they_ar
 def test_the_town_lookup_in_spanish_says_ciudad_and_knows_nueva_londres(call, said):
     c = call("callcenter", ["2", "5", "1", f"say {said}", "1"])
     assert "Por favor diga el nombre de la ciudad donde vive." in c.said
-    assert "Su ciudad es Nueva Londres." in heard(c, 4)
-    assert "Para confirmar esa ciudad, oprima 1." in heard(c, 4)
-    assert "La oficina que atiende a Nueva Londres es la oficina de Norwich." in heard(c, 5)
+    assert "Su ciudad es Nueva Londres." in c.said_at(4)
+    assert "Para confirmar esa ciudad, oprima 1." in c.said_at(4)
+    assert "La oficina que atiende a Nueva Londres es la oficina de Norwich." in c.said_at(5)
     assert c.dialed == ["+18608862694"]
     assert "pueblo" not in c.said
 
@@ -319,12 +308,12 @@ def test_0_names_who_is_dialed_and_their_own_number_not_the_call_centers(call):
                                          ("failed", "could not connect")])
 def test_a_person_not_reached_offers_the_hours_the_offices_and_another_try(call, prompts, status, said):
     c = call("callcenter", ["-", "0", f"dial:{status}", "2"])
-    after = heard(c, 2)                          # a dial's end is not the caller's input
+    after = c.said_at(2)                          # a dial's end is not the caller's input
     assert said in after
     assert (f"People answer {HOURS}. To try again, press 1. For the S E S offices and their phone numbers, "
             "press 2.") in after
     assert CALL_CENTER not in c.said and "call us back" not in c.said
-    assert prompts.text("cc.office.intro", "en") in heard(c, 3)
+    assert prompts.text("cc.office.intro", "en") in c.said_at(3)
 
 
 def test_a_person_not_reached_can_be_tried_again(call):
@@ -334,8 +323,8 @@ def test_a_person_not_reached_can_be_tried_again(call):
 
 def test_in_spanish_a_person_not_reached(call):
     c = call("callcenter", ["2", "0", "dial:no-answer"])
-    assert "Atendemos de lunes a viernes" in heard(c, 2)
-    assert "Para las oficinas de S E S y sus números de teléfono, oprima 2." in heard(c, 2)
+    assert "Atendemos de lunes a viernes" in c.said_at(2)
+    assert "Para las oficinas de S E S y sus números de teléfono, oprima 2." in c.said_at(2)
 
 
 def test_with_an_agents_queue_a_caller_on_its_public_number_is_not_told_to_call_it(call, make_app, tmp_path):
@@ -353,8 +342,8 @@ def test_with_an_agents_queue_a_caller_on_its_public_number_is_not_told_to_call_
 def test_on_the_payment_line_a_person_not_reached_offers_the_call_center(call, prompts):
     c = call("payments", sign_in("en", "456789123", "4826") + ["0", "dial:busy", "2"])
     assert ("To try again, press 1. For the call center menu, with the S E S offices and answers to common "
-            "questions, press 2.") in heard(c, SIGNED_IN + 1)
-    assert prompts.text("cc.main.intro", "en") in heard(c, SIGNED_IN + 2)
+            "questions, press 2.") in c.said_at(SIGNED_IN + 1)
+    assert prompts.text("cc.main.intro", "en") in c.said_at(SIGNED_IN + 2)
 
 
 def test_a_transfer_node_names_only_the_events_a_transfer_has(tmp_path, make_app):
@@ -396,7 +385,7 @@ def test_for_someone_else_in_spanish(call):
 
 def test_a_facility_is_named_in_spanish_in_the_spanish_voice(call):
     c = call("callcenter", ["2", "4", "1", "1", "7654321#", "1", "say York"])
-    assert "Tengo la Institución Correccional York." in heard(c, 7)
+    assert "Tengo la Institución Correccional York." in c.said_at(7)
     assert "Correctional Institution" not in c.said
 
 
@@ -409,9 +398,9 @@ def staff_member(app, clock):
 
 def test_the_staff_line_offers_0_as_help_which_is_what_it_gives(call, staff_member):
     c = call("staff", ["-", "1001#", "482193#", "0"])
-    assert "For help, press 0." in heard(c, 3)
+    assert "For help, press 0." in c.said_at(3)
     assert "talk to a person" not in c.said
-    assert "ask the phone system administrator" in heard(c, 4)
+    assert "ask the phone system administrator" in c.said_at(4)
 
 
 def test_silence_on_the_staff_line_never_gives_the_public_number(call, clock, staff_member):

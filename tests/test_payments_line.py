@@ -32,17 +32,6 @@ def sign_in(lang: str, case: str, pin: str) -> list[str]:
     return [LANG_KEY[lang], case + "#", "1", pin + "#"]
 
 
-def heard(c, n: int) -> str:
-    """What the caller heard after the n-th input and before the next one."""
-    seen, out = 0, []
-    for e in c.events:
-        if e.kind == "input":
-            seen += 1
-        elif e.kind == "say" and seen == n:
-            out.append(e.text)
-    return " ".join(out)
-
-
 def voices_after_choice(c) -> set[str]:
     """The TTS languages of everything said after the caller's first answer (the language choice)."""
     first = next(i for i, e in enumerate(c.events) if e.kind == "input")
@@ -118,10 +107,10 @@ def test_every_case_reads_its_figures_to_payer_and_payee(app, call, prompts, lan
         where = f"{number} {role} {lang}"
         assert not c.hung_up and not c.dialed, where
         # The case number is read back digit by digit, the PIN never.
-        assert prompts.text("pay.case.confirm", lang, digits=say_digits(number)) in heard(c, 2), where
+        assert prompts.text("pay.case.confirm", lang, digits=say_digits(number)) in c.said_at(2), where
         assert " ".join(pin) not in c.said and pin not in c.said, where
 
-        menu = heard(c, SIGNED_IN)
+        menu = c.said_at(SIGNED_IN)
         assert prompts.text("pay.signed_in", lang) in menu, where
         if case["status"] != "open":
             assert prompts.text(f"pay.status.{case['status']}", lang) in menu, where
@@ -131,7 +120,7 @@ def test_every_case_reads_its_figures_to_payer_and_payee(app, call, prompts, lan
         assert (how_opt in menu) == (role == "payer"), where
 
         # 1: the last payment.
-        last = heard(c, SIGNED_IN + 1)
+        last = c.said_at(SIGNED_IN + 1)
         payments = case["payments"]
         if not payments:
             assert prompts.text("pay.last.none", lang) in last, where
@@ -149,7 +138,7 @@ def test_every_case_reads_its_figures_to_payer_and_payee(app, call, prompts, lan
         assert prompts.text("menu.globals.answer", lang) in last, where
 
         # 2: the last five payments, newest first, and no sixth.
-        recent = heard(c, SIGNED_IN + 3)
+        recent = c.said_at(SIGNED_IN + 3)
         if not payments:
             assert prompts.text("pay.last.none", lang) in recent, where
         positions = []
@@ -167,12 +156,12 @@ def test_every_case_reads_its_figures_to_payer_and_payee(app, call, prompts, lan
             assert day(p["received_date"], lang) not in recent, where
 
         # 3: the balance: weekly order and parts, arrears, the as-of date, that it changes weekly.
-        balance = heard(c, SIGNED_IN + 5)
+        balance = c.said_at(SIGNED_IN + 5)
         for sentence in expected_balance(case, lang, prompts):
             assert sentence in balance, f"{where}: {sentence}"
 
         # 4: the payee's next payment, or the payer's ways to pay.
-        fourth = heard(c, SIGNED_IN + 7)
+        fourth = c.said_at(SIGNED_IN + 7)
         if role == "payee":
             nd = case["next_disbursement"]
             if nd is None:
@@ -258,14 +247,14 @@ def test_a_new_order_without_payments(call):
 
 def test_payer_learns_how_to_pay_from_the_menu_and_from_the_balance(call, prompts):
     c = call("payments", sign_in("en", "456789123", "4826") + ["3", "1", "1", "1"])
-    assert prompts.text("pay.menu.opt.how", "en") + ", press 1." in heard(c, SIGNED_IN + 1)
-    how = heard(c, SIGNED_IN + 2)
+    assert prompts.text("pay.menu.opt.how", "en") + ", press 1." in c.said_at(SIGNED_IN + 1)
+    how = c.said_at(SIGNED_IN + 2)
     assert ("There are three ways to pay child support: income withholding, by mail, or online at "
             "C T dot smart child support dot com.") in how
     assert "For more, press 1." in how
-    assert "To pay by mail, find the mailing address" in heard(c, SIGNED_IN + 3)
-    assert "not to the other parent" in heard(c, SIGNED_IN + 3)
-    assert "With income withholding, your employer takes the support out of your pay" in heard(c, SIGNED_IN + 4)
+    assert "To pay by mail, find the mailing address" in c.said_at(SIGNED_IN + 3)
+    assert "not to the other parent" in c.said_at(SIGNED_IN + 3)
+    assert "With income withholding, your employer takes the support out of your pay" in c.said_at(SIGNED_IN + 4)
     payee = call("payments", sign_in("en", "456789123", "6284") + ["3"])
     assert prompts.text("pay.menu.opt.how", "en") not in payee.said
 
@@ -274,10 +263,10 @@ def test_after_each_figure_star_repeats_9_is_the_payment_menu_and_0_a_person(cal
     c = call("payments", sign_in("en", "567891234", "1975") + ["4", "*", "9", "0"])
     scheduled = ("Your next payment, one thousand two hundred dollars, is scheduled to be sent by check in "
                  "the mail on Wednesday, November 18.")
-    assert scheduled in heard(c, SIGNED_IN + 1)
-    assert scheduled in heard(c, SIGNED_IN + 2)                     # star: said again
-    assert prompts.text("pay.menu.intro", "en") in heard(c, SIGNED_IN + 3)   # 9: the payment menu
-    assert prompts.text("pay.signed_in", "en") not in heard(c, SIGNED_IN + 3)
+    assert scheduled in c.said_at(SIGNED_IN + 1)
+    assert scheduled in c.said_at(SIGNED_IN + 2)                     # star: said again
+    assert prompts.text("pay.menu.intro", "en") in c.said_at(SIGNED_IN + 3)   # 9: the payment menu
+    assert prompts.text("pay.signed_in", "en") not in c.said_at(SIGNED_IN + 3)
     assert c.dialed == ["+18605696233"]                               # 0: the agents
 
 
@@ -295,8 +284,8 @@ def test_handover_from_the_call_center_keeps_the_language_and_skips_the_question
     c = call("callcenter", keys)
     assert prompts.text("cc.to_payments", lang) in c.said
     assert prompts.text("pay.welcome", lang) not in c.said
-    assert prompts.text("pay.case.ask", lang) in heard(c, 3)
-    assert money("8750.25", lang) in heard(c, 7)
+    assert prompts.text("pay.case.ask", lang) in c.said_at(3)
+    assert money("8750.25", lang) in c.said_at(7)
     assert voices_after_choice(c) == {"en-US" if lang == "en" else "es-US"}
     assert not c.hung_up
 
@@ -305,25 +294,25 @@ def test_the_call_center_menu_is_offered_when_help_is_needed(call, prompts):
     c = call("payments", ["-", "999000500#", "1", "5009#", "1"])
     assert prompts.text("pay.sdu.down", "en") in c.said
     assert prompts.text("pay.to_cc", "en") in c.said
-    assert prompts.text("cc.main.intro", "en") in heard(c, 5)
+    assert prompts.text("cc.main.intro", "en") in c.said_at(5)
 
 
 # --- entering the numbers --------------------------------------------------------------------------
 
 def test_wrong_length_entries_are_explained_and_asked_again(call, prompts):
     c = call("payments", ["-", "12345#", "123456789#", "1", "12#", "1234#", "3"])
-    assert prompts.text("collect.wrong_length", "en", got="5 digits", want="9 digits") in heard(c, 2)
-    assert prompts.text("pay.case.ask", "en") in heard(c, 2)
-    assert prompts.text("collect.wrong_length", "en", got="2 digits", want="4 digits") in heard(c, 5)
-    assert "two hundred six dollars" in heard(c, 7)
+    assert prompts.text("collect.wrong_length", "en", got="5 digits", want="9 digits") in c.said_at(2)
+    assert prompts.text("pay.case.ask", "en") in c.said_at(2)
+    assert prompts.text("collect.wrong_length", "en", got="2 digits", want="4 digits") in c.said_at(5)
+    assert "two hundred six dollars" in c.said_at(7)
 
 
 def test_the_case_number_can_be_entered_again_and_star_at_the_pin_changes_it(call, prompts):
     c = call("payments", ["-", "123456780#", "2", "123456789#", "1", "*", "567891234#", "1", "1975#", "1"])
-    assert prompts.text("pay.case.confirm", "en", digits="1 2 3, 4 5 6, 7 8 0") in heard(c, 2)
-    assert prompts.text("pay.case.ask", "en") in heard(c, 3)
-    assert prompts.text("pay.case.ask", "en") in heard(c, 6)
-    assert "one thousand two hundred dollars, from a bank account seizure" in heard(c, 10)
+    assert prompts.text("pay.case.confirm", "en", digits="1 2 3, 4 5 6, 7 8 0") in c.said_at(2)
+    assert prompts.text("pay.case.ask", "en") in c.said_at(3)
+    assert prompts.text("pay.case.ask", "en") in c.said_at(6)
+    assert "one thousand two hundred dollars, from a bank account seizure" in c.said_at(10)
 
 
 def test_letters_or_star_in_the_case_number_do_not_crash(call, prompts):

@@ -147,6 +147,16 @@ class Phone:
                 out.append(e.text)
         return " ".join(out)
 
+    def said_at(self, n_inputs: int) -> str:
+        """What was said (not played) after the caller's n-th input and before the next one."""
+        seen, out = 0, []
+        for e in self.events:
+            if e.kind == "input":
+                seen += 1
+            elif seen == n_inputs and e.kind == "say":
+                out.append(e.text)
+        return " ".join(out)
+
     @property
     def dialed(self) -> list[str]:
         return [e.text for e in self.events if e.kind == "dial"]
