@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from urllib.parse import urlsplit
 
 import redis
@@ -342,3 +342,29 @@ class Durable:
 
 
 _WARNED_NO_WAITAOF: list[bool] = []     # warned once per process
+
+
+class Reloader:
+    """This process's copy of something staff change in Redis (closures, edited hours, published prompts),
+    loaded again only when the revision read with each call's state changes. Threads of one worker may see
+    a new revision at once: one loads (an older snapshot never lands last); if Redis fails, the copy
+    loaded before stays and the next webhook tries again."""
+
+    def __init__(self, load: Callable[[Hashable], None], what: str) -> None:
+        self.load = load          # load(key): reads Redis and replaces the copy (RedisError: nothing replaced)
+        self.what = what          # for the log: "the closures"
+        self.seen: Hashable = None
+        self._lock = threading.Lock()
+
+    def refresh(self, key: Hashable) -> None:
+        if key == self.seen:
+            return
+        with self._lock:
+            if key == self.seen:
+                return
+            try:
+                self.load(key)
+            except redis.RedisError as exc:
+                log.error("cannot load %s: %s", self.what, exc)
+                return
+            self.seen = key

@@ -29,3 +29,27 @@ def test_the_development_stand_in_keeps_call_state_the_same_way():
     state, extra = calls.load("CA" + "2" * 32, ("ivr:prompts:rev",))
     assert state is not None and state.line == "payments" and extra == [None]
     assert calls.end("CA" + "2" * 32) is True
+
+
+def test_a_copy_staff_changed_is_loaded_once_per_revision_and_kept_when_redis_fails(caplog):
+    """store.Reloader, behind the closures, the edited hours and the published prompts: each webhook
+    hands it the revision read with the call's state; a failing Redis keeps the copy loaded before and
+    the next webhook loads again."""
+    import redis
+
+    loads, failing = [], [False]
+
+    def load(rev):
+        if failing[0]:
+            raise redis.ConnectionError("down")
+        loads.append(rev)
+    copy = store.Reloader(load, "the closures")
+    for rev in (b"1", b"1", b"1"):
+        copy.refresh(rev)
+    assert loads == [b"1"]                       # one Redis read for three webhooks
+    failing[0] = True
+    copy.refresh(b"2")
+    assert loads == [b"1"] and "cannot load the closures: down" in caplog.text
+    failing[0] = False
+    copy.refresh(b"2")                           # the next webhook tries again
+    assert loads == [b"1", b"2"]

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import redis
+
+from ivr import store
 
 log = logging.getLogger("ivr.closures")
 
@@ -72,9 +73,8 @@ class Closures:
     def __init__(self, client: redis.Redis, now: Callable[[], datetime]) -> None:
         self.redis = client
         self.now = now
-        self._seen = None
         self._loaded: dict[str, Closure] = {}
-        self._lock = threading.Lock()
+        self._reloader = store.Reloader(self._load, "the closures")
 
     # --- staff: the console -------------------------------------------------------------------
     def all(self) -> list[Closure]:
@@ -113,20 +113,11 @@ class Closures:
     # --- the phone lines ---------------------------------------------------------------------
     def refresh(self, rev) -> None:
         """Called on every webhook with the revision read in the call state's round trip."""
-        rev = rev or b"0"           # never set yet: nothing closed, loaded once
-        if rev == self._seen:
-            return
-        with self._lock:
-            if rev == self._seen:
-                return
-            try:
-                raw = self.redis.hgetall(CLOSURES)
-            except redis.RedisError as exc:      # keep obeying what was loaded before
-                log.error("cannot load the closures: %s", exc)
-                return
-            found = (_parse(k.decode(), v.decode()) for k, v in raw.items())
-            self._loaded = {c.scope: c for c in found if c is not None}
-            self._seen = rev
+        self._reloader.refresh(rev or b"0")     # never set yet: nothing closed, loaded once
+
+    def _load(self, _rev: object) -> None:
+        found = (_parse(k.decode(), v.decode()) for k, v in self.redis.hgetall(CLOSURES).items())
+        self._loaded = {c.scope: c for c in found if c is not None}
 
     def _current(self, scopes: Iterable[str]) -> list[Closure]:
         now = self.now()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import date, datetime, time
 
 import redis
 
+from ivr import store
 from ivr.domain.hours import DAYS, Hours, Schedule, holiday_choices
 
 log = logging.getLogger("ivr.hours")
@@ -45,8 +45,7 @@ class HoursEdits:
     def __init__(self, client: redis.Redis, hours: Hours) -> None:
         self.redis = client
         self.hours = hours
-        self._seen = None
-        self._lock = threading.Lock()
+        self._reloader = store.Reloader(self._load, "the hours edited in the console")
 
     # --- the console ----------------------------------------------------------------------------
     def raw(self) -> dict[str, object]:
@@ -96,30 +95,22 @@ class HoursEdits:
     # --- the phone lines ----------------------------------------------------------------------------
     def refresh(self, rev) -> None:
         """Called on every webhook with the revision read in the call state's round trip."""
-        rev = rev or b"0"
-        if rev == self._seen:
-            return
-        with self._lock:
-            if rev == self._seen:
-                return
-            try:
-                edits = self.raw()
-            except redis.RedisError as exc:     # keep the hours applied before
-                log.error("cannot load the hours edited in the console: %s", exc)
-                return
-            overrides = {}
-            for key, value in edits.items():
-                if key.startswith("schedule:"):
-                    try:
-                        overrides[key.split(":", 1)[1]] = parse_schedule(value["days"], value["open"], value["close"])
-                    except (HoursError, KeyError, TypeError):
-                        log.error("unreadable schedule %r edited in the console: ignored", key)
-            names = set(edits["holidays"]) if isinstance(edits.get("holidays"), list) else None
-            closures = set()
-            for d in edits.get("closures", []) if isinstance(edits.get("closures"), list) else []:
+        self._reloader.refresh(rev or b"0")
+
+    def _load(self, _rev: object) -> None:
+        edits = self.raw()
+        overrides = {}
+        for key, value in edits.items():
+            if key.startswith("schedule:"):
                 try:
-                    closures.add(date.fromisoformat(d))
-                except (TypeError, ValueError):
-                    log.error("unreadable closed day %r edited in the console: ignored", d)
-            self.hours.edited(overrides, names, closures)
-            self._seen = rev
+                    overrides[key.split(":", 1)[1]] = parse_schedule(value["days"], value["open"], value["close"])
+                except (HoursError, KeyError, TypeError):
+                    log.error("unreadable schedule %r edited in the console: ignored", key)
+        names = set(edits["holidays"]) if isinstance(edits.get("holidays"), list) else None
+        closures = set()
+        for d in edits.get("closures", []) if isinstance(edits.get("closures"), list) else []:
+            try:
+                closures.add(date.fromisoformat(d))
+            except (TypeError, ValueError):
+                log.error("unreadable closed day %r edited in the console: ignored", d)
+        self.hours.edited(overrides, names, closures)

@@ -4,13 +4,12 @@ as absolute URLs Twilio's <Play> fetches, reloaded when the published index chan
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import date, datetime
 
-import redis
 from flask import has_request_context, url_for
 
+from ivr import store
 from ivr.callflow.prompts import Prompts, Spoken
 from ivr.domain.published import Library
 from ivr.web.signature import public_base
@@ -27,28 +26,19 @@ class Mirror:
         self.library = library
         self.prompts = prompts
         self.now = now
-        self.seen: tuple | None = None                  # (revision, base URL) loaded
         self.anns: dict[tuple[str, str], dict] = {}     # (line, lang) -> record with "url"
-        self._lock = threading.Lock()
+        # Loaded again when the revision or the public base URL of the request changes.
+        self._reloader = store.Reloader(self._reload, "the published prompts")
 
     def refresh(self, rev) -> None:
         """Called on every webhook with the revision read in the call state's round trip."""
         if not has_request_context():
             return
-        base = public_base()
-        if (rev, base) == self.seen:
-            return
-        # Threads of one worker may reload at once: one at a time, or an older snapshot could land last.
-        with self._lock:
-            if (rev, base) != self.seen:
-                self._reload(rev, base)
+        self._reloader.refresh((rev, public_base()))
 
-    def _reload(self, rev, base: str) -> None:
-        try:
-            published, anns = self.library.snapshot()
-        except redis.RedisError as exc:  # keep serving what was loaded before
-            log.error("cannot load the published prompts: %s", exc)
-            return
+    def _reload(self, key: tuple) -> None:
+        base = key[1]
+        published, anns = self.library.snapshot()
         recordings = {}
         for (pid, lang), rec in published.items():
             if not self.prompts.has(pid, lang) or self.prompts.has_parts(pid, lang):
@@ -56,7 +46,6 @@ class Mirror:
             recordings[(pid, lang)] = self.url(base, rec["file"])
         self.prompts.recordings = recordings            # one assignment: a reader sees old or new
         self.anns = {key: {**rec, "url": self.url(base, rec["file"])} for key, rec in anns.items()}
-        self.seen = (rev, base)
 
     @staticmethod
     def url(base: str, file: str) -> str:
