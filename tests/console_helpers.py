@@ -82,6 +82,15 @@ class Browser:
         return r
 
 
+def signed_in(app, role: str = "caseworker") -> Browser:
+    """A console session of the caseworker (or the supervisor, with their TOTP code)."""
+    staff_id = CASEWORKER if role == "caseworker" else SUPERVISOR
+    secret = add_staff(app, staff_id, role)
+    browser = Browser(app)
+    browser.sign_in(staff_id, totp=secret)
+    return browser
+
+
 def inmate_request(app, keys: list[str] | None = None) -> tuple[str, Phone]:
     """An inmate's request left through the simulated phone: (its reference, the phone)."""
     phone = Phone(transport=Transport(DEV_AUTH_TOKEN, app=app), to=LINES["callcenter"], caller=YORK)

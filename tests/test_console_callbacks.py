@@ -17,7 +17,7 @@ import requests
 import responses
 
 from ivr.settings import DEV_ACCOUNT_SID
-from tests.console_helpers import CASEWORKER, SUPERVISOR, Browser, add_staff
+from tests.console_helpers import CASEWORKER, Browser, signed_in
 
 CALLER = "+18605550199"                  # the simulated phone's caller ID
 KEYED = "+12035550147"
@@ -31,14 +31,6 @@ def left_callback(call, keys=BUSY_HARTFORD, caller: str = CALLER) -> str:
     m = re.search(r"(?:reference number is|número de referencia es) (\d) (\d) (\d), (\d) (\d) (\d)", c.said)
     assert m, c.said[-300:]
     return "".join(m.groups())
-
-
-def signed_in(app, role: str = "caseworker") -> Browser:
-    staff_id = CASEWORKER if role == "caseworker" else SUPERVISOR
-    secret = add_staff(app, staff_id, role)
-    browser = Browser(app)
-    browser.sign_in(staff_id, totp=secret)
-    return browser
 
 
 def audit_text(app) -> str:

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from ivr.domain.notice import business_days_left, due_date
 from tests.conftest import OPEN, TZ
-from tests.console_helpers import CASEWORKER, INMATE, SUPERVISOR, Browser, add_staff, inmate_request
+from tests.console_helpers import CASEWORKER, INMATE, Browser, inmate_request, signed_in
 
 
 def with_message(app, ref: str) -> bytes:
@@ -29,14 +29,6 @@ def with_message(app, ref: str) -> bytes:
     store = app.extensions["ivr"].services.requests
     store.recording_saved(ref, str(path), store.open_url(store.raw(ref)["recording_url"]), delete=False)
     return path.read_bytes()
-
-
-def signed_in(app, role: str = "caseworker") -> Browser:
-    staff_id = CASEWORKER if role == "caseworker" else SUPERVISOR
-    secret = add_staff(app, staff_id, role)
-    browser = Browser(app)
-    browser.sign_in(staff_id, totp=secret)
-    return browser
 
 
 def test_a_caseworker_finds_the_request_an_inmate_left_and_works_it(app):

@@ -21,7 +21,7 @@ from ivr.jobs import worker as jobs
 from ivr.sealing import Sealer
 from ivr.settings import DEV_AUTH_TOKEN, DEV_SECRET_KEY
 from tests.conftest import LINES, TEST_REDIS_URL
-from tests.test_console_callbacks import signed_in
+from tests.console_helpers import signed_in
 from tests.walk import snapshot, spoken_ref
 
 DAY = timedelta(days=1)
