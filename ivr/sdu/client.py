@@ -357,6 +357,7 @@ class SDUClient:
         # On the session once, not on every request (a session handed in gets them too).
         session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
         self.session = session
+        schema.prepare()    # the contract read now, not on the first answer a caller waits for
 
     # -- public API --
 

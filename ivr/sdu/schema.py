@@ -129,6 +129,20 @@ def request_body_validator(method: str, path: str) -> Draft202012Validator:
     )
 
 
+def prepare() -> None:
+    """Every validator of the contract built now, at start-up: a worker's first SDU answer (or the stub's
+    first PIN check) is then validated without reading the contract while a caller waits."""
+    for path, operations in contract()["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, response in operation["responses"].items():
+                if status.isdigit() and ("$ref" in response or "application/json" in response.get("content", {})):
+                    response_validator(method.upper(), path, int(status))
+            if "application/json" in (operation.get("requestBody") or {}).get("content", {}):
+                request_body_validator(method.upper(), path)
+
+
 def defined_statuses(method: str, path: str) -> set[int]:
     """The response statuses the contract defines for one operation."""
     return {int(s) for s in _operation(method, path)["responses"]}

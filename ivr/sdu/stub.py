@@ -116,6 +116,7 @@ def create_stub_app(
     cases: dict[str, dict[str, Any]] = {c["case_number"]: c for c in fixtures["cases"]}
     key = api_key or os.environ.get("SDU_API_KEY") or DEV_API_KEY
     state = StubState()
+    schema.prepare()
 
     app = Flask("ivr.sdu.stub")
     app.json.sort_keys = False  # type: ignore[attr-defined]
