@@ -35,7 +35,7 @@ def new(store, sid="CA1", inmate="1234567", **kw) -> str:
 
 
 def test_one_request_per_call_and_a_taken_reference_is_never_reused(redis_client):
-    refs = iter(["111111", "111111", "222222"])
+    refs = iter(["111111", "111111", "111111", "222222"])   # a reference is drawn before the call's own is found
     store = RequestStore(redis_client, Sealer(DEV_SECRET_KEY), new_ref=lambda: next(refs))
     assert new(store, "CA1") == "111111"
     assert new(store, "CA1", "7777777") == "111111"        # the same call again: the same request

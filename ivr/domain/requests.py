@@ -133,28 +133,34 @@ class RequestStore(WorkItemStore):
         capped = quota is not None and quota.limit > 0
         cap_key = f"{PREFIX}cap:{quota.bucket}:{self.clock().date().isoformat()}" if capped else ""
         for _ in range(50):
-            existing = self.redis.get(by_call)
-            if existing:
-                ref = existing.decode()
-                self.update(ref, "inmate number given again", stage="number", inmate=inmate,
-                            **({"who_called": who} if who else {}))
-                return ref
             ref = self.new_ref()
-            now = self._now()
-            fields = {"ref": ref, "sid": sid, "status": "open", "created": now, "updated": now,
-                      "lang": lang, "source": source, "stage": "number", "complete": "0",
-                      "inmate": self._seal(inmate), "caller": self._seal(caller),
-                      "facility": facility, "facility_how": facility_how, "who_called": who}
             try:
                 with self.redis.pipeline() as pipe:
                     # The day's count is watched with the call's key: requests made at the same moment on
                     # other workers cannot together pass the cap.
                     pipe.watch(by_call, self.key(ref), *([cap_key] if capped else []))
-                    if pipe.get(by_call) or pipe.exists(self.key(ref)) or pipe.zscore(PURGED, ref) is not None:
-                        continue        # another webhook of this call won, or the reference is (was) taken
-                    if capped and int(pipe.get(cap_key) or 0) >= quota.limit:
+                    # Read after the WATCH, so whatever changes them from now on fails the EXEC; in one round
+                    # trip on another connection rather than one each on the watching one (7 -> 3 a request).
+                    reads = self.redis.pipeline(transaction=False)
+                    reads.get(by_call)
+                    reads.exists(self.key(ref))
+                    reads.zscore(PURGED, ref)
+                    if capped:
+                        reads.get(cap_key)
+                    existing, taken, purged, *used = reads.execute()
+                    if existing:
+                        pipe.unwatch()
+                        break           # this call's request already (Twilio retried, the caller said it again)
+                    if taken or purged is not None:
+                        continue        # the reference is (was) taken
+                    if capped and int(used[0] or 0) >= quota.limit:
                         pipe.unwatch()
                         self._capped(quota, cap_key)
+                    now = self._now()
+                    fields = {"ref": ref, "sid": sid, "status": "open", "created": now, "updated": now,
+                              "lang": lang, "source": source, "stage": "number", "complete": "0",
+                              "inmate": self._seal(inmate), "caller": self._seal(caller),
+                              "facility": facility, "facility_how": facility_how, "who_called": who}
                     pipe.multi()
                     if capped:
                         pipe.incr(cap_key)
@@ -169,10 +175,15 @@ class RequestStore(WorkItemStore):
                                 + (f", facility {facility} ({facility_how})" if facility else ""))
                     pipe.execute()
             except redis.WatchError:
-                continue
+                continue        # another webhook of this call won, or the day's count moved: read again
             self._durable()
             return ref
-        raise RuntimeError("could not find a free request reference")
+        else:
+            raise RuntimeError("could not find a free request reference")
+        ref = existing.decode()
+        self.update(ref, "inmate number given again", stage="number", inmate=inmate,
+                    **({"who_called": who} if who else {}))
+        return ref
 
     def _capped(self, quota: Quota, cap_key: str) -> NoReturn:
         self._alert(quota, cap_key, "inmate requests", " new requests")
