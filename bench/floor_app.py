@@ -8,6 +8,11 @@ tree, no prompts: whatever the system costs beyond this is the price of its feat
 `create_sdu_app()` is the floor of the payment line: the same, plus one SDU lookup over HTTP per
 step (a case summary from the SDU stub, through `requests` as the system's client makes it), the
 outside work a payment call does that no call center call does.
+
+`create_state_app()` is not a target's floor, only a figure for the owner's decision on issue 19
+(`ivr bench --state-floor`): a webhook that keeps a call's state as any IVR must, reading it before
+it can write the next one: two round trips a step (a GET, then a SET with an analytics XADD), where
+the minimal floor writes a constant in the same round trip as its read.
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ def create_sdu_app() -> Flask:
     return create_app(lookup)
 
 
-def create_app(outside=None) -> Flask:  # noqa: ANN001 - a callable or None
+def create_state_app() -> Flask:
+    """The floor with the system's Redis round trips: read the call's state, then write it."""
+    return create_app(read_first=True)
+
+
+def create_app(outside=None, read_first: bool = False) -> Flask:  # noqa: ANN001 - a callable or None
     app = Flask("bench.floor")
     client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                                   socket_connect_timeout=0.5, socket_timeout=1.0)
@@ -43,10 +53,15 @@ def create_app(outside=None) -> Flask:  # noqa: ANN001 - a callable or None
         if request.path == "/voice/status":
             client.delete(key)
             return Response(status=204)
-        pipe = client.pipeline(transaction=False)
-        pipe.get(key)
-        pipe.set(key, request.form.get("Digits", "-"), ex=3600)
         seq = int(request.args.get("s", 0)) + 1
+        pipe = client.pipeline(transaction=False)
+        if read_first:
+            state = client.get(key) or b"-"
+            pipe.set(key, state[:16] + request.form.get("Digits", "-").encode(), ex=3600)
+            pipe.xadd("floor:events", {"e": f"{seq}"}, maxlen=10_000, approximate=True)
+        else:
+            pipe.get(key)
+            pipe.set(key, request.form.get("Digits", "-"), ex=3600)
         pipe.execute()
         if outside is not None:
             outside()

@@ -47,6 +47,7 @@ RESULTS = ROOT / "bench" / "results"
 SYSTEM_APP = "ivr.app:create_app()"
 FLOOR_APP = "bench.floor_app:create_app()"
 FLOOR_SDU_APP = "bench.floor_app:create_sdu_app()"   # the payment line's floor: one SDU lookup a step
+FLOOR_STATE_APP = "bench.floor_app:create_state_app()"   # --state-floor: a read, then a write, a step
 BENCH_TOKEN = "bench-twilio-auth-token"
 BENCH_SECRET = "bench-ivr-secret-key-0123456789abcdef"
 SDU_KEY = "dev-sdu-key"
@@ -158,6 +159,12 @@ class Processes:
         self.procs.clear()
 
 
+def path_floors(args: argparse.Namespace) -> dict[str, str]:
+    """Which floor each line's paths are measured against: PATH_FLOORS, or with --state-floor the call
+    center's against the floor that reads a call's state before writing it (a figure, not the target)."""
+    return {**PATH_FLOORS, "callcenter": "floor_state"} if args.state_floor else PATH_FLOORS
+
+
 def web_command(port: int, workers: int, app: str = SYSTEM_APP) -> list[str]:
     """The Procfile's `web:` line with PORT and WEB_CONCURRENCY filled in, bound to loopback, serving
     `app` instead of the system's factory (the floor runs under the very same settings)."""
@@ -257,9 +264,14 @@ class Bench:
                          "floor": web_command(self.floor_port, args.workers, FLOOR_APP)}
         if args.per_path:
             self.commands["floor_sdu"] = web_command(floor_sdu_port, args.workers, FLOOR_SDU_APP)
+        if args.per_path and args.state_floor:
+            floor_state_port = free_port()
+            self.commands["floor_state"] = web_command(floor_state_port, args.workers, FLOOR_STATE_APP)
         self.urls = {"system": f"http://127.0.0.1:{self.system_port}",
                      "floor": f"http://127.0.0.1:{self.floor_port}",
                      "floor_sdu": f"http://127.0.0.1:{floor_sdu_port}"}
+        if "floor_state" in self.commands:
+            self.urls["floor_state"] = f"http://127.0.0.1:{floor_state_port}"
         for name, command in self.commands.items():
             self.procs.start(name, command, app_env)
         wait_http(self.procs, "sdu-stub", f"http://127.0.0.1:{stub_port}/v1/health")
@@ -443,7 +455,7 @@ class Bench:
         self.say(f"   {'path':18}{'floor':>10}{'system req/s':>14}{'floor req/s':>13}{'ratio':>8}"
                  f"{'server CPU ms/req system / floor':>36}{'SDU stub':>10}")
         for path in paths:
-            floor = PATH_FLOORS.get(path.line)
+            floor = path_floors(self.args).get(path.line)
             if floor is None and path.name not in (self.args.paths or ()):
                 continue    # the staff line: its sign-in is slow on purpose (measured only when named)
             if time.monotonic() > self.deadline:
@@ -752,10 +764,14 @@ def targets(result: dict) -> dict:
         # The mix's one ratio is shown, not judged: the per-path targets below replaced it.
         out["throughput system/floor, the mix" + where] = {"value": at["ratio"], "target": "(per path)", "met": None}
         for name, level in (result.get("per_path") or {}).items():
-            floor = PATH_FLOORS.get(result["settings"]["paths"].get(name, {}).get("line"))
+            floor = level.get("floor_kind") if PATH_FLOORS.get(
+                result["settings"]["paths"].get(name, {}).get("line")) else None
             if floor is None:
                 continue
             ratio = level["ratio"]
+            if floor == "floor_state":     # --state-floor: shown beside the target's floor, never judged
+                out[f"{name} alone, system/{floor}"] = {"value": ratio, "target": "(a figure)", "met": None}
+                continue
             out[f"{name} alone, system/{floor}"] = {"value": ratio, "target": f">= {TARGETS['ratio']}",
                                                     "met": None if ratio is None else ratio >= TARGETS["ratio"]}
         paced = result.get("paced")
@@ -845,6 +861,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure each path alone with this many calls against the floor doing the "
                              "same outside work: the per-path speed targets (default: 50; ~40 s a path; "
                              "0 for none)")
+    parser.add_argument("--state-floor", action="store_true",
+                        help="measure the call center's paths alone against a floor that reads a call's state "
+                             "before writing it (two Redis round trips a step, bench/floor_app.py) instead of "
+                             "the minimal floor: a figure for comparison, not the speed target")
     parser.add_argument("--capacity", type=levels, default=None, metavar="CALLS",
                         help="instead of the sweep: simultaneous human-paced calls (--pause, e.g. 3) at these "
                              "levels (e.g. 50,100,200), each for --warmup + --duration seconds; the most calls "
