@@ -41,3 +41,17 @@ def test_the_printed_transcript_keeps_its_format(app):
                "--- the system hangs up ---"]
     assert [line for line in lines if not any(re.fullmatch(f, line) for f in formats)] == []
     assert {f for f in formats if not any(re.fullmatch(f, line) for line in lines)} == set()
+
+
+def test_one_script_asks_for_a_call_back_open_or_closed(app, clock, prompts):
+    """A transfer's result in the keys ("dial:no-answer") is used when the agents are dialed and passed
+    over when they are closed: the benchmark's and the failover harness's call back path, at any hour."""
+    keys = ["-", "0", "dial:no-answer", "3", "1", "1", "2"]
+    saved = prompts.text("cb.done", "en").split(".")[0]
+    for when in ("2026-11-24 10:00", "2026-11-28 23:30"):       # a Tuesday morning, a Saturday night
+        clock.set(when)
+        lines: list[str] = []
+        call = Phone(app, to=LINES["callcenter"], caller="+18605550123", show=lines.append).place(keys)
+        assert saved in call.said, (when, call.said[-300:])
+        assert "not one of the choices" not in call.said
+        assert any("TRANSFER" in line for line in lines) == (when.endswith("10:00")), when

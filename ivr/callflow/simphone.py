@@ -274,7 +274,8 @@ class Phone:
               ask: Callable[[str], str] | None = None) -> Phone:
         """The whole call, to its end: each answer is the next of `keys` (what is left of them stays in
         `self.keys`), else typed at `ask`'s prompt; when there is none, or it is "q", the caller hangs
-        up. A transfer ends as the next key says if it is "dial:<status>", else as `dial_status`.
+        up. A transfer ends as the next key says if it is "dial:<status>", else as `dial_status`; a
+        "dial:<status>" key where no transfer is waiting is passed over.
         Where Twilio would play its application error the call ends with an "error" event."""
         self.keys = list(keys) if keys is not None else None
         try:
@@ -287,6 +288,11 @@ class Phone:
                     self.press("dial:" + self._dial_status())
                     continue
                 answer = self._next_input(GATHER_PROMPT if self.waiting_for == "Gather" else RECORD_PROMPT, ask)
+                if answer is not None and answer.startswith("dial:"):
+                    # How a transfer ends, where none was made (the office was closed): passed over, so one
+                    # script walks a path at any hour.
+                    self.show(f"   (no transfer was made: {answer} passed over)")
+                    continue
                 if answer is None or answer == "q":
                     self.events.append(Event("input", "(hang up)"))
                     self.show("--- the caller hangs up ---")

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the number called: callcenter, payments or an E.164 number (default: callcenter)")
     p.add_argument("--from", dest="caller", default="+18605550199", help="the caller ID")
     p.add_argument("--keys", help="comma-separated answers, one per prompt: digits ('123#'), "
-                   "'say words' for speech, '-' for silence, 'dial:busy' for a transfer's result")
+                   "'say words' for speech, '-' for silence, 'dial:busy' for a transfer's result "
+                   "(passed over where no transfer is made)")
     p.add_argument("--url", help="a running server's base URL (default: the app in this process)")
     p.add_argument("--sign-url", help="the base URL the server checks signatures against (default: "
                    "$PUBLIC_BASE_URL, else --url): a production server behind a TLS proxy")
