@@ -262,7 +262,7 @@ def place(base_url: str, auth_token: str, path: Path, *, phase: Phase | None = N
     transport = BenchTransport(base_url, auth_token, path, phase=phase, tally=tally,
                                hold_at=len(path.keys) - 1 if hold else None, pause=pause, by_line=by_line)
     sid = "CA" + uuid.uuid4().hex
-    phone = Phone(transport=transport, to=path.to, caller=path.caller, sid=sid, account_sid=ACCOUNT_SID)
+    phone = Phone(transport=transport, to=path.to, caller=path.caller_id(), sid=sid, account_sid=ACCOUNT_SID)
     transport.bind(phone)
     try:
         call = phone.place(path.keys)

@@ -268,7 +268,7 @@ def callers(base_url: str, n: int, pause: float, stop: threading.Event, out: Cal
         while not stop.is_set():
             path = rng.choice(mix)
             # Each call from a number of its own: the PIN guard's per-number limits are not what is tested.
-            caller_id = path.caller if path.line != "payments" else f"+1860555{rng.randrange(1000, 9999)}"
+            caller_id = path.caller_id(rng) if path.line != "payments" else f"+1860555{rng.randrange(1000, 9999)}"
             transport = CallerTransport(base_url, path, out.records, heard, stop, pause)
             phone = Phone(transport=transport, to=path.to, caller=caller_id, sid="CA" + uuid.uuid4().hex,
                           account_sid=driver.ACCOUNT_SID)

@@ -9,6 +9,9 @@ caller hangs up.
 those requests are timed as their own kind: "sdu" (it calls the SDU API: its latency is the SDU's
 as much as ours), "scrypt" (a staff PIN checked against its scrypt hash, deliberately slow).
 
+`own_number`: each call comes from a caller ID of its own, drawn at random (a call back asked from one
+number again updates the open one instead of storing another).
+
 `needs` names flow nodes that must exist for the path to make sense; the benchmark also places each
 path once before measuring and leaves out (and reports) any path that does not work yet, so a line
 still being built never turns into a wall of errors. `weight` is how often a path comes up in the
@@ -17,6 +20,7 @@ mix of calls; `staff` is a staff account (id, name, PIN) the path signs in with,
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 NUMBERS = {"callcenter": "+18002285437", "payments": "+18882337223", "staff": "+18605550142"}
@@ -32,10 +36,17 @@ class Path:
     caller: str = "+18605550199"
     weight: int = 10
     staff: tuple[str, str, str] | None = None
+    own_number: bool = False        # each call from a caller ID of its own (a new call back each time)
 
     @property
     def to(self) -> str:
         return NUMBERS[self.line]
+
+    def caller_id(self, rng: random.Random | None = None) -> str:
+        """The caller ID of one call: `caller`, or with `own_number` a Hartford-area number drawn at random."""
+        if not self.own_number:
+            return self.caller
+        return f"+1860{(rng or random).randrange(2_000_000, 10_000_000)}"
 
 
 PATHS: tuple[Path, ...] = (
@@ -53,6 +64,10 @@ PATHS: tuple[Path, ...] = (
     # inmate number read back and confirmed (the request is stored), case number confirmed, a message.
     Path("inmate_intake", "callcenter", ("-", "1", "7654321#", "1", "246813579#", "1", "record"),
          needs=("inm_welcome", "inm_number", "inm_case", "inm_message"), caller="+19595550113"),
+    # A call back: 0 for a person, who does not answer (after hours the agents are closed and that key is
+    # passed over), 3 for a call back, this number, the morning, no message: a reference is said.
+    Path("callback", "callcenter", ("-", "0", "dial:no-answer", "3", "1", "1", "2"),
+         needs=("cc_agents", "cb_start", "cb_finish"), weight=5, own_number=True),
     # Payment line: case number, read-back confirmed, PIN (the SDU checks it, then the case summary),
     # last payment (SDU), payment menu, balance (SDU).
     Path("payment_pin", "payments", ("-", "123456789", "1", "1234", "1", "9", "3"),

@@ -57,11 +57,14 @@ TARGETS = {"calls": 50, "ratio": 0.75, "p99_ms": 25.0, "bytes_per_call": 2048}
 # step. The staff line is left out: its sign-in's scrypt is slow on purpose.
 PATH_FLOORS = {"callcenter": "floor", "payments": "floor_sdu"}
 CAPACITY_P99_MS = 50.0     # the call center's webhooks, at human pace, for `--capacity`
-# What must outlast a call, on purpose: the inmate intake's requests for staff, their audit streams
+# What must outlast a call, on purpose: the inmate intake's requests and the call backs for staff, their audit streams
 # and indexes (ivr/domain/requests.py), the job queue (ivr/jobs/worker.py), staff accounts (ivr/domain/staffdb.py)
 # and what staff publish (ivr/domain/published.py). Everything else a call writes is the call's own and
 # must expire (tests/test_structure.py checks the same).
 DURABLE_KEYS = re.compile(r"^ivr:req:(\d{6}|\d{6}:audit|open|all)$|^ivr:jobs(:dead)?$|^ivr:staff(:\d+)?$"
+                          # Call backs until staff close them or they expire (ivr/domain/callbacks.py), and
+                          # the open one of each number.
+                          r"|^ivr:cb:(\d{6}|\d{6}:audit|open|all|number:[0-9a-f]{24})$"
                           r"|^ivr:prompts:(published|rev|history:.*)$|^ivr:announcements(:log)?$|^ivr:audio:files$"
                           # Call analytics: the event stream is capped and trimmed by age, the open calls
                           # closed by the worker's sweep (ivr/domain/callstats.py); the hours expire.
@@ -336,9 +339,10 @@ class Bench:
         return path
 
     def uncapped_config(self) -> FsPath:
-        """config/ as it is, but for the inmate requests' daily caps, off: the benchmark places thousands
-        of intakes from one facility's phone, and past its cap (200 a day) it would measure the refusal
-        (a shorter call that stores nothing) instead of the intake its path describes."""
+        """config/ as it is, but for the daily caps of inmate requests and call backs, off: the benchmark
+        places thousands of intakes from one facility's phone and call backs, and past a cap (200 a day
+        from a facility, 500 call backs) it would measure the refusal (a shorter call that stores
+        nothing) instead of the path it names."""
         import yaml
 
         target = self.logdir / "config"
@@ -349,6 +353,10 @@ class Bench:
         for facility in (data.get("facilities") or {}).values():
             facility.pop("requests_per_day", None)
         facilities.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        callbacks = target / "callbacks.yaml"
+        data = yaml.safe_load(callbacks.read_text())
+        data["caps"] = {name: 0 for name in data.get("caps") or {}}
+        callbacks.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
         return target
 
     def reset(self) -> None:
@@ -395,7 +403,7 @@ class Bench:
                 problem = "; ".join(tally.examples) or "the call did not finish"
             elif any(e.kind == "error" for e in call.events):
                 problem = "; ".join(e.text for e in call.events if e.kind == "error")
-            elif len([e for e in call.events if e.kind in ("input", "dial", "record")]) < len(path.keys):
+            elif len([e for e in call.events if e.kind in ("input", "dial", "record", "passed")]) < len(path.keys):
                 heard = call.said[-200:]
                 problem = f"the call ended before all {len(path.keys)} keys were used (last heard: {heard!r})"
             if problem:

@@ -34,7 +34,7 @@ RECORD_PROMPT = "(recording) press enter to record, or '-' for silence> "
 
 @dataclass
 class Event:
-    kind: str           # say, play, input, dial, hangup, end, error, record
+    kind: str           # say, play, input, dial, hangup, end, error, record, passed (a dial: key with no transfer)
     text: str = ""
     attrs: dict = field(default_factory=dict)
 
@@ -291,6 +291,7 @@ class Phone:
                 if answer is not None and answer.startswith("dial:"):
                     # How a transfer ends, where none was made (the office was closed): passed over, so one
                     # script walks a path at any hour.
+                    self.events.append(Event("passed", answer))
                     self.show(f"   (no transfer was made: {answer} passed over)")
                     continue
                 if answer is None or answer == "q":

@@ -215,17 +215,27 @@ class CallbackStore(WorkItemStore):
                 with self.redis.pipeline() as pipe:
                     cap_keys = {q.bucket: f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas}
                     pipe.watch(by_call, by_number, *cap_keys.values())
-                    mine, theirs = pipe.get(by_call), pipe.get(by_number)
+                    # Read after the WATCH, so whatever changes them from now on fails the EXEC; in one round
+                    # trip on another connection rather than one each on the watching one (8 -> 3 a request).
+                    fresh = self.new_ref()
+                    reads = self.redis.pipeline(transaction=False)
+                    reads.get(by_call)
+                    reads.get(by_number)
+                    reads.exists(self.key(fresh))
+                    for key in cap_keys.values():
+                        reads.get(key)
+                    mine, theirs, taken, *counts = reads.execute()
+                    used = dict(zip(cap_keys, counts, strict=True))
                     existing = (mine or theirs or b"").decode()
-                    if existing and pipe.hget(self.key(existing), "status") not in (b"open", b"taken"):
+                    if existing and self.redis.hget(self.key(existing), "status") not in (b"open", b"taken"):
                         existing = "" if not mine else existing
                     counted = [] if mine else quotas[:1] if existing else quotas
                     for q in counted:
-                        if int(pipe.get(cap_keys[q.bucket]) or 0) >= q.limit:
+                        if int(used[q.bucket] or 0) >= q.limit:
                             pipe.unwatch()
                             self._capped(q, cap_keys[q.bucket])
-                    ref = existing or self.new_ref()
-                    if not existing and pipe.exists(self.key(ref)):
+                    ref = existing or fresh
+                    if not existing and taken:
                         continue            # the reference is taken: draw another
                     now = self._now()
                     values = {"updated": now, "lang": lang, "best": best, "due": due.isoformat(timespec="seconds"),
