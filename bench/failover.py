@@ -13,9 +13,9 @@ Simultaneous simulated calls with human pacing (a few seconds between keys) walk
 paths (bench/paths.py) through the load balancer while, phase by phase, the Redis master is killed
 (kill -9), then a web host (kill -9 of its gunicorn), then the SDU is frozen (SIGSTOP). It reports
 calls answered with a 5xx, calls that heard the fallback message, payment calls that heard "the SDU
-cannot answer", the time each failure took to recover from, inmate requests whose reference a caller
-heard that are missing afterwards (must be 0), and p99 per webhook kind in each phase. Then it backs up
-a replica's AOF, restores it into a fresh server and looks for every request there.
+cannot answer", the time each failure took to recover from, inmate requests and call backs whose
+reference a caller heard that are missing afterwards (must be 0), and p99 per webhook kind in each
+phase. Then it backs up a replica's AOF, restores it into a fresh server and looks for every one there.
 
 Needs root (namespaces), iproute2, redis-server and haproxy. Bounded: each phase lasts --phase
 seconds, callers stop at the end, stragglers are cut off after 30 s. Every process is stopped by its
@@ -61,11 +61,17 @@ MASTER_NAME = "ivr"
 TOKEN = "failover-twilio-auth-token"
 SECRET = "failover-ivr-secret-key-0123456789abcdef"
 SDU_KEY = "dev-sdu-key"
+# Passwords, as production sets them (README "Several hosts, Redis Sentinel, backups"): the Redis servers'
+# (requirepass, and masterauth for the replicas) and the Sentinels' own.
+REDIS_PASSWORD = "failover-redis-password-0123456789"
+SENTINEL_PASSWORD = "failover-sentinel-password-0123456789"
 HOSTS = {"redis1": 11, "redis2": 12, "redis3": 13, "web1": 21, "web2": 22, "web3": 23, "worker": 31,
          "sdu": 41, "lb": 51, "client": 61}
 WEB_PORT, SDU_PORT, LB_PORT, REDIS_PORT, SENTINEL_PORT = 5000, 5001, 8080, 6379, 26379
 CLONE_NEWNET = 0x40000000
-REF_RE = re.compile(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)")
+# What a caller hears once a record for staff is stored, and where it is kept: an inmate request, a call back.
+REF_RES = ((re.compile(r"request number is (\d) (\d) (\d), (\d) (\d) (\d)"), "ivr:req:"),
+           (re.compile(r"reference number is (\d) (\d) (\d), (\d) (\d) (\d)"), "ivr:cb:"))
 SLOW = 1.0      # a webhook slower than this counts as not yet recovered (a caller hears dead air)
 
 
@@ -251,7 +257,7 @@ class CallerTransport(driver.BenchTransport):
 @dataclass
 class Calls:
     records: list[Record] = field(default_factory=list)
-    refs: list[tuple[str, float]] = field(default_factory=list)    # (reference heard, when)
+    refs: list[tuple[str, float]] = field(default_factory=list)    # (the record's key, when its reference was heard)
     placed: int = 0
     finished: int = 0
 
@@ -283,9 +289,10 @@ def callers(base_url: str, n: int, pause: float, stop: threading.Event, out: Cal
                     transport.post("/voice/status", driver.status_params(path, phone.sid))
             finally:
                 transport.close()
-            found = REF_RE.search(phone.said)
-            if found:
-                out.refs.append(("".join(found.groups()), time.monotonic()))
+            for pattern, prefix in REF_RES:
+                found = pattern.search(phone.said)
+                if found:
+                    out.refs.append((prefix + "".join(found.groups()), time.monotonic()))
 
     threads = [threading.Thread(target=caller, args=(i,), daemon=True, name=f"caller-{i}") for i in range(n)]
     for t in threads:
@@ -311,14 +318,17 @@ class Harness:
             folder = self.workdir / host
             folder.mkdir()
             argv = [tool("redis-server"), "--bind", addr(host), "--port", str(REDIS_PORT), "--dir", str(folder),
-                    "--protected-mode", "no", "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+                    "--protected-mode", "no", "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                    "--requirepass", REDIS_PASSWORD, "--masterauth", REDIS_PASSWORD]
             if host != "redis1":
                 argv += ["--replicaof", addr("redis1"), str(REDIS_PORT)]
             self.procs.start(host, host, argv)
             conf = folder / "sentinel.conf"
             conf.write_text("\n".join([
                 f"bind {addr(host)}", f"port {SENTINEL_PORT}", f"dir {folder}", "protected-mode no",
+                f"requirepass {SENTINEL_PASSWORD}",
                 f"sentinel monitor {MASTER_NAME} {addr('redis1')} {REDIS_PORT} 2",
+                f"sentinel auth-pass {MASTER_NAME} {REDIS_PASSWORD}",
                 f"sentinel down-after-milliseconds {MASTER_NAME} {self.args.down_after}",
                 f"sentinel failover-timeout {MASTER_NAME} 10000",
                 f"sentinel parallel-syncs {MASTER_NAME} 1", ""]))
@@ -328,7 +338,8 @@ class Harness:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_", "SDU_", "REDIS_"))}
         return {**base, "IVR_ENV": "test", "PYTHONPATH": str(ROOT),
                 # The host and port here are not used: the Sentinels name the master (db 0 is).
-                "REDIS_URL": f"redis://{addr('redis1')}:{REDIS_PORT}/0",
+                "REDIS_URL": f"redis://:{REDIS_PASSWORD}@{addr('redis1')}:{REDIS_PORT}/0",
+                "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
                 "REDIS_SENTINELS": ",".join(f"{addr(h)}:{SENTINEL_PORT}" for h in ("redis1", "redis2", "redis3")),
                 "REDIS_SENTINEL_MASTER": MASTER_NAME,
                 "SDU_BASE_URL": f"http://{addr('sdu')}:{SDU_PORT}", "SDU_API_KEY": SDU_KEY,
@@ -362,11 +373,11 @@ class Harness:
         raise HarnessError(f"timed out waiting for {what} (logs: {self.workdir})")
 
     def redis_ready(self) -> bool:
-        master = redis.Redis(host=addr("redis1"), port=REDIS_PORT, socket_timeout=1)
+        master = redis.Redis(host=addr("redis1"), port=REDIS_PORT, socket_timeout=1, password=REDIS_PASSWORD)
         if int(master.info("replication")["connected_slaves"]) != 2:
             return False
         for h in ("redis1", "redis2", "redis3"):
-            s = redis.Redis(host=addr(h), port=SENTINEL_PORT, socket_timeout=1)
+            s = redis.Redis(host=addr(h), port=SENTINEL_PORT, socket_timeout=1, password=SENTINEL_PASSWORD)
             if len(s.sentinel_slaves(MASTER_NAME)) != 2 or len(s.sentinel_sentinels(MASTER_NAME)) != 2:
                 return False
         return True
@@ -374,7 +385,8 @@ class Harness:
     def master(self) -> tuple[str, int]:
         for h in ("redis1", "redis2", "redis3"):
             with contextlib.suppress(redis.RedisError):
-                host, port = redis.Redis(host=addr(h), port=SENTINEL_PORT, socket_timeout=0.5) \
+                host, port = redis.Redis(host=addr(h), port=SENTINEL_PORT, socket_timeout=0.5,
+                                         password=SENTINEL_PASSWORD) \
                     .sentinel_get_master_addr_by_name(MASTER_NAME)
                 return host.decode() if isinstance(host, bytes) else host, int(port)
         raise HarnessError("no Sentinel answers")
@@ -502,18 +514,21 @@ class Harness:
         return out
 
     def check_requests(self, calls: Calls) -> dict:
-        """Every request whose reference a caller heard, on the master the Sentinels name now."""
+        """Every inmate request and call back whose reference a caller heard, on the master the Sentinels
+        name now."""
         host, port = self.master()
-        master = redis.Redis(host=host, port=port, socket_timeout=5)
-        refs = [ref for ref, _ in calls.refs]
+        master = redis.Redis(host=host, port=port, socket_timeout=5, password=REDIS_PASSWORD)
+        keys = [key for key, _ in calls.refs]
         pipe = master.pipeline(transaction=False)
-        for ref in refs:
-            pipe.exists(f"ivr:req:{ref}")
-        found = pipe.execute() if refs else []
-        missing = [ref for ref, there in zip(refs, found, strict=True) if not there]
-        self.backup_refs = [ref for ref, there in zip(refs, found, strict=True) if there]
-        return {"acknowledged": len(refs), "missing": len(missing), "missing_refs": missing[:20],
-                "callbacks": "not in this branch (no callback requests yet)"}
+        for key in keys:
+            pipe.exists(key)
+        found = pipe.execute() if keys else []
+        missing = [key for key, there in zip(keys, found, strict=True) if not there]
+        self.backup_refs = [key for key, there in zip(keys, found, strict=True) if there]
+        return {"acknowledged": len(keys), "missing": len(missing), "missing_refs": missing[:20],
+                "inmate_requests": sum(k.startswith("ivr:req:") for k in keys),
+                "callbacks": sum(k.startswith("ivr:cb:") for k in keys),
+                "callbacks_missing": sum(k.startswith("ivr:cb:") for k in missing)}
 
     def backup_and_restore(self, calls: Calls) -> dict:
         """The README's procedure, once: a replica's AOF directory copied after a rewrite (automatic
@@ -523,7 +538,7 @@ class Harness:
         replica = next((h for h in ("redis1", "redis2", "redis3") if addr(h) != host and h not in self.killed), None)
         if replica is None:
             return {"ok": False, "why": "no live replica"}
-        r = redis.Redis(host=addr(replica), port=REDIS_PORT, socket_timeout=10)
+        r = redis.Redis(host=addr(replica), port=REDIS_PORT, socket_timeout=10, password=REDIS_PASSWORD)
         r.config_set("auto-aof-rewrite-percentage", 0)
         try:
             r.bgrewriteaof()
@@ -545,14 +560,14 @@ class Harness:
         try:
             fresh = redis.Redis(host="127.0.0.1", port=6390, socket_timeout=5)
             self.wait("the restored server", lambda: fresh.ping() and fresh.info("persistence")["loading"] == 0, 30)
-            refs = self.backup_refs
+            keys = self.backup_refs
             pipe = fresh.pipeline(transaction=False)
-            for ref in refs:
-                pipe.exists(f"ivr:req:{ref}")
-            found = pipe.execute() if refs else []
-            missing = [ref for ref, there in zip(refs, found, strict=True) if not there]
+            for key in keys:
+                pipe.exists(key)
+            found = pipe.execute() if keys else []
+            missing = [key for key, there in zip(keys, found, strict=True) if not there]
             return {"ok": not missing, "from": replica, "files": sorted(f.name for f in backup.iterdir()),
-                    "bytes": size, "requests_looked_for": len(refs), "missing": len(missing),
+                    "bytes": size, "requests_looked_for": len(keys), "missing": len(missing),
                     "keys_restored": fresh.dbsize()}
         finally:
             self.procs.signal("restored", signal.SIGTERM)
@@ -605,9 +620,10 @@ def show(result: dict, say: Callable[[str], None]) -> None:
             if lat["n"]:
                 say(f"   {kind:24} n {lat['n']:5}  p50 {lat['p50']:8} ms  p99 {lat['p99']:8} ms  max {lat['max']:8} ms")
     q = result["requests_check"]
-    say(f"\ninmate requests whose reference a caller heard: {q['acknowledged']}; missing afterwards: {q['missing']}")
+    say(f"\ninmate requests and call backs whose reference a caller heard: {q['acknowledged']} "
+        f"({q.get('inmate_requests')} requests, {q.get('callbacks')} call backs); missing afterwards: {q['missing']}")
     b = result["aof_backup_restore"]
-    say(f"AOF backup of {b.get('from')} restored into a fresh server: {b.get('requests_looked_for')} requests "
+    say(f"AOF backup of {b.get('from')} restored into a fresh server: {b.get('requests_looked_for')} records "
         f"looked for, {b.get('missing')} missing ({b.get('bytes')} bytes in {b.get('files')})")
 
 
