@@ -124,8 +124,8 @@ def test_the_benchmark_paths_are_here(counted):
 # (its caps, the number's open one, the request and its audit). Waiting for a durable
 # write's replica (ivr/store.py `replicated`) adds a write of its own (ivr:replicated) and, at most
 # every 30 s, an INFO asking whether the server has replicas.
-HANDLER_KEYS = ("ivr:req:", "ivr:cb:", "ivr:jobs", "WAITAOF", "ivr:replicated", "INFO", "ivr:pay:lock:", "ivr:pay:tries:",
-                "ivr:staff:", "ivr:prompts:")
+HANDLER_KEYS = ("ivr:req:", "ivr:cb:", "ivr:jobs", "WAITAOF", "ivr:replicated", "INFO", "ivr:pay:lock:",
+                "ivr:pay:tries:", "ivr:staff:", "ivr:prompts:")
 
 
 def test_each_webhook_reads_the_call_in_one_round_trip_and_writes_it_in_one(counted):
