@@ -12,6 +12,7 @@ import numpy as np
 import pyotp
 import pytest
 import soundfile as sf
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -151,6 +152,19 @@ def test_a_form_posted_without_its_csrf_token_is_refused(app, live, browser):
     assert "/console/login" in browser.current_url                      # not signed in
 
 
+def gone(element):
+    """A wait condition: `element`'s page has been replaced. EC.staleness_of expects a stale-element error,
+    but Chromium answers mid-navigation with another ("Node with given id does not belong to the
+    document"): either means the old page is gone."""
+    def check(_) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:      # StaleElementReferenceException is one
+            return True
+        return False
+    return check
+
+
 def test_five_wrong_passwords_lock_the_account(app, live, browser, shot):
     add_staff(app, CASEWORKER)
     browser.get(live + "/console/login")
@@ -162,7 +176,7 @@ def test_five_wrong_passwords_lock_the_account(app, live, browser, shot):
         browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
         # The answer is a new page: wait until the old form is gone (the last answer's error box is still
         # there until then), then for the new one's.
-        wait(browser).until(EC.staleness_of(field))
+        wait(browser).until(gone(field))
         wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".error-box")))
     for _ in range(5):
         try_password("not my password at all")
