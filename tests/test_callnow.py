@@ -147,31 +147,54 @@ def test_call_now_refuses_without_a_public_url_or_with_a_bad_staff_phone(app, ca
         call_now(store, {**app.config, "PUBLIC_BASE_URL": PUBLIC}, callback, "471", "+18005551234", "+18002285437")
 
 
-@responses.activate
-def test_a_callers_message_is_downloaded_by_the_worker_then_twilios_copy_deleted(make_app, clock, redis_client,
-                                                                                  monkeypatch):
-    """The callback's message, like the inmate requests': the system's own file, then Twilio's copy goes."""
+def left_a_message(make_app, clock, redis_client, monkeypatch):
+    """A callback with a message, on a configured Twilio account (the development one deletes nothing):
+    (app, the recording's URL, the reference, a worker)."""
     import re
 
     from ivr.domain import recordings
     from ivr.jobs import callbacks as callback_jobs
     from ivr.jobs import worker as jobs
 
-    account = "AC" + "5a" * 16                  # a configured account (the development one deletes nothing)
+    account = "AC" + "5a" * 16
     app = make_app(TWILIO_ACCOUNT_SID=account)
     monkeypatch.setattr(callback_jobs, "http_session", lambda: recordings.session(retries=0, backoff=0))
+    monkeypatch.setattr(recordings, "delete_session", lambda: recordings._retrying_session("DELETE", (), 0, 0))
     clock.set(SATURDAY_NIGHT)
     phone = Phone(transport=Transport(DEV_AUTH_TOKEN, app=app, account_sid=account), to=LINES["callcenter"],
                   caller="+18605550199").place(["-", "0", "3", "1", "1", "1", "record"])
     url = next(e.text for e in phone.events if e.kind == "record")
     ref = "".join(re.search(r"reference number is (\d) (\d) (\d), (\d) (\d) (\d)", phone.said).groups())
+    return app, url, ref, jobs.Worker(jobs.JobContext(app.config, redis_client), name="test-worker")
+
+
+@responses.activate
+def test_a_callers_message_is_downloaded_by_the_worker_then_twilios_copy_deleted(make_app, clock, redis_client,
+                                                                                  monkeypatch):
+    """The callback's message, like the inmate requests': the system's own file, then Twilio's copy goes."""
+    app, url, ref, worker = left_a_message(make_app, clock, redis_client, monkeypatch)
     assert not responses.calls                  # the call never waited on Twilio
     responses.get(url + ".mp3", body=b"ID3 fake mp3" * 40, status=200, content_type="audio/mpeg")
     responses.delete(url + ".json", status=204)
-    worker = jobs.Worker(jobs.JobContext(app.config, redis_client), name="test-worker")
     assert worker.run_once(block_ms=None) == 1
     assert [c.request.method for c in responses.calls] == ["GET", "DELETE"]
     data = app.extensions["ivr"].services.callbacks.get(ref)
     assert data["recording_file"].endswith(".mp3") and f"callbacks/{ref}/" in data["recording_file"]
     assert data["twilio_copy"] == "deleted"
     assert url.encode() not in b"".join(redis_client.hgetall(f"ivr:cb:{ref}").values())   # sealed
+
+
+@responses.activate
+def test_twilios_copy_not_deleted_once_is_deleted_later_without_downloading_again(make_app, clock, redis_client,
+                                                                                  monkeypatch):
+    app, url, ref, worker = left_a_message(make_app, clock, redis_client, monkeypatch)
+    responses.get(url + ".mp3", body=b"ID3 fake mp3" * 40, status=200, content_type="audio/mpeg")
+    responses.delete(url + ".json", status=503)
+    assert worker.run_once(block_ms=None) == 1
+    store = app.extensions["ivr"].services.callbacks
+    assert store.get(ref)["twilio_copy"] == "not deleted" and store.get(ref)["recording_file"]
+    responses.replace(responses.DELETE, url + ".json", status=204)
+    assert worker.run_once(block_ms=None) == 1          # the deletion alone, queued by the failed one
+    assert [c.request.method for c in responses.calls] == ["GET", "DELETE", "DELETE"]
+    assert store.get(ref)["twilio_copy"] == "deleted"
+    assert "Twilio's copy of the message deleted" in [e.action for e in store.history(ref)]

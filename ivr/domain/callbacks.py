@@ -214,10 +214,10 @@ class CallbackStore(WorkItemStore):
             try:
                 with self.redis.pipeline() as pipe:
                     cap_keys = {q.bucket: f"{PREFIX}cap:{q.bucket}:{day}" for q in quotas}
-                    pipe.watch(by_call, by_number, *cap_keys.values())
+                    fresh = self.new_ref()      # watched too: two callbacks drawing it at once cannot both keep it
+                    pipe.watch(by_call, by_number, self.key(fresh), *cap_keys.values())
                     # Read after the WATCH, so whatever changes them from now on fails the EXEC; in one round
                     # trip on another connection rather than one each on the watching one (8 -> 3 a request).
-                    fresh = self.new_ref()
                     reads = self.redis.pipeline(transaction=False)
                     reads.get(by_call)
                     reads.get(by_number)

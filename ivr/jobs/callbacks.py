@@ -27,7 +27,7 @@ from ivr.domain.callbacks import RECORDING_JOB, TWILIO_COPY_JOB, CallbackStore, 
 from ivr.domain.directory import Directory
 from ivr.domain.hours import Hours
 from ivr.domain.texts import LANDLINE_ERROR, TEXT_JOB, TextStore, load_templates, record_on_callback
-from ivr.jobs.queue import GiveUp, JobContext, RetryLater, job, periodic
+from ivr.jobs.queue import GiveUp, JobContext, RetryLater, enqueue, job, periodic
 from ivr.redact import mask_phone
 from ivr.sealing import Sealer
 
@@ -155,20 +155,23 @@ def fetch_callback_message(payload: dict, ctx: JobContext) -> None:
     if not recordings.account_configured(account):
         return                  # development: no account to delete it from
     # The system has its own copy now: Twilio's (the caller's name and question) goes. A failure keeps the
-    # file and says so on the callback; the download is not repeated for it.
+    # file, says so on the callback and queues the deletion alone, tried again until Twilio answers (the
+    # download is not repeated for it).
     try:
         recordings.delete(url, account, token, http=recordings.delete_session())
     except recordings.RecordingError as exc:
-        callbacks.update(ref, "Twilio's copy of the message not deleted", by="worker", detail=str(exc),
-                         twilio_copy="not deleted")
+        callbacks.update(ref, "Twilio's copy of the message not deleted: tried again", by="worker",
+                         detail=str(exc), twilio_copy="not deleted")
+        enqueue(ctx.redis, TWILIO_COPY_JOB, {"ref": ref, "url": str(payload.get("url", ""))})
         return
     callbacks.update(ref, "Twilio's copy of the message deleted", by="worker", twilio_copy="deleted")
 
 
 @job(TWILIO_COPY_JOB)
 def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
-    """A callback retention deleted while Twilio still held the caller's message (it was never downloaded,
-    or deleting Twilio's copy failed): deleted there too, tried again until Twilio answers."""
+    """Twilio's copy of a callback's message, deleted there, tried again until Twilio answers: after its
+    deletion failed once the message was downloaded, or when retention deleted a callback whose message
+    Twilio still held. The callback, if it is still kept, says so."""
     url = Sealer.from_config(ctx.config).unseal(str(payload.get("url", "")))
     if url is None:
         raise GiveUp(f"callback {payload.get('ref')}: the message URL cannot be unsealed")
@@ -176,12 +179,16 @@ def delete_twilio_copy(payload: dict, ctx: JobContext) -> None:
     if not recordings.account_configured(account):
         return                  # development: no account to delete it from
     try:
-        recordings.delete(url, account, token, http=recordings.delete_session())
+        deleted = recordings.delete(url, account, token, http=recordings.delete_session())
     except recordings.RecordingError as exc:
         if exc.permanent:
             raise GiveUp(str(exc)) from exc
         raise RetryLater(str(exc)) from exc
-    log.info("callback %s (deleted by retention): Twilio's copy of its message deleted", payload.get("ref"))
+    ref = str(payload.get("ref", ""))
+    callbacks = _stores(ctx)[1]
+    if callbacks.get(ref) is not None:
+        callbacks.update(ref, "Twilio's copy of the message deleted", by="worker", twilio_copy="deleted")
+    log.info("callback %s: Twilio's copy of its message %s", ref, "deleted" if deleted else "was already gone")
 
 
 @periodic
