@@ -338,3 +338,23 @@ def test_each_module_says_its_one_job_in_its_first_line():
         if not doc or len(doc.split("\n")[0].split()) < 4:
             silent.append(str(path.relative_to(ROOT)))
     assert not silent, silent
+
+
+def test_staff_lists_read_every_item_in_one_round_trip(monkeypatch, redis_client):
+    """`ivr requests list`, the console's lists and exports: the index, then every item in one pipeline,
+    however many there are; done ones left out of the open list, unsealed as `get` gives them."""
+    from ivr.domain.requests import RequestStore
+    from ivr.sealing import Sealer
+    from ivr.settings import DEV_SECRET_KEY
+
+    client, counter = counting_client(monkeypatch)
+    store = RequestStore(client, Sealer(DEV_SECRET_KEY))
+    refs = [store.open_request(f"CA{i}", f"765432{i}", lang="en", source="main menu") for i in range(5)]
+    store.done(refs[1], "ana")
+    client.ping()
+    counter.n, counter.trips = 0, []
+    listed = list(store.items())
+    assert counter.n == 2, counter.trips
+    assert [ref for ref, _ in listed] == [r for r in refs if r != refs[1]]
+    assert all(item == store.get(ref) and item["inmate"].startswith("765432") for ref, item in listed)
+    assert [ref for ref, _ in store.items(("done",))] == [refs[1]]
