@@ -120,6 +120,15 @@ def test_export_to_a_file(store, staff, tmp_path):
     assert target.read_text().startswith("ref,status,")
 
 
+def test_the_export_runs_no_cell_as_a_spreadsheet_formula(store, staff):
+    """Text from outside (Twilio's error for a recording) cannot be a formula in the file, as in the console's."""
+    ref = new(store)
+    store.update(ref, "download failed", by="worker", recording_error='=HYPERLINK("http://x","y")')
+    row = next(csv.DictReader(io.StringIO(staff("export")[1])))
+    assert row["recording_error"] == '\'=HYPERLINK("http://x","y")'
+    assert row["inmate_number"] == "1234567"       # numbers stay numbers
+
+
 @pytest.mark.parametrize("args, message", [
     (("show", "999999"), "no request 999999"),
     (("show", "12345"), "is not a request reference"),

@@ -40,6 +40,7 @@ from ivr.domain.callbacks import (
     load_settings,
 )
 from ivr.domain.hours import Hours
+from ivr.domain.workitems import local
 from ivr.redact import mask_phone
 from ivr.sealing import Sealer
 
@@ -90,8 +91,6 @@ def open_store() -> CallbackStore:
 def run(fn: Callable[[CallbackStore], int]) -> int:
     return workitems.run("ivr callbacks", open_store, (CallbackError,), fn)
 
-
-local = workitems.local
 
 
 def line(cb: dict[str, str], zone) -> str:

@@ -24,6 +24,7 @@ from ivr.callflow.callstate import CallStore
 from ivr.cli import workitems
 from ivr.domain.requests import STATUSES, WHO_CALLED, RequestError, RequestStore, check_ref
 from ivr.domain.staffdb import ID_RE, StaffDB, StaffError, pepper_for
+from ivr.domain.workitems import local as workitems_local
 from ivr.jobs import retention
 from ivr.jobs.worker import CLAIM_IDLE_MS, MAX_DELIVERIES
 from ivr.redact import mask_digits
@@ -85,7 +86,7 @@ def run(fn) -> int:
 
 
 def local(stamp: str) -> str:
-    return workitems.local(stamp, TZ)
+    return workitems_local(stamp, TZ)
 
 
 def completeness(store: RequestStore, req: dict) -> str:

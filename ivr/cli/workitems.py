@@ -7,14 +7,12 @@ REF --by ID`; each command module keeps what its own kind shows and allows (hold
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 
 import redis
 
-from ivr.domain.workitems import AuditEntry
+from ivr.domain.workitems import AuditEntry, write_csv
 from ivr.store import Unreachable
 
 
@@ -61,14 +59,6 @@ def run(command: str, open_store: Callable[[], object], errors: tuple[type[Excep
         return 2
 
 
-def local(stamp: str, zone) -> str:
-    """A stored time in `zone` to the minute ("" for none; as stored when it cannot be read)."""
-    try:
-        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M") if stamp else ""
-    except ValueError:
-        return stamp
-
-
 def print_item(rows: Iterable[tuple[str, str]], width: int, history: Iterable[AuditEntry],
                when: Callable[[str], str], who: Callable[[str], str] = str, who_width: int = 10) -> None:
     """`show`: one `label: value` a line, then the history, one entry a line."""
@@ -81,12 +71,10 @@ def print_item(rows: Iterable[tuple[str, str]], width: int, history: Iterable[Au
 
 
 def export(output: str | None, fields: Sequence[str], rows: Iterable[Mapping[str, str]]) -> int:
-    """`export`: CSV to the file `output`, or to standard output."""
+    """`export`: CSV to the file `output`, or to standard output (no cell a spreadsheet runs as a formula)."""
     out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(out, fields, rows)
     finally:
         if out is not sys.stdout:
             out.close()

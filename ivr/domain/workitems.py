@@ -16,10 +16,11 @@ times, attempts, per-number index and expiry.
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -319,3 +320,33 @@ class WorkItemStore:
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="seconds")
+
+
+# --- shown to staff (the console and the CLI) -----------------------------------------------------
+
+def local(stamp: str, zone) -> str:  # noqa: ANN001 - a tzinfo
+    """A stored time in `zone` to the minute ("" for none; as stored when it cannot be read)."""
+    try:
+        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M") if stamp else ""
+    except (ValueError, TypeError):
+        return stamp or ""
+
+
+def write_csv(out, fields: Sequence[str], rows: Iterable[Mapping[str, str]]) -> int:  # noqa: ANN001 - a text file
+    """Items as CSV (a header, then one row each) with no cell a spreadsheet would run as a formula; how many."""
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    count = 0
+    for row in rows:
+        writer.writerow({k: cell(v) for k, v in row.items()})
+        count += 1
+    return count
+
+
+def cell(value: str) -> str:
+    """A spreadsheet must not run a cell as a formula (CSV injection)."""
+    if not isinstance(value, str) or not value:
+        return value
+    if value[0] in "=@\t\r" or (value[0] in "+-" and not value[1:].replace(".", "", 1).isdigit()):
+        return "'" + value
+    return value

@@ -9,15 +9,14 @@ have them.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 
 from flask import Response, abort, current_app, request, send_file, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from ivr.domain import workitems
 from ivr.domain.workitems import OPEN_STATUSES, WorkItemStore
 from ivr.web.console.auth import audit, now, services, session_id
 
@@ -27,10 +26,7 @@ AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav"}
 
 def local(stamp: str) -> str:
     """A stored time in the call center's zone, to the minute."""
-    try:
-        return datetime.fromisoformat(stamp).astimezone(services().hours.zone).strftime("%Y-%m-%d %H:%M")
-    except (ValueError, TypeError):
-        return stamp or ""
+    return workitems.local(stamp, services().hours.zone)
 
 
 def load(store: WorkItemStore, ref: str, gone: Callable[[str], str] = lambda ref: "") -> tuple[str, dict]:
@@ -92,22 +88,9 @@ def export(store: WorkItemStore, fields: Sequence[str], plural: str,
     if status not in (*store.STATUSES, "all"):
         abort(404)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    count = 0
-    for _, item in store.items(store.STATUSES if status == "all" else (status,)):
-        writer.writerow({k: cell(v) for k, v in row(item).items()})
-        count += 1
+    count = workitems.write_csv(out, fields, (row(item) for _, item in
+                                              store.items(store.STATUSES if status == "all" else (status,))))
     audit(f"exported {plural} (CSV)", f"{status}: {count}")
     stamp = now().strftime("%Y%m%d-%H%M")
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename={plural}-{status}-{stamp}.csv", "Cache-Control": "no-store"})
-
-
-def cell(value: str) -> str:
-    """A spreadsheet must not run a cell as a formula (CSV injection)."""
-    if not isinstance(value, str) or not value:
-        return value
-    if value[0] in "=@\t\r" or (value[0] in "+-" and not value[1:].replace(".", "", 1).isdigit()):
-        return "'" + value
-    return value
