@@ -87,12 +87,19 @@ class CheckedSentinel(Sentinel):
     """redis-py's Sentinel, telling a refused password from Sentinels that are down: when none named the
     master, each is asked once more for a PING, and one refusing the credentials is a SentinelRefused."""
 
+    answered = False     # once a Sentinel named the master, its credentials are right: no more probes
+
     def discover_master(self, service_name: str):  # noqa: ANN201 - redis-py's signature
         try:
-            return super().discover_master(service_name)
+            found = super().discover_master(service_name)
         except MasterNotFoundError:
-            if not any(self._refuses(one) for one in self.sentinels):
+            # During a failover the Sentinels answer but name no master yet: asking each for a PING then
+            # would only lengthen the wait (a wrong password shows from the first connection on).
+            if self.answered or not any(self._refuses(one) for one in self.sentinels):
                 raise
+        else:
+            self.answered = True
+            return found
         if self.sentinel_kwargs.get("username"):
             raise SentinelRefused("the Sentinels refused the user in REDIS_SENTINEL_USERNAME with the password in "
                                   "REDIS_SENTINEL_PASSWORD: they must be an ACL user of the Sentinels and its "
