@@ -115,7 +115,9 @@ def test_a_locked_case_gives_the_call_centers_number_only_to_a_caller_not_on_it(
     clock.set("2026-11-24T20:00:00")
     late = call("callcenter", [LANG_KEY[lang], *TO_PAYMENTS, "345678912#", "1"] + WRONG + ["0", "9"],
                 caller="+18605550113", target_app=lock_app)
-    assert number not in late.said_after(0).split(prompts.text("cc.main.intro", lang))[0]
+    # The lock (after the 8th key) and the after-hours answer to 0 name no number: the caller is on it.
+    assert late.said_at(8).startswith(prompts.text("pay.locked.case.here", lang, **fields))
+    assert number not in late.said_at(8) and number not in late.said_at(9)
     callback = prompts.text("menu.option", lang, option=prompts.text("xfer.opt.callback", lang), key=3)
     assert callback in late.said_after(9)
     assert late.said_after(10).startswith(prompts.text("cc.main.intro", lang))
