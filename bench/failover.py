@@ -567,7 +567,7 @@ class Harness:
             found = pipe.execute() if keys else []
             missing = [key for key, there in zip(keys, found, strict=True) if not there]
             return {"ok": not missing, "from": replica, "files": sorted(f.name for f in backup.iterdir()),
-                    "bytes": size, "requests_looked_for": len(keys), "missing": len(missing),
+                    "bytes": size, "records_looked_for": len(keys), "missing": len(missing),
                     "keys_restored": fresh.dbsize()}
         finally:
             self.procs.signal("restored", signal.SIGTERM)
@@ -623,7 +623,7 @@ def show(result: dict, say: Callable[[str], None]) -> None:
     say(f"\ninmate requests and call backs whose reference a caller heard: {q['acknowledged']} "
         f"({q.get('inmate_requests')} requests, {q.get('callbacks')} call backs); missing afterwards: {q['missing']}")
     b = result["aof_backup_restore"]
-    say(f"AOF backup of {b.get('from')} restored into a fresh server: {b.get('requests_looked_for')} records "
+    say(f"AOF backup of {b.get('from')} restored into a fresh server: {b.get('records_looked_for')} records "
         f"looked for, {b.get('missing')} missing ({b.get('bytes')} bytes in {b.get('files')})")
 
 
