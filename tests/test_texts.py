@@ -270,6 +270,20 @@ def test_a_caller_handed_over_from_the_payment_line_gets_the_callback_reference_
     assert same_request(sent_request(worker), from_888)
 
 
+def test_a_call_that_began_here_is_checked_for_texts_once_though_it_went_to_the_payment_line_and_back(
+        place, sms_app, clock, prompts, monkeypatch):
+    """The caller ID, STOP and a landline are looked up at the start of the call; back from the payment line
+    (its 9), the call keeps what was found rather than asking Redis again."""
+    texts = sms_app.extensions["ivr"].services.texts
+    asked: list[str] = []
+    may_text = texts.may_text
+    monkeypatch.setattr(texts, "may_text", lambda number: asked.append(number) or may_text(number))
+    clock.set(SATURDAY_NIGHT)
+    back = place(["-", "1", "1", "9", "0", "3", "1", "1", "2"])     # payments, the payment line, 9: back here
+    assert prompts.text("pay.to_cc", "en") in back.said and prompts.text("cb.text.offer", "en") in back.said
+    assert asked == [CALLER]
+
+
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_a_caller_handed_over_from_the_payment_line_gets_the_offices_details_by_text(place, worker, prompts, lang):
     option = prompts.text("menu.option", lang, option=prompts.text("xfer.opt.text", lang), key=4)

@@ -93,7 +93,10 @@ def _source(turn) -> str:
 @handler("sms_caller", events=("checked",))
 def sms_caller(turn, value: None) -> Outcome:
     """Whether this caller may be offered texts (`sms_ok`): texts are configured (IVR_SMS_FROM), the caller
-    ID is a number we may text, and it neither replied STOP nor was found to be a landline."""
+    ID is a number we may text, and it neither replied STOP nor was found to be a landline. Checked once a
+    call: a call back on this line from the payment line keeps what its start found."""
+    if "sms_ok" in turn.vars:
+        return Outcome(event="checked")
     ok = False
     if turn.services.sms.enabled:
         number = callable_caller_id(turn)
