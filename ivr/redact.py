@@ -29,8 +29,10 @@ def mask_phone(number: str | None) -> str:
 
 
 def mask_numbers(text: str | None) -> str:
-    """Every number of 5 digits or more in a text from outside (an error message that may quote the number
-    it was about) masked as `mask_digits` masks it, so the text can be shown, logged or kept."""
+    """Every run of 5 characters or more of digits and phone punctuation (spaces, dots, dashes, brackets),
+    starting and ending with a digit, in a text from outside (an error message that may quote the number it
+    was about) masked as `mask_digits` masks its digits, so the text can be shown, logged or kept. It errs
+    on the side of masking: a short code such as 21211 is masked too."""
     def mask(match: re.Match) -> str:
         return mask_digits(re.sub(r"\D", "", match.group()))
     return _NUMBER.sub(mask, text or "")

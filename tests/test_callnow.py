@@ -102,8 +102,11 @@ def test_twilios_refusal_quoting_the_staff_phone_is_kept_and_shown_without_it(ap
     assert "5550142" not in shown and "*********42" in shown
 
 
-def test_a_callback_taken_by_someone_else_meanwhile_places_no_call_and_leaves_no_lock(app, callback, redis_client):
+def test_a_callback_taken_by_someone_else_meanwhile_places_no_call_and_leaves_no_lock(app, callback, redis_client,
+                                                                                      monkeypatch):
     from datetime import datetime
+
+    from ivr.domain.callbacks import CallbackError
 
     services = app.extensions["ivr"].services
     services.staffdb.add("472", "Bo Lee", "639147", datetime.now())
@@ -114,11 +117,11 @@ def test_a_callback_taken_by_someone_else_meanwhile_places_no_call_and_leaves_no
         data = read(ref)
         store.take(ref, "472")
         return data
-    store.get = read_then_taken
-    with responses.RequestsMock() as mock, pytest.raises(Exception, match="taken by 472"):
+    monkeypatch.setattr(store, "get", read_then_taken)
+    with responses.RequestsMock() as mock, pytest.raises(CallbackError, match="taken by 472"):
         place(app, callback, by="471")
     assert not mock.calls
-    store.get = read
+    monkeypatch.setattr(store, "get", read)
     assert redis_client.get(f"ivr:cb:{callback}:calling") is None     # 472's own click is not refused
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, CALLS, json=reply(), status=201)

@@ -16,13 +16,13 @@ from ivr.callflow.simphone import Phone, Transport
 from ivr.jobs.worker import STREAM, JobContext, Worker
 from ivr.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from tests.conftest import LINES
+from tests.test_callbacks import LANG, spoken_ref
 
 SENDER = "+18605550100"
 PUBLIC = "https://ivr.example.org"
 CALLER = "+18605550199"
 MESSAGES = f"https://api.twilio.com/2010-04-01/Accounts/{DEV_ACCOUNT_SID}/Messages.json"
 HARTFORD = ["-", "5", "2", "1"]
-LANG = {"en": "-", "es": "2"}
 # 1-888-233-7223 in English or Spanish, then 9 at the case number: handed over to the call center's menu.
 PAY_TO_CC = {"en": ["1", "9"], "es": ["2", "9"]}
 SATURDAY_NIGHT = "2026-11-28 23:30"
@@ -115,9 +115,8 @@ def test_after_a_call_the_office_answered_the_text_is_offered_before_the_goodbye
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_the_callback_reference_by_text_in_the_callers_language(place, worker, clock, redis_client, make_app, lang):
     clock.set(SATURDAY_NIGHT)
-    c = place(["-" if lang == "en" else "2", "0", "3", "1", "1", "2", "1"])
-    ref = re.search(r"(\d) (\d) (\d), (\d) (\d) (\d)", c.said.split("reference" if lang == "en" else "referencia")[1])
-    ref = "".join(ref.groups())
+    c = place([LANG[lang], "0", "3", "1", "1", "2", "1"])
+    ref = spoken_ref(c.said, lang)
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, MESSAGES, json=twilio_reply(), status=201)
         worker()
@@ -257,9 +256,7 @@ def test_a_caller_handed_over_from_the_payment_line_gets_the_callback_reference_
     assert prompts.text("pay.to_cc", lang) in handed.said
     assert prompts.text("cb.text.offer", lang) in handed.said
     assert prompts.text("sms.queued", lang) in handed.said and handed.hung_up
-    ref = re.search(r"(\d) (\d) (\d), (\d) (\d) (\d)",
-                    handed.said.split("reference" if lang == "en" else "referencia")[1])
-    ref = "".join(ref.groups())
+    ref = spoken_ref(handed.said, lang)
     from_888 = sent_request(worker)
     fields = form(from_888)
     assert fields["To"] == [CALLER] and fields["From"] == [SENDER]       # from IVR_SMS_FROM, never the line
